@@ -1,0 +1,198 @@
+"""Model configurations in CONCH's JSON form, as dataclasses with named presets.
+
+A configuration has the keys of CONCH's ``model_configs/*.json``: ``embed_dim``,
+``embed_dim_caption``, ``vision_cfg``, ``text_cfg`` and ``multimodal_cfg``. The vision tower is
+either named the timm way (``timm_model_name``, e.g. ``vit_base_patch16_224``, as in CONCH's own
+file) or spelled out (``patch_size``, ``width``, ``layers``, ``num_heads``), which is how small test
+models and users' own architectures are described.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_conch.errors import ConfigError
+
+#: Heads of both attentional poolers. CONCH's reference code builds its poolers with this fixed
+#: number and ignores the config's ``attn_pooler_heads`` (the reference numbers of a config that
+#: says 4 are only reproduced with 8), so we do the same.
+POOLER_HEADS = 8
+
+#: ViT trunks known by their timm names: patch size, width, layers, heads.
+TIMM_VIT_TRUNKS: dict[str, dict[str, int]] = {
+    "vit_base_patch16_224": {"patch_size": 16, "width": 768, "layers": 12, "num_heads": 12},
+    "vit_small_patch16_224": {"patch_size": 16, "width": 384, "layers": 12, "num_heads": 6},
+    "vit_large_patch16_224": {"patch_size": 16, "width": 1024, "layers": 24, "num_heads": 16},
+}
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """The ViT image trunk and its two attentional poolers."""
+
+    image_size: int = 448
+    patch_size: int = 16
+    width: int = 768
+    layers: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    n_queries_contrast: int = 1
+    n_queries_caption: int = 256
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side at the configured image size."""
+        return self.image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """The text encoder: a causal transformer with a CLS token appended at the end."""
+
+    context_length: int = 128
+    vocab_size: int = 32007
+    width: int = 768
+    heads: int = 12
+    layers: int = 12
+    mlp_ratio: float = 4.0
+    pad_id: int = 0
+
+
+@dataclass(frozen=True)
+class MultimodalConfig:
+    """The captioning decoder: causal self-attention + cross-attention to the image tokens."""
+
+    context_length: int = 128
+    vocab_size: int = 32007
+    width: int = 768
+    heads: int = 12
+    layers: int = 12
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class CocaConfig:
+    """A whole CONCH-style CoCa model."""
+
+    embed_dim: int = 512
+    embed_dim_caption: int = 768
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    multimodal: MultimodalConfig = field(default_factory=MultimodalConfig)
+    name: str = "custom"
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any], name: str = "custom") -> CocaConfig:
+        """Build a config from a dict in CONCH's JSON form.
+
+        Raises
+        ------
+        ConfigError
+            When a required key is missing or a value has the wrong type.
+        """
+        try:
+            vision = _vision_from_dict(dict(cfg["vision_cfg"]))
+            text = _pick(TextConfig, cfg["text_cfg"], "text_cfg")
+            multimodal = _pick(MultimodalConfig, cfg["multimodal_cfg"], "multimodal_cfg")
+            return cls(
+                embed_dim=int(cfg["embed_dim"]),
+                embed_dim_caption=int(cfg.get("embed_dim_caption", vision.width)),
+                vision=vision,
+                text=text,
+                multimodal=multimodal,
+                name=name,
+            )
+        except KeyError as exc:
+            raise ConfigError(f"model config {name!r} lacks the key {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model config {name!r} is malformed: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the config in CONCH's JSON form (explicit vision trunk)."""
+        return {
+            "embed_dim": self.embed_dim,
+            "embed_dim_caption": self.embed_dim_caption,
+            "vision_cfg": dataclasses.asdict(self.vision),
+            "text_cfg": dataclasses.asdict(self.text),
+            "multimodal_cfg": dataclasses.asdict(self.multimodal),
+        }
+
+
+def _pick(kind: type, values: dict[str, Any], section: str):
+    """Instantiate ``kind`` from the keys of ``values`` it knows; ignore CONCH-only flags."""
+    if not isinstance(values, dict):
+        raise TypeError(f"{section} must be a mapping, not {type(values).__name__}")
+    names = {f.name: f.type for f in dataclasses.fields(kind)}
+    kwargs = {}
+    for key, value in values.items():
+        if key in names:
+            kwargs[key] = float(value) if key == "mlp_ratio" else int(value)
+    return kind(**kwargs)
+
+
+def _vision_from_dict(values: dict[str, Any]) -> VisionConfig:
+    timm_name = values.pop("timm_model_name", None)
+    if timm_name:
+        if timm_name not in TIMM_VIT_TRUNKS:
+            known = ", ".join(sorted(TIMM_VIT_TRUNKS))
+            raise ValueError(f"unknown vision trunk {timm_name!r} (known: {known})")
+        values = {**TIMM_VIT_TRUNKS[timm_name], **values}
+    for flag in ("attentional_pool_contrast", "attentional_pool_caption"):
+        if values.get(flag, True) is False:
+            raise ValueError(f"vision_cfg.{flag}=false is not a CONCH architecture")
+    return _pick(VisionConfig, values, "vision_cfg")
+
+
+#: CONCH ViT-B/16 (Lu et al., Nature Medicine 2024), the architecture of ``pytorch_model.bin``.
+CONCH_VITB16 = CocaConfig(
+    embed_dim=512,
+    embed_dim_caption=768,
+    vision=VisionConfig(
+        image_size=448,
+        patch_size=16,
+        width=768,
+        layers=12,
+        num_heads=12,
+        n_queries_contrast=1,
+        n_queries_caption=256,
+    ),
+    text=TextConfig(context_length=128, vocab_size=32007, width=768, heads=12, layers=12),
+    multimodal=MultimodalConfig(
+        context_length=128, vocab_size=32007, width=768, heads=12, layers=12
+    ),
+    name="conch_ViT-B-16",
+)
+
+PRESETS: dict[str, CocaConfig] = {CONCH_VITB16.name: CONCH_VITB16}
+
+
+def resolve_config(config: str | Path | dict[str, Any] | CocaConfig | None) -> CocaConfig:
+    """Turn a preset name, a JSON file, a dict or a config into a :class:`CocaConfig`.
+
+    ``None`` means the CONCH ViT-B/16 preset.
+    """
+    if config is None:
+        return CONCH_VITB16
+    if isinstance(config, CocaConfig):
+        return config
+    if isinstance(config, dict):
+        return CocaConfig.from_dict(config)
+    if isinstance(config, str) and config in PRESETS:
+        return PRESETS[config]
+    path = Path(config)
+    if path.suffix.lower() == ".json" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"model config file {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"model config {str(path)!r} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config {str(path)!r} must hold a JSON object")
+        return CocaConfig.from_dict(data, name=path.stem)
+    known = ", ".join(sorted(PRESETS))
+    raise ConfigError(f"unknown model config {str(config)!r} (presets: {known}; or a JSON file)")

@@ -1,0 +1,198 @@
+"""``load_model``: a checkpoint, its tokenizer and preprocessing, ready to embed tiles and texts."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from napari_conch.model.build import build_model, load_weights
+from napari_conch.model.checkpoint import (
+    HF_PREFIX,
+    fingerprint_state_dict,
+    read_state_dict,
+    resolve_source,
+)
+from napari_conch.model.coca import CoCa
+from napari_conch.model.config import CocaConfig, resolve_config
+from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
+from napari_conch.model.preprocess import Preprocess
+from napari_conch.model.tokenizer import Tokenizer, find_tokenizer
+
+logger = logging.getLogger("napari_conch")
+
+
+@dataclass
+class LoadedModel:
+    """A CoCa with everything needed to use it.
+
+    Attributes
+    ----------
+    model : CoCa
+        In eval mode, on ``device``.
+    config : CocaConfig
+        Its architecture.
+    device : torch.device
+        Where it runs.
+    precision : str
+        ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; the latter two on CUDA only).
+    source : str
+        What was loaded (a path or ``hf_hub:...``).
+    fingerprint : str
+        Hash of the weights, for caches.
+    preprocess : Preprocess
+        Tiles -> model input.
+    """
+
+    model: CoCa
+    config: CocaConfig
+    device: torch.device
+    precision: str
+    source: str
+    fingerprint: str
+    preprocess: Preprocess
+    tokenizer_path: str | Path | None = None
+    _tokenizer: Tokenizer | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def image_size(self) -> int:
+        """Model input size in pixels."""
+        return self.config.vision.image_size
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the contrastive embedding."""
+        return self.config.embed_dim
+
+    @property
+    def logit_scale(self) -> float:
+        """``exp(logit_scale)``: the temperature CONCH multiplies cosines by before a softmax."""
+        return float(self.model.logit_scale.detach().exp())
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether captioning decoder weights were loaded."""
+        return bool(self.model.decoder_trained)
+
+    @property
+    def preprocess_info(self) -> dict[str, Any]:
+        """The preprocessing, as recorded with embeddings."""
+        return self.preprocess.info()
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer, found on first use (see :func:`find_tokenizer`)."""
+        if self._tokenizer is None:
+            path = find_tokenizer(self.tokenizer_path, checkpoint=self.source)
+            self._tokenizer = Tokenizer.from_file(path, self.config.text.context_length)
+        return self._tokenizer
+
+    def autocast(self):
+        """The autocast context for this model's precision (a no-op for fp32)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    @torch.inference_mode()
+    def embed_images(self, tiles) -> torch.Tensor:
+        """uint8 RGB tiles ``[B, H, W, 3]`` -> normalised projected embeddings ``[B, D]`` (CPU)."""
+        x = self.preprocess(tiles, device=self.device)
+        with self._lock, self.autocast():
+            out = self.model.encode_image(x)
+        return F.normalize(out.float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> normalised embeddings ``[N, D]`` (CPU)."""
+        ids = self.tokenizer.encode(list(texts)).to(self.device)
+        with self._lock, self.autocast():
+            out = self.model.encode_text(ids)
+        return F.normalize(out.float(), dim=-1).cpu()
+
+    def describe(self) -> str:
+        """One line for status bars and logs."""
+        decoder = "with captioning decoder" if self.has_decoder else "no captioning decoder"
+        return (
+            f"{self.config.name} from {self.source} on {self.device} ({self.precision}, {decoder})"
+        )
+
+
+_CACHE: dict[tuple, LoadedModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    config: str | os.PathLike | dict | CocaConfig | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    token: str | None = None,
+) -> LoadedModel:
+    """Load a CoCa checkpoint once per (source, config, device) and reuse it.
+
+    Parameters
+    ----------
+    source : str or path
+        A checkpoint file (``.bin``, ``.pt``, ``.pth``, ``.safetensors``), a folder holding
+        ``pytorch_model.bin``, or ``hf_hub:MahmoodLab/conch``.
+    config : str, path, dict or CocaConfig, optional
+        The architecture; default CONCH ViT-B/16.
+    tokenizer : path, optional
+        CONCH's tokenizer JSON; found automatically when omitted (see :func:`find_tokenizer`),
+        and only when text is first encoded.
+    device : str or torch.device, optional
+        Default: CUDA, else MPS, else CPU.
+    precision : str, optional
+        ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 on capable CUDA GPUs, else fp32).
+    token : str, optional
+        Hugging Face token for ``hf_hub:`` sources (default: ``HF_TOKEN``).
+
+    Raises
+    ------
+    CheckpointError, ConfigError, TokenizerNotFoundError, NapariConchError
+        One-line messages naming what is wrong.
+    """
+    cfg = resolve_config(config)
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev)
+    text = str(source)
+    key_source = text if text.startswith(HF_PREFIX) else str(Path(text).expanduser().resolve())
+    key = (key_source, repr(cfg), str(dev), prec, str(tokenizer) if tokenizer else None)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        path = resolve_source(source, token=token)
+        state = read_state_dict(path)
+        model = build_model(cfg, device="meta")
+        load_weights(model, state, source=repr(str(path)))
+        loaded = LoadedModel(
+            model=model.to(dev).eval(),
+            config=cfg,
+            device=dev,
+            precision=prec,
+            source=text,
+            fingerprint=fingerprint_state_dict(state),
+            preprocess=Preprocess(cfg.vision.image_size),
+            tokenizer_path=tokenizer,
+        )
+        if tokenizer is not None:
+            loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
+        _CACHE[key] = loaded
+        return loaded
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (frees memory; the next ``load_model`` reads the file again)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -1,0 +1,79 @@
+"""Shared pytest fixtures.
+
+Reference data lives outside the repository (CONCH's tokenizer may not be redistributed). Tests
+find it through ``NAPARI_CONCH_FIXTURES`` (default ``../shared/fixtures`` next to the repository)
+and skip with a clear reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def fixtures_root() -> Path:
+    """Return the folder holding the shared test fixtures (may not exist)."""
+    env = os.environ.get("NAPARI_CONCH_FIXTURES")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "fixtures")
+
+
+def require_fixture(relative: str) -> Path:
+    """Return the path of a shared fixture, or skip the test when it is absent."""
+    path = fixtures_root() / relative
+    if not path.exists():
+        pytest.skip(
+            f"fixture {relative!r} not found under {fixtures_root()} "
+            "(set NAPARI_CONCH_FIXTURES to the shared fixtures folder)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reference() -> dict:
+    """The reference tiny CoCa: ``config``, ``state_dict``, ``inputs`` and ``outputs``."""
+    import torch
+
+    path = require_fixture("reference/coca_tiny_a.pt")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_path() -> Path:
+    """CONCH's tokenizer JSON (tests only, never shipped)."""
+    return require_fixture("reference/conch_byte_level_bpe_uncased.json")
+
+
+@pytest.fixture(scope="session")
+def svs_path() -> Path:
+    """The real CC0 Aperio slide (2967 x 2220 px at 0.499 um/px)."""
+    return require_fixture("images/cmu_small_region.svs")
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_reference, tmp_path_factory) -> tuple[Path, Path]:
+    """The tiny reference model written as a checkpoint and a CONCH-form config JSON.
+
+    Returns ``(checkpoint_path, config_path)``.
+    """
+    import torch
+
+    folder = tmp_path_factory.mktemp("tiny_ckpt")
+    ckpt = folder / "pytorch_model.bin"
+    torch.save(tiny_reference["state_dict"], ckpt)
+    config = folder / "coca_tiny.json"
+    config.write_text(json.dumps(tiny_reference["config"]))
+    return ckpt, config
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint, tokenizer_path):
+    """The tiny reference model loaded through the public API, on CPU."""
+    from napari_conch.model import load_model
+
+    ckpt, config = tiny_checkpoint
+    return load_model(ckpt, config=config, tokenizer=tokenizer_path, device="cpu")
