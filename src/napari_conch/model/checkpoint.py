@@ -97,7 +97,17 @@ def _read_torch(path: Path) -> object:
                 "execute pickled code (re-save it as a plain state dict)"
             ) from None
         raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint ({first})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+    ) as exc:  # what garbage makes unpicklers raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{str(path)!r} is not a readable PyTorch checkpoint (truncated or corrupt? {first})"

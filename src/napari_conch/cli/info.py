@@ -1,0 +1,89 @@
+"""``napari-conch info``: the installation, the device, and what the weights/tokenizer search finds.
+
+With a PATH it describes that slide or embedding store instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+from napari_conch import __version__
+from napari_conch.errors import NapariConchError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``info`` subcommand."""
+    parser = subparsers.add_parser(
+        "info",
+        help="show the installation, device, weights and tokenizer; or describe a slide/store",
+        description=(
+            "Without PATH: versions, the device napari-conch would use, and where it looks for "
+            "CONCH's weights and tokenizer (and what it found). With PATH: what a slide or an "
+            "embedding store holds."
+        ),
+    )
+    parser.add_argument("path", nargs="?", help="a slide or an embedding store to describe")
+    parser.add_argument("--model", help="a checkpoint to look for (default: $NAPARI_CONCH_MODEL)")
+    parser.add_argument("--tokenizer", help="a tokenizer JSON to check")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report."""
+    if args.path:
+        print(describe_path(Path(args.path)))
+        return 0
+    for line in environment_report(args.model, args.tokenizer):
+        print(line)
+    return 0
+
+
+def environment_report(model: str | None = None, tokenizer: str | None = None) -> list[str]:
+    """Lines describing versions, device, and the weights/tokenizer search."""
+    import torch
+
+    from napari_conch.model.device import default_device
+    from napari_conch.model.tokenizer import find_tokenizer
+
+    lines = [
+        f"napari-conch {__version__} (Python {sys.version.split()[0]})",
+        f"torch {torch.__version__}; device: {default_device()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
+    ]
+    for package in ("napari", "zarr", "dask", "tifffile", "tokenizers", "huggingface_hub"):
+        try:
+            lines.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            lines.append(f"{package}: not installed")
+    model = model or os.environ.get("NAPARI_CONCH_MODEL")
+    if model:
+        found = model.startswith("hf_hub:") or Path(model).exists()
+        lines.append(f"weights: {model} ({'found' if found else 'NOT FOUND'})")
+    else:
+        lines.append(
+            "weights: none configured (pass --model PATH or hf_hub:MahmoodLab/conch, "
+            "or set NAPARI_CONCH_MODEL)"
+        )
+    try:
+        lines.append(f"tokenizer: {find_tokenizer(tokenizer, checkpoint=model)}")
+    except NapariConchError as exc:
+        lines.append(f"tokenizer: not found: {exc}")
+    return lines
+
+
+def describe_path(path: Path) -> str:
+    """What a slide or an embedding store holds."""
+    if not path.exists():
+        raise NapariConchError(f"{str(path)!r} does not exist")
+    store_doc = path / "zarr.json"
+    if path.is_dir() and store_doc.is_file() and "napari_conch" in store_doc.read_text():
+        from napari_conch.engine.store import EmbeddingStore
+
+        return EmbeddingStore.open(path).describe()
+    from napari_conch.slide import open_slide
+
+    return open_slide(path).describe()

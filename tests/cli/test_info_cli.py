@@ -1,0 +1,55 @@
+"""``napari-conch --help``, ``--version`` and ``info``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from napari_conch import __version__
+from napari_conch.cli import main
+
+
+def test_version_and_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"napari-conch {__version__}"
+    assert main([]) == 0
+    assert "info" in capsys.readouterr().out
+
+
+def test_info_reports_device_weights_and_tokenizer(capsys, monkeypatch, tokenizer_path, tmp_path):
+    monkeypatch.setenv("NAPARI_CONCH_TOKENIZER", str(tokenizer_path))
+    missing = tmp_path / "pytorch_model.bin"
+    assert main(["info", "--model", str(missing)]) == 0
+    out = capsys.readouterr().out
+    assert f"napari-conch {__version__}" in out
+    assert "device: cpu" in out
+    assert f"weights: {missing} (NOT FOUND)" in out
+    assert f"tokenizer: {tokenizer_path}" in out
+
+
+def test_info_without_tokenizer_says_how_to_get_it(capsys, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_TOKENIZER", raising=False)
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "weights: none configured" in out
+    assert "tokenizer: not found" in out and "--tokenizer" in out
+
+
+def test_console_script_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "napari_conch", "info"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "torch" in out.stdout
+
+
+def test_user_error_is_one_line_without_traceback(capsys, tmp_path):
+    assert main(["info", str(tmp_path / "missing.svs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "missing.svs" in err and "does not exist" in err
