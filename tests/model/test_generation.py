@@ -76,3 +76,16 @@ def test_bad_generation_settings():
         GenerationConfig("nucleus")
     with pytest.raises(NapariConchError, match="temperature"):
         GenerationConfig("top_k", temperature=0)
+
+
+def test_loaded_model_captions_and_ranks_texts(tiny_model, tiny_reference):
+    tile = tiny_reference["inputs"]["real_tile_uint8"].numpy()
+    (caption,) = tiny_model.caption(tile, GenerationConfig("greedy", max_length=6, min_length=2))
+    assert isinstance(caption, str) and caption == caption.strip()
+    texts = ["tumor", "stroma", "lymphocytes"]
+    probs = tiny_model.rank_texts(tile, texts)
+    assert probs.shape == (1, 3)
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+    cos = tiny_model.embed_images(tile) @ tiny_model.embed_texts(texts).T
+    expected = (tiny_model.logit_scale * cos).softmax(-1)
+    assert torch.allclose(probs, expected)

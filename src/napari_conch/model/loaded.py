@@ -23,6 +23,7 @@ from napari_conch.model.checkpoint import (
 from napari_conch.model.coca import CoCa
 from napari_conch.model.config import CocaConfig, resolve_config
 from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
+from napari_conch.model.generation import GenerationConfig, generate
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.tokenizer import Tokenizer, find_tokenizer
 
@@ -116,6 +117,30 @@ class LoadedModel:
         with self._lock, self.autocast():
             out = self.model.encode_text(ids)
         return F.normalize(out.float(), dim=-1).cpu()
+
+    @torch.inference_mode()
+    def caption(self, tiles, cfg: GenerationConfig | None = None) -> list[str]:
+        """Captions of uint8 RGB tiles, one string per tile.
+
+        Raises
+        ------
+        NoDecoderError
+            When the checkpoint had no decoder weights (the public CONCH release).
+        """
+        x = self.preprocess(tiles, device=self.device)
+        with self._lock, self.autocast():
+            ids = generate(self.model, x, cfg)
+        return self.tokenizer.decode(ids)
+
+    @torch.inference_mode()
+    def rank_texts(self, tiles, texts: list[str]) -> torch.Tensor:
+        """Probabilities ``[B, N]`` of each text for each tile: softmax of scaled cosines.
+
+        The scale is the model's own temperature (:attr:`logit_scale`), as CONCH's zero-shot
+        classification uses it; without it the probabilities would be nearly flat.
+        """
+        cosine = self.embed_images(tiles) @ self.embed_texts(texts).T
+        return (self.logit_scale * cosine).softmax(dim=-1)
 
     def describe(self) -> str:
         """One line for status bars and logs."""
