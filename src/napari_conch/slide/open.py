@@ -1,0 +1,84 @@
+"""``open_slide``: pick the reader from the file's first bytes (or a zarr folder)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+
+from napari_conch.errors import SlideError
+from napari_conch.slide.base import Slide
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+
+
+def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
+    """Open a slide as a pyramid of lazy RGB levels.
+
+    Formats: Aperio SVS, NDPI, OME-TIFF and any tiled or stripped TIFF (read by tifffile; SVS
+    thumbnail, label and macro images are not levels), OME-Zarr and plain zarr folders, PNG and
+    JPEG files. See :mod:`napari_conch.slide.layout` for how axes, channels and dtypes are
+    normalised to ``(H, W, 3)`` uint8.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file, or a zarr folder.
+    mpp : float, optional
+        Microns per pixel at level 0, given by the caller. It takes precedence over the file's
+        metadata (``mpp_source`` becomes ``"caller"``); use it for files that lack an MPP or
+        carry a wrong one. Without it and without metadata, ``slide.mpp`` is ``None``.
+
+    Returns
+    -------
+    Slide
+
+    Raises
+    ------
+    SlideError
+        When the path is missing, is a folder that is not zarr, or is not a format we read, or
+        when ``mpp`` is not a positive number.
+    """
+    path = Path(path).expanduser()
+    if mpp is not None and not _positive(mpp):
+        raise SlideError(f"{path}: the given microns per pixel {mpp!r} must be a positive number")
+    slide = _open_by_kind(path)
+    if mpp is not None:
+        slide.mpp, slide.mpp_source = float(mpp), "caller"
+    return slide
+
+
+def _positive(value) -> bool:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return ok and math.isfinite(value) and value > 0
+
+
+def _open_by_kind(path: Path) -> Slide:
+    if not path.exists():
+        raise SlideError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if not any((path / marker).is_file() for marker in _ZARR_MARKERS):
+            raise SlideError(f"{path}: a folder that is not a zarr array or group")
+        from napari_conch.slide.zarr_slide import open_zarr
+
+        return open_zarr(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise SlideError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if head.startswith(_TIFF_MAGIC):
+        from napari_conch.slide.tiff import open_tiff
+
+        return open_tiff(path)
+    if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
+        from napari_conch.slide.plain import open_plain
+
+        return open_plain(path)
+    raise SlideError(
+        f"{path}: not a slide format we read (TIFF/SVS/NDPI/OME-TIFF, OME-Zarr/zarr, PNG, JPEG)"
+    )

@@ -1,0 +1,91 @@
+"""TIFF-family slides through tifffile: SVS, NDPI, OME-TIFF, tiled pyramids, strip TIFF.
+
+Levels are those of tifffile's first series (``series[0].levels``: reduced pages, SubIFDs or
+Aperio's pyramid). Associated images (SVS thumbnail, label, macro) are other series and never
+levels. Each level is a lazy dask array over tifffile's zarr store; regions for tiles are decoded
+chunk by chunk (see ``readers.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import tifffile
+import zarr
+
+from napari_conch.errors import SlideError
+from napari_conch.slide.base import PAD_VALUE, Slide
+from napari_conch.slide.fingerprint import file_fingerprint
+from napari_conch.slide.layout import make_layout
+from napari_conch.slide.mpp import aperio_mpp, ome_mpp, resolution_mpp
+from napari_conch.slide.readers import ArrayReader, ChunkCache, TiffChunkReader
+
+
+def open_tiff(path: Path) -> Slide:
+    """Open a TIFF-based slide; raise :class:`SlideError` when tifffile cannot read it."""
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise SlideError(f"{path}: cannot read as TIFF ({_one_line(exc)})") from exc
+    try:
+        return _slide_from_tiff(path, tif)
+    except BaseException:
+        tif.close()
+        raise
+
+
+def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
+    if not tif.series:
+        raise SlideError(f"{path}: cannot read as TIFF (it holds no image)")
+    series = tif.series[0]
+    tif.filehandle.set_lock(True)
+    try:
+        root = zarr.open(tif.aszarr(series=0, fillvalue=PAD_VALUE), mode="r")
+    except Exception as exc:
+        raise SlideError(f"{path}: cannot read the TIFF's image data ({_one_line(exc)})") from exc
+    arrays = (
+        [root]
+        if isinstance(root, zarr.Array)
+        else [root[str(i)] for i in range(len(series.levels))]
+    )
+    cache = ChunkCache()
+    levels, readers = [], []
+    for i, (level, array) in enumerate(zip(series.levels, arrays, strict=True)):
+        layout = make_layout(level.axes, array.shape, array.dtype, f"{path} level {i}")
+        levels.append(layout.to_rgb(da.from_zarr(array)[layout.full_index()]))
+        if TiffChunkReader.supports(level):
+            readers.append(TiffChunkReader(level.pages[0], tif.filehandle, layout, cache, i))
+        else:
+            readers.append(ArrayReader(array, layout))
+    mpp, source = tiff_mpp(tif)
+    return Slide(
+        path,
+        levels,
+        readers,
+        mpp=mpp,
+        mpp_source=source,
+        fingerprint=file_fingerprint(path, [lv.shape for lv in levels]),
+        close=tif.close,
+    )
+
+
+def tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str]:
+    """Return ``(mpp, source)`` of a TIFF's level 0 (``(None, "unknown")`` when absent)."""
+    page = tif.pages.first
+    if tif.is_svs:
+        mpp = aperio_mpp(page.description)
+        if mpp is not None:
+            return mpp, "aperio"
+    if tif.is_ome and tif.ome_metadata:
+        mpp = ome_mpp(tif.ome_metadata)
+        if mpp is not None:
+            return mpp, "ome"
+    mpp = resolution_mpp(page)
+    if mpp is not None:
+        return mpp, "tiff-resolution"
+    return None, "unknown"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

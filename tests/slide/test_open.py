@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from napari_conch.errors import SlideError
+from napari_conch.slide import open_slide
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SlideError, match=r"nope\.svs: no such file or folder"):
+        open_slide(tmp_path / "nope.svs")
+
+
+def test_unknown_format(tmp_path):
+    path = tmp_path / "slide.mrxs"
+    path.write_text("not an image")
+    with pytest.raises(SlideError, match=r"slide\.mrxs: not a slide format we read"):
+        open_slide(path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.tif").write_bytes(b"")
+    with pytest.raises(SlideError, match=r"empty\.tif: not a slide format we read"):
+        open_slide(tmp_path / "empty.tif")
+
+
+def test_caller_mpp_overrides_file(svs_path):
+    with open_slide(svs_path, mpp=0.25) as slide:
+        assert slide.mpp == 0.25 and slide.mpp_source == "caller"
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, math.inf, "0.5", True])
+def test_caller_mpp_must_be_positive(svs_path, bad):
+    with pytest.raises(SlideError, match=r"microns per pixel .* must be a positive number"):
+        open_slide(svs_path, mpp=bad)
+
+
+def test_path_as_string(svs_path):
+    with open_slide(str(svs_path)) as slide:
+        assert slide.path == svs_path
