@@ -1,0 +1,137 @@
+"""``napari-conch caption`` and ``rank-texts``: image-to-text for a region of a slide."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _add_region_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("slide", metavar="SLIDE", help="a slide file or zarr folder")
+    p.add_argument(
+        "--box",
+        nargs=4,
+        type=float,
+        required=True,
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="the region, in level-0 pixels",
+    )
+    p.add_argument("--level", type=int, default=0, metavar="N", help="pyramid level to read at")
+    p.add_argument("--mpp", type=float, metavar="X", help="level-0 microns/px if the file has none")
+    p.add_argument("--model", required=True, metavar="SRC", help="checkpoint path or hf_hub:...")
+    p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
+    p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cpu (default: auto)")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``caption`` and ``rank-texts`` subcommands."""
+    cap = subparsers.add_parser(
+        "caption",
+        help="caption a region of a slide (needs a checkpoint with decoder weights)",
+        description=(
+            "Caption a region with the CoCa decoder. The region is read at --level, padded to a "
+            "square with white and resized to the model input. The public CONCH checkpoint has "
+            "no decoder weights and cannot caption; rank-texts works with it."
+        ),
+    )
+    _add_region_arguments(cap)
+    cap.add_argument(
+        "--strategy",
+        default="beam",
+        choices=("greedy", "beam", "top_k", "top_p"),
+        help="decoding strategy (default: beam)",
+    )
+    cap.add_argument("--beams", type=int, default=4, metavar="N", help="beams (default 4)")
+    cap.add_argument("--top-k", type=int, default=50, metavar="K")
+    cap.add_argument("--top-p", type=float, default=0.9, metavar="P")
+    cap.add_argument("--temperature", type=float, default=1.0, metavar="T")
+    cap.add_argument("--min-length", type=int, default=5, metavar="N")
+    cap.add_argument("--max-length", type=int, default=40, metavar="N")
+    cap.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R")
+    cap.add_argument("--seed", type=int, metavar="S", help="makes sampling reproducible")
+    cap.set_defaults(func=run_caption)
+
+    rank = subparsers.add_parser(
+        "rank-texts",
+        help="rank candidate texts for a region of a slide",
+        description=(
+            "Rank candidate texts for a region by softmax(logit_scale * cosine), the model's own "
+            "temperature. Regions up to twice the model input are padded square and resized; "
+            "larger ones are tiled at the model input and their tile embeddings averaged."
+        ),
+    )
+    _add_region_arguments(rank)
+    texts = rank.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--text", action="append", metavar="T", help="a candidate (repeatable)")
+    texts.add_argument(
+        "--prompts",
+        metavar="JSON",
+        help='CONCH prompt set {"classnames": {CLASS: [synonyms]}, "templates": [...]}: '
+        "ranks its classes, each an ensemble of synonyms x templates",
+    )
+    rank.add_argument(
+        "--templates",
+        choices=("none", "conch"),
+        default="none",
+        help="wrap each --text in CONCH's 22 templates (default: none)",
+    )
+    rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rank.set_defaults(func=run_rank_texts)
+
+
+def _open(args: argparse.Namespace):
+    from napari_conch.engine.region import Region
+    from napari_conch.model import load_model
+    from napari_conch.slide import open_slide
+
+    region = Region(*args.box, level=args.level)
+    slide = open_slide(args.slide, mpp=args.mpp)
+    model = load_model(args.model, config=args.config, tokenizer=args.tokenizer, device=args.device)
+    return slide, region, model
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    """Print the caption of the region."""
+    from napari_conch.engine.region import caption_region
+    from napari_conch.errors import NoDecoderError
+    from napari_conch.model.generation import GenerationConfig
+
+    cfg = GenerationConfig(
+        strategy=args.strategy,
+        max_length=args.max_length,
+        min_length=args.min_length,
+        num_beams=args.beams,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        temperature=args.temperature,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
+    )
+    slide, region, model = _open(args)
+    if not model.has_decoder:
+        raise NoDecoderError(
+            f"{args.model} has no captioning decoder weights (the public CONCH release ships "
+            "none), so it cannot caption; try 'napari-conch rank-texts' instead"
+        )
+    print(caption_region(model, slide, region, cfg))
+    return 0
+
+
+def run_rank_texts(args: argparse.Namespace) -> int:
+    """Print the candidates, best first, with probability and cosine."""
+    from napari_conch.engine.prompts import load_prompt_set
+    from napari_conch.engine.region import rank_texts
+
+    candidates = args.text or load_prompt_set(args.prompts)
+    slide, region, model = _open(args)
+    ranking = rank_texts(model, slide, region, candidates, templates=args.templates)
+    if args.json:
+        print(json.dumps([{"text": t, "probability": p, "cosine": c} for t, p, c in ranking]))
+        return 0
+    width = max(len(t) for t, _, _ in ranking)
+    print(f"{'text':<{width}}  probability  cosine")
+    for text, prob, cos in ranking:
+        print(f"{text:<{width}}  {prob:11.4f}  {cos:6.3f}")
+    return 0

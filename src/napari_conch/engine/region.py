@@ -1,0 +1,151 @@
+"""Regions of a slide as model input: for captioning and for ranking candidate texts.
+
+The rule (documented in the README and ``docs/``): a region is a box in level-0 pixels, read at
+the chosen pyramid level. For **captioning** it is padded to a square with white (glass) around
+its centre and resized to the model's input, giving one image and one caption. For **ranking
+texts** a region no larger than twice the model input on its longer side is treated the same way;
+a larger one is cut into input-sized tiles (edge tiles padded white), each tile embedded, and the
+normalised tile embeddings averaged and renormalised (mean pooling), so a large region is judged
+at the resolution the model was trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_conch.engine.prompts import PromptSet, text_queries
+from napari_conch.errors import NapariConchError
+from napari_conch.model.generation import GenerationConfig
+from napari_conch.model.loaded import LoadedModel
+from napari_conch.slide import Slide
+
+WHITE = 255
+
+
+@dataclass(frozen=True)
+class Region:
+    """A box of a slide: level-0 pixel corners and the level to read it at."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    level: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.x1 > self.x0 and self.y1 > self.y0):
+            raise NapariConchError(
+                f"box ({self.x0}, {self.y0}, {self.x1}, {self.y1}) is empty: give X0 Y0 X1 Y1 "
+                "with X1 > X0 and Y1 > Y0 (level-0 pixels)"
+            )
+
+
+def read_region_pixels(slide: Slide, region: Region) -> np.ndarray:
+    """The region's pixels at its level, ``uint8 [h, w, 3]``.
+
+    Raises
+    ------
+    NapariConchError
+        When the level does not exist or the box lies outside the slide.
+    """
+    if not 0 <= region.level < len(slide.levels):
+        raise NapariConchError(
+            f"level {region.level} does not exist in {slide.name} "
+            f"(levels 0..{len(slide.levels) - 1})"
+        )
+    height, width = slide.shape
+    if region.x0 >= width or region.y0 >= height or region.x1 <= 0 or region.y1 <= 0:
+        raise NapariConchError(
+            f"box ({region.x0}, {region.y0}, {region.x1}, {region.y1}) lies outside "
+            f"{slide.name} ({width} x {height} px at level 0)"
+        )
+    ds = slide.downsamples[region.level]
+    x0, y0 = round(region.x0 / ds), round(region.y0 / ds)
+    w = max(1, round((region.x1 - region.x0) / ds))
+    h = max(1, round((region.y1 - region.y0) / ds))
+    return slide.read_region(region.level, x0, y0, w, h)
+
+
+def pad_to_square(pixels: np.ndarray) -> np.ndarray:
+    """Pad ``[h, w, 3]`` with white around its centre to a square."""
+    h, w = pixels.shape[:2]
+    side = max(h, w)
+    out = np.full((side, side, 3), WHITE, dtype=np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = pixels
+    return out
+
+
+def split_into_tiles(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Cut ``[h, w, 3]`` into ``size``-pixel tiles ``[n, size, size, 3]`` (edges padded white)."""
+    h, w = pixels.shape[:2]
+    rows, cols = -(-h // size), -(-w // size)
+    canvas = np.full((rows * size, cols * size, 3), WHITE, dtype=np.uint8)
+    canvas[:h, :w] = pixels
+    tiles = canvas.reshape(rows, size, cols, size, 3).swapaxes(1, 2)
+    return tiles.reshape(rows * cols, size, size, 3)
+
+
+def region_embedding(model: LoadedModel, pixels: np.ndarray) -> torch.Tensor:
+    """One normalised embedding ``[D]`` for a region's pixels (see the module's rule)."""
+    if max(pixels.shape[:2]) <= 2 * model.image_size:
+        return model.embed_images(pad_to_square(pixels))[0]
+    tiles = split_into_tiles(pixels, model.image_size)
+    embeddings = torch.cat(
+        [model.embed_images(tiles[i : i + 16]) for i in range(0, len(tiles), 16)]
+    )
+    return F.normalize(embeddings.mean(0), dim=-1)
+
+
+def rank_texts(
+    model: LoadedModel,
+    slide: Slide,
+    region: Region,
+    candidates: Sequence[str] | PromptSet,
+    templates: str | Sequence[str] = "none",
+) -> list[tuple[str, float, float]]:
+    """Candidate texts (or the classes of a prompt set) for a region, best first.
+
+    Parameters
+    ----------
+    candidates
+        Texts, each its own candidate, or a :class:`PromptSet` whose classes are ensembled the
+        CONCH way (synonyms x templates, normalised, averaged, renormalised).
+    templates
+        For plain texts: ``"none"`` (default, the texts as given) or ``"conch"``.
+
+    Returns
+    -------
+    list of (name, probability, cosine)
+        Probabilities are ``softmax(logit_scale * cosine)`` over the candidates, with the
+        model's own temperature.
+    """
+    if not isinstance(candidates, PromptSet):
+        candidates = [t for t in candidates if t.strip()]
+        if not candidates:
+            raise NapariConchError("give at least one candidate text")
+    names, text_embeddings = text_queries(model, candidates, templates)
+    image = region_embedding(model, read_region_pixels(slide, region))
+    cosine = torch.from_numpy(text_embeddings) @ image
+    probs = (model.logit_scale * cosine).softmax(-1)
+    order = torch.argsort(probs, descending=True).tolist()
+    return [(names[i], float(probs[i]), float(cosine[i])) for i in order]
+
+
+def caption_region(
+    model: LoadedModel, slide: Slide, region: Region, cfg: GenerationConfig | None = None
+) -> str:
+    """A caption of the region (padded to a square and resized to the model input).
+
+    Raises
+    ------
+    NoDecoderError
+        When the checkpoint has no captioning decoder (the public CONCH release).
+    """
+    pixels = pad_to_square(read_region_pixels(slide, region))
+    return model.caption(pixels, cfg)[0]

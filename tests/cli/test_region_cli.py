@@ -1,0 +1,88 @@
+"""``napari-conch caption`` and ``rank-texts``."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from napari_conch.cli import main
+
+BOX = ["--box", "1200", "800", "1400", "960"]
+
+
+def model_args(tiny_checkpoint, tokenizer_path):
+    ckpt, config = tiny_checkpoint
+    return [
+        "--model",
+        str(ckpt),
+        "--config",
+        str(config),
+        "--tokenizer",
+        str(tokenizer_path),
+        "--device",
+        "cpu",
+    ]
+
+
+def test_rank_texts_json(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    args = ["rank-texts", str(svs_path), *BOX, "--text", "tumor", "--text", "stroma", "--json"]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 0
+    ranking = json.loads(capsys.readouterr().out)
+    assert {r["text"] for r in ranking} == {"tumor", "stroma"}
+    assert abs(sum(r["probability"] for r in ranking) - 1) < 1e-5
+
+
+def test_rank_texts_prompt_set_table(capsys, svs_path, tiny_checkpoint, tokenizer_path, tmp_path):
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(
+        json.dumps(
+            {
+                "classnames": {"tumor": ["tumor", "carcinoma"], "stroma": ["stroma"]},
+                "templates": ["CLASSNAME.", "an image of CLASSNAME."],
+            }
+        )
+    )
+    args = ["rank-texts", str(svs_path), *BOX, "--prompts", str(prompts)]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["text", "probability", "cosine"] and len(out) == 3
+
+
+def test_caption_prints_a_caption(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    args = ["caption", str(svs_path), *BOX, "--strategy", "greedy", "--max-length", "6"]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 0
+    assert capsys.readouterr().out.endswith("\n")
+
+
+def test_caption_without_decoder_is_one_clear_line(
+    capsys, svs_path, tiny_reference, tiny_checkpoint, tokenizer_path, tmp_path
+):
+    state = {
+        k: v for k, v in tiny_reference["state_dict"].items() if not k.startswith("text_decoder.")
+    }
+    ckpt = tmp_path / "no_decoder.bin"
+    torch.save(state, ckpt)
+    _, config = tiny_checkpoint
+    args = [
+        "caption",
+        str(svs_path),
+        *BOX,
+        "--model",
+        str(ckpt),
+        "--config",
+        str(config),
+        "--tokenizer",
+        str(tokenizer_path),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no captioning decoder" in err and "rank-texts" in err
+
+
+def test_empty_box_is_a_clear_error(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    args = ["rank-texts", str(svs_path), "--box", "10", "10", "5", "5", "--text", "tumor"]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 2
+    assert "is empty" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Regions as model input: reading, padding, tiling, ranking texts and captioning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_conch.engine.prompts import PromptSet
+from napari_conch.engine.region import (
+    Region,
+    caption_region,
+    pad_to_square,
+    rank_texts,
+    read_region_pixels,
+    region_embedding,
+    split_into_tiles,
+)
+from napari_conch.errors import NapariConchError
+from napari_conch.model.generation import GenerationConfig
+from napari_conch.slide import open_slide
+
+BOX = Region(1200, 800, 1320, 900)  # 120 x 100 px of tissue: one padded image for the tiny model
+
+
+@pytest.fixture(scope="module")
+def slide(svs_path):
+    return open_slide(svs_path)
+
+
+def test_read_pad_and_split():
+    pixels = np.zeros((3, 5, 3), dtype=np.uint8)
+    square = pad_to_square(pixels)
+    assert square.shape == (5, 5, 3)
+    assert (square[0] == 255).all() and (square[1:4] == 0).all() and (square[4] == 255).all()
+    tiles = split_into_tiles(np.zeros((5, 9, 3), dtype=np.uint8), 4)
+    assert tiles.shape == (6, 4, 4, 3)
+    assert (tiles[-1][1:] == 255).all() and (tiles[0] == 0).all()
+
+
+def test_region_pixels_equal_slide_read(slide):
+    pixels = read_region_pixels(slide, BOX)
+    assert pixels.shape == (100, 120, 3)
+    assert np.array_equal(pixels, slide.read_region(0, 1200, 800, 120, 100))
+
+
+def test_bad_regions(slide):
+    with pytest.raises(NapariConchError, match="is empty"):
+        Region(10, 10, 5, 20)
+    with pytest.raises(NapariConchError, match="outside"):
+        read_region_pixels(slide, Region(5000, 5000, 5100, 5100))
+    with pytest.raises(NapariConchError, match="level 3 does not exist"):
+        read_region_pixels(slide, Region(0, 0, 10, 10, level=3))
+
+
+def test_rank_texts_uses_the_model_temperature(slide, tiny_model):
+    texts = ["tumor", "stroma", "glass"]
+    ranking = rank_texts(tiny_model, slide, BOX, texts)
+    assert sorted(t for t, _, _ in ranking) == sorted(texts)
+    probs = [p for _, p, _ in ranking]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1, abs=1e-5)
+    image = tiny_model.embed_images(pad_to_square(read_region_pixels(slide, BOX)))[0]
+    cosine = tiny_model.embed_texts(texts) @ image
+    expected = (tiny_model.logit_scale * cosine).softmax(-1)
+    for text, prob, cos in ranking:
+        i = texts.index(text)
+        assert prob == pytest.approx(expected[i].item(), abs=1e-5)
+        assert cos == pytest.approx(cosine[i].item(), abs=1e-5)
+
+
+def test_rank_prompt_set_classes(slide, tiny_model):
+    prompt_set = PromptSet({"tumor": ("tumor", "carcinoma"), "normal": ("normal tissue",)})
+    ranking = rank_texts(tiny_model, slide, BOX, prompt_set)
+    assert {name for name, _, _ in ranking} == {"tumor", "normal"}
+
+
+def test_large_region_is_tiled_and_mean_pooled(tiny_model):
+    pixels = np.random.default_rng(0).integers(0, 256, (200, 140, 3), dtype=np.uint8)
+    emb = region_embedding(tiny_model, pixels)  # 200 > 2 * 64: tiled
+    tiles = split_into_tiles(pixels, tiny_model.image_size)
+    expected = torch.nn.functional.normalize(tiny_model.embed_images(tiles).mean(0), dim=-1)
+    assert torch.allclose(emb, expected, atol=1e-6)
+
+
+def test_caption_region(slide, tiny_model):
+    text = caption_region(tiny_model, slide, BOX, GenerationConfig("greedy", max_length=6))
+    assert isinstance(text, str)
