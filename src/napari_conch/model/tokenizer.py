@@ -20,7 +20,7 @@ from napari_conch.errors import TokenizerNotFoundError
 TOKENIZER_FILENAME = "conch_byte_level_bpe_uncased.json"
 TOKENIZER_ENV = "NAPARI_CONCH_TOKENIZER"
 PAD_ID, START_ID, END_ID = 0, 1, 2
-SPECIAL_IDS = frozenset(range(7))  # <pad>, <start_of_text>, <end_of_text>, <|person|>, ...
+SPECIAL_TOKENS = ("<pad>", "<start_of_text>", "<end_of_text>")
 
 
 class Tokenizer:
@@ -40,6 +40,14 @@ class Tokenizer:
         self.backend = backend
         self.context_length = context_length
         self.path = path
+        added = backend.get_added_tokens_decoder()
+        for expected_id, content in enumerate(SPECIAL_TOKENS):
+            if expected_id not in added or added[expected_id].content != content:
+                where = f" {str(path)!r}" if path else ""
+                raise TokenizerNotFoundError(
+                    f"tokenizer{where} does not have {content} at id {expected_id}, as CONCH's has"
+                )
+        self.special_ids = frozenset(i for i, token in added.items() if token.special)
         backend.no_padding()
         backend.enable_truncation(max_length=context_length - 1)
 
@@ -95,7 +103,7 @@ class Tokenizer:
         for i in ids:
             if i == END_ID:
                 break
-            if i not in SPECIAL_IDS:
+            if i not in self.special_ids:
                 kept.append(int(i))
         text = self.backend.decode(kept, skip_special_tokens=True)
         return " ".join(text.split())
