@@ -1,0 +1,41 @@
+"""The headless core: slides + model -> embedding stores -> prompt maps. No Qt, no napari.
+
+Modules
+-------
+store
+    :class:`~napari_conch.engine.store.EmbeddingStore`, the zarr store of tile embeddings.
+embed
+    :func:`~napari_conch.engine.embed.embed_slide_iter` (progress events),
+    :func:`~napari_conch.engine.embed.embed_slide` (blocking) and
+    :func:`~napari_conch.engine.embed.embed` (from paths).
+distributed
+    The same on a ``dask.distributed`` cluster.
+query, export
+    Prompts to maps, and maps to files.
+
+The names below are imported on first use, so ``import napari_conch.engine`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "EmbeddingStore": "napari_conch.engine.store",
+    "TileStatus": "napari_conch.engine.store",
+    "store_path_for": "napari_conch.engine.store",
+    "EmbedProgress": "napari_conch.engine.progress",
+    "EmbedSummary": "napari_conch.engine.progress",
+    "embed": "napari_conch.engine.embed",
+    "embed_slide": "napari_conch.engine.embed",
+    "embed_slide_iter": "napari_conch.engine.embed",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,101 @@
+"""Progress events of an embedding run and its final summary."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EmbedProgress:
+    """One step of an embedding run.
+
+    Attributes
+    ----------
+    done
+        Tissue tiles whose embedding is in the store (including those of earlier runs).
+    total
+        Tiles the run aims to have done: every tissue tile.
+    failed
+        Tiles that could not be read in this run.
+    computed
+        Tiles embedded by this run so far.
+    tiles_per_s
+        This run's speed so far (0 before the first batch).
+    eta_s
+        Seconds left at that speed (``None`` while unknown).
+    rows, cols
+        The tiles of the last batch (empty for the first event), so a viewer refreshes only
+        those cells of its map.
+    """
+
+    done: int
+    total: int
+    failed: int
+    computed: int
+    tiles_per_s: float
+    eta_s: float | None
+    rows: np.ndarray = field(repr=False)
+    cols: np.ndarray = field(repr=False)
+
+    @property
+    def fraction(self) -> float:
+        """Share of the tiles handled (done or failed), 1.0 when there is nothing to do."""
+        return 1.0 if self.total == 0 else min(1.0, (self.done + self.failed) / self.total)
+
+
+@dataclass
+class EmbedSummary:
+    """What an embedding run did."""
+
+    store_path: Path
+    total: int
+    done: int
+    computed: int
+    failed_tiles: list[tuple[int, int, str]]
+    background: int
+    cancelled: bool
+    elapsed_s: float
+
+    @property
+    def failed(self) -> int:
+        """Number of tiles that could not be read."""
+        return len(self.failed_tiles)
+
+    @property
+    def tiles_per_s(self) -> float:
+        """Tiles embedded per second over the run."""
+        return self.computed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class RateMeter:
+    """Tiles per second and ETA since the start of a run."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        return time.perf_counter() - self.start
+
+    def event(
+        self, *, done: int, total: int, failed: int, computed: int, rows, cols
+    ) -> EmbedProgress:
+        """Return the progress event for these counts."""
+        elapsed = self.elapsed()
+        rate = computed / elapsed if computed and elapsed > 0 else 0.0
+        left = max(0, total - done - failed)
+        eta = left / rate if rate > 0 else (0.0 if left == 0 else None)
+        return EmbedProgress(
+            done=done,
+            total=total,
+            failed=failed,
+            computed=computed,
+            tiles_per_s=rate,
+            eta_s=eta,
+            rows=np.asarray(rows, dtype=np.int64),
+            cols=np.asarray(cols, dtype=np.int64),
+        )

@@ -1,0 +1,130 @@
+"""Which tiles to embed, in which order, and reading them in a small thread pool.
+
+Reading and decoding (JPEG tiles, resampling) happen in ``num_readers`` threads while the model
+runs in the caller's thread; at most ``prefetch`` tiles are read ahead, so memory stays bounded
+whatever the size of the slide. A tile whose reading raises is reported as failed with the error's
+message and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from napari_conch.engine.store import BLOCK
+from napari_conch.errors import InputError
+
+#: A level-0 box ``(x0, y0, x1, y1)``.
+Region = Sequence[float]
+
+
+def region_mask(grid: Any, region: Region | None) -> np.ndarray:
+    """Return bool ``[rows, cols]``: tiles whose level-0 box overlaps ``region``."""
+    if region is None:
+        return np.zeros(grid.shape, dtype=bool)
+    if len(region) != 4:
+        raise InputError(f"region {region!r}: expected a level-0 box (x0, y0, x1, y1)")
+    x0, y0, x1, y1 = (float(v) for v in region)
+    boxes = np.asarray(grid.boxes(), dtype=np.float64)
+    return (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
+
+
+def tile_order(
+    todo: np.ndarray, grid: Any, region: Region | None = None, block: int = BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(rows, cols)`` of the tiles in ``todo``, in the order to embed them.
+
+    Tiles overlapping ``region`` come first; within each part, tiles go block by block of the
+    store's embeddings chunks (``block`` x ``block`` tiles), row-major inside a block, so that
+    consecutive batches fill the same chunk and read neighbouring parts of the slide.
+    """
+    rows, cols = np.nonzero(np.asarray(todo, dtype=bool))
+    first = region_mask(grid, region)[rows, cols]
+    keys = (cols % block, rows % block, cols // block, rows // block, ~first)
+    order = np.lexsort(keys)
+    return rows[order].astype(np.int64), cols[order].astype(np.int64)
+
+
+@dataclass
+class TileBatch:
+    """Tiles read for one model call: the good ones stacked, the failed ones with a reason."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    tiles: np.ndarray  # uint8 [N, t, t, 3]
+    failed: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def _read_one(slide: Any, grid: Any, row: int, col: int) -> np.ndarray:
+    tile = np.asarray(grid.read_tile(slide, row, col))
+    if tile.ndim != 3 or tile.shape[2] != 3 or tile.dtype != np.uint8:
+        raise ValueError(f"unexpected tile of shape {tile.shape} and dtype {tile.dtype}")
+    return tile
+
+
+class TileReader:
+    """Read tiles of a grid in a thread pool, a bounded number ahead of the consumer.
+
+    Use as a context manager; leaving it cancels the reads not yet started and waits for the
+    few running ones.
+    """
+
+    def __init__(self, slide: Any, grid: Any, *, num_readers: int = 2, prefetch: int = 64):
+        if num_readers < 1:
+            raise InputError(f"num_readers={num_readers}: must be at least 1")
+        self.slide, self.grid = slide, grid
+        self.prefetch = max(1, int(prefetch))
+        self._pool = ThreadPoolExecutor(num_readers, thread_name_prefix="napari-conch-read")
+
+    def __enter__(self) -> TileReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop reading: drop queued reads, wait for running ones."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def batches(self, rows: np.ndarray, cols: np.ndarray, batch_size: int) -> Iterator[TileBatch]:
+        """Yield :class:`TileBatch` es of up to ``batch_size`` tiles in the given order."""
+        if batch_size < 1:
+            raise InputError(f"batch_size={batch_size}: must be at least 1")
+        queue: collections.deque[tuple[int, int, Future]] = collections.deque()
+        coords = iter(zip(rows.tolist(), cols.tolist(), strict=True))
+        limit = max(self.prefetch, batch_size)
+
+        def refill() -> None:
+            while len(queue) < limit:
+                nxt = next(coords, None)
+                if nxt is None:
+                    return
+                queue.append((*nxt, self._pool.submit(_read_one, self.slide, self.grid, *nxt)))
+
+        refill()
+        while queue:
+            taken = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            refill()  # keep the readers busy while this batch is decoded and embedded
+            yield self._collect(taken)
+
+    @staticmethod
+    def _collect(taken: list[tuple[int, int, Future]]) -> TileBatch:
+        good_r, good_c, tiles, failed = [], [], [], []
+        for row, col, future in taken:
+            try:
+                tile = future.result()
+            except Exception as exc:  # a corrupt or unreadable tile: record it, go on
+                failed.append((row, col, f"{type(exc).__name__}: {exc}"))
+                continue
+            good_r.append(row)
+            good_c.append(col)
+            tiles.append(tile)
+        stacked = np.stack(tiles) if tiles else np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        return TileBatch(
+            np.asarray(good_r, dtype=np.int64), np.asarray(good_c, dtype=np.int64), stacked, failed
+        )
