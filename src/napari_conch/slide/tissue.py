@@ -1,9 +1,11 @@
 """Tissue masks: which tiles hold enough tissue to be worth embedding (glass never is).
 
 1. A low-resolution image: the coarsest level with at least :data:`PIXELS_PER_TILE` pixels
-   across a tile; when even that level is much finer (a slide with one big level), it is
+   across a tile; when that level is finer still (a slide with one big level), it is
    block-averaged (``dask.array.coarsen``; point samples of textured tissue are too noisy).
-2. HSV saturation ``(max - min) / max``, thresholded with Otsu's method, never below
+2. HSV saturation ``(max - min) / max``, computed chunk by chunk on the block-averaged colours so
+   that only the small saturation image is ever held whole (memory proportional to the number of
+   tiles, not to the slide), thresholded with Otsu's method, never below
    :data:`MIN_SATURATION` (so a slide of clean glass stays empty).
 3. A 3x3 closing then opening (fills gaps between nuclei, removes specks).
 4. Each tile's tissue fraction: the share of its box covered by tissue pixels. Parts of the
@@ -45,30 +47,35 @@ def tissue_mask(
     fraction : numpy.ndarray
         ``float32 [rows, cols]`` in ``[0, 1]``.
     """
-    image = low_resolution_image(slide, grid.tile_size_level0 / PIXELS_PER_TILE)
-    tissue = tissue_pixels(image)
+    saturation = low_resolution_saturation(slide, grid.tile_size_level0 / PIXELS_PER_TILE)
+    tissue = tissue_pixels(saturation)
     fraction = _box_fractions(tissue, grid, slide.shape)
     return fraction >= min_tissue, fraction
 
 
-def low_resolution_image(slide: Slide, downsample: float) -> np.ndarray:
-    """Read the slide at about ``downsample`` (level-0 pixels per pixel) or finer."""
+def low_resolution_saturation(slide: Slide, downsample: float) -> np.ndarray:
+    """HSV saturation of the slide at about ``downsample`` level-0 pixels per pixel, float32."""
     level = 0
     for i, d in enumerate(slide.downsamples):
         if d <= max(downsample, 1.0):
             level = i
-    step = max(1, math.floor(downsample / slide.downsamples[level]))
+    step = max(1, round(downsample / slide.downsamples[level]))
     data = slide.levels[level]
     if step > 1:
         data = da.coarsen(np.mean, data, {0: step, 1: step}, trim_excess=True)
-    return np.asarray(data.compute()).astype(np.uint8)
+    saturation = data.map_blocks(saturation_of, dtype=np.float32, drop_axis=2)
+    return np.asarray(saturation.compute())
 
 
-def tissue_pixels(image: np.ndarray) -> np.ndarray:
-    """Boolean tissue mask of an RGB image: Otsu on HSV saturation, 3x3 closing and opening."""
-    rgb = image.astype(np.float32)
-    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
-    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)
+def saturation_of(rgb: np.ndarray) -> np.ndarray:
+    """HSV saturation ``(max - min) / max`` of an RGB array (0..255 values), float32."""
+    high = rgb.max(axis=-1).astype(np.float32)
+    low = rgb.min(axis=-1).astype(np.float32)
+    return np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0).astype(np.float32)
+
+
+def tissue_pixels(saturation: np.ndarray) -> np.ndarray:
+    """Boolean tissue mask from saturation: Otsu threshold, 3x3 closing and opening."""
     threshold = max(otsu_threshold(saturation), MIN_SATURATION)
     mask = saturation > threshold
     closed = _filter3(_filter3(mask, np.logical_or, False), np.logical_and, True)
