@@ -166,3 +166,13 @@ def test_another_model_is_refused(embedded, tiny_reference, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "x.csv")]) == 2
     assert "fingerprint differs" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_store_remembers_model_config_and_tokenizer(embedded, tmp_path, capsys):
+    """Without --model/--config/--tokenizer the query uses what the store recorded."""
+    job, _ = embedded
+    assert job.store.attrs["model_config"]["embed_dim"] == 32
+    out = tmp_path / "map.npy"
+    argv = ["query", str(job.store.path), "--prompt", "tumor", "--device", "cpu", "--out", str(out)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert np.load(out).shape == job.grid.shape

@@ -121,6 +121,8 @@ def make_info(slide: Any, model: Any) -> dict[str, Any]:
             "slide_name": slide.name,
             "slide_mpp": slide.mpp,
             "model_source": str(model.source),
+            "model_config": model.config.to_dict(),
+            "model_tokenizer": model.tokenizer_file,
             "logit_scale": float(model.logit_scale),
         }
     )

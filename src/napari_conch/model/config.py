@@ -104,7 +104,7 @@ class CocaConfig:
                 vision=vision,
                 text=text,
                 multimodal=multimodal,
-                name=name,
+                name=str(cfg.get("name", name)),
             )
         except KeyError as exc:
             raise ConfigError(f"model config {name!r} lacks the key {exc.args[0]!r}") from None
@@ -112,8 +112,9 @@ class CocaConfig:
             raise ConfigError(f"model config {name!r} is malformed: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the config in CONCH's JSON form (explicit vision trunk)."""
+        """Return the config in CONCH's JSON form (explicit vision trunk), with its name."""
         return {
+            "name": self.name,
             "embed_dim": self.embed_dim,
             "embed_dim_caption": self.embed_dim_caption,
             "vision_cfg": dataclasses.asdict(self.vision),

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
 from napari_conch.model.checkpoint import (
     HF_PREFIX,
@@ -95,6 +96,16 @@ class LoadedModel:
             path = find_tokenizer(self.tokenizer_path, checkpoint=self.source)
             self._tokenizer = Tokenizer.from_file(path, self.config.text.context_length)
         return self._tokenizer
+
+    @property
+    def tokenizer_file(self) -> str | None:
+        """Where the tokenizer is (or would be found), or ``None`` when nowhere; never raises."""
+        if self._tokenizer is not None and self._tokenizer.path is not None:
+            return str(self._tokenizer.path)
+        try:
+            return str(find_tokenizer(self.tokenizer_path, checkpoint=self.source))
+        except TokenizerNotFoundError:
+            return None
 
     def autocast(self):
         """The autocast context for this model's precision (a no-op for fp32)."""
