@@ -176,3 +176,17 @@ def test_store_remembers_model_config_and_tokenizer(embedded, tmp_path, capsys):
     argv = ["query", str(job.store.path), "--prompt", "tumor", "--device", "cpu", "--out", str(out)]
     assert main(argv) == 0, capsys.readouterr().err
     assert np.load(out).shape == job.grid.shape
+
+
+def test_top_tiles_command(embedded, tmp_path, capsys):
+    job, options = embedded
+    out = tmp_path / "top.csv"
+    argv = ["top-tiles", str(job.store.path), "--prompt", "tumor", "-k", "4", *options]
+    assert main([*argv, "--out", str(out)]) == 0
+    printed = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [int(r["rank"]) for r in printed] == [1, 2, 3, 4]
+    scores = [float(r["cosine"]) for r in printed]
+    assert scores == sorted(scores, reverse=True)
+    assert read_csv(out) == printed
+    status = job.store.status()
+    assert all(status[int(r["row"]), int(r["col"])] == 1 for r in printed)

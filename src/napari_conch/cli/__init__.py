@@ -17,7 +17,7 @@ from napari_conch import __version__
 from napari_conch.errors import NapariConchError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("info", "embed", "query", "region", "view")
+COMMANDS = ("info", "embed", "query", "top-tiles", "region", "view")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"napari_conch.cli.{name}").register(subparsers)
+        module = name.replace("-", "_")
+        importlib.import_module(f"napari_conch.cli.{module}").register(subparsers)
     return parser
 
 

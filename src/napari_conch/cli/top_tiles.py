@@ -1,0 +1,71 @@
+"""``napari-conch top-tiles``: the tiles of an embedded slide that best match a prompt."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from napari_conch.cli.query import load_store_model
+
+COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``top-tiles`` subcommand."""
+    p = subparsers.add_parser(
+        "top-tiles",
+        help="list the tiles of an embedded slide that best match a prompt",
+        description=(
+            "Rank the embedded tiles of STORE by cosine similarity to a prompt (CONCH templates "
+            "ensembled unless --templates none) and print the best K with their level-0 boxes."
+        ),
+    )
+    p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
+    p.add_argument("--prompt", required=True, metavar="TEXT", help="what to look for")
+    p.add_argument("-k", type=int, default=10, metavar="N", help="how many tiles (default 10)")
+    p.add_argument("--templates", choices=("conch", "none"), default="conch")
+    p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
+    p.add_argument("--model", metavar="SRC", help="model source (default: the store's)")
+    p.add_argument("--config", metavar="JSON", help="model config (default: the store's)")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (default: the store's)")
+    p.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print (and optionally write) the top tiles."""
+    from napari_conch.engine.query import QueryIndex
+    from napari_conch.engine.retrieval import top_tiles_for_prompt
+    from napari_conch.engine.store import EmbeddingStore
+
+    store = EmbeddingStore.open(args.store)
+    model = load_store_model(store, args)
+    index = QueryIndex.from_store(store)
+    hits = top_tiles_for_prompt(index, store.grid, model, args.prompt, args.k, args.templates)
+    rows = [(h.rank, h.row, h.col, *(round(v, 1) for v in h.box), round(h.score, 5)) for h in hits]
+    writer = csv.writer(sys.stdout)
+    writer.writerow(COLUMNS)
+    writer.writerows(rows)
+    if args.out:
+        _write_csv(Path(args.out), rows)
+    return 0
+
+
+def _write_csv(path: Path, rows: list[tuple]) -> None:
+    """Write via a temporary file and rename, so no half-written file is ever left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(COLUMNS)
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
