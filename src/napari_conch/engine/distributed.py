@@ -33,7 +33,7 @@ from napari_conch.engine.embed import (
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary
 from napari_conch.engine.store import BLOCK, EmbeddingStore, make_info, make_signature
 from napari_conch.engine.store import store_path_for as _store_path_for
-from napari_conch.engine.tiles import Region
+from napari_conch.engine.tiles import Box
 from napari_conch.errors import InputError
 
 
@@ -56,6 +56,8 @@ class ModelFacts:
     embed_dim: int
     logit_scale: float
     preprocess_info: dict
+    config: Any
+    tokenizer_file: str | None
 
 
 def get_client(scheduler: Any) -> Any:
@@ -97,6 +99,8 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
         embed_dim=int(model.embed_dim),
         logit_scale=float(model.logit_scale),
         preprocess_info=dict(model.preprocess_info),
+        config=model.config,
+        tokenizer_file=model.tokenizer_file,
     )
 
 
@@ -197,7 +201,7 @@ def embed_slide_cluster_iter(
     batch_size: int = 32,
     store_root: str | os.PathLike | None = None,
     slide_mpp: float | None = None,
-    region: Region | None = None,
+    region: Box | None = None,
     cancel: Cancel = None,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Like :func:`~napari_conch.engine.embed.embed_slide_iter`, with the model on the cluster."""

@@ -28,7 +28,7 @@ from napari_conch.engine.store import (
     make_signature,
     store_path_for,
 )
-from napari_conch.engine.tiles import Region, TileReader, tile_order
+from napari_conch.engine.tiles import Box, TileReader, tile_order
 from napari_conch.errors import InputError, SlideError, StoreError
 
 #: A cancel flag: a ``threading.Event`` or a callable returning True to stop.
@@ -75,7 +75,7 @@ def _check_options(batch_size: int, min_tissue: float, num_readers: int) -> None
 
 
 def plan_run(
-    slide: Any, grid: Any, store: EmbeddingStore, *, min_tissue: float, region: Region | None
+    slide: Any, grid: Any, store: EmbeddingStore, *, min_tissue: float, region: Box | None
 ) -> EmbedPlan:
     """Compute the tissue mask, record it in the store and return the tiles left to embed."""
     from napari_conch.slide import tissue_mask
@@ -189,7 +189,7 @@ def embed_slide_iter(
     *,
     batch_size: int = 32,
     min_tissue: float = 0.25,
-    region: Region | None = None,
+    region: Box | None = None,
     cancel: Cancel = None,
     num_readers: int = 2,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
@@ -332,7 +332,7 @@ def embed(
     device: Any = None,
     store_root: str | os.PathLike | None = None,
     slide_mpp: float | None = None,
-    region: Region | None = None,
+    region: Box | None = None,
     cancel: Cancel = None,
     on_progress: Callable[[EmbedProgress], None] | None = None,
 ) -> Path:

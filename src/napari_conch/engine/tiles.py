@@ -20,10 +20,10 @@ from napari_conch.engine.store import BLOCK
 from napari_conch.errors import InputError
 
 #: A level-0 box ``(x0, y0, x1, y1)``.
-Region = Sequence[float]
+Box = Sequence[float]
 
 
-def region_mask(grid: Any, region: Region | None) -> np.ndarray:
+def region_mask(grid: Any, region: Box | None) -> np.ndarray:
     """Return bool ``[rows, cols]``: tiles whose level-0 box overlaps ``region``."""
     if region is None:
         return np.zeros(grid.shape, dtype=bool)
@@ -35,7 +35,7 @@ def region_mask(grid: Any, region: Region | None) -> np.ndarray:
 
 
 def tile_order(
-    todo: np.ndarray, grid: Any, region: Region | None = None, block: int = BLOCK
+    todo: np.ndarray, grid: Any, region: Box | None = None, block: int = BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(rows, cols)`` of the tiles in ``todo``, in the order to embed them.
 

@@ -1,0 +1,9 @@
+"""The napari side of napari-conch: reader, sample data, the prompt highlighter dock widget.
+
+This subpackage is the only part of napari-conch that imports Qt or napari. Its modules are
+named in ``napari.yaml`` and imported by napari on use:
+
+- :mod:`.reader`: whole-slide files as multiscale RGB image layers.
+- :mod:`.sample_data`: a lazily generated synthetic slide and the real CC0 slide.
+- :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
+"""

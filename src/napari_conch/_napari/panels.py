@@ -1,0 +1,160 @@
+"""The parts of the prompt highlighter: four magicgui containers with their widgets as attributes.
+
+They hold no behaviour (see :mod:`.widget`), so a test can set ``.value`` on any part and call
+the widget's handlers, as a user would by typing and clicking.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    Password,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    TextEdit,
+)
+
+#: Colormaps offered for the heatmap and probability layers.
+COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
+#: Devices offered; "auto" picks CUDA, then MPS, then CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PUBLIC_CONCH_NOTE = (
+    "The public CONCH checkpoint has no captioning decoder: prompts and maps work, captions do not."
+)
+
+
+def _header(text: str) -> Label:
+    return Label(value=f"<b>{text}</b>")
+
+
+class ModelPanel(Container):
+    """Checkpoint (file or ``hf_hub:`` id + token), config, tokenizer, device; Load."""
+
+    def __init__(self) -> None:
+        self.source = LineEdit(
+            label="Checkpoint",
+            tooltip="pytorch_model.bin of CONCH, a folder holding it, or hf_hub:MahmoodLab/conch",
+        )
+        self.browse = FileEdit(label="", mode="r", tooltip="choose a checkpoint file")
+        self.token = Password(label="HF token", tooltip="Hugging Face token for hf_hub: sources")
+        self.config = FileEdit(
+            label="Config JSON", mode="r", nullable=True, tooltip="only for non-CONCH models"
+        )
+        self.tokenizer = FileEdit(
+            label="Tokenizer",
+            mode="r",
+            nullable=True,
+            tooltip="conch_byte_level_bpe_uncased.json (found next to the checkpoint if empty)",
+        )
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.load = PushButton(text="Load model")
+        self.info = Label(value="No model loaded.")
+        self.note = Label(value=PUBLIC_CONCH_NOTE)
+        super().__init__(
+            widgets=[
+                _header("Model"),
+                self.source,
+                self.browse,
+                self.token,
+                self.config,
+                self.tokenizer,
+                self.device,
+                self.load,
+                self.info,
+                self.note,
+            ]
+        )
+        self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
+
+
+class SlidePanel(Container):
+    """Image layer, level or MPP, tile size, stride, minimum tissue; Embed, Cancel, progress."""
+
+    def __init__(self) -> None:
+        self.layer = ComboBox(label="Image layer", choices=())
+        self.level = SpinBox(label="Level", min=0, max=0, value=0)
+        self.mpp = FloatSpinBox(
+            label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
+            tooltip="microns per pixel of the tiles (0: use the level as it is)",
+        )  # fmt: skip
+        self.tile_size = SpinBox(label="Tile size", min=16, max=8192, value=448)
+        self.stride = SpinBox(label="Stride", min=1, max=8192, value=448)
+        self.min_tissue = FloatSlider(label="Min tissue", min=0.0, max=1.0, value=0.25)
+        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=32)
+        self.store_root = FileEdit(
+            label="Store folder", mode="d", nullable=True, tooltip="default: the cache folder"
+        )
+        self.embed = PushButton(text="Embed")
+        self.embed_visible = PushButton(text="Embed visible region first")
+        self.cancel = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
+        self.status = Label(value="")
+        super().__init__(
+            widgets=[
+                _header("Slide"),
+                self.layer,
+                self.level,
+                self.mpp,
+                self.tile_size,
+                self.stride,
+                self.min_tissue,
+                self.batch_size,
+                self.store_root,
+                self.embed,
+                self.embed_visible,
+                self.cancel,
+                self.progress,
+                self.status,
+            ]
+        )
+
+
+class PromptPanel(Container):
+    """Prompts (one per line), templates, background, threshold, display; more like this."""
+
+    def __init__(self) -> None:
+        self.text = TextEdit(label="Prompts", tooltip="one prompt per line")
+        self.templates = CheckBox(text="CONCH templates", value=True)
+        self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
+        self.threshold = FloatSpinBox(
+            label="Threshold", min=0.0, max=1.0, step=0.01, value=0.0,
+            tooltip="label 0 below this winning probability (one prompt: below this cosine)",
+        )  # fmt: skip
+        self.show_class = ComboBox(label="Show", choices=())
+        self.colormap = ComboBox(label="Colormap", choices=COLORMAPS, value="inferno")
+        self.opacity = FloatSlider(label="Opacity", min=0.0, max=1.0, value=0.6)
+        self.more_like_this = PushButton(text="More like this (click a tile)")
+        self.cursor = Label(value="")
+        super().__init__(
+            widgets=[
+                _header("Prompts"),
+                self.text,
+                self.templates,
+                self.background,
+                self.threshold,
+                self.show_class,
+                self.colormap,
+                self.opacity,
+                self.more_like_this,
+                self.cursor,
+            ]
+        )
+
+
+class ExportPanel(Container):
+    """Export the current map: TIFF, GeoJSON, CSV or NPY by the file's extension."""
+
+    def __init__(self) -> None:
+        self.path = FileEdit(
+            label="Export to", mode="w", filter="*.tif *.tiff *.geojson *.csv *.npy"
+        )
+        self.export = PushButton(text="Export")
+        super().__init__(widgets=[_header("Export"), self.path, self.export])

@@ -1,0 +1,150 @@
+"""The npe2 reader: whole-slide images as multiscale RGB image layers.
+
+``get_reader`` returns ``None`` for paths that are not ours (another extension, bytes that are not
+a TIFF, a folder that is not zarr, an image we cannot show as RGB) so that napari tries other
+readers; it never raises for those. A file that looks like a slide but turns out broken (a
+truncated or corrupt TIFF) is claimed, and its reader raises a one-line
+:class:`~napari_conch.errors.SlideError`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from napari_conch.errors import SlideError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from napari_conch.slide import Slide
+
+#: File name endings we read (case-insensitive). Folders: zarr groups and arrays.
+SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".zarr", ".ome.zarr")
+#: Suffixes of formats that are only ever whole-slide images.
+WSI_SUFFIXES = (".svs", ".ndpi")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+#: Key of our entry in a layer's ``metadata``.
+META_KEY = "napari_conch"
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """Return a function reading ``path`` into layers, or ``None`` when it is not ours."""
+    if isinstance(path, list | tuple):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if not path.name.lower().endswith(SUFFIXES) or not _looks_like_slide(path):
+        return None
+    from napari_conch.slide import open_slide
+
+    try:
+        slide = open_slide(path)
+    except SlideError as exc:
+        if not _claims(path, exc):
+            return None
+        return functools.partial(_raise_broken, exc)
+    return functools.partial(read_slide, slide=slide)
+
+
+def _claims(path: Path, error: SlideError) -> bool:
+    """Whether a file we failed to open is a broken slide (raise) or not ours (decline).
+
+    Whole-slide formats (``.svs``, ``.ndpi``) are always ours. Generic TIFF and zarr are ours
+    only when reading them failed underneath (a corrupt file); an image that reads fine but is
+    not 8-bit RGB or greyscale (float data, many channels) is left to other readers.
+    """
+    return path.name.lower().endswith(WSI_SUFFIXES) or error.__cause__ is not None
+
+
+def _looks_like_slide(path: Path) -> bool:
+    """Cheap check of a file's first bytes (TIFF) or a folder's zarr metadata."""
+    try:
+        if path.is_dir():
+            return any((path / marker).is_file() for marker in _ZARR_MARKERS)
+        with path.open("rb") as fh:
+            return fh.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
+
+
+def _raise_broken(error: SlideError, path: Any) -> list[LayerData]:
+    raise SlideError(str(error)) from None
+
+
+def read_slide(path: Any, *, slide: Slide | None = None) -> list[LayerData]:
+    """Read a slide file as one multiscale RGB image layer.
+
+    Parameters
+    ----------
+    path
+        The file or zarr folder (napari passes it again to the function ``get_reader`` gave).
+    slide
+        The already opened slide (``get_reader`` opens it to decide whether it is ours).
+
+    Returns
+    -------
+    list of LayerData
+        One ``(levels, kwargs, "image")`` tuple: the levels are lazy dask arrays, ``scale`` is in
+        microns when the slide's MPP is known (else in pixels), and ``metadata["napari_conch"]``
+        holds the path, MPP and levels.
+
+    Raises
+    ------
+    SlideError
+        When the slide's pixels cannot be decoded.
+    """
+    if slide is None:
+        from napari_conch.slide import open_slide
+
+        slide = open_slide(Path(path[0] if isinstance(path, list | tuple) else path))
+    _check_decodes(slide)
+    return [layer_data(slide)]
+
+
+def _check_decodes(slide: Slide) -> None:
+    """Decode a few pixels of the coarsest level, so that a corrupt file fails here, clearly."""
+    level = len(slide.levels) - 1
+    height, width = slide.level_shape(level)
+    try:
+        slide.read_region(level, 0, 0, min(width, 64), min(height, 64))
+    except SlideError:
+        raise
+    except Exception as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise SlideError(f"{slide.path}: cannot decode the image data ({message})") from None
+
+
+def slide_metadata(slide: Slide) -> dict[str, Any]:
+    """The ``metadata["napari_conch"]`` entry of a slide's layer."""
+    return {
+        "path": str(Path(slide.path).resolve()),
+        "name": slide.name,
+        "mpp": slide.mpp,
+        "mpp_source": slide.mpp_source,
+        "levels": len(slide.levels),
+        "level_shapes": [list(slide.level_shape(i)) for i in range(len(slide.levels))],
+        "downsamples": [float(d) for d in slide.downsamples],
+        "fingerprint": slide.fingerprint,
+    }
+
+
+def layer_data(slide: Slide) -> LayerData:
+    """``(data, kwargs, "image")`` for a slide: multiscale when it has several levels."""
+    kwargs: dict[str, Any] = {
+        "name": slide.name,
+        "rgb": True,
+        "contrast_limits": (0, 255),
+        "metadata": {META_KEY: slide_metadata(slide)},
+    }
+    if slide.mpp is not None:
+        kwargs["scale"] = (slide.mpp, slide.mpp)
+        kwargs["units"] = ("um", "um")
+    if len(slide.levels) > 1:
+        return list(slide.levels), {**kwargs, "multiscale": True}, "image"
+    return slide.levels[0], {**kwargs, "multiscale": False}, "image"

@@ -1,0 +1,51 @@
+"""Sample data for napari's File > Open Sample menu; both work offline.
+
+- :func:`cmu_small_region`: the real CC0 slide shipped with the package (``data/``).
+- :func:`synthetic_slide`: a 50,000 x 50,000 pixel tissue-like slide whose chunks are computed
+  when napari shows them (see :mod:`.synthetic`); nothing is stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from napari_conch._napari.reader import META_KEY, LayerData, read_slide
+from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
+
+#: The real slide shipped as package data (OpenSlide's CMU-1-Small-Region, CC0 1.0).
+CMU_SMALL_REGION = Path(__file__).parent / "data" / "cmu_small_region.svs"
+#: Layer name of the synthetic slide.
+SYNTHETIC_NAME = "synthetic tissue"
+
+
+def cmu_small_region() -> list[LayerData]:
+    """The real H&E slide CMU-1-Small-Region (2967 x 2220 px at 0.499 um/px)."""
+    return read_slide(CMU_SMALL_REGION)
+
+
+def synthetic_slide(spec: SyntheticSpec | None = None) -> list[LayerData]:
+    """A deterministic tissue-like multiscale slide, made chunk by chunk on demand."""
+    synthetic = SyntheticSlide(spec)
+    spec = synthetic.spec
+    levels = synthetic.levels()
+    metadata: dict[str, Any] = {
+        "path": None,
+        "name": SYNTHETIC_NAME,
+        "mpp": spec.mpp,
+        "mpp_source": "synthetic",
+        "levels": len(levels),
+        "level_shapes": [list(lv.shape[:2]) for lv in levels],
+        "downsamples": [float(d) for d in spec.downsamples],
+        "fingerprint": spec.fingerprint(),
+    }
+    kwargs = {
+        "name": SYNTHETIC_NAME,
+        "rgb": True,
+        "multiscale": True,
+        "contrast_limits": (0, 255),
+        "scale": (spec.mpp, spec.mpp),
+        "units": ("um", "um"),
+        "metadata": {META_KEY: metadata},
+    }
+    return [(levels, kwargs, "image")]

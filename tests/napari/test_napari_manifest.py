@@ -1,0 +1,149 @@
+"""The npe2 manifest, the reader, the sample data and the prompt maps (no viewer needed)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+from napari_conch._napari.maps import LiveIndex, MapSession, PromptRequest
+from napari_conch._napari.reader import get_reader
+from napari_conch._napari.sample_data import CMU_SMALL_REGION, cmu_small_region, synthetic_slide
+from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
+from napari_conch.engine.query import QueryIndex
+from napari_conch.errors import InputError, SlideError
+
+MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
+
+
+def _python_names() -> list[str]:
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    return [c["python_name"] for c in manifest["contributions"]["commands"]]
+
+
+@pytest.mark.parametrize("python_name", _python_names())
+def test_every_python_name_imports(python_name):
+    module, _, attr = python_name.partition(":")
+    assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_manifest_is_valid_and_shipped():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(MANIFEST)
+    assert manifest.name == "napari-conch"
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Prompt highlighter"}
+    shipped = Path(importlib.import_module("napari_conch").__file__).parent / "napari.yaml"
+    assert shipped.resolve() == MANIFEST
+
+
+def test_reader_reads_the_real_svs(svs_path):
+    reader = get_reader(str(svs_path))
+    [(data, kwargs, kind)] = reader(str(svs_path))
+    assert kind == "image" and kwargs["rgb"]
+    assert kwargs["scale"] == pytest.approx((0.499, 0.499), abs=1e-3)
+    meta = kwargs["metadata"]["napari_conch"]
+    assert meta["path"] == str(svs_path.resolve()) and meta["levels"] == 1
+    assert tuple(data.shape) == (2967, 2220, 3) and data.dtype == np.uint8
+
+
+def test_reader_declines_what_is_not_ours(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    fake = tmp_path / "fake.tif"
+    fake.write_text("plain text with a tiff name")
+    floats = tmp_path / "floats.tif"
+    tifffile.imwrite(floats, np.zeros((32, 32), np.float32))
+    folder = tmp_path / "folder.zarr"
+    folder.mkdir()
+    for path in (text, fake, floats, folder, tmp_path / "missing.svs"):
+        assert get_reader(str(path)) is None, path
+
+
+def test_reader_claims_a_broken_slide(svs_path, tmp_path):
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(svs_path.read_bytes()[:20_000])
+    reader = get_reader(str(broken))
+    assert reader is not None
+    with pytest.raises(SlideError, match=r"broken\.svs") as info:
+        reader(str(broken))
+    assert "\n" not in str(info.value)
+
+
+def test_cmu_sample_is_the_shipped_slide(svs_path):
+    assert CMU_SMALL_REGION.read_bytes() == svs_path.read_bytes()
+    assert (CMU_SMALL_REGION.parent / "LICENSE-CC0.txt").is_file()
+    [(data, kwargs, _)] = cmu_small_region()
+    assert kwargs["metadata"]["napari_conch"]["mpp"] == pytest.approx(0.499, abs=1e-3)
+    assert data.shape == (2967, 2220, 3)
+
+
+def test_synthetic_sample_is_large_lazy_and_deterministic():
+    [(levels, kwargs, _)] = synthetic_slide()
+    assert kwargs["multiscale"] and levels[0].shape == (50_000, 50_000, 3)
+    assert [lv.shape[0] for lv in levels] == [50_000, 12_500, 3125, 782, 196]
+    again = SyntheticSlide().levels()
+    crop = (slice(20_000, 20_300), slice(14_000, 14_300))
+    first = np.asarray(levels[0][crop])
+    np.testing.assert_array_equal(first, np.asarray(again[0][crop]))
+    coarse = np.asarray(levels[-1])
+    assert (coarse.min(axis=2) < 200).mean() > 0.1  # tissue
+    assert (coarse.min(axis=2) > 230).mean() > 0.1  # glass
+    assert SyntheticSpec().fingerprint() != SyntheticSpec(seed=8).fingerprint()
+
+
+def test_live_index_matches_a_fresh_index():
+    rng = np.random.default_rng(0)
+    shape, dim = (4, 5), 8
+    vectors = rng.normal(size=(20, dim)).astype(np.float32)
+    rows, cols = np.divmod(np.arange(20), 5)
+    queries = rng.normal(size=(2, dim)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    live = LiveIndex(QueryIndex.from_arrays(vectors[:6], rows[:6], cols[:6], shape))
+    before = live.cosine_maps(queries)
+    assert np.isnan(before[:, 3]).all()
+    live.add(rows[6:13], cols[6:13], vectors[6:13])  # updates the cached maps
+    live.add(rows[13:], cols[13:], np.vstack([vectors[13:19], np.full(dim, np.nan)]))
+    fresh = QueryIndex.from_arrays(vectors[:19], rows[:19], cols[:19], shape)
+    np.testing.assert_allclose(live.cosine_maps(queries), fresh.cosine_maps(queries), atol=1e-6)
+    np.testing.assert_array_equal(live.valid, fresh.valid)
+    np.testing.assert_allclose(
+        live.compacted().cosine_maps(queries[::-1]), fresh.cosine_maps(queries[::-1]), atol=1e-6
+    )
+
+
+def test_prompt_requests():
+    request = PromptRequest.from_text(" tumor \n\nstroma\n", templates=False, background="glass")
+    assert request.classes == ["tumor", "stroma", "glass"] and request.templates == "none"
+    assert request.threshold is None
+    with pytest.raises(InputError, match="more than once"):
+        PromptRequest.from_text("tumor\ntumor", templates=True).check()
+    with pytest.raises(InputError, match="at least one prompt"):
+        PromptRequest.from_text("  \n", templates=True).check()
+
+
+def test_tile_under_a_point(svs_path, tiny_model):
+    from napari_conch.slide import make_grid, open_slide
+
+    slide = open_slide(svs_path)
+    grid = make_grid(slide, tile_size=512, stride=256)
+    session = MapSession(slide, tiny_model, grid, None, LiveIndex(QueryIndex.from_arrays(
+        np.zeros((0, 32), np.float32), [], [], grid.shape)))  # fmt: skip
+    assert session.tile_at(10, 10) == (0, 0)
+    assert session.tile_at(600, 300) == (1, 0)  # centre (512, 256) of tile (1, 0) is nearest
+    assert session.tile_at(-5, 10) is None
+
+
+def test_view_command_opens_the_sample_by_default(tmp_path):
+    from napari_conch.cli import build_parser
+    from napari_conch.cli.view import slide_path
+
+    args = build_parser().parse_args(["view", "--model", "m.bin"])
+    assert args.slide is None and args.model == "m.bin"
+    assert slide_path(None) == CMU_SMALL_REGION
+    with pytest.raises(SlideError, match="no such file"):
+        slide_path(str(tmp_path / "missing.svs"))

@@ -1,0 +1,220 @@
+"""The prompt highlighter in a real napari viewer (Xvfb): the tiny model on the real SVS."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from napari_conch._napari import layers as L
+from napari_conch.engine.prompts import text_queries
+from napari_conch.engine.query import QueryIndex, run_query
+from napari_conch.engine.store import EmbeddingStore, TileStatus
+
+pytestmark = pytest.mark.gui
+
+WIDGET = "Prompt highlighter"
+WAIT_MS = 20_000
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, svs_path, tiny_checkpoint, tokenizer_path, tmp_path, qtbot):
+    """A viewer with the real SVS and the widget, the tiny model loaded, stores under tmp."""
+    viewer = make_napari_viewer()
+    [slide_layer] = viewer.open(str(svs_path), plugin="napari-conch")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    ckpt, config = tiny_checkpoint
+    m = widget.model_panel
+    m.source.value = str(ckpt)
+    m.config.value = config
+    m.tokenizer.value = tokenizer_path
+    m.device.value = "cpu"
+    widget.load_model()
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    s = widget.slide_panel
+    s.store_root.value = tmp_path
+    s.tile_size.value = 512
+    s.stride.value = 512
+    s.min_tissue.value = 0.1
+    assert widget.slide_layer is slide_layer
+    yield viewer, widget, slide_layer
+    widget.cancel_embedding()
+    qtbot.waitUntil(lambda: not widget.embedding, timeout=WAIT_MS)
+
+
+def _embed(widget, qtbot, **kwargs):
+    worker = widget.start_embedding(**kwargs)
+    assert worker is not None, widget.errors
+    qtbot.waitUntil(lambda: not widget.embedding, timeout=WAIT_MS)
+    return worker
+
+
+def _type(widget, qtbot, text, layer_name=L.HEATMAP):
+    widget.prompt_panel.text.value = text
+    wanted = text.split("\n")
+    qtbot.waitUntil(
+        lambda: widget.result is not None and widget.result.names[: len(wanted)] == wanted,
+        timeout=WAIT_MS,
+    )
+    return widget.viewer.layers[layer_name]
+
+
+def _engine_result(store, model, prompts):
+    names, queries = text_queries(model, prompts, "conch")
+    index = QueryIndex.from_store(store)
+    return run_query(index, names, queries, store.grid, logit_scale=float(model.logit_scale))
+
+
+def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
+    viewer, widget, slide_layer = viewer_widget
+    assert widget.model_panel.info.value == widget.model.describe()
+    assert "public CONCH checkpoint has no captioning decoder" in widget.model_panel.note.value
+    assert slide_layer.metadata["napari_conch"]["mpp"] == pytest.approx(0.499, abs=1e-3)
+
+    gaps, last = [], [time.perf_counter()]
+    from qtpy.QtCore import QTimer
+
+    ticker = QTimer()
+    ticker.setInterval(10)
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    ticker.timeout.connect(tick)
+    ticker.start()
+    _embed(widget, qtbot)
+    ticker.stop()
+    stall = max(gaps) * 1000
+    with capsys.disabled():
+        print(f"\nlongest event-loop stall during embedding: {stall:.1f} ms ({len(gaps)} ticks)")
+    assert stall < 2000
+    assert not widget.errors
+
+    session = widget.session
+    store = EmbeddingStore.open(session.store.path)
+    counts = store.counts()
+    assert counts["done"] > 0 and counts["pending"] == 0
+    height, width = session.slide.shape
+    assert session.grid.shape == (-(-height // 512), -(-width // 512))
+
+    heat = _type(widget, qtbot, "tumor")
+    expected = _engine_result(store, widget.model, ["tumor"])
+    np.testing.assert_allclose(heat.data, expected.cell_cosine[0], atol=1e-5, equal_nan=True)
+    # the heatmap's world extent is the tiles' extent on the slide (in microns here)
+    scale, translate = np.asarray(slide_layer.scale), np.asarray(slide_layer.translate)
+    rows, cols = session.grid.shape
+    edge = np.array([[0, 0], [rows, cols]]) * session.grid.cell_size_level0
+    extent = heat.extent
+    edges = extent.world + np.array([[-0.5], [0.5]]) * extent.step
+    np.testing.assert_allclose(edges, (edge - 0.5) * scale + translate)
+    assert np.isnan(heat.data).any() and np.isfinite(heat.data).any()
+
+    labels = _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
+    names_in_viewer = [ly.name for ly in viewer.layers]
+    assert names_in_viewer.count(L.HEATMAP) == 1 and L.PROBABILITY in names_in_viewer
+    assert list(labels.features["class"]) == ["none", "tumor", "stroma", "fat"]
+    expected = _engine_result(store, widget.model, ["tumor", "stroma", "fat"])
+    np.testing.assert_array_equal(labels.data, expected.cell_labels)
+    np.testing.assert_allclose(
+        viewer.layers[L.PROBABILITY].data, expected.cell_probs[0], atol=1e-5, equal_nan=True
+    )
+
+    widget.prompt_panel.show_class.value = "stroma"
+    np.testing.assert_allclose(
+        viewer.layers[L.HEATMAP].data, expected.cell_cosine[1], atol=1e-5, equal_nan=True
+    )
+    assert [ly.name for ly in viewer.layers].count(L.LABELS) == 1
+
+    # the value under the cursor
+    r, c = np.argwhere(np.isfinite(expected.cell_cosine[0]))[0]
+    center = (np.array([r, c]) + 0.5) * session.grid.cell_size_level0 - 0.5
+    viewer.cursor.position = tuple(center * scale + translate)
+    assert "tumor" in widget.prompt_panel.cursor.value
+    assert widget.cursor_status.text in str(viewer.status)
+
+    for suffix in (".tif", ".csv", ".geojson"):
+        widget.export_panel.path.value = tmp_path / f"map{suffix}"
+        assert widget.export() == tmp_path / f"map{suffix}"
+    collection = json.loads((tmp_path / "map.geojson").read_text())
+    assert collection["type"] == "FeatureCollection"
+    assert (tmp_path / "map.csv").read_text().startswith("row,col,x0,y0,x1,y1,tumor")
+
+    # more like this: the tile's own cell is the most similar (cosine 1)
+    result = widget.more_like_this_at(tuple(center * scale + translate))
+    assert result is not None
+    assert viewer.layers[L.HEATMAP].data[r, c] == pytest.approx(1.0, abs=1e-4)
+    assert [ly.name for ly in viewer.layers].count(L.HEATMAP) == 1
+
+    # reopening: the store is found and reused, nothing recomputed
+    widget.session = None
+    worker = _embed(widget, qtbot)
+    assert worker is not None
+    assert EmbeddingStore.open(store.path).attrs["last_run"]["computed"] == 0
+
+
+def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
+    _, widget, _ = viewer_widget
+    s = widget.slide_panel
+    s.tile_size.value = s.stride.value = 128
+    s.batch_size.value = 8
+    region = widget.visible_region()  # level-0 box of what the canvas shows
+    height, width = widget.slide_layer.data.shape[:2]
+    assert 0 <= region[0] < region[2] <= width + 1 and 0 <= region[1] < region[3] <= height + 1
+    worker = widget.start_embedding(visible_first=True)
+    assert worker is not None, widget.errors
+
+    def cancel_after_first_batch(item):
+        if item[0].computed > 0:
+            widget.cancel_embedding()
+
+    worker.yielded.connect(cancel_after_first_batch)
+    qtbot.waitUntil(lambda: not widget.embedding, timeout=WAIT_MS)
+    store = EmbeddingStore.open(widget.session.store.path)
+    status = store.status()
+    done = status == TileStatus.DONE
+    assert 0 < done.sum() < (store.tissue()).sum()
+    embeddings = store.embeddings()
+    assert np.isfinite(embeddings[done]).all() and np.isnan(embeddings[~done]).all()
+    assert store.attrs["last_run"]["cancelled"] is True
+    assert "cancelled" in s.status.value.lower()
+    assert s.embed.enabled and not s.cancel.enabled
+
+    # still usable: the run resumes and completes
+    _embed(widget, qtbot)
+    assert EmbeddingStore.open(store.path).counts()["pending"] == 0
+
+
+def test_user_errors_are_notifications(
+    make_napari_viewer, tiny_checkpoint, tokenizer_path, tmp_path, qtbot
+):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    assert widget.start_embedding() is None
+    assert "load a model first" in widget.errors[-1]
+
+    m = widget.model_panel
+    m.source.value = str(tmp_path / "missing.bin")
+    assert widget.load_model() is not None
+    qtbot.waitUntil(lambda: len(widget.errors) == 2, timeout=WAIT_MS)
+    assert "missing.bin" in widget.errors[-1] and "\n" not in widget.errors[-1]
+    assert widget.model is None and m.load.enabled
+
+    ckpt, config = tiny_checkpoint
+    m.source.value, m.config.value, m.tokenizer.value = str(ckpt), config, tokenizer_path
+    widget.load_model()
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    assert widget.start_embedding() is None
+    assert "no RGB image layer" in widget.errors[-1]
+
+    viewer.add_image(np.zeros((64, 64), np.float32), name="grey")
+    assert widget.slide_layer is None  # only RGB layers are offered
+    viewer.add_image(np.full((300, 400, 3), 200, np.uint8), name="photo", rgb=True)
+    assert widget.slide_layer.name == "photo"
+    widget.slide_panel.mpp.value = 0.5  # the layer has no microns per pixel
+    assert widget.start_embedding() is None
+    assert "microns-per-pixel" in widget.errors[-1]
+    assert widget.slide_panel.embed.enabled and not widget.embedding
