@@ -150,3 +150,13 @@ def test_hf_hub_without_network_or_package_is_a_clear_error(monkeypatch, tmp_pat
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(CheckpointError, match="hf_hub:MahmoodLab/conch"):
         load_model("hf_hub:MahmoodLab/conch", device="cpu")
+
+
+def test_half_precision_checkpoint_computes_in_float32(tmp_path, state, config, tiny_reference):
+    path = tmp_path / "half.pt"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
+    lm = load_model(path, config=config, device="cpu")
+    assert all(p.dtype == torch.float32 for p in lm.model.parameters())
+    tile = tiny_reference["inputs"]["real_tile_uint8"].numpy()
+    emb = lm.embed_images(tile)
+    assert emb.dtype == torch.float32 and torch.isfinite(emb).all()

@@ -106,6 +106,11 @@ def load_weights(
         raise CheckpointError(
             f"{source} does not fit the {model.config.name} architecture: " + "; ".join(problems)
         )
+    # half-precision checkpoints (e.g. the demo model) are computed in float32 like any other
+    state_dict = {
+        k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
+        for k, v in state_dict.items()
+    }
     on_meta = any(p.is_meta for p in model.parameters())
     if not given_decoder:
         _randomise_decoder(model, device=next(iter(state_dict.values())).device)
