@@ -7,14 +7,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from napari_conch._napari.reader import META_KEY, LayerData, read_slide
 from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
+from napari_conch.samples import CMU_SMALL_REGION
 
-#: The real slide shipped as package data (OpenSlide's CMU-1-Small-Region, CC0 1.0).
-CMU_SMALL_REGION = Path(__file__).parent / "data" / "cmu_small_region.svs"
 #: Layer name of the synthetic slide.
 SYNTHETIC_NAME = "synthetic tissue"
 

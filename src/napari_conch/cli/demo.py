@@ -1,0 +1,57 @@
+"""``napari-conch demo``: the shipped demo model on a real slide, headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo",
+        help="run the demo model (not CONCH) on a real slide; write a heatmap and a PNG",
+        description=(
+            "Embed a slide (default: the real sample slide CMU-1-Small-Region shipped with the "
+            "package) with the demo model, a small CoCa trained on openly licensed tissue images "
+            "(not CONCH, not for diagnosis; see docs/demo-model.md), and write the map of the "
+            "prompts as OUT/heatmap.tif and OUT/overlay.png. One prompt gives a similarity "
+            "heatmap, several a labelled map. Works offline, without CONCH's weights."
+        ),
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--slide", metavar="PATH", help="a slide (default: the shipped sample slide)")
+    p.add_argument(
+        "--prompt", action="append", metavar="TEXT",
+        help='what to look for (repeatable; default "stroma"). The demo model knows: tumor '
+        "cells, stroma, inflammatory cells, dab positive staining, tissue, background glass",
+    )  # fmt: skip
+    p.add_argument("--templates", choices=("conch", "none"), default="conch")
+    p.add_argument("--device", metavar="D", help="torch device (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo and print what it wrote."""
+    from napari_conch.cli.embed import ProgressBar
+    from napari_conch.demo.run import DEFAULT_PROMPTS, run_demo
+
+    bar = ProgressBar(sys.stderr, enabled=not args.quiet)
+    bar.start("demo model")
+    outputs = run_demo(
+        args.out,
+        slide_path=args.slide,
+        prompts=args.prompt or DEFAULT_PROMPTS,
+        templates=args.templates,
+        device=args.device,
+        on_progress=bar.update,
+    )
+    bar.finish()
+    print(f"demo model (not CONCH): {outputs.tiles_embedded} tissue tiles embedded")
+    print(f"prompts: {', '.join(outputs.names)}")
+    print(f"heatmap: {outputs.heatmap_tiff}")
+    print(f"overlay: {outputs.overlay_png}")
+    print(f"store:   {outputs.store}")
+    return 0
