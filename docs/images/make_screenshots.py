@@ -12,10 +12,9 @@ import pathlib
 import tempfile
 import time
 
+import napari
 import torch
 from qtpy.QtWidgets import QApplication
-
-import napari
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared" / "fixtures"))
