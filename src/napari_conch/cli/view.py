@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Open napari with the CONCH prompt highlighter docked, showing SLIDE (any format "
             "napari-conch reads) or, without SLIDE, the real sample slide CMU-1-Small-Region "
-            "shipped with the package. --model/--config/--tokenizer fill in the Model panel."
+            "shipped with the package. --model/--config/--tokenizer fill in the Model panel. "
+            "Without a model (no --model, no $NAPARI_CONCH_MODEL) it starts the demo model (a "
+            "small CoCa trained on openly licensed images; not CONCH): the slide is embedded and "
+            "the --prompt map shown without a click."
         ),
     )
     parser.add_argument("slide", nargs="?", metavar="SLIDE", help="a slide file or zarr folder")
@@ -34,6 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", metavar="JSON", help="model config (non-CONCH models only)")
     parser.add_argument("--tokenizer", metavar="PATH", help="CONCH's tokenizer JSON")
     parser.add_argument("--device", metavar="D", help="torch device (default: auto)")
+    parser.add_argument(
+        "--prompt", action="append", metavar="TEXT",
+        help='demo model only: the prompt(s) to show (default "stroma")',
+    )  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -58,14 +65,20 @@ def run(args: argparse.Namespace) -> int:
     viewer.open(str(path), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     panel = widget.model_panel
+    if args.device:
+        panel.device.value = args.device
     model = args.model or os.environ.get("NAPARI_CONCH_MODEL")
-    if model:
-        panel.source.value = str(model)
+    if not model:
+        from napari_conch._napari.demo import start_demo
+        from napari_conch.demo.run import DEFAULT_PROMPTS
+
+        start_demo(widget, args.prompt or DEFAULT_PROMPTS)
+        napari.run()
+        return 0
+    panel.source.value = str(model)
     if args.config:
         panel.config.value = args.config
     if args.tokenizer:
         panel.tokenizer.value = args.tokenizer
-    if args.device:
-        panel.device.value = args.device
     napari.run()
     return 0

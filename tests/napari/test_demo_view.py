@@ -1,0 +1,42 @@
+"""The README's main command: the demo model embeds the sample slide and shows a heatmap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_conch._napari import layers as L
+from napari_conch._napari.demo import start_demo
+from napari_conch.cli.view import WIDGET, slide_path
+from napari_conch.demo import DEMO_MODEL_NAME
+from napari_conch.engine.prompts import text_queries
+from napari_conch.engine.query import QueryIndex, run_query
+from napari_conch.engine.store import TileStatus
+
+pytestmark = pytest.mark.gui
+
+
+def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(str(slide_path(None)), plugin="napari-conch")  # the shipped sample slide
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    widget.slide_panel.store_root.value = tmp_path
+    widget.model_panel.device.value = "cpu"
+    assert start_demo(widget, ["stroma"]) is not None
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
+    assert DEMO_MODEL_NAME in widget.model_panel.info.value
+    qtbot.waitUntil(lambda: widget.session is not None and not widget.embedding, timeout=60_000)
+    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=30_000)
+    store = widget.session.store
+    status = store.status()
+    assert (status == TileStatus.DONE).sum() > 50 and not (status == TileStatus.PENDING).any()
+    names, queries = text_queries(widget.model, ["stroma"], "conch")
+    expected = run_query(QueryIndex.from_store(store), names, queries, store.grid)
+    qtbot.waitUntil(
+        lambda: np.isfinite(viewer.layers[L.HEATMAP].data).sum()
+        == np.isfinite(expected.cell_cosine[0]).sum(),
+        timeout=30_000,
+    )
+    np.testing.assert_allclose(
+        viewer.layers[L.HEATMAP].data, expected.cell_cosine[0], atol=1e-5, equal_nan=True
+    )
