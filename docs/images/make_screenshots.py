@@ -1,28 +1,30 @@
-"""Make the user guide's screenshots: the prompt highlighter over the real slide.
+"""Make the user guide's screenshots: the prompt highlighter over the real sample slide.
 
-Uses the tiny random test model of the shared fixtures (``$NAPARI_CONCH_FIXTURES``, default
-``../shared/fixtures`` next to the repository). Run under an X server::
+Uses the demo model shipped with the package (a small CoCa trained on openly licensed images,
+not CONCH), exactly as ``napari-conch view`` starts it: a heatmap over the shipped sample slide,
+then labels over the H&E tumour-nest image of the shared fixtures (``$NAPARI_CONCH_FIXTURES``,
+default ``../shared/fixtures``; most of it was demo training data). Run under an X server::
 
     xvfb-run -a -s "-screen 0 2000x1100x24" python docs/images/make_screenshots.py
 """
 
-import json
 import os
 import pathlib
 import tempfile
 import time
 
+import imagecodecs
 import napari
-import torch
+import tifffile
 from qtpy.QtWidgets import QApplication
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared" / "fixtures"))
+from napari_conch._napari.demo import start_demo
+from napari_conch.samples import CMU_SMALL_REGION
+
 OUT = pathlib.Path(__file__).resolve().parent
-ref = torch.load(FIX / "reference/coca_tiny_a.pt", weights_only=True)
-d = pathlib.Path(tempfile.mkdtemp())
-torch.save(ref["state_dict"], d / "pytorch_model.bin")
-(d / "coca_tiny.json").write_text(json.dumps(ref["config"]))
+REPO = OUT.parents[1]
+FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared" / "fixtures"))
+TMP = pathlib.Path(tempfile.mkdtemp())
 
 
 def wait(cond, t=120):
@@ -43,31 +45,32 @@ def pause(s):
 viewer = napari.Viewer(show=True)
 app = QApplication.instance()
 viewer.window._qt_window.resize(1900, 1000)
-viewer.open(str(FIX / "images/cmu_small_region.svs"), plugin="napari-conch")
+viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
 _, w = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
-m = w.model_panel
-m.source.value = str(d / "pytorch_model.bin")
-m.config.value = d / "coca_tiny.json"
-m.tokenizer.value = FIX / "reference/conch_byte_level_bpe_uncased.json"
-m.device.value = "cpu"
-w.load_model()
+w.model_panel.device.value = "cpu"
+w.slide_panel.store_root.value = TMP
+start_demo(w, ["stroma"])
 wait(lambda: w.model is not None)
-s = w.slide_panel
-s.store_root.value = d
-s.tile_size.value = 128
-s.stride.value = 128
-s.min_tissue.value = 0.2
-w.start_embedding()
-wait(lambda: not w.embedding)
-w.prompt_panel.text.value = "tumor"
-wait(lambda: w.result is not None and w.result.names == ["tumor"])
+wait(lambda: w.session is not None and not w.embedding)
+wait(lambda: w.result is not None and w.result.names == ["stroma"])
 pause(1)
 viewer.reset_view()
 pause(1)
 viewer.screenshot(str(OUT / "heatmap.png"), canvas_only=False)
-w.prompt_panel.text.value = "tumor\nstroma\nadipose tissue"
+# labels: the tumour nest image as a tiled TIFF (0.5 um/px, like the demo's training tiles)
+nest = TMP / "hgsc_nest.tif"
+pixels = imagecodecs.imread(FIX / "images/hgsc_nest.jpg")
+tifffile.imwrite(nest, pixels, tile=(256, 256), resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+for layer in list(viewer.layers):
+    viewer.layers.remove(layer)
+viewer.open(str(nest), plugin="napari-conch")
+wait(lambda: w.slide_layer is not None and w.slide_layer.name == "hgsc_nest")
+w.start_embedding()
+wait(lambda: not w.embedding)
+w.prompt_panel.text.value = "tumor cells\nstroma\ninflammatory cells"
 wait(lambda: w.result is not None and len(w.result.names) == 3)
 pause(1)
+viewer.reset_view()
 viewer.layers["CONCH similarity"].visible = False
 viewer.layers["CONCH probability"].visible = False
 pause(1)

@@ -25,6 +25,7 @@ def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_p
     assert start_demo(widget, ["stroma"]) is not None
     qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
     assert DEMO_MODEL_NAME in widget.model_panel.info.value
+    assert "Demo model, not CONCH" in widget.model_panel.note.value
     qtbot.waitUntil(lambda: widget.session is not None and not widget.embedding, timeout=60_000)
     qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=30_000)
     store = widget.session.store

@@ -222,6 +222,7 @@ class PromptHighlighter(Container):
             return
         self.model = model
         self.model_panel.info.value = model.describe()
+        self.model_panel.note.value = model_note(model)
         self._invalidate_session()
         self.schedule_refresh()
 
@@ -532,3 +533,20 @@ def _optional_path(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text in ("", ".") else text
+
+
+def model_note(model: Any) -> str:
+    """What a user should know about a loaded model, in one line."""
+    from napari_conch.demo import DEMO_MODEL_NAME
+
+    if model.config.name == DEMO_MODEL_NAME:
+        return (
+            "Demo model, not CONCH: trained on a few openly licensed images to try the plugin; "
+            "not for diagnosis."
+        )
+    if not model.has_decoder:
+        return (
+            "No captioning decoder in this checkpoint (as in the public CONCH release): "
+            "prompts and maps work, captions do not."
+        )
+    return "Captioning decoder loaded: captions work (Caption and retrieval widget)."
