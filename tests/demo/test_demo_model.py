@@ -32,7 +32,7 @@ def test_shipped_files_load_through_load_model():
     weights, config, tokenizer = demo_model_paths()
     loaded = load_model(weights, config=config, tokenizer=tokenizer, device="cpu")
     assert loaded.has_decoder
-    assert loaded.config.name == "demo_coca"
+    assert loaded.config.name == DEMO_MODEL_NAME
     assert 1.0 < loaded.logit_scale <= 100.0
     assert loaded.tokenizer.vocab_size == loaded.config.text.vocab_size
 
@@ -66,3 +66,14 @@ def test_tokenizer_round_trip():
         "lymphocytes near the epithelium",
     ]
     assert 256 < tok.vocab_size <= 2048  # our own small BPE, not CONCH's 32007 ids
+
+
+def test_demo_source_name_loads_the_shipped_model():
+    from napari_conch.demo import DEMO_MODEL_NAME, load_demo_model
+    from napari_conch.model import load_model
+
+    lm = load_model("demo", device="cpu")
+    assert lm is load_demo_model(device="cpu")
+    assert (
+        lm.config.name == DEMO_MODEL_NAME and lm.tokenizer.vocab_size == lm.config.text.vocab_size
+    )

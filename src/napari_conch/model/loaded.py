@@ -161,6 +161,9 @@ class LoadedModel:
         )
 
 
+#: The ``source`` that names the demo model shipped with the package.
+DEMO_SOURCE = "demo"
+
 _CACHE: dict[tuple, LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -180,7 +183,8 @@ def load_model(
     ----------
     source : str or path
         A checkpoint file (``.bin``, ``.pt``, ``.pth``, ``.safetensors``), a folder holding
-        ``pytorch_model.bin``, or ``hf_hub:MahmoodLab/conch``.
+        ``pytorch_model.bin``, ``hf_hub:MahmoodLab/conch``, or ``"demo"`` for the demo model
+        shipped with the package (not CONCH; its config and tokenizer come with it).
     config : str, path, dict or CocaConfig, optional
         The architecture; default CONCH ViT-B/16.
     tokenizer : path, optional
@@ -198,6 +202,12 @@ def load_model(
     CheckpointError, ConfigError, TokenizerNotFoundError, NapariConchError
         One-line messages naming what is wrong.
     """
+    if str(source) == DEMO_SOURCE:
+        from napari_conch.demo import demo_model_paths
+
+        source, demo_config, demo_tokenizer = demo_model_paths()
+        config = config if config is not None else demo_config
+        tokenizer = tokenizer if tokenizer is not None else demo_tokenizer
     cfg = resolve_config(config)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
