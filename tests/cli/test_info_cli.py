@@ -53,3 +53,34 @@ def test_user_error_is_one_line_without_traceback(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "missing.svs" in err and "does not exist" in err
+
+
+def test_info_describes_a_slide(capsys, svs_path):
+    assert main(["info", str(svs_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2220 x 2967 px" in out and "0.499 um/px (aperio)" in out and "levels: 1" in out
+
+
+def test_info_describes_a_store(capsys, svs_path, tmp_path):
+    assert (
+        main(
+            [
+                "embed",
+                str(svs_path),
+                "--model",
+                "demo",
+                "--tile-size",
+                "256",
+                "--device",
+                "cpu",
+                "--store",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    store = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["info", store]) == 0
+    out = capsys.readouterr().out
+    assert "model: demo" in out and "done" in out and "grid: " in out and "256 px" in out

@@ -79,11 +79,59 @@ def describe_path(path: Path) -> str:
     """What a slide or an embedding store holds."""
     if not path.exists():
         raise NapariConchError(f"{str(path)!r} does not exist")
-    store_doc = path / "zarr.json"
-    if path.is_dir() and store_doc.is_file() and "napari_conch" in store_doc.read_text():
+    if path.is_dir() and (path / "zarr.json").is_file() and _is_store(path):
         from napari_conch.engine.store import EmbeddingStore
 
-        return EmbeddingStore.open(path).describe()
+        return describe_store(EmbeddingStore.open(path))
     from napari_conch.slide import open_slide
 
-    return open_slide(path).describe()
+    return describe_slide(open_slide(path))
+
+
+def _is_store(path: Path) -> bool:
+    import json
+
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError):
+        return False
+    return "signature" in attrs
+
+
+def describe_slide(slide) -> str:
+    """Levels, size, microns per pixel and fingerprint of a slide."""
+    mpp = (
+        f"{slide.mpp:g} um/px ({slide.mpp_source})"
+        if slide.mpp
+        else "unknown (give it with --slide-mpp)"
+    )
+    lines = [
+        f"slide: {slide.name} ({slide.path})",
+        f"size: {slide.shape[1]} x {slide.shape[0]} px (width x height) at level 0",
+        f"microns per pixel: {mpp}",
+        f"fingerprint: {slide.fingerprint}",
+        f"levels: {len(slide.levels)}",
+    ]
+    for level, downsample in enumerate(slide.downsamples):
+        h, w = slide.level_shape(level)
+        lines.append(f"  level {level}: {w} x {h} px, downsample {downsample:g}")
+    return "\n".join(lines)
+
+
+def describe_store(store) -> str:
+    """What an embedding store was made from and how far it got."""
+    attrs, grid = store.attrs, store.grid
+    counts = store.counts()
+    total = grid.rows * grid.cols
+    lines = [
+        f"embedding store: {store.path}",
+        f"slide: {attrs.get('slide_name')} ({attrs.get('slide_path')})",
+        f"model: {attrs.get('model_source')} "
+        f"(fingerprint {store.signature.get('model_fingerprint')})",
+        f"grid: {grid.rows} x {grid.cols} tiles of {grid.tile_size} px, stride {grid.stride}, "
+        f"level {grid.level}",
+        f"embeddings: {store.embed_dim}-d",
+        "tiles: " + ", ".join(f"{n} {name}" for name, n in counts.items()) + f" (of {total})",
+        f"made by napari-conch {attrs.get('version')}",
+    ]
+    return "\n".join(lines)

@@ -10,8 +10,10 @@ embed
     :func:`~napari_conch.engine.embed.embed` (from paths).
 distributed
     The same on a ``dask.distributed`` cluster.
-query, export
-    Prompts to maps, and maps to files.
+prompts, query, export
+    Prompts to maps (CONCH templates, ensembles, overlap averaging), and maps to files.
+region, retrieval
+    Image to text for a region (captions, ranked texts), and text to the best tiles.
 
 The names below are imported on first use, so ``import napari_conch.engine`` stays light.
 """
@@ -30,6 +32,13 @@ _LAZY = {
     "embed": "napari_conch.engine.embed",
     "embed_slide": "napari_conch.engine.embed",
     "embed_slide_iter": "napari_conch.engine.embed",
+    "QueryIndex": "napari_conch.engine.query",
+    "run_query": "napari_conch.engine.query",
+    "text_queries": "napari_conch.engine.prompts",
+    "export_result": "napari_conch.engine.export",
+    "top_tiles_for_prompt": "napari_conch.engine.retrieval",
+    "rank_texts": "napari_conch.engine.region",
+    "caption_region": "napari_conch.engine.region",
 }
 
 __all__ = sorted(_LAZY)

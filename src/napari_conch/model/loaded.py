@@ -202,7 +202,8 @@ def load_model(
     CheckpointError, ConfigError, TokenizerNotFoundError, NapariConchError
         One-line messages naming what is wrong.
     """
-    if str(source) == DEMO_SOURCE:
+    requested = str(source)
+    if requested == DEMO_SOURCE:
         from napari_conch.demo import demo_model_paths
 
         source, demo_config, demo_tokenizer = demo_model_paths()
@@ -227,7 +228,7 @@ def load_model(
             config=cfg,
             device=dev,
             precision=prec,
-            source=text,
+            source=requested,
             fingerprint=fingerprint_state_dict(state),
             preprocess=Preprocess(cfg.vision.image_size),
             tokenizer_path=tokenizer,

@@ -206,8 +206,8 @@ def _level_for_mpp(slide: Slide, mpp: float) -> tuple[int, float]:
     if slide.mpp is None:
         raise SlideError(
             f"{slide.path}: the slide has no microns-per-pixel metadata, so a grid at "
-            f"{mpp:g} um/px cannot be made; choose a pyramid level (--level) or give the "
-            "slide's microns per pixel (open_slide(path, mpp=...))"
+            f"{mpp:g} um/px cannot be made; choose a pyramid level instead, or give the "
+            "slide's microns per pixel"
         )
     best = None
     for level in range(slide.level_count):
