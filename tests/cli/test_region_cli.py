@@ -86,3 +86,12 @@ def test_empty_box_is_a_clear_error(capsys, svs_path, tiny_checkpoint, tokenizer
     args = ["rank-texts", str(svs_path), "--box", "10", "10", "5", "5", "--text", "tumor"]
     assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_no_model_offers_the_demo_model(capsys, svs_path, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    assert main(["rank-texts", str(svs_path), *BOX, "--text", "tumor"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--model demo" in err
+    assert main(["embed", str(svs_path)]) == 2
+    assert "--model demo" in capsys.readouterr().err

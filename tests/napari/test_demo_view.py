@@ -34,10 +34,25 @@ def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_p
     names, queries = text_queries(widget.model, ["stroma"], "conch")
     expected = run_query(QueryIndex.from_store(store), names, queries, store.grid)
     qtbot.waitUntil(
-        lambda: np.isfinite(viewer.layers[L.HEATMAP].data).sum()
-        == np.isfinite(expected.cell_cosine[0]).sum(),
+        lambda: (
+            np.isfinite(viewer.layers[L.HEATMAP].data).sum()
+            == np.isfinite(expected.cell_cosine[0]).sum()
+        ),
         timeout=30_000,
     )
     np.testing.assert_allclose(
         viewer.layers[L.HEATMAP].data, expected.cell_cosine[0], atol=1e-5, equal_nan=True
     )
+
+
+def test_demo_model_button_loads_the_demo_model(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    assert widget.model_panel.source.value == ""
+    widget.model_panel.device.value = "cpu"
+    widget.model_panel.demo.changed.emit(True)  # the button's click signal
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
+    assert widget.model.config.name == DEMO_MODEL_NAME
+    assert widget.slide_panel.tile_size.value == 128
+    assert "Demo model, not CONCH" in widget.model_panel.note.value

@@ -6,6 +6,8 @@ the widget's handlers, as a user would by typing and clicking.
 
 from __future__ import annotations
 
+import os
+
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -41,7 +43,9 @@ class ModelPanel(Container):
     def __init__(self) -> None:
         self.source = LineEdit(
             label="Checkpoint",
-            tooltip="pytorch_model.bin of CONCH, a folder holding it, or hf_hub:MahmoodLab/conch",
+            tooltip="pytorch_model.bin of CONCH, a folder holding it, hf_hub:MahmoodLab/conch, "
+            "or demo (the demo model shipped with napari-conch; not CONCH)",
+            value=os.environ.get("NAPARI_CONCH_MODEL", ""),
         )
         self.browse = FileEdit(label="", mode="r", tooltip="choose a checkpoint file")
         self.token = Password(label="HF token", tooltip="Hugging Face token for hf_hub: sources")
@@ -56,6 +60,11 @@ class ModelPanel(Container):
         )
         self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
         self.load = PushButton(text="Load model")
+        self.demo = PushButton(
+            text="Use the demo model (not CONCH)",
+            tooltip="a small CoCa trained on a few openly licensed images, shipped with the "
+            "plugin: for trying it without CONCH's weights; not for diagnosis",
+        )
         self.info = Label(value="No model loaded.")
         self.note = Label(value=PUBLIC_CONCH_NOTE)
         super().__init__(
@@ -68,6 +77,7 @@ class ModelPanel(Container):
                 self.tokenizer,
                 self.device,
                 self.load,
+                self.demo,
                 self.info,
                 self.note,
             ]

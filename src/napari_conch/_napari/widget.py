@@ -124,6 +124,7 @@ class PromptHighlighter(Container):
     def _connect(self) -> None:
         m, s, p, e = self.model_panel, self.slide_panel, self.prompt_panel, self.export_panel
         m.load.changed.connect(self.load_model)
+        m.demo.changed.connect(self.use_demo_model)
         s.layer.changed.connect(self._on_layer_changed)
         s.embed.changed.connect(lambda: self.start_embedding(visible_first=False))
         s.embed_visible.changed.connect(lambda: self.start_embedding(visible_first=True))
@@ -214,6 +215,14 @@ class PromptHighlighter(Container):
         worker.finished.connect(lambda: setattr(panel.load, "enabled", True))
         self._start(worker)
         return worker
+
+    @reports_errors
+    def use_demo_model(self, *_: Any) -> Any:
+        """Fill the Model panel with the demo model shipped with the plugin and load it."""
+        from napari_conch._napari.demo import fill_demo_model
+
+        fill_demo_model(self)
+        return self.load_model()
 
     def _on_model_loaded(self, model: Any) -> None:
         if isinstance(model, Failure):
@@ -317,7 +326,7 @@ class PromptHighlighter(Container):
         s.cancel.enabled = running
         for widget in (s.layer, s.level, s.mpp, s.tile_size, s.stride, s.store_root):
             widget.enabled = not running
-        self.model_panel.load.enabled = not running
+        self.model_panel.load.enabled = self.model_panel.demo.enabled = not running
 
     def _on_progress(self, item: tuple[Any, np.ndarray]) -> None:
         event, vectors = item

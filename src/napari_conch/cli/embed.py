@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from napari_conch.cli.common import add_model_argument, model_source
 from napari_conch.errors import InputError
 
 HELP = "embed the tissue tiles of slides into embedding stores"
@@ -24,7 +25,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files or zarr folders")
-    p.add_argument("--model", required=True, metavar="SRC", help="checkpoint path or hf_hub:...")
+    add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (recorded, not needed)")
     where = p.add_mutually_exclusive_group()
@@ -83,7 +84,7 @@ def _run_local(args: argparse.Namespace, slide: str, options: dict, bar: Progres
 
     job = open_job(
         slide,
-        args.model,
+        model_source(args),
         config=args.config,
         tokenizer=args.tokenizer,
         device=args.device,
@@ -124,7 +125,7 @@ def _run_cluster(args: argparse.Namespace, options: dict, bar: ProgressBar) -> l
         return embed_on_cluster(
             client,
             args.slides,
-            args.model,
+            model_source(args),
             config=args.config,
             device=args.device,
             on_progress=report,

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from napari_conch.cli.common import add_model_argument, model_source
+
 
 def _add_region_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("slide", metavar="SLIDE", help="a slide file or zarr folder")
@@ -19,7 +21,7 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--level", type=int, default=0, metavar="N", help="pyramid level to read at")
     p.add_argument("--mpp", type=float, metavar="X", help="level-0 microns/px if the file has none")
-    p.add_argument("--model", required=True, metavar="SRC", help="checkpoint path or hf_hub:...")
+    add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
     p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cpu (default: auto)")
@@ -88,7 +90,9 @@ def _open(args: argparse.Namespace):
 
     region = Region(*args.box, level=args.level)
     slide = open_slide(args.slide, mpp=args.mpp)
-    model = load_model(args.model, config=args.config, tokenizer=args.tokenizer, device=args.device)
+    model = load_model(
+        model_source(args), config=args.config, tokenizer=args.tokenizer, device=args.device
+    )
     return slide, region, model
 
 
@@ -112,7 +116,7 @@ def run_caption(args: argparse.Namespace) -> int:
     slide, region, model = _open(args)
     if not model.has_decoder:
         raise NoDecoderError(
-            f"{args.model} has no captioning decoder weights (the public CONCH release ships "
+            f"{model.source} has no captioning decoder weights (the public CONCH release ships "
             "none), so it cannot caption; try 'napari-conch rank-texts' instead"
         )
     print(caption_region(model, slide, region, cfg))
