@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -78,4 +79,43 @@ def test_wheel_ships_the_manifest_and_entry_point(tmp_path):
         text = zf.read(entry_points).decode()
         assert "napari-conch = napari_conch:napari.yaml" in text
         assert "napari-conch = napari_conch.cli:main" in text
-        assert not any("conch_byte_level_bpe" in n for n in zf.namelist())
+        names = zf.namelist()
+        assert not any("conch_byte_level_bpe" in n for n in names)
+        assert "napari_conch/demo/data/demo_coca.pt" in names
+        assert "napari_conch/_napari/data/cmu_small_region.svs" in names
+    # the installed wheel (not the editable checkout) is a valid npe2 plugin
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = "import napari_conch; print(napari_conch.__file__)"
+    where = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.startswith(str(target))
+    out = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", "napari-conch"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
