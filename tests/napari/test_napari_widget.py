@@ -218,3 +218,35 @@ def test_user_errors_are_notifications(
     assert widget.start_embedding() is None
     assert "microns-per-pixel" in widget.errors[-1]
     assert widget.slide_panel.embed.enabled and not widget.embedding
+
+
+def test_event_loop_stays_responsive_with_live_maps(viewer_widget, qtbot, capsys):
+    """A longer run (714 overlapping tiles) while two prompts' maps fill in as batches arrive."""
+    from qtpy.QtCore import QTimer
+
+    _viewer, widget, _slide_layer = viewer_widget
+    widget.slide_panel.tile_size.value = 128
+    widget.slide_panel.stride.value = 64
+    widget.prompt_panel.text.value = "tumor\nstroma"
+    gaps, last = [], [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    ticker = QTimer()
+    ticker.setInterval(10)
+    ticker.timeout.connect(tick)
+    ticker.start()
+    _embed(widget, qtbot)
+    qtbot.waitUntil(lambda: L.LABELS in widget.viewer.layers, timeout=WAIT_MS)
+    ticker.stop()
+    worst = sorted(gaps, reverse=True)
+    with capsys.disabled():
+        print(
+            f"\nlive maps: longest stall {worst[0] * 1000:.0f} ms (the map layers are created), "
+            f"next {worst[1] * 1000:.0f} ms, {len(gaps)} ticks"
+        )
+    assert worst[1] < 2.0 and not widget.errors
+    assert widget.session.store.counts()["pending"] == 0

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from napari_conch.engine.export import label_color
 
@@ -87,11 +88,23 @@ def upsert_image(
             blending="translucent",
             units=units,
         )
-    layer.scale, layer.translate = placement.scale, placement.translate
+    place(layer, placement)
     layer.data = data
-    layer.colormap, layer.opacity = colormap, opacity
-    layer.contrast_limits = contrast_limits
+    if layer.colormap.name != colormap:
+        layer.colormap = colormap
+    if layer.opacity != opacity:
+        layer.opacity = opacity
+    if tuple(layer.contrast_limits) != tuple(contrast_limits):
+        layer.contrast_limits = contrast_limits
     return layer
+
+
+def place(layer: Any, placement: Placement) -> None:
+    """Set a layer's scale and translate, only when they change (each change redraws)."""
+    if not np.allclose(layer.scale[-2:], placement.scale):
+        layer.scale = placement.scale
+    if not np.allclose(layer.translate[-2:], placement.translate):
+        layer.translate = placement.translate
 
 
 def label_colormap(count: int) -> Any:
@@ -113,22 +126,27 @@ def upsert_labels(
     units: Any,
     opacity: float,
 ) -> Any:
-    """Show labels with one colour and name per class (names in ``layer.features``)."""
-    import pandas as pd
+    """Show labels with one colour and name per class (names in ``layer.features``).
 
-    features = pd.DataFrame({"index": np.arange(len(names) + 1), "class": ["none", *names]})
+    Colours and class names are set only when the classes change: a new batch of embeddings
+    during a run changes the data alone.
+    """
     layer = find_layer(viewer, LABELS)
     if layer is None:
         layer = viewer.add_labels(
             data, name=LABELS, scale=placement.scale, translate=placement.translate, units=units
         )
     else:
-        layer.scale, layer.translate = placement.scale, placement.translate
+        place(layer, placement)
         layer.data = data
-    layer.colormap = label_colormap(len(names))
-    layer.features = features
-    layer.opacity = opacity
-    layer.metadata["class_names"] = list(names)
+    if layer.metadata.get("class_names") != list(names):
+        layer.colormap = label_colormap(len(names))
+        layer.features = pd.DataFrame(
+            {"index": np.arange(len(names) + 1), "class": ["none", *names]}
+        )
+        layer.metadata["class_names"] = list(names)
+    if layer.opacity != opacity:
+        layer.opacity = opacity
     return layer
 
 
