@@ -243,3 +243,12 @@ def test_top_tiles_list_and_camera(
     assert len(viewer.layers[R.TOP_TILES_LAYER].data) == 3
     assert [ly.name for ly in viewer.layers].count(R.TOP_TILES_LAYER) == 1
     assert not widget.errors
+
+
+def test_caption_widget_demo_model_button(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
+    widget.model_panel.device.value = "cpu"
+    widget.model_panel.demo.changed.emit(True)
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
+    assert widget.model.config.name == "demo model" and widget.model.has_decoder

@@ -133,6 +133,7 @@ class CaptionRetrieval(Container):
     def _connect(self) -> None:
         r = self.region_panel
         self.model_panel.load.changed.connect(self.load_model)
+        self.model_panel.demo.changed.connect(self.use_demo_model)
         self.use_highlighter.changed.connect(lambda: self.adopt_highlighter_model())
         r.layer.choices = self._rgb_layers
         r.layer.changed.connect(self._on_layer_changed)
@@ -216,6 +217,7 @@ class CaptionRetrieval(Container):
 
     def _update_buttons(self) -> None:
         self.model_panel.load.enabled = not self.busy("model")
+        self.model_panel.demo.enabled = not self.busy("model")
         self.rank_panel.rank.enabled = not self.busy("rank")
         self.tiles_panel.find.enabled = not self.busy("tiles")
         self._update_decoder_state()
@@ -232,7 +234,9 @@ class CaptionRetrieval(Container):
         panel = self.model_panel
         source = panel.source.value.strip()
         if not source:
-            raise InputError("give a checkpoint path or hf_hub:MahmoodLab/conch")
+            raise InputError(
+                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
+            )
         worker = load_model_worker(
             source,
             config=_optional_path(panel.config.value),
@@ -242,6 +246,14 @@ class CaptionRetrieval(Container):
         )
         panel.info.value = f"Loading {source} ..."
         return self._run("model", worker, self._on_model_loaded)
+
+    @reports_errors
+    def use_demo_model(self, *_: Any) -> Any:
+        """Fill the Model panel with the demo model shipped with the plugin and load it."""
+        from napari_conch._napari.demo import fill_demo_paths
+
+        fill_demo_paths(self.model_panel)
+        return self.load_model()
 
     def _on_model_loaded(self, model: Any) -> None:
         if isinstance(model, Failure):

@@ -15,13 +15,17 @@ from napari_conch.demo import DEMO_MODEL_NAME, DEMO_TILE_SIZE, demo_model_paths
 from napari_conch.demo.run import DEFAULT_PROMPTS
 
 
-def fill_demo_model(widget: Any) -> None:
-    """Put the demo model's files in the Model panel and its tile size in the Slide panel."""
+def fill_demo_paths(panel: Any) -> None:
+    """Put the demo model's weights, config and tokenizer in a Model panel."""
     weights, config, tokenizer = demo_model_paths()
-    panel = widget.model_panel
     panel.source.value = str(weights)
     panel.config.value = str(config)
     panel.tokenizer.value = str(tokenizer)
+
+
+def fill_demo_model(widget: Any) -> None:
+    """Put the demo model's files in the Model panel and its tile size in the Slide panel."""
+    fill_demo_paths(widget.model_panel)
     widget.slide_panel.tile_size.value = DEMO_TILE_SIZE
     widget.slide_panel.stride.value = DEMO_TILE_SIZE
 

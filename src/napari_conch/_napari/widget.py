@@ -207,7 +207,9 @@ class PromptHighlighter(Container):
         panel = self.model_panel
         source = panel.source.value.strip()
         if not source:
-            raise InputError("give a checkpoint path or hf_hub:MahmoodLab/conch")
+            raise InputError(
+                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
+            )
         worker = load_model_worker(
             source,
             config=_optional_path(panel.config.value),
