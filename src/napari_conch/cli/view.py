@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Open napari with the CONCH prompt highlighter docked, showing SLIDE (any format "
             "napari-conch reads) or, without SLIDE, the real sample slide CMU-1-Small-Region "
-            "shipped with the package. --model/--config/--tokenizer fill in the Model panel. "
+            "shipped with the package. --model/--config/--tokenizer fill in the Model panel and load it. "
             "Without a model (no --model, no $NAPARI_CONCH_MODEL) it starts the demo model (a "
             "small CoCa trained on openly licensed images; not CONCH): the slide is embedded and "
             "the --prompt map shown without a click."
@@ -80,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
         panel.config.value = args.config
     if args.tokenizer:
         panel.tokenizer.value = args.tokenizer
+    widget.load_model()  # in the background; the panel says when it is loaded
     napari.run()
     return 0
