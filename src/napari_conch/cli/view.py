@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Open napari with the CONCH prompt highlighter docked, showing SLIDE (any format "
             "napari-conch reads) or, without SLIDE, the real sample slide CMU-1-Small-Region "
-            "shipped with the package. --model/--config/--tokenizer fill in the Model panel and load it. "
+            "shipped with the package. --model/--config/--tokenizer fill in the Model panel "
+            "and load it. "
             "Without a model (no --model, no $NAPARI_CONCH_MODEL) it starts the demo model (a "
             "small CoCa trained on openly licensed images; not CONCH): the slide is embedded and "
             "the --prompt map shown without a click."
