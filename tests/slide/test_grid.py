@@ -103,7 +103,7 @@ def test_mpp_errors(slide, ihc_path):
     with pytest.raises(SlideError, match=r"stride must be a positive integer, got 12\.5"):
         make_grid(slide, stride=12.5)
     no_mpp = open_slide(ihc_path)
-    with pytest.raises(SlideError, match=r"ihc\.png: the slide has no microns-per-pixel.*--level"):
+    with pytest.raises(SlideError, match=r"ihc\.png: the slide has no microns-per-pixel.*level"):
         make_grid(no_mpp, mpp=0.5)
     grid = make_grid(no_mpp, level=0, tile_size=100)
     assert grid.mpp is None and grid.shape == (6, 6)
