@@ -60,7 +60,7 @@ class Preprocess:
         x = to_uint8_rgb(tiles)
         if device is not None:
             x = x.to(device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
+        x = x.float().permute(0, 3, 1, 2)  # contiguous conversion, then a channels-last view
         x = resize_center_crop(x, self.image_size) / 255.0
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
