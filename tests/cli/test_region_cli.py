@@ -64,19 +64,7 @@ def test_caption_without_decoder_is_one_clear_line(
     ckpt = tmp_path / "no_decoder.bin"
     torch.save(state, ckpt)
     _, config = tiny_checkpoint
-    args = [
-        "caption",
-        str(svs_path),
-        *BOX,
-        "--model",
-        str(ckpt),
-        "--config",
-        str(config),
-        "--tokenizer",
-        str(tokenizer_path),
-        "--device",
-        "cpu",
-    ]
+    args = ["caption", str(svs_path), *BOX, *model_args((ckpt, config), tokenizer_path)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no captioning decoder" in err and "rank-texts" in err

@@ -37,10 +37,10 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.layers import find_layer
-from napari_conch._napari.panels import ModelPanel
+from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.slides import layer_levels, slide_for_layer
 from napari_conch._napari.stores import top_tiles_job
-from napari_conch._napari.widget import PromptHighlighter, _optional_path, reports_errors
+from napari_conch._napari.widget import PromptHighlighter, reports_errors
 from napari_conch._napari.workers import USER_ERRORS, Failure, load_model_worker, one_line
 from napari_conch.errors import InputError, NoDecoderError
 
@@ -231,20 +231,9 @@ class CaptionRetrieval(Container):
     def load_model(self, *_: Any) -> Any:
         """Load the model the Model panel names (cached loader), in a worker; returns it."""
         self._check_idle("model", "loading a model")
-        panel = self.model_panel
-        source = panel.source.value.strip()
-        if not source:
-            raise InputError(
-                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
-            )
-        worker = load_model_worker(
-            source,
-            config=_optional_path(panel.config.value),
-            tokenizer=_optional_path(panel.tokenizer.value),
-            device=None if panel.device.value == "auto" else panel.device.value,
-            token=panel.token.value or None,
-        )
-        panel.info.value = f"Loading {source} ..."
+        arguments = self.model_panel.load_arguments()
+        worker = load_model_worker(**arguments)
+        self.model_panel.info.value = f"Loading {arguments['source']} ..."
         return self._run("model", worker, self._on_model_loaded)
 
     @reports_errors
@@ -397,7 +386,7 @@ class CaptionRetrieval(Container):
         if self.model is not None and self.model.has_decoder and not self.busy("caption"):
             self.caption()
         panel = self.rank_panel
-        has_candidates = panel.texts.value.strip() or _optional_path(panel.prompt_file.value)
+        has_candidates = panel.texts.value.strip() or optional_path(panel.prompt_file.value)
         if has_candidates and not self.busy("rank"):
             self.rank()
 
@@ -438,7 +427,7 @@ class CaptionRetrieval(Container):
 
         panel = self.rank_panel
         templates = "conch" if panel.templates.value else "none"
-        path = _optional_path(panel.prompt_file.value)
+        path = optional_path(panel.prompt_file.value)
         if path is not None:
             return load_prompt_set(path, templates), templates
         lines = [line.strip() for line in panel.texts.value.splitlines() if line.strip()]
@@ -468,11 +457,11 @@ class CaptionRetrieval(Container):
 
     # ------------------------------------------------------------------ top tiles
     def _store_root(self) -> str | None:
-        root = _optional_path(self.tiles_panel.store_root.value)
+        root = optional_path(self.tiles_panel.store_root.value)
         if root is not None:
             return root
         for highlighter in self.highlighters():
-            found = _optional_path(highlighter.slide_panel.store_root.value)
+            found = optional_path(highlighter.slide_panel.store_root.value)
             if found is not None:
                 return found
         return None

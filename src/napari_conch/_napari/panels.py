@@ -7,6 +7,7 @@ the widget's handlers, as a user would by typing and clicking.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from magicgui.widgets import (
     CheckBox,
@@ -23,6 +24,8 @@ from magicgui.widgets import (
     SpinBox,
     TextEdit,
 )
+
+from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
@@ -83,6 +86,27 @@ class ModelPanel(Container):
             ]
         )
         self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
+
+    def load_arguments(self) -> dict[str, Any]:
+        """What the panel names, as keyword arguments of ``load_model_worker``.
+
+        Raises
+        ------
+        InputError
+            When no checkpoint is given.
+        """
+        source = self.source.value.strip()
+        if not source:
+            raise InputError(
+                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
+            )
+        return {
+            "source": source,
+            "config": optional_path(self.config.value),
+            "tokenizer": optional_path(self.tokenizer.value),
+            "device": None if self.device.value == "auto" else self.device.value,
+            "token": self.token.value or None,
+        }
 
 
 class SlidePanel(Container):
@@ -168,3 +192,11 @@ class ExportPanel(Container):
         )
         self.export = PushButton(text="Export")
         super().__init__(widgets=[_header("Export"), self.path, self.export])
+
+
+def optional_path(value: Any) -> str | None:
+    """A FileEdit value as a path string, None when empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", ".") else text

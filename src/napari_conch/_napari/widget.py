@@ -34,7 +34,13 @@ from qtpy.QtCore import QTimer
 
 from napari_conch._napari import layers as L
 from napari_conch._napari.maps import MapSession, PromptRequest
-from napari_conch._napari.panels import ExportPanel, ModelPanel, PromptPanel, SlidePanel
+from napari_conch._napari.panels import (
+    ExportPanel,
+    ModelPanel,
+    PromptPanel,
+    SlidePanel,
+    optional_path,
+)
 from napari_conch._napari.slides import layer_levels, slide_for_layer
 from napari_conch._napari.status import CursorStatus
 from napari_conch._napari.workers import (
@@ -205,21 +211,11 @@ class PromptHighlighter(Container):
     def load_model(self, *_: Any) -> Any:
         """Load the model the Model panel names, in a worker; returns the worker."""
         panel = self.model_panel
-        source = panel.source.value.strip()
-        if not source:
-            raise InputError(
-                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
-            )
-        worker = load_model_worker(
-            source,
-            config=_optional_path(panel.config.value),
-            tokenizer=_optional_path(panel.tokenizer.value),
-            device=None if panel.device.value == "auto" else panel.device.value,
-            token=panel.token.value or None,
-        )
+        arguments = panel.load_arguments()
+        worker = load_model_worker(**arguments)
         worker.returned.connect(self._on_model_loaded)
         panel.load.enabled = False
-        panel.info.value = f"Loading {source} ..."
+        panel.info.value = f"Loading {arguments['source']} ..."
         worker.finished.connect(lambda: setattr(panel.load, "enabled", True))
         self._start(worker)
         return worker
@@ -287,7 +283,7 @@ class PromptHighlighter(Container):
         grid = make_grid(
             slide, level=level, mpp=mpp, tile_size=s.tile_size.value, stride=s.stride.value
         )
-        root = _optional_path(s.store_root.value)
+        root = optional_path(s.store_root.value)
         if not create and not store_path_for(slide, self.model, grid, root).exists():
             return None
         store = open_store(slide, self.model, grid, root)
@@ -534,7 +530,7 @@ class PromptHighlighter(Container):
 
         if self.result is None or self.session is None:
             raise InputError("nothing to export yet: type a prompt first")
-        path = _optional_path(self.export_panel.path.value)
+        path = optional_path(self.export_panel.path.value)
         if path is None:
             raise InputError("choose a file to export to (.tif, .geojson, .csv or .npy)")
         session = self.session
@@ -547,14 +543,6 @@ class PromptHighlighter(Container):
         out = export_result(path, self.result, session.grid, mpp=mpp, metadata=metadata)
         self.notify_info(f"Exported {out}")
         return out
-
-
-def _optional_path(value: Any) -> str | None:
-    """A FileEdit value as a path string, None when empty."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", ".") else text
 
 
 def model_note(model: Any) -> str:
