@@ -61,3 +61,10 @@ def test_cli_embeds_the_sample_at_the_demo_tile_size(tmp_path, capsys):
     assert (store.status() == TileStatus.DONE).sum() == 44  # 2 stripes of 2 x 11 tiles
     assert main(["info", path]) == 0
     assert f"{DEMO_TILE_SIZE} px" in capsys.readouterr().out
+
+
+def test_cluster_workers_report_the_demo_tile_size():
+    from napari_conch.engine.distributed import ModelSpec, model_facts
+
+    facts = model_facts(ModelSpec("demo", device="cpu"))
+    assert facts.default_tile_size == DEMO_TILE_SIZE and facts.image_size == 96
