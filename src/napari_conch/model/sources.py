@@ -107,7 +107,7 @@ HUB_SOURCE = SourceInfo(
 )
 
 _NAMED: dict[str, tuple[SourceInfo, Resolver]] = {}
-_LOCK = threading.RLock()
+_LOCK = threading.Lock()
 
 
 def register_source(info: SourceInfo, resolve: Resolver) -> None:
@@ -138,14 +138,17 @@ def _named(text: str) -> tuple[SourceInfo, Resolver] | None:
     """The registered source called ``text``, importing its package when it is a known one."""
     with _LOCK:
         entry = _NAMED.get(text)
-        if entry is not None or text not in KNOWN_PLUGINS:
-            return entry
-        module = KNOWN_PLUGINS[text]
-        importlib.import_module(module)  # registers the source as it is imported
-        entry = _NAMED.get(text)
-        if entry is None:
-            raise CheckpointError(f"model source {text!r}: {module} did not register it")
+        module = KNOWN_PLUGINS.get(text)
+    if entry is not None or module is None:
         return entry
+    # Registers the source as it is imported. Not under _LOCK: another thread importing the
+    # same package holds Python's import lock and waits for _LOCK in register_source.
+    importlib.import_module(module)
+    with _LOCK:
+        entry = _NAMED.get(text)
+    if entry is None:
+        raise CheckpointError(f"model source {text!r}: {module} did not register it")
+    return entry
 
 
 def source_info(source: str | os.PathLike) -> SourceInfo:
