@@ -166,3 +166,11 @@ def test_demo_model_button_loads_the_demo_model(make_napari_viewer, qtbot, monke
     assert widget.model.config.name == DEMO_MODEL_NAME and widget.model.is_demo
     assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
     assert "Demo model, not CONCH" in widget.model_panel.note.value
+
+
+def test_heldout_sample_opens_from_napari_sample_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open_sample("napari-conch", "hgsc-heldout")
+    assert layer.name == HGSC_HELDOUT.stem and layer.rgb
+    level0 = layer.data[0] if layer.multiscale else layer.data
+    assert level0.shape[:2] == (896, 1664)
