@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_conch.errors import CheckpointError
-from napari_conch.model.sources import ResolvedSource, SourceInfo, register_source
+from napari_conch.model.sources import BUNDLED, ResolvedSource, SourceInfo, register_source
 
 if TYPE_CHECKING:
     from napari_conch.model import LoadedModel
@@ -48,7 +48,7 @@ DEMO_VIEW_PROMPTS = ("tumor cells", "stroma", "inflammatory cells")
 #: What the demo model is, for the source registry.
 DEMO_SOURCE_INFO = SourceInfo(
     name=DEMO_SOURCE,
-    kind="bundled",
+    kind=BUNDLED,
     display_name=DEMO_MODEL_NAME,
     is_demo=True,
     default_tile_size=DEMO_TILE_SIZE,
