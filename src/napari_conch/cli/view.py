@@ -45,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("slide", nargs="?", metavar="SLIDE", help="a slide file or zarr folder")
     parser.add_argument(
-        "--model", metavar="SRC", help="checkpoint or hf_hub:MahmoodLab/conch ($NAPARI_CONCH_MODEL)"
-    )
+        "--model", metavar="SRC",
+        help="checkpoint, hf_hub:MahmoodLab/conch or demo ($NAPARI_CONCH_MODEL, else demo)",
+    )  # fmt: skip
     parser.add_argument("--config", metavar="JSON", help="model config (non-CONCH models only)")
     parser.add_argument("--tokenizer", metavar="PATH", help="CONCH's tokenizer JSON")
     parser.add_argument("--device", metavar="D", help="torch device (default: auto)")
