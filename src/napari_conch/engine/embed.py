@@ -312,7 +312,7 @@ def open_job(
 
     slide = open_slide_checked(slide_path, slide_mpp)
     model = load_model(model_source, config=config, tokenizer=tokenizer, device=device)
-    size = int(tile_size) if tile_size is not None else int(model.image_size)
+    size = int(tile_size) if tile_size is not None else model.default_tile_size
     grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
     return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root))
 
@@ -338,9 +338,10 @@ def embed(
 ) -> Path:
     """Embed one slide file with a model source; return the store's path.
 
-    ``tile_size`` defaults to the model's input size; ``level``/``mpp`` pick the grid's
-    resolution (neither: level 0); ``slide_mpp`` gives the slide's microns per pixel when the
-    file has none. See :func:`embed_slide_iter` for the other options.
+    ``tile_size`` defaults to the model's own tile size (``LoadedModel.default_tile_size``:
+    448 for CONCH, 128 for the demo model); ``level``/``mpp`` pick the grid's resolution
+    (neither: level 0); ``slide_mpp`` gives the slide's microns per pixel when the file has none.
+    See :func:`embed_slide_iter` for the other options.
     """
     job = open_job(
         slide_path,

@@ -1,5 +1,7 @@
 """Reading checkpoints safely: files of every common form, and the Hugging Face Hub.
 
+Which file a source string names is decided in :mod:`napari_conch.model.sources`.
+
 Pickled checkpoints are read with ``torch.load(weights_only=True)``, which refuses to execute
 code, so an untrusted file cannot run anything. Accepted forms: a plain state dict, one under a
 ``state_dict`` (or ``model``) key, with or without a ``module.`` prefix (DataParallel), in
@@ -19,25 +21,8 @@ import torch
 
 from napari_conch.errors import CheckpointError
 
-HF_PREFIX = "hf_hub:"
 HF_CHECKPOINT_FILENAME = "pytorch_model.bin"
 SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
-
-
-def resolve_source(source: str | os.PathLike, token: str | None = None) -> Path:
-    """The local file for ``source``: a path, or ``hf_hub:REPO`` downloaded to the HF cache."""
-    text = str(source)
-    if text.startswith(HF_PREFIX):
-        return download_from_hub(text[len(HF_PREFIX) :], token=token)
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {text!r} does not exist")
-    if path.is_dir():
-        for name in ("pytorch_model.bin", "model.safetensors"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"checkpoint folder {text!r} holds no pytorch_model.bin")
-    return path
 
 
 def download_from_hub(repo_id: str, token: str | None = None) -> Path:
