@@ -29,11 +29,11 @@ def write_small_slide(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_job(tmp_path_factory):
-    from napari_conch.demo import load_demo_model
+    from napari_conch.model import load_model
     from napari_conch.slide import make_grid, open_slide
 
     slide = open_slide(write_small_slide(tmp_path_factory.mktemp("slide") / "small.tif"))
-    model = load_demo_model(device="cpu")
+    model = load_model("demo", device="cpu")  # as the CLI loads it (the model cache is shared)
     return slide, model, make_grid(slide, level=0, tile_size=int(model.image_size))
 
 

@@ -759,7 +759,8 @@ def _create_atomically(
             if not (path / "zarr.json").is_file():  # lost a race only if someone else made it
                 raise
     except OSError as exc:
-        raise StoreError(f"{path}: cannot create the store ({exc})") from exc
+        reason = exc.strerror or str(exc)
+        raise StoreError(f"{path}: cannot create the store ({reason})") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
