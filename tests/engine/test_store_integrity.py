@@ -308,3 +308,25 @@ def test_missing_array_metadata_is_a_damaged_store(full):
     (path / "status" / "zarr.json").write_text("{garbage")
     with pytest.raises(store_mod.StoreError, match=r"status/zarr\.json cannot be read"):
         EmbeddingStore.open(path)
+
+
+def test_point_reads_survive_a_damaged_status_chunk(full):
+    path, _ = full
+    truncate(chunk_file(path, "status", 0, 0))
+    with pytest.warns(StoreDamageWarning, match=r"status: 1 chunk"):
+        at = EmbeddingStore.open(path).embeddings_at(np.array([0, 19]), np.array([0, 17]))
+    assert np.isnan(at).all()  # status unknown: not DONE, never numbers
+
+
+def test_embedding_blocks_stream_band_by_band_without_damaged_tiles(full):
+    path, vectors = full
+    flip(chunk_file(path, "embeddings", 1, 1, 0))
+    store = EmbeddingStore.open(path)
+    with pytest.warns(StoreDamageWarning, match=r"8 tile\(s\) \(row 16 col 16"):
+        blocks = list(store.iter_embedding_blocks())
+    assert [(b[0].start, b[0].stop) for b in blocks] == [(0, 16), (16, 20)]
+    _, emb, done = blocks[1]
+    assert emb.shape == (4, SHAPE[1], DIM) and done.shape == (4, SHAPE[1])
+    assert not done[:, 16:].any() and done[:, :16].all() and np.isnan(emb[:, 16:]).all()
+    np.testing.assert_allclose(emb[:, :16], vectors[16:, :16], atol=2e-3)
+    assert blocks[0][2].all()
