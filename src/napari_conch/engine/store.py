@@ -245,6 +245,8 @@ class EmbeddingStore:
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path}: not an embedding store (no zarr.json)")
         check_metadata(path)
+        if writable:
+            check_zarr()
         key = store_lock.acquire(path, wait) if writable else None
         try:
             group = zarr.open_group(
