@@ -194,3 +194,37 @@ def test_lock_file_records_the_holder_and_is_left_alone(tmp_path):
     assert (path / store_lock.LOCK_NAME).exists()
     assert store_lock.read_holder(path).describe() == "another process (no details recorded)"
     assert EmbeddingStore.open(path).signature == signature()  # zarr ignores the lock file
+
+
+def _try_to_write(path: str, queue) -> None:
+    try:
+        EmbeddingStore.open(path, writable=True)
+        queue.put("opened")
+    except StoreError as exc:
+        queue.put(str(exc))
+    # the child exits normally (atexit runs): it must not release its parent's lock
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_neither_inherits_nor_releases_the_lock(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "s.zarr"
+    store = make(path)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_try_to_write, args=(str(path), queue))
+    child.start()
+    answer = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert answer.startswith(f"{path}: the store is being written by pid {os.getpid()}")
+    proc = python(HOLDER, str(path))  # the parent still holds it after the child ended
+    try:
+        assert proc.stdout.readline() == ""
+        assert "being written by pid" in proc.stderr.read()
+    finally:
+        proc.wait(timeout=30)
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    store.close()
