@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from napari_conch.engine import store_lock
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store import EmbeddingStore, StoreBusyError, TileStatus
 from napari_conch.errors import StoreError
 from tests.engine.test_store import SHAPE, make, signature, unit_vectors
 
@@ -67,7 +67,7 @@ def holder(tmp_path):
 
 def test_second_writer_is_refused_in_one_line_naming_the_holder(holder):
     path, proc = holder
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreBusyError) as info:
         make(path)
     text = str(info.value)
     assert "\n" not in text

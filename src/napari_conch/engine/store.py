@@ -52,10 +52,12 @@ from napari_conch.engine.store_integrity import (
     read_array,
     tiles_of,
 )
+from napari_conch.engine.store_lock import StoreBusyError
 from napari_conch.errors import StoreError
 
 __all__ = [
     "EmbeddingStore",
+    "StoreBusyError",
     "StoreDamageWarning",
     "StoreReport",
     "TileStatus",

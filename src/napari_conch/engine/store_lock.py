@@ -33,6 +33,10 @@ LOCK_NAME = "writer.lock"
 POLL_S = 0.2
 
 
+class StoreBusyError(StoreError):
+    """Another process is writing the store (its writer lock is taken)."""
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds a store's lock, as its lock file says."""
@@ -146,9 +150,10 @@ def acquire(store_path: str | os.PathLike, wait: float | None = None) -> str:
 
     Raises
     ------
+    StoreBusyError
+        When another process holds the lock (naming it), after ``wait`` seconds.
     StoreError
-        When another process holds the lock (naming it), or the lock file cannot be made
-        (e.g. a read-only folder).
+        When the lock file cannot be made or opened (e.g. a read-only folder).
     """
     path = Path(store_path)
     key = _key(path)
@@ -173,7 +178,7 @@ def acquire(store_path: str | os.PathLike, wait: float | None = None) -> str:
             file.close()
             holder = read_holder(path).describe()
             waited = f" after waiting {wait:g} s" if wait else ""
-            raise StoreError(
+            raise StoreBusyError(
                 f"{path}: the store is being written by {holder}{waited}; "
                 "try again when that run has finished (embed --wait waits for it)"
             )
