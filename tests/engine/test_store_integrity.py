@@ -17,6 +17,8 @@ from napari_conch.engine.store import (
     TileStatus,
     make_signature,
     signature_hash,
+    signature_matches,
+    store_path_for,
 )
 from tests.engine.test_store import DIM, SHAPE, make, unit_vectors
 
@@ -276,18 +278,28 @@ def test_fp32_signature_and_folder_name_are_those_of_existing_stores():
     assert "precision" not in make_signature(*fake("fp32"))
 
 
-def test_half_precision_is_part_of_the_signature_and_refused_elsewhere(tmp_path):
+def test_half_precision_is_part_of_the_signature_and_continuing_is_refused(tmp_path):
     bf16 = make_signature(*fake("bf16"))
     fp32 = make_signature(*fake("fp32"))
-    assert bf16["precision"] == "bf16" and signature_hash(bf16) != signature_hash(fp32)
-    path = tmp_path / "s.zarr"
+    assert bf16["precision"] == "bf16" and bf16 != fp32
+    # one folder whatever the precision: a float32 session finds a store made in bf16 ...
+    assert store_path_for(*fake("bf16"), root=tmp_path) == store_path_for(*fake(), root=tmp_path)
+    assert signature_matches(bf16, fp32, writing=False)  # ... and may read it
+    assert not signature_matches(bf16, fp32, writing=True)
+    # ... but never continues it in another precision
+    path = store_path_for(*fake("bf16"), root=tmp_path)
     bf16["grid"].update(rows=2, cols=2)
     fp32["grid"].update(rows=2, cols=2)
     with EmbeddingStore.open_or_create(path, bf16, shape=(2, 2)) as store:
         assert store.precision == "bf16"
-    with pytest.raises(store_mod.StoreError, match=r"precision \('bf16' != 'fp32'\)"):
+        store.write_embeddings([0], [0], np.eye(1, 32))
+    with pytest.raises(store_mod.StoreError, match=r"precision \('bf16' != 'fp32'\)") as info:
         EmbeddingStore.open_or_create(path, fp32, shape=(2, 2))
-    assert EmbeddingStore.open(path).precision == "bf16"  # untouched
+    assert "\n" not in str(info.value)
+    reader = EmbeddingStore.open(path)  # untouched
+    assert reader.precision == "bf16" and reader.counts()["done"] == 1
+    with EmbeddingStore.open_or_create(path, bf16, shape=(2, 2)) as store:  # same precision: ok
+        assert store.counts()["done"] == 1
 
 
 def test_default_cache_root_uses_platformdirs(monkeypatch, tmp_path):

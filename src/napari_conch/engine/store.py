@@ -64,6 +64,7 @@ __all__ = [
     "default_cache_root",
     "make_info",
     "make_signature",
+    "signature_matches",
     "store_path_for",
 ]
 
@@ -175,10 +176,33 @@ def signature_hash(signature: dict[str, Any]) -> str:
 def store_path_for(
     slide: Any, model: Any, grid: TileGrid, root: str | os.PathLike | None = None
 ) -> Path:
-    """Return the store folder for (slide, model, grid) under ``root`` or the default cache."""
+    """Return the store folder for (slide, model, grid) under ``root`` or the default cache.
+
+    The compute precision is left out of the folder name: a store made in bf16 on a GPU is found
+    by a float32 session on a CPU (to read it; continuing it in another precision is refused by
+    :meth:`EmbeddingStore.open_or_create`).
+    """
     base = Path(root).expanduser() if root is not None else default_cache_root()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(slide.name)).strip("._") or "slide"
-    return base / f"{name[:80]}-{signature_hash(make_signature(slide, model, grid))}.zarr"
+    signature = make_signature(slide, model, grid)
+    signature.pop("precision", None)
+    return base / f"{name[:80]}-{signature_hash(signature)}.zarr"
+
+
+def signature_matches(
+    found: dict[str, Any], wanted: dict[str, Any], *, writing: bool = True
+) -> bool:
+    """True when a store of signature ``found`` serves a request of signature ``wanted``.
+
+    Writing needs the exact signature, compute precision included. Reading (queries, maps) only
+    needs the same slide, model, grid and preprocessing: embeddings made in bf16 are read by a
+    float32 model as they are.
+    """
+    found, wanted = _normalise(found), _normalise(wanted)
+    if not writing:
+        found.pop("precision", None)
+        wanted.pop("precision", None)
+    return found == wanted
 
 
 def describe_mismatch(found: dict[str, Any], wanted: dict[str, Any]) -> str:
@@ -302,7 +326,7 @@ class EmbeddingStore:
             _create_atomically(path, signature, tuple(shape), info or {})
         store = cls.open(path, writable=True, wait=wait)
         try:
-            if store.signature != signature:
+            if not signature_matches(store.signature, signature, writing=True):
                 raise StoreError(
                     f"{path}: store was made from something else: "
                     f"{describe_mismatch(store.signature, signature)}; "
