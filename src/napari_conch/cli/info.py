@@ -111,10 +111,12 @@ def describe_path(path: Path) -> str:
     """What a slide or an embedding store holds."""
     if not path.exists():
         raise NapariConchError(f"{str(path)!r} does not exist")
-    if path.is_dir() and (path / "zarr.json").is_file() and _is_store(path):
-        from napari_conch.engine.store import EmbeddingStore
+    if path.is_dir() and (path / "zarr.json").is_file():
+        from napari_conch.engine.store import EmbeddingStore, check_metadata
 
-        return describe_store(EmbeddingStore.open(path))
+        if _is_store(path) or (path / "embeddings").is_dir():
+            check_metadata(path)  # a damaged zarr.json is said plainly, not "not a zarr group"
+            return describe_store(EmbeddingStore.open(path))
     from napari_conch.slide import open_slide
 
     return describe_slide(open_slide(path))

@@ -84,6 +84,7 @@ def plan_run(
         raise StoreError(
             f"{store.path}: grid {grid.shape} does not match the store's {store.shape}"
         )
+    store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
     mask, fraction = tissue_mask(slide, grid, min_tissue=min_tissue)
     status = store.set_tissue(mask, fraction)
     store.update_info(min_tissue=float(min_tissue))
@@ -260,15 +261,25 @@ def embed_slide(
 
 
 def open_store(
-    slide: Any, model: Any, grid: Any, root: str | os.PathLike | None = None
+    slide: Any,
+    model: Any,
+    grid: Any,
+    root: str | os.PathLike | None = None,
+    *,
+    wait: float | None = None,
 ) -> EmbeddingStore:
-    """Open (or create) the store of (slide, model, grid) under ``root`` or the default cache."""
+    """Open (or create) the store of (slide, model, grid) under ``root`` or the default cache.
+
+    The store is opened for writing (its writer lock taken); ``wait`` is how many seconds to
+    wait while another process writes it (``None``: fail at once, naming that process).
+    """
     path = store_path_for(slide, model, grid, root)
     return EmbeddingStore.open_or_create(
         path,
         make_signature(slide, model, grid),
         shape=tuple(grid.shape),
         info=make_info(slide, model),
+        wait=wait,
     )
 
 
@@ -305,8 +316,12 @@ def open_job(
     device: Any = None,
     store_root: str | os.PathLike | None = None,
     slide_mpp: float | None = None,
+    wait: float | None = None,
 ) -> EmbedJob:
-    """Open slide, model (cached), grid and store for :func:`embed_slide_iter`."""
+    """Open slide, model (cached), grid and store for :func:`embed_slide_iter`.
+
+    ``wait``: seconds to wait for another process writing the same store (see :func:`open_store`).
+    """
     from napari_conch.model import load_model
     from napari_conch.slide import make_grid
 
@@ -314,7 +329,7 @@ def open_job(
     model = load_model(model_source, config=config, tokenizer=tokenizer, device=device)
     size = int(tile_size) if tile_size is not None else model.default_tile_size
     grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
-    return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root))
+    return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root, wait=wait))
 
 
 def embed(
