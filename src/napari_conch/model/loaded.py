@@ -17,6 +17,7 @@ from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
 from napari_conch.model.checkpoint import (
     HF_PREFIX,
+    check_finite_embeddings,
     fingerprint_state_dict,
     read_state_dict,
     resolve_source,
@@ -235,6 +236,7 @@ def load_model(
         )
         if tokenizer is not None:
             loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
+        check_finite_embeddings(loaded)  # NaN weights are refused, never embedded
         _CACHE[key] = loaded
         return loaded
 
