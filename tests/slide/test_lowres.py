@@ -44,7 +44,8 @@ def test_low_resolution_equals_brute_force(tmp_path, nest):
     assert (low.level, low.step) == (0, 7) and low.rgb.shape == (86, 72, 3)
     np.testing.assert_allclose(low.rgb, cell_means(nest, 7), atol=1e-3)
     assert not low.damaged.any() and low.reasons == {}
-    assert low.cell_areas().sum() == 600 * 500
+    rows, cols = low.cell_sides()
+    assert rows.sum() == 600 and cols.sum() == 500 and rows[-1] == 600 - 85 * 7
 
 
 def test_a_damaged_chunk_is_left_out_and_reported(tmp_path, nest):

@@ -15,6 +15,7 @@ the same cell averaging, so that the memory it needs is bounded by its output.
 from __future__ import annotations
 
 import math
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,8 +26,8 @@ from napari_conch.slide.base import Slide
 
 #: Level pixels per side of one read (a few native chunks together).
 BLOCK_PIXELS = 1024
-#: Largest side of the chunk grid used to locate damage (huge strips are cut into pieces).
-MAX_CHUNK = 2048
+#: Largest side of the chunk grid used to locate damage (huge chunks are cut into pieces).
+MAX_CHUNK = 1024
 #: Threads reading blocks.
 READ_THREADS = 4
 
@@ -52,7 +53,7 @@ class LowResolution:
         ``(chunk_row, chunk_col) -> str``: why each damaged chunk could not be read.
     """
 
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     level: int
     step: int
     level_shape: tuple[int, int]
@@ -60,12 +61,13 @@ class LowResolution:
     damaged: np.ndarray
     reasons: dict[tuple[int, int], str] = field(default_factory=dict)
 
-    def cell_areas(self) -> np.ndarray:
-        """``float64 [h, w]``: level pixels covered by each cell (edge cells are smaller)."""
+    def cell_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, cols)`` int64: level pixels of each cell row and column (the last smaller)."""
         height, width = self.level_shape
-        rows = np.diff(np.minimum(np.arange(self.rgb.shape[0] + 1) * self.step, height))
-        cols = np.diff(np.minimum(np.arange(self.rgb.shape[1] + 1) * self.step, width))
-        return np.outer(rows, cols).astype(np.float64)
+        h, w = math.ceil(height / self.step), math.ceil(width / self.step)
+        rows = np.diff(np.minimum(np.arange(h + 1, dtype=np.int64) * self.step, height))
+        cols = np.diff(np.minimum(np.arange(w + 1, dtype=np.int64) * self.step, width))
+        return rows, cols
 
 
 def choose_level(slide: Slide, downsample: float) -> tuple[int, int]:
@@ -94,8 +96,8 @@ def read_low_resolution(
     by = ch * max(1, BLOCK_PIXELS // ch)
     bx = cw * max(1, BLOCK_PIXELS // cw)
     h, w = math.ceil(height / step), math.ceil(width / step)
-    sums = np.zeros((h, w, 3), np.float64)
-    counts = np.zeros((h, w), np.float64)
+    sums = np.zeros((h, w, 3), np.float32)  # exact up to 2**24: cells of 256 x 256 px
+    counts = np.zeros((h, w), np.float32)
     damaged = np.zeros((math.ceil(height / ch), math.ceil(width / cw)), bool)
     reasons: dict[tuple[int, int], str] = {}
     blocks = [
@@ -110,18 +112,27 @@ def read_low_resolution(
         except SlideError:
             return _chunk_by_chunk(slide, level, box, step, (ch, cw))
 
-    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="napari-conch-lowres") as pool:
-        for parts, failures in pool.map(work, blocks):
-            for cy, cx, part_sums, part_counts in parts:
-                ny, nx = part_counts.shape
-                sums[cy : cy + ny, cx : cx + nx] += part_sums
-                counts[cy : cy + ny, cx : cx + nx] += part_counts
-            for (y0, x0), reason in failures:
-                damaged[y0 // ch, x0 // cw] = True
-                reasons[(y0 // ch, x0 // cw)] = reason
+    def add(parts, failures) -> None:
+        for cy, cx, part_sums, part_counts in parts:
+            ny, nx = part_counts.shape
+            sums[cy : cy + ny, cx : cx + nx] += part_sums
+            counts[cy : cy + ny, cx : cx + nx] += part_counts
+        for (y0, x0), reason in failures:
+            damaged[y0 // ch, x0 // cw] = True
+            reasons[(y0 // ch, x0 // cw)] = reason
+
+    threads = max(1, threads)
+    pending: deque = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="napari-conch-lowres") as pool:
+        for box in blocks:  # at most 2 x threads blocks in flight: memory stays bounded
+            pending.append(pool.submit(work, box))
+            if len(pending) >= 2 * threads:
+                add(*pending.popleft().result())
+        while pending:
+            add(*pending.popleft().result())
     with np.errstate(invalid="ignore", divide="ignore"):
-        rgb = (sums / counts[..., None]).astype(np.float32)
-    return LowResolution(rgb, level, step, (height, width), (ch, cw), damaged, reasons)
+        sums /= counts[..., None]  # in place: the mean colours, NaN where nothing was read
+    return LowResolution(sums, level, step, (height, width), (ch, cw), damaged, reasons)
 
 
 def read_region_reduced(
@@ -140,7 +151,7 @@ def read_region_reduced(
         rows = min(band, h - top)
         pixels = slide.read_region(level, x0, y0 + top, w, rows)
         _, _, part_sums, part_counts = bin_sums(pixels, 0, 0, factor)
-        mean = part_sums / part_counts[..., None]
+        mean = part_sums.astype(np.float64) / part_counts[..., None]
         out[top // factor : top // factor + len(mean)] = np.clip(np.rint(mean), 0, 255)
     return out
 
@@ -150,18 +161,21 @@ def bin_sums(
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Sum the pixels of a block at level position ``(y0, x0)`` into ``step``-pixel cells.
 
-    Returns ``(cell_row, cell_col, sums [ny, nx, C] float64, counts [ny, nx] float64)``: the
-    first cell the block touches, and the sums and pixel counts of the cells it touches.
+    Returns ``(cell_row, cell_col, sums [ny, nx, C] float32, counts [ny, nx] float32)``: the
+    first cell the block touches, and the sums and pixel counts of the cells it touches (exact
+    for cells of up to 256 x 256 pixels, float32's 24-bit mantissa).
     """
     h, w = pixels.shape[:2]
     rows = _cell_starts(y0, h, step)
     cols = _cell_starts(x0, w, step)
     if step == 1:
-        sums = pixels.astype(np.float64)
+        sums = pixels.astype(np.float32)
     else:
-        sums = np.add.reduceat(pixels, rows, axis=0, dtype=np.uint64)
-        sums = np.add.reduceat(sums, cols, axis=1, dtype=np.uint64).astype(np.float64)
-    counts = np.outer(np.diff([*rows, h]), np.diff([*cols, w])).astype(np.float64)
+        first = np.uint16 if step * 255 < 2**16 else np.uint32
+        second = np.uint32 if step * step * 255 < 2**32 else np.uint64
+        sums = np.add.reduceat(pixels, rows, axis=0, dtype=first)
+        sums = np.add.reduceat(sums, cols, axis=1, dtype=second).astype(np.float32)
+    counts = np.outer(np.diff([*rows, h]), np.diff([*cols, w])).astype(np.float32)
     return y0 // step, x0 // step, sums, counts
 
 

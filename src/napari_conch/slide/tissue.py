@@ -91,9 +91,12 @@ def scan_tissue(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> Tissu
     low, damaged, reasons = _read_least_damaged(slide, grid)
     values = saturation_of(low.rgb)
     method, floor = "saturation", MIN_SATURATION
-    if _colourless(values):
+    colourless = _colourless(values)
+    if colourless:
         method, floor = "darkness", MIN_DARKNESS
         values = darkness_of(low.rgb)
+    low.rgb = None  # the largest array of the scan: not needed any more
+    if colourless:
         logger.warning(
             "%s: no colour found (greyscale slide?): tissue is found by darkness instead of "
             "saturation",
@@ -139,8 +142,8 @@ def otsu_threshold(values: np.ndarray) -> float:
     """Otsu's threshold of the finite values (``skimage.filters.threshold_otsu``, 256 bins)."""
     from skimage.filters import threshold_otsu
 
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
+    values = np.asarray(values)
+    finite = values[np.isfinite(values)]
     if finite.size == 0:
         return float("inf")
     if finite.min() == finite.max():
@@ -188,8 +191,10 @@ def _read_least_damaged(
 
 def _colourless(saturation: np.ndarray) -> bool:
     """Whether no readable cell reaches :data:`MIN_SATURATION` (saturation would find nothing)."""
-    finite = saturation[np.isfinite(saturation)]
-    return finite.size > 0 and float(finite.max()) < MIN_SATURATION
+    if saturation.size == 0:
+        return False
+    highest = float(np.fmax.reduce(saturation, axis=None))  # NaN (nothing readable) ignored
+    return not np.isnan(highest) and highest < MIN_SATURATION
 
 
 def _box_fractions(
@@ -198,15 +203,21 @@ def _box_fractions(
     """Share of each tile's box covered by tissue cells, over the tile's full area."""
     h, w = tissue.shape
     cell = low.step * downsample  # level-0 pixels per cell side
-    area = np.where(tissue, low.cell_areas(), 0.0) * downsample**2
-    integral = np.zeros((h + 1, w + 1), np.float64)
-    integral[1:, 1:] = np.cumsum(np.cumsum(area, axis=0), axis=1)
+    rows, cols = low.cell_sides()
+    integral = np.zeros((h + 1, w + 1), np.int64)  # tissue level pixels, summed in place
+    inner = integral[1:, 1:]
+    inner[...] = tissue
+    inner *= rows[:, None]
+    inner *= cols[None, :]
+    np.cumsum(inner, axis=0, out=inner)
+    np.cumsum(inner, axis=1, out=inner)
     boxes = grid.boxes()
     x0 = np.clip(np.rint(boxes[..., 0] / cell), 0, w).astype(np.int64)
     x1 = np.clip(np.rint(boxes[..., 2] / cell), 0, w).astype(np.int64)
     y0 = np.clip(np.rint(boxes[..., 1] / cell), 0, h).astype(np.int64)
     y1 = np.clip(np.rint(boxes[..., 3] / cell), 0, h).astype(np.int64)
     covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    covered = covered * downsample**2  # level-0 pixels
     return np.clip(covered / grid.tile_size_level0**2, 0.0, 1.0).astype(np.float32)
 
 
