@@ -33,6 +33,17 @@ def test_a_damaged_tile_is_failed_with_its_reason_and_the_rest_is_read(tmp_path,
         )
 
 
+def test_failure_reasons_are_one_line():
+    from napari_conch.engine.tiles import failure_reason
+    from napari_conch.errors import SlideError
+
+    assert failure_reason(SlideError("s.svs: cannot read level 0 (bad)")) == (
+        "s.svs: cannot read level 0 (bad)"
+    )
+    assert failure_reason(OSError("JPEG decode\nerror")) == "OSError: JPEG decode error"
+    assert failure_reason(MemoryError()) == "MemoryError"
+
+
 def test_reader_refuses_bad_numbers(svs_path):
     with open_slide(svs_path) as slide:
         grid = make_grid(slide, tile_size=256)
