@@ -68,7 +68,9 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
 
     qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
     assert widget.model.is_demo and "not CONCH" in widget.model_panel.info.value
-    qtbot.waitUntil(lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: L.LABELS in viewer.layers, timeout=WAIT_MS)
     store = widget.session.store
     assert not (store.status() == TileStatus.PENDING).any()
@@ -125,7 +127,9 @@ def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkey
     )
     assert "demo model, not CONCH" in viewer.title
     assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
-    qtbot.waitUntil(lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
 
 
@@ -137,7 +141,9 @@ def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
     widget.model_panel.device.value = "cpu"
     assert start_demo(widget, ["stroma"]) is not None
     qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
-    qtbot.waitUntil(lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
     qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
     store = widget.session.store
     assert (store.status() == TileStatus.DONE).sum() > 50

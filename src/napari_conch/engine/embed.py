@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,17 @@ class BatchResult:
 
 @dataclass
 class EmbedPlan:
-    """The tiles a run has to embed, after the tissue mask was recorded in the store."""
+    """The tiles a run has to embed, after the tissue mask was recorded in the store.
+
+    ``failed`` lists ``(row, col, reason)`` of the tiles over damaged slide data, already marked
+    FAILED in the store (they are not in ``rows``/``cols``).
+    """
 
     rows: np.ndarray
     cols: np.ndarray
     done: int
     background: int
+    failed: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def _is_cancelled(cancel: Cancel) -> Callable[[], bool]:
@@ -77,22 +82,34 @@ def _check_options(batch_size: int, min_tissue: float, num_readers: int) -> None
 def plan_run(
     slide: Any, grid: Any, store: EmbeddingStore, *, min_tissue: float, region: Box | None
 ) -> EmbedPlan:
-    """Compute the tissue mask, record it in the store and return the tiles left to embed."""
-    from napari_conch.slide import tissue_mask
+    """Compute the tissue mask, record it in the store and return the tiles left to embed.
+
+    Tiles over slide data that cannot be decoded (see :func:`napari_conch.slide.scan_tissue`)
+    are recorded as tissue, marked FAILED with their reason and left out of the plan; a later run
+    tries them again.
+    """
+    from napari_conch.slide import scan_tissue
 
     if tuple(store.shape) != tuple(grid.shape):
         raise StoreError(
             f"{store.path}: grid {grid.shape} does not match the store's {store.shape}"
         )
     store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
-    mask, fraction = tissue_mask(slide, grid, min_tissue=min_tissue)
-    status = store.set_tissue(mask, fraction)
-    store.update_info(min_tissue=float(min_tissue))
-    todo = np.asarray(mask, dtype=bool) & (status != TileStatus.DONE)
+    scan = scan_tissue(slide, grid, min_tissue=min_tissue)
+    status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
+    store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
+    damaged = scan.damaged & (status != TileStatus.DONE)
+    bad_rows, bad_cols = np.nonzero(damaged)
+    store.set_status(bad_rows, bad_cols, TileStatus.FAILED)
+    failed = [
+        (int(r), int(c), f"{slide.path}: {scan.reasons[(int(r), int(c))]}")
+        for r, c in zip(bad_rows, bad_cols, strict=True)
+    ]
+    todo = scan.mask & (status != TileStatus.DONE)
     rows, cols = tile_order(todo, grid, region)
     done = int(np.count_nonzero(status == TileStatus.DONE))
     background = int(np.count_nonzero(status == TileStatus.BACKGROUND))
-    return EmbedPlan(rows, cols, done, background)
+    return EmbedPlan(rows, cols, done, background, failed)
 
 
 def model_batches(
@@ -130,13 +147,15 @@ def run_batches(
     """
     cancelled = _is_cancelled(cancel)
     meter = RateMeter()
-    total = plan.done + len(plan.rows)
-    done, computed, failed = plan.done, 0, []
+    total = plan.done + len(plan.rows) + len(plan.failed)
+    done, computed, failed = plan.done, 0, list(plan.failed)
     empty = np.zeros(0, dtype=np.int64)
     stopped = False
     iterator = iter(results)
     try:
-        yield meter.event(done=done, total=total, failed=0, computed=0, rows=empty, cols=empty)
+        yield meter.event(
+            done=done, total=total, failed=len(failed), computed=0, rows=empty, cols=empty
+        )
         while True:
             if cancelled():
                 stopped = True

@@ -15,7 +15,11 @@ import torch.nn.functional as F
 
 from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
-from napari_conch.model.checkpoint import fingerprint_state_dict, read_state_dict
+from napari_conch.model.checkpoint import (
+    check_finite_embeddings,
+    fingerprint_state_dict,
+    read_state_dict,
+)
 from napari_conch.model.coca import CoCa
 from napari_conch.model.config import CocaConfig, resolve_config
 from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
@@ -256,6 +260,7 @@ def load_model(
         )
         if tokenizer is not None:
             loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
+        check_finite_embeddings(loaded)  # NaN weights are refused, never embedded
         _CACHE[key] = loaded
         return loaded
 
