@@ -34,8 +34,12 @@ from napari_conch.model.loaded import LoadedModel
 
 started, go = Path(sys.argv[1]), Path(sys.argv[2])
 real = LoadedModel.embed_images
+calls = []
 
 def embed_images(self, tiles):
+    calls.append(len(tiles))
+    if len(calls) == 1:  # load_model's finite-output check on a blank tile
+        return real(self, tiles)
     started.touch()
     while not go.exists():
         time.sleep(0.05)
