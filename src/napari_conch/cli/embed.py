@@ -158,11 +158,14 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr, enabled=not args.quiet)
     runner = ClusterRunner(args, options) if args.scheduler else LocalRunner(args, options)
     outcomes = []
-    for slide in args.slides:
-        outcome = _embed_one(runner, slide, bar, args)
-        outcomes.append(outcome)
-        if outcome.error is not None and runner.fatal:
-            break
+    try:
+        for slide in args.slides:
+            outcome = _embed_one(runner, slide, bar, args)
+            outcomes.append(outcome)
+            if outcome.error is not None and runner.fatal:
+                break
+    finally:
+        runner.close()
     if len(args.slides) > 1 and any(o.status for o in outcomes):
         print(f"napari-conch embed: {overall(outcomes, len(args.slides))}", file=sys.stderr)
     return max(o.status for o in outcomes)
@@ -180,7 +183,7 @@ def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespa
             raise
         text = describe_os_error(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
         if slide not in text and Path(slide).name not in text:
-            text = f"{slide}: {text}"
+            text = f"{Path(slide).name}: {text}"
         print(f"napari-conch embed: error: {text}", file=sys.stderr)
         return SlideOutcome(slide, error=text)
     print(summary.store_path, flush=True)
@@ -235,6 +238,9 @@ class LocalRunner:
         self.model: Any = None
         self.fatal = False  # set when the model cannot load: no slide can be done then
 
+    def close(self) -> None:
+        """Nothing to release (the model stays cached for the process)."""
+
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide; return its summary."""
         from napari_conch.engine.embed import drain, embed_slide_iter, load_run_model, open_job
@@ -269,6 +275,10 @@ class ClusterRunner:
         self.client = get_client(args.scheduler)
         self.spec = model_spec(model_source(args), options, args.config)
         self.fatal = False  # set when the cluster is lost: no slide can be done then
+
+    def close(self) -> None:
+        """Disconnect from the scheduler (the cluster itself goes on)."""
+        self.client.close()
 
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide on the cluster; return its summary."""
