@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from napari_conch.engine.distributed import (
 from napari_conch.engine.embed import embed
 from napari_conch.engine.options import RunOptions
 from napari_conch.engine.store import BLOCK, EmbeddingStore, TileStatus
-from napari_conch.errors import ClusterError
+from napari_conch.errors import ClusterError, InputError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 #: 35 x 47 tiles of 64 px (the tiny model's input) on the real SVS: 9 store blocks.
@@ -193,3 +194,35 @@ def test_no_worker_for_the_timeout_is_one_error(tmp_path, svs_path, tiny_checkpo
             client, [svs_path], ckpt, OPTIONS, config=config, store_root=tmp_path,
             cluster_timeout=1,
         )  # fmt: skip
+
+
+class FakeFuture:
+    def __init__(self, status, error=None):
+        self.status, self.error = status, error
+
+    def result(self):
+        raise self.error
+
+
+class FakeClient:
+    status = "running"
+    scheduler = type("Scheduler", (), {"address": "tcp://10.0.0.1:8786"})()
+
+    def scheduler_info(self):
+        return {"workers": {"tcp://10.0.0.2:1234": {}}}
+
+
+def test_a_block_that_kills_every_worker_is_one_error(distributed):
+    from distributed.scheduler import KilledWorker
+
+    from napari_conch.engine.distributed import ClusterWatch
+
+    watch = ClusterWatch(FakeClient(), timeout=5)
+    worker = SimpleNamespace(address="tcp://10.0.0.2:1234")
+    future = FakeFuture("error", KilledWorker("embed_block-1", worker, 3))
+    with pytest.raises(ClusterError, match=r"tcp://10.0.0.1:8786: a block of tiles killed every"):
+        watch.result(future)
+    with pytest.raises(ClusterError, match="work was cancelled by the scheduler"):
+        watch.result(FakeFuture("cancelled"))
+    with pytest.raises(InputError, match="must be greater than 0"):
+        ClusterWatch(FakeClient(), timeout=0)

@@ -277,8 +277,22 @@ class ClusterRunner:
         self.fatal = False  # set when the cluster is lost: no slide can be done then
 
     def close(self) -> None:
-        """Disconnect from the scheduler (the cluster itself goes on)."""
-        self.client.close()
+        """Disconnect from the scheduler (the cluster itself goes on).
+
+        After a lost scheduler, closing cancels the client's attempts to reconnect, which
+        ``distributed`` logs as a traceback: the one-line error was said already, so that log
+        is muted while the client closes.
+        """
+        import logging
+
+        log = logging.getLogger("distributed.client")
+        level = log.level
+        if self.fatal:
+            log.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+        finally:
+            log.setLevel(level)
 
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide on the cluster; return its summary."""
