@@ -230,7 +230,7 @@ def test_cluster_without_workers_gives_up_after_the_timeout(
     tmp_path, svs_path, tiny_checkpoint, capsys
 ):
     distributed = pytest.importorskip("distributed", reason="dask.distributed is optional")
-    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
         argv = embed_args(
             svs_path, tiny_checkpoint, tmp_path, "--scheduler", cluster.scheduler_address,
             "--cluster-timeout", "1",

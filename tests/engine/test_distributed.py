@@ -85,7 +85,7 @@ def test_more_blocks_than_twice_the_workers_are_all_embedded(
     ckpt, config = tiny_checkpoint
     with (
         distributed.LocalCluster(
-            n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+            n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_block_is_retried_elsewhere(
     killed = {}
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -151,7 +151,7 @@ def test_a_lost_scheduler_ends_the_run_and_keeps_what_was_computed(
     with (
         dask.config.set(fast),
         distributed.LocalCluster(
-            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=1, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
     ):
         client = distributed.Client(cluster, timeout="3s")
@@ -186,7 +186,7 @@ def test_a_lost_scheduler_ends_the_run_and_keeps_what_was_computed(
 def test_no_worker_for_the_timeout_is_one_error(tmp_path, svs_path, tiny_checkpoint, distributed):
     ckpt, config = tiny_checkpoint
     with (
-        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster,
         distributed.Client(cluster) as client,
         pytest.raises(ClusterError, match=r"no worker for 1 s \(--cluster-timeout\)"),
     ):

@@ -21,7 +21,7 @@ class EmbedProgress:
     total
         Tiles the run aims to have done: every tissue tile.
     failed
-        Tiles that could not be read in this run.
+        Tiles that failed in this run (unreadable, or a non-finite embedding).
     computed
         Tiles embedded by this run so far.
     tiles_per_s
