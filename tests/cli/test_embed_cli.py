@@ -243,6 +243,23 @@ def test_cluster_without_workers_gives_up_after_the_timeout(
     assert len(err) == 2  # the lost cluster stops the run: no line per remaining slide
 
 
+def test_cluster_that_cannot_load_the_model_stops_at_once(
+    tmp_path, svs_path, tiny_checkpoint, capsys
+):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is optional")
+    argv = embed_args(svs_path, tiny_checkpoint, tmp_path / "stores")
+    argv[1:2] = [str(svs_path), str(svs_path)]
+    argv[argv.index("--model") + 1] = str(tmp_path / "nope.bin")
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        assert main([*argv, "--scheduler", cluster.scheduler_address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "nope.bin" in err[0]  # the worker's error, said once
+    assert err[1].endswith("0 of 2 slides complete, 2 not done (see the error lines above)")
+    assert not (tmp_path / "stores").exists()
+
+
 class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True

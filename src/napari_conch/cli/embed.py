@@ -274,6 +274,7 @@ class ClusterRunner:
         self.args, self.options = args, options
         self.client = get_client(args.scheduler)
         self.spec = model_spec(model_source(args), options, args.config)
+        self.facts: Any = None  # the model's facts, asked of a worker once
         self.fatal = False  # set when the cluster is lost: no slide can be done then
 
     def close(self) -> None:
@@ -296,18 +297,28 @@ class ClusterRunner:
 
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide on the cluster; return its summary."""
-        from napari_conch.engine.distributed import embed_slide_cluster_iter
+        from napari_conch.engine.distributed import (
+            ClusterWatch,
+            cluster_model_facts,
+            embed_slide_cluster_iter,
+        )
         from napari_conch.engine.embed import drain
 
-        bar.start(Path(slide).name)
-        events = embed_slide_cluster_iter(
-            self.client,
-            slide,
-            self.spec,
-            self.options,
-            cluster_timeout=self.args.cluster_timeout,
-        )
+        watch = ClusterWatch(self.client, self.args.cluster_timeout)
         try:
+            if self.facts is None:
+                self.fatal = True  # a model the workers cannot load fails every slide
+                self.facts = cluster_model_facts(self.client, self.spec, watch)
+                self.fatal = False
+            bar.start(Path(slide).name)
+            events = embed_slide_cluster_iter(
+                self.client,
+                slide,
+                self.spec,
+                self.options,
+                cluster_timeout=self.args.cluster_timeout,
+                facts=self.facts,
+            )
             return drain(events, bar.update)
         except ClusterError:
             self.fatal = True

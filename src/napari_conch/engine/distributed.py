@@ -275,6 +275,20 @@ class ClusterWatch:
             raise self.lost(f"connection lost ({describe_os_error(exc)})") from exc
 
 
+def cluster_model_facts(client: Any, spec: ModelSpec, watch: ClusterWatch | None = None) -> Any:
+    """Load the model on a worker and return its :class:`ModelFacts`.
+
+    Raises
+    ------
+    NapariConchError
+        The worker's error when the model cannot be loaded there (e.g. ``CheckpointError``),
+        or :class:`ClusterError` when the cluster is lost or has no worker in time.
+    """
+    watch = watch or ClusterWatch(client)
+    future = client.submit(model_facts, spec, pure=False)
+    return watch.result(watch.wait_any([future])[0])
+
+
 def cluster_batches(
     client: Any,
     spec: ModelSpec,
@@ -337,20 +351,22 @@ def embed_slide_cluster_iter(
     region: Box | None = None,
     cancel: Cancel = None,
     cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
+    facts: ModelFacts | None = None,
     **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Like :func:`~napari_conch.engine.embed.embed_slide_iter`, with the model on the cluster.
 
     ``options`` (or single fields as ``overrides``) as for a local run; ``device`` and
     ``precision`` are those of ``spec`` (the workers'). ``cluster_timeout`` bounds the wait for
-    a worker (see :class:`ClusterWatch`).
+    a worker (see :class:`ClusterWatch`). ``facts`` are the model's, from
+    :func:`cluster_model_facts` (asked of a worker when not given).
     """
     opts = run_options(options, **overrides)
     watch = ClusterWatch(client, cluster_timeout)
     with _local_dask():
         slide = open_slide_checked(slide_path, opts.slide_mpp)
-        facts_future = client.submit(model_facts, spec, pure=False)
-        facts = watch.result(watch.wait_any([facts_future])[0])
+        if facts is None:
+            facts = cluster_model_facts(client, spec, watch)
         grid = open_grid(slide, facts, opts)
         path = _store_path_for(slide, facts, grid, opts.store_root)
         try:
@@ -399,10 +415,11 @@ def embed_on_cluster(
     opts = run_options(options, **overrides)
     client = get_client(client)
     spec = model_spec(model_source, opts, config)
+    facts = cluster_model_facts(client, spec, ClusterWatch(client, cluster_timeout))
     summaries = []
     for slide_path in slide_paths:
         events = embed_slide_cluster_iter(
-            client, slide_path, spec, opts, cluster_timeout=cluster_timeout
+            client, slide_path, spec, opts, cluster_timeout=cluster_timeout, facts=facts
         )
 
         def report(event: EmbedProgress, path: Path = Path(slide_path)) -> None:
