@@ -184,6 +184,14 @@ def test_model_that_cannot_load_stops_at_once(tmp_path, svs_path, tiny_checkpoin
     assert err[1].endswith("0 of 2 slides complete, 2 not done (see the error lines above)")
 
 
+def test_no_model_is_one_line_before_any_slide(tmp_path, svs_path, capsys, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    assert main(["embed", str(svs_path), str(svs_path), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("napari-conch embed: error: no model given")
+    assert not (tmp_path / "s").exists()
+
+
 def test_a_store_folder_that_is_a_file_is_one_line(tmp_path, svs_path, tiny_checkpoint, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

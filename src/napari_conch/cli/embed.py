@@ -182,8 +182,9 @@ def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespa
         if args.debug:
             raise
         text = describe_os_error(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
-        if slide not in text and Path(slide).name not in text:
-            text = f"{Path(slide).name}: {text}"
+        if not runner.fatal and slide not in text and Path(slide).name not in text:
+            text = f"{Path(slide).name}: {text}"  # say which slide (errors of the model or
+            # the cluster concern every slide and are said as they are)
         print(f"napari-conch embed: error: {text}", file=sys.stderr)
         return SlideOutcome(slide, error=text)
     print(summary.store_path, flush=True)
@@ -235,6 +236,7 @@ class LocalRunner:
 
     def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
         self.args, self.options = args, options
+        self.source = model_source(args)
         self.model: Any = None
         self.fatal = False  # set when the model cannot load: no slide can be done then
 
@@ -248,7 +250,7 @@ class LocalRunner:
         if self.model is None:
             self.fatal = True
             self.model = load_run_model(
-                model_source(self.args),
+                self.source,
                 self.options,
                 config=self.args.config,
                 tokenizer=self.args.tokenizer,
