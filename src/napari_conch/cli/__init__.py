@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NapariConchError as exc:
         if args.debug:
             raise
-        print(f"napari-conch {args.command}: error: {exc}", file=sys.stderr)
+        line = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"napari-conch {args.command}: error: {line}", file=sys.stderr)
         return 2
     except OSError as exc:
         if args.debug:
