@@ -154,6 +154,25 @@ def test_failed_tiles_exit_1_with_count_and_reason_last(
     assert EmbeddingStore.open(out.strip()).counts()["failed"] == 0
 
 
+def test_tiles_left_pending_are_not_a_success(
+    tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
+):
+    """A run that ends with tissue tiles neither done nor failed exits 1 and says so."""
+    from napari_conch.cli.embed import LocalRunner
+    from napari_conch.engine.progress import EmbedSummary
+
+    def stopped_early(self, slide, bar):
+        return EmbedSummary(tmp_path / "s.zarr", total=10, done=7, computed=7, failed_tiles=[],
+                            background=0, cancelled=False, elapsed_s=1.0)  # fmt: skip
+
+    monkeypatch.setattr(LocalRunner, "embed", stopped_early)
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1] == "napari-conch embed: s.zarr: 3 tissue tiles not embedded (run again to resume)"
+    )
+
+
 def test_several_slides_go_on_after_a_bad_one(tmp_path, svs_path, tiny_checkpoint, capsys):
     missing = tmp_path / "missing.svs"
     broken = tmp_path / "broken.svs"
