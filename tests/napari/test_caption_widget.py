@@ -141,6 +141,7 @@ def test_checkpoint_without_decoder(
     assert not widget.caption_panel.caption.enabled
     assert "no captioning decoder" in widget.caption_panel.reason.value
     assert "no captioning decoder" in widget.model_panel.info.value
+    assert widget.model_panel.info.tooltip == model.describe()
 
     layer = widget.draw_region()
     world = _world_rectangle(slide_layer, BOX)
@@ -203,7 +204,7 @@ def test_top_tiles_list_and_camera(
     qtbot.waitUntil(lambda: highlighter.model is not None, timeout=WAIT_MS)
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     assert widget.model.fingerprint == highlighter.model.fingerprint == job.model.fingerprint
-    assert widget.model_panel.info.value == highlighter.model.describe()
+    assert widget.model_panel.info.tooltip == highlighter.model.describe()
 
     t = widget.tiles_panel
     t.store_root.value, t.prompt.value, t.k.value = root, "tumor", 5

@@ -69,7 +69,10 @@ def _engine_result(store, model, prompts):
 
 def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     viewer, widget, slide_layer = viewer_widget
-    assert widget.model_panel.info.value == widget.model.describe()
+    assert widget.model_panel.info.tooltip == widget.model.describe()  # the full path
+    assert widget.model_panel.info.value.endswith("cpu fp32, captioning decoder")
+    assert "pytorch_model.bin" in widget.model_panel.info.value
+    assert str(widget.model.source) not in widget.model_panel.info.value
     assert "Captioning decoder loaded" in widget.model_panel.note.value  # the tiny model has one
     assert slide_layer.metadata["napari_conch"]["mpp"] == pytest.approx(0.499, abs=1e-3)
 

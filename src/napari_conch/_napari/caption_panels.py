@@ -19,6 +19,7 @@ from magicgui.widgets import (
     TextEdit,
 )
 
+from napari_conch._napari.panels import MORE_OPTIONS, advanced
 from napari_conch.model.generation import STRATEGIES
 
 DRAW_TEXT = "Draw a rectangle"
@@ -26,8 +27,6 @@ CLICK_TEXT = "Click a point (a tile-sized box)"
 CLICK_ARMED_TEXT = "Click on the slide (click here to stop)"
 
 
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
 
 
 def _wrapping_label(value: str = "") -> Label:
@@ -62,18 +61,11 @@ class RegionPanel(Container):
         self.click = PushButton(text=CLICK_TEXT)
         self.auto = CheckBox(text="Caption and rank each new region", value=True)
         self.box = Label(value="No region yet.")
+        self.more = advanced(self.level, self.box_size)
         super().__init__(
-            widgets=[
-                _header("Region"),
-                self.layer,
-                self.level,
-                self.box_size,
-                self.draw,
-                self.click,
-                self.auto,
-                self.box,
-            ]
+            widgets=[self.layer, self.draw, self.click, self.auto, self.box, self.more]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class CaptionPanel(Container):
@@ -86,17 +78,9 @@ class CaptionPanel(Container):
         self.caption = PushButton(text="Caption")
         self.reason = _wrapping_label()
         self.text = _wrapping_label()
-        super().__init__(
-            widgets=[
-                _header("Caption"),
-                self.strategy,
-                self.num_beams,
-                self.max_length,
-                self.caption,
-                self.reason,
-                self.text,
-            ]
-        )
+        self.more = advanced(self.strategy, self.num_beams, self.max_length)
+        super().__init__(widgets=[self.caption, self.reason, self.text, self.more])
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class RankPanel(Container):
@@ -112,16 +96,9 @@ class RankPanel(Container):
         self.templates = CheckBox(text="CONCH templates", value=False)
         self.rank = PushButton(text="Rank texts")
         self.table = _table(("text", "probability", "cosine"))
-        super().__init__(
-            widgets=[
-                _header("Rank texts for the region"),
-                self.texts,
-                self.prompt_file,
-                self.templates,
-                self.rank,
-                self.table,
-            ]
-        )
+        self.more = advanced(self.prompt_file, self.templates)
+        super().__init__(widgets=[self.texts, self.more, self.rank, self.table])
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class TopTilesPanel(Container):
@@ -139,15 +116,8 @@ class TopTilesPanel(Container):
         self.find = PushButton(text="Find top tiles")
         self.table = _table(("row", "col", "cosine"))  # rows numbered by rank
         self.status = _wrapping_label()
+        self.more = advanced(self.templates, self.store_root)
         super().__init__(
-            widgets=[
-                _header("Top tiles for a prompt"),
-                self.prompt,
-                self.k,
-                self.templates,
-                self.store_root,
-                self.find,
-                self.table,
-                self.status,
-            ]
+            widgets=[self.prompt, self.k, self.more, self.find, self.table, self.status]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]

@@ -84,11 +84,11 @@ class CaptionRetrieval(DockBase):
         super().__init__(
             napari_viewer,
             [
-                self.model_panel,
-                self.region_panel,
-                self.caption_panel,
-                self.rank_panel,
-                self.tiles_panel,
+                ("Model", self.model_panel, _no_model(napari_viewer)),
+                ("Region", self.region_panel),
+                ("Caption", self.caption_panel),
+                ("Rank texts for the region", self.rank_panel),
+                ("Top tiles for a prompt", self.tiles_panel),
             ],
         )
         self.caption_text: str | None = None
@@ -377,6 +377,13 @@ class CaptionRetrieval(DockBase):
             colors[index] = CHOSEN_COLOR
             layer.edge_color = colors
         return centre
+
+
+def _no_model(viewer: Any) -> bool:
+    """Whether the viewer's session has no model yet (the Model section then starts open)."""
+    from napari_conch._napari.session_registry import session_for
+
+    return session_for(viewer).model is None
 
 
 def viewer_camera(viewer: Any) -> Any:

@@ -80,7 +80,12 @@ class PromptHighlighter(DockBase):
         self.export_panel = ExportPanel()
         super().__init__(
             napari_viewer,
-            [self.model_panel, self.slide_panel, self.prompt_panel, self.export_panel],
+            [
+                ("Model", self.model_panel),
+                ("Slide and embedding", self.slide_panel),
+                ("Prompts and maps", self.prompt_panel),
+                ("Export", self.export_panel),
+            ],
         )
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
