@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 HEATMAP = "CONCH similarity"
 PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
+#: Keys of the canvas text overlays that make the labels' legend (one per class).
+LEGEND_KEY = "napari_conch_legend_{}"
+#: Largest subdivision of a map cell used to cut the map at the image's edges.
+MAX_SUBDIVISION = 8
+#: Most cells a map layer may hold after subdivision (memory and texture size stay small).
+MAX_LAYER_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,51 @@ def map_placement(geometry: MapGeometry, slide_layer: Any) -> Placement:
     cell = np.asarray(geometry.scale, float) * scale
     origin = translate + np.asarray(geometry.napari_translate, float) * scale
     return Placement(tuple(float(v) for v in cell), tuple(float(v) for v in origin))
+
+
+def clip_to_image(
+    data: np.ndarray, geometry: MapGeometry, image_shape: tuple[int, int]
+) -> tuple[np.ndarray, MapGeometry]:
+    """The map cut at the image's edges: cells past the slide are not drawn past it.
+
+    Edge tiles are padded, so a map's last row and column of cells usually reach past the
+    image. The cells are split into ``f x f`` sub-cells (``f`` at most :data:`MAX_SUBDIVISION`,
+    chosen so the cut falls closest to the edge, within :data:`MAX_LAYER_CELLS`) and those
+    outside the image dropped; each sub-cell keeps its cell's value.
+
+    Returns
+    -------
+    data, geometry
+        The array to show and where it lies (level-0 pixels).
+    """
+    from napari_conch.engine.overlap import MapGeometry
+
+    rows, cols = geometry.shape
+    cell = float(geometry.cell_size)
+    (oy, ox), (height, width) = geometry.origin, image_shape
+    edges = [(0 - oy) / cell, (height - oy) / cell, (0 - ox) / cell, (width - ox) / cell]
+    inside = (
+        edges[0] <= 0 and edges[1] >= rows and edges[2] <= 0 and edges[3] >= cols
+    )  # fmt: skip
+    if inside or rows == 0 or cols == 0:
+        return data, geometry
+    largest = max(1, int(np.sqrt(MAX_LAYER_CELLS / max(1, rows * cols))))
+    factors = range(1, min(MAX_SUBDIVISION, largest) + 1)
+    factor = min(factors, key=lambda f: max(abs(e * f - round(e * f)) / f for e in edges))
+    y0, y1 = max(0, round(edges[0] * factor)), min(rows * factor, round(edges[1] * factor))
+    x0, x1 = max(0, round(edges[2] * factor)), min(cols * factor, round(edges[3] * factor))
+    y1, x1 = max(y1, y0 + 1), max(x1, x0 + 1)
+    sub_rows = np.arange(y0, y1) // factor
+    sub_cols = np.arange(x0, x1) // factor
+    clipped = np.asarray(data)[np.ix_(sub_rows, sub_cols)]
+    sub = cell / factor
+    return clipped, MapGeometry(clipped.shape, sub, (oy + y0 * sub, ox + x0 * sub))
+
+
+def image_shape(slide_layer: Any) -> tuple[int, int]:
+    """``(height, width)`` of the slide layer's level 0, in pixels."""
+    data = slide_layer.data[0] if slide_layer.multiscale else slide_layer.data
+    return int(data.shape[0]), int(data.shape[1])
 
 
 def world_to_level0(slide_layer: Any, world_yx: Any) -> tuple[float, float]:
@@ -74,10 +125,13 @@ def upsert_image(
     opacity: float,
     contrast_limits: tuple[float, float],
 ) -> Any:
-    """Show ``data`` in the image layer ``name``, adding it only when it is not there."""
+    """Show ``data`` in the image layer ``name``, adding it only when it is not there.
+
+    The layer shows its colour bar (value range) on the canvas.
+    """
     layer = find_layer(viewer, name)
     if layer is None:
-        return viewer.add_image(
+        layer = viewer.add_image(
             data,
             name=name,
             scale=placement.scale,
@@ -88,6 +142,8 @@ def upsert_image(
             blending="translucent",
             units=units,
         )
+        layer.colorbar.visible = True
+        return layer
     place(layer, placement)
     layer.data = data
     if layer.colormap.name != colormap:
@@ -148,6 +204,60 @@ def upsert_labels(
     if layer.opacity != opacity:
         layer.opacity = opacity
     return layer
+
+
+def legend_html(names: list[str]) -> str:
+    """The labels' legend for a Qt label: a coloured square and the class name per line."""
+    rows = []
+    for label, name in enumerate(names, start=1):
+        r, g, b = label_color(label)
+        rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {_escape(name)}')
+    return "<br>".join(rows)
+
+
+def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -> None:
+    """The labels' legend on the canvas: one text overlay per class, in the class's colour."""
+    from napari.components.overlays import TextOverlay
+
+    overlays = viewer.canvas.overlays
+    for label, name in enumerate(names, start=1):
+        key = LEGEND_KEY.format(label)
+        color = np.array([*label_color(label), 255], float) / 255
+        text = f"\u25a0 {name}"
+        if key not in overlays:
+            overlays[key] = TextOverlay(
+                text=text, color=color, position="bottom_left", box=True, font_size=11
+            )
+        overlay = overlays[key]
+        if overlay.text != text:
+            overlay.text = text
+        if not np.allclose(overlay.color, color):
+            overlay.color = color
+        overlay.visible = visible
+    label = len(names) + 1
+    while LEGEND_KEY.format(label) in overlays:
+        overlays[LEGEND_KEY.format(label)].visible = False
+        label += 1
+
+
+def hide_legend(viewer: napari.Viewer) -> None:
+    """Hide the labels' legend on the canvas."""
+    show_legend(viewer, [], visible=False)
+
+
+def legend_shown(viewer: napari.Viewer) -> list[str]:
+    """The class names the canvas legend shows now, in order."""
+    overlays, names, label = viewer.canvas.overlays, [], 1
+    while LEGEND_KEY.format(label) in overlays:
+        overlay = overlays[LEGEND_KEY.format(label)]
+        if overlay.visible:
+            names.append(overlay.text[2:])
+        label += 1
+    return names
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def remove_layer(viewer: napari.Viewer, name: str) -> None:

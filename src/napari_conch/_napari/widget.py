@@ -32,6 +32,7 @@ from qtpy.QtCore import QTimer
 from napari_conch._napari import layers as L
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import (
+    RANGES,
     ExportPanel,
     ModelPanel,
     PromptPanel,
@@ -113,7 +114,7 @@ class PromptHighlighter(DockBase):
         p.text.native.textChanged.connect(self.schedule_refresh)  # magicgui drops this one
         for widget in (p.templates, p.background, p.threshold):
             widget.changed.connect(self.schedule_refresh)
-        for widget in (p.show_class, p.colormap, p.opacity):
+        for widget in (p.show_class, p.colormap, p.opacity, p.range):
             widget.changed.connect(self._redisplay)
         p.more_like_this.changed.connect(self.arm_more_like_this)
         e.export.changed.connect(self.export)
@@ -312,6 +313,8 @@ class PromptHighlighter(DockBase):
         if result is None:
             for name in (L.HEATMAP, L.PROBABILITY, L.LABELS):
                 L.remove_layer(self.viewer, name)
+            L.hide_legend(self.viewer)
+            self.prompt_panel.legend.value = ""
             return
         self.display(result)
 
@@ -320,8 +323,14 @@ class PromptHighlighter(DockBase):
             self.display(self.session.result)
 
     def display(self, result: QueryResult) -> None:
-        """Show a query result: heatmap, and with several classes probability and labels."""
-        if self.slide_layer is None:
+        """Show a query result: heatmap, and with several classes probability and labels.
+
+        The maps are cut at the image's edges; the heatmap's colour range is shared by the
+        prompts or each prompt's own (Range); the labels' legend is shown in the dock and on
+        the canvas.
+        """
+        layer = self.slide_layer
+        if layer is None:
             return
         p = self.prompt_panel
         names = list(result.names)
@@ -332,27 +341,34 @@ class PromptHighlighter(DockBase):
             finally:
                 self._displaying = False
         k = names.index(p.show_class.value) if p.show_class.value in names else 0
-        place = L.map_placement(result.geometry, self.slide_layer)
-        units = self.slide_layer.units[-2:]
+        shape = L.image_shape(layer)
+        units = layer.units[-2:]
         style = {"colormap": p.colormap.value, "opacity": p.opacity.value, "units": units}
-        heat = result.cell_cosine[k]
-        L.upsert_image(
-            self.viewer, L.HEATMAP, heat, place, contrast_limits=L.contrast_for(heat), **style
-        )
+        shared = p.range.value == RANGES[0]
+        limits = L.contrast_for(result.cell_cosine if shared else result.cell_cosine[k])
+        heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
+        place = L.map_placement(geometry, layer)
+        L.upsert_image(self.viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+        legend = [f"similarity of {names[k]!r}: {limits[0]:.3f} to {limits[1]:.3f}"]
         if result.cell_probs is not None:
-            probs = result.cell_probs[k]
+            probs, _ = L.clip_to_image(result.cell_probs[k], result.geometry, shape)
             L.upsert_image(
                 self.viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
             )
         else:
             L.remove_layer(self.viewer, L.PROBABILITY)
         if result.cell_labels is not None:
-            names = result.label_names if result.cell_probs is not None else names
+            classes = result.label_names if result.cell_probs is not None else names
+            labels, _ = L.clip_to_image(result.cell_labels, result.geometry, shape)
             L.upsert_labels(
-                self.viewer, result.cell_labels, names, place, units=units, opacity=p.opacity.value
+                self.viewer, labels, classes, place, units=units, opacity=p.opacity.value
             )
+            L.show_legend(self.viewer, classes)
+            legend.append(L.legend_html(classes))
         else:
             L.remove_layer(self.viewer, L.LABELS)
+            L.hide_legend(self.viewer)
+        p.legend.value = "<br>".join(legend)
         self._select_slide_layer()
 
     def _select_slide_layer(self) -> None:
