@@ -54,3 +54,10 @@ def test_legend_html_names_each_class_in_its_colour():
     r, g, b = label_color(1)
     assert f"#{r:02x}{g:02x}{b:02x}" in html and "tumor" in html
     assert "a &lt;b&gt; &amp; c" in html
+
+
+def test_the_caption_dock_offers_the_engines_strategies():
+    from napari_conch._napari.caption_panels import STRATEGIES
+    from napari_conch.model import generation
+
+    assert STRATEGIES == generation.STRATEGIES

@@ -55,9 +55,14 @@ def _type(widget, qtbot, text, layer_name=L.HEATMAP):
     widget.prompt_panel.text.value = text
     wanted = text.split("\n")
     qtbot.waitUntil(
-        lambda: widget.result is not None and widget.result.names[: len(wanted)] == wanted,
+        lambda: (
+            widget.result is not None
+            and widget.result.names[: len(wanted)] == wanted
+            and not widget.drawing  # the layers are updated one per event-loop turn
+        ),
         timeout=WAIT_MS,
     )
+    assert widget.viewer.layers[layer_name].visible
     return widget.viewer.layers[layer_name]
 
 

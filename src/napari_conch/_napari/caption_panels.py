@@ -20,13 +20,14 @@ from magicgui.widgets import (
 )
 
 from napari_conch._napari.panels import MORE_OPTIONS, advanced
-from napari_conch.model.generation import STRATEGIES
+
+#: The generation strategies offered: ``napari_conch.model.generation.STRATEGIES``, written out
+#: here so that opening the dock does not import torch (a test checks they agree).
+STRATEGIES = ("greedy", "beam", "top_k", "top_p")
 
 DRAW_TEXT = "Draw a rectangle"
 CLICK_TEXT = "Click a point (a tile-sized box)"
 CLICK_ARMED_TEXT = "Click on the slide (click here to stop)"
-
-
 
 
 def _wrapping_label(value: str = "") -> Label:

@@ -33,6 +33,7 @@ from qtpy.QtCore import QTimer
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
+from napari_conch._napari.warmup import warm_up
 from napari_conch._napari.workers import USER_ERRORS, Failure, background, one_line
 from napari_conch.errors import InputError
 
@@ -104,6 +105,7 @@ class DockBase(Container):
         self._scroll._magic_widget = self
         self.native.destroyed.connect(self._on_destroyed)
         QTimer.singleShot(0, self.tabify)
+        warm_up()
         layers = self.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             event.connect(self.reset_choices)

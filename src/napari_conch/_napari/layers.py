@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_conch.engine.export import label_color
 
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
 HEATMAP = "CONCH similarity"
 PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
+#: Metadata key of the steps that reveal a layer added hidden.
+REVEAL = "napari_conch_reveal"
 #: Keys of the canvas text overlays that make the labels' legend (one per class).
 LEGEND_KEY = "napari_conch_legend_{}"
 #: Largest subdivision of a map cell used to cut the map at the image's edges.
@@ -127,7 +128,9 @@ def upsert_image(
 ) -> Any:
     """Show ``data`` in the image layer ``name``, adding it only when it is not there.
 
-    The layer shows its colour bar (value range) on the canvas.
+    The layer shows its colour bar (value range) on the canvas. A new layer is added hidden;
+    ``layer.metadata["napari_conch_reveal"]`` then holds the steps that show it and its colour
+    bar (see :func:`reveal_steps`), for the caller to run one per event-loop turn.
     """
     layer = find_layer(viewer, name)
     if layer is None:
@@ -141,8 +144,12 @@ def upsert_image(
             contrast_limits=contrast_limits,
             blending="translucent",
             units=units,
+            visible=False,
         )
-        layer.colorbar.visible = True
+        layer.metadata[REVEAL] = [
+            lambda: setattr(layer, "visible", True),
+            lambda: setattr(layer.colorbar, "visible", True),
+        ]
         return layer
     place(layer, placement)
     layer.data = data
@@ -190,12 +197,20 @@ def upsert_labels(
     layer = find_layer(viewer, LABELS)
     if layer is None:
         layer = viewer.add_labels(
-            data, name=LABELS, scale=placement.scale, translate=placement.translate, units=units
+            data,
+            name=LABELS,
+            scale=placement.scale,
+            translate=placement.translate,
+            units=units,
+            visible=False,
         )
+        layer.metadata[REVEAL] = [lambda: setattr(layer, "visible", True)]
     else:
         place(layer, placement)
         layer.data = data
     if layer.metadata.get("class_names") != list(names):
+        import pandas as pd  # imported here: opening a dock stays light (warm-up imports it)
+
         layer.colormap = label_colormap(len(names))
         layer.features = pd.DataFrame(
             {"index": np.arange(len(names) + 1), "class": ["none", *names]}
@@ -258,6 +273,15 @@ def legend_shown(viewer: napari.Viewer) -> list[str]:
 
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def reveal_steps(layer: Any) -> list[Any]:
+    """The steps left to show a layer just added hidden (each a callable), and forget them.
+
+    Making a layer and drawing it for the first time each cost napari a long pause on the GUI
+    thread; run in separate event-loop turns they do not add up.
+    """
+    return list(layer.metadata.pop(REVEAL, ()))
 
 
 def remove_layer(viewer: napari.Viewer, name: str) -> None:

@@ -91,6 +91,7 @@ class PromptHighlighter(DockBase):
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
+        self._pending: list[Any] = []
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -311,6 +312,7 @@ class PromptHighlighter(DockBase):
 
     def _on_result(self, result: Any) -> None:
         if result is None:
+            self._pending = []
             for name in (L.HEATMAP, L.PROBABILITY, L.LABELS):
                 L.remove_layer(self.viewer, name)
             L.hide_legend(self.viewer)
@@ -348,28 +350,67 @@ class PromptHighlighter(DockBase):
         limits = L.contrast_for(result.cell_cosine if shared else result.cell_cosine[k])
         heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
         place = L.map_placement(geometry, layer)
-        L.upsert_image(self.viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+        viewer, opacity = self.viewer, p.opacity.value
         legend = [f"similarity of {names[k]!r}: {limits[0]:.3f} to {limits[1]:.3f}"]
+        steps = [
+            lambda: L.reveal_steps(
+                L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+            )
+        ]
         if result.cell_probs is not None:
             probs, _ = L.clip_to_image(result.cell_probs[k], result.geometry, shape)
-            L.upsert_image(
-                self.viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
+            steps.append(
+                lambda: L.reveal_steps(
+                    L.upsert_image(
+                        viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
+                    )
+                )
             )
         else:
-            L.remove_layer(self.viewer, L.PROBABILITY)
+            L.remove_layer(viewer, L.PROBABILITY)
         if result.cell_labels is not None:
             classes = result.label_names if result.cell_probs is not None else names
             labels, _ = L.clip_to_image(result.cell_labels, result.geometry, shape)
-            L.upsert_labels(
-                self.viewer, labels, classes, place, units=units, opacity=p.opacity.value
-            )
-            L.show_legend(self.viewer, classes)
+
+            def show_labels() -> list[Any]:
+                layer = L.upsert_labels(
+                    viewer, labels, classes, place, units=units, opacity=opacity
+                )
+                return [*L.reveal_steps(layer), lambda: L.show_legend(viewer, classes)]
+
+            steps.append(show_labels)
             legend.append(L.legend_html(classes))
         else:
-            L.remove_layer(self.viewer, L.LABELS)
-            L.hide_legend(self.viewer)
+            L.remove_layer(viewer, L.LABELS)
+            L.hide_legend(viewer)
         p.legend.value = "<br>".join(legend)
+        self._show_in_turns(steps)
+
+    def _show_in_turns(self, steps: list[Any]) -> None:
+        """Run the first layer update now and the others one per event-loop turn.
+
+        Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
+        thread; one layer per turn keeps each pause to one layer's. A step may return further
+        steps (a new layer's reveal), run next. A newer display drops the steps of an older one
+        that are still waiting.
+        """
+        self._pending = list(steps)
+        self._next_step()
+
+    def _next_step(self) -> None:
+        if not self._pending or self._closed:
+            return
+        more = self._pending.pop(0)()
+        if more:
+            self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
+        if self._pending:
+            QTimer.singleShot(0, self._next_step)
+
+    @property
+    def drawing(self) -> bool:
+        """Whether layer updates of the last display are still waiting for their turn."""
+        return bool(self._pending)
 
     def _select_slide_layer(self) -> None:
         """Keep the slide layer active, so adding map layers does not change the choice."""
