@@ -133,6 +133,8 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
     assert out.read_text().startswith("row,col,x0,y0,x1,y1,tumor")
     with pytest.raises(InputError, match="choose a file to export to"):
         session.export(" ")
+    with pytest.raises(InputError, match=r"choose a file to export to .*: .* is a folder"):
+        session.export(tmp_path)
 
     # found again, whatever grid is asked now; a second run computes nothing
     other = Session(RunOptions(store_root=str(tmp_path)))

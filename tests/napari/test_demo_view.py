@@ -36,9 +36,7 @@ def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_p
     shown = L.clip_to_image(expected.cell_cosine[0], expected.geometry, L.image_shape(
         viewer.layers[0]))[0]  # fmt: skip
     qtbot.waitUntil(
-        lambda: (
-            np.isfinite(viewer.layers[L.HEATMAP].data).sum() == np.isfinite(shown).sum()
-        ),
+        lambda: np.isfinite(viewer.layers[L.HEATMAP].data).sum() == np.isfinite(shown).sum(),
         timeout=30_000,
     )
     np.testing.assert_allclose(viewer.layers[L.HEATMAP].data, shown, atol=1e-5, equal_nan=True)

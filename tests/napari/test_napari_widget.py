@@ -174,6 +174,12 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     viewer.cursor.position = tuple(center * scale + translate)
     assert str(viewer.status).count("CONCH:") == 1
 
+    widget.export_panel.path.line_edit.value = ""  # the user cleared the box
+    assert widget.export() is None
+    assert widget.errors[-1] == "choose a file to export to (.tif, .geojson, .csv or .npy)"
+    widget.export_panel.path.value = ""  # magicgui makes this the current folder
+    assert widget.export() is None
+    assert widget.errors[-1].startswith("choose a file to export to (.tif, .geojson, .csv or .npy)")
     for suffix in (".tif", ".csv", ".geojson"):
         widget.export_panel.path.value = tmp_path / f"map{suffix}"
         assert widget.export() == tmp_path / f"map{suffix}"
@@ -194,6 +200,10 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     worker = _embed(widget, qtbot)
     assert worker is not None
     assert EmbeddingStore.open(store.path).attrs["last_run"]["computed"] == 0
+    done = EmbeddingStore.open(store.path).counts()["done"]
+    status = widget.slide_panel.status.value
+    assert status == f"Nothing to compute: {done} tiles already embedded."
+    assert "tiles/s" not in status
 
 
 def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
@@ -206,6 +216,8 @@ def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     assert 0 <= region[0] < region[2] <= width + 1 and 0 <= region[1] < region[3] <= height + 1
     worker = widget.start_embedding(visible_first=True)
     assert worker is not None, widget.errors
+    # until the first batch: a busy bar and the time spent finding tissue
+    assert s.status.value.startswith("Finding tissue") and s.progress.max == 0
 
     def cancel_after_first_batch(item):
         if item[0].computed > 0:

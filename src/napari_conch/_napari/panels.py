@@ -36,8 +36,10 @@ MORE_OPTIONS = "More options"
 RANGES = ("shared by the prompts", "per prompt")
 #: Devices offered; "auto" picks CUDA, then MPS, then CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PUBLIC_CONCH_NOTE = (
-    "The public CONCH checkpoint has no captioning decoder: prompts and maps work, captions do not."
+#: What the Model section says before a model is loaded.
+NO_MODEL_NOTE = (
+    "Load CONCH's checkpoint (pytorch_model.bin, or hf_hub:MahmoodLab/conch with a token), "
+    "or try the demo model shipped with the plugin."
 )
 
 
@@ -75,7 +77,7 @@ class ModelPanel(Container):
             "plugin: for trying it without CONCH's weights; not for diagnosis",
         )
         self.info = Label(value="No model loaded.")
-        self.note = Label(value=PUBLIC_CONCH_NOTE)
+        self.note = Label(value=NO_MODEL_NOTE)
         self.more = advanced(self.token, self.config, self.tokenizer, self.device)
         super().__init__(
             widgets=[

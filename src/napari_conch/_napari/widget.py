@@ -92,6 +92,10 @@ class PromptHighlighter(DockBase):
         self._last_live_map = 0.0
         self._displaying = False
         self._pending: list[Any] = []
+        self._preparing_since = 0.0
+        self._preparing_timer = QTimer(self.native)
+        self._preparing_timer.setInterval(1000)
+        self._preparing_timer.timeout.connect(self._tick_preparing)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -177,7 +181,7 @@ class PromptHighlighter(DockBase):
         self._cancel = cancel
         worker = background_generator(events)
         worker.errored.connect(lambda _exc: self._end_run(None))
-        self.slide_panel.status.value = "Finding tissue ..."
+        self._start_preparing()
         return self.run(
             "embed",
             worker,
@@ -211,7 +215,24 @@ class PromptHighlighter(DockBase):
             getattr(s, name).enabled = not running
         self.update_busy()
 
+    def _start_preparing(self) -> None:
+        """Until the first batch: a busy bar and the seconds spent finding tissue."""
+        self._preparing_since = time.monotonic()
+        self.slide_panel.progress.max = 0  # Qt draws a busy indicator
+        self._tick_preparing()
+        self._preparing_timer.start()
+
+    def _tick_preparing(self) -> None:
+        elapsed = time.monotonic() - self._preparing_since
+        self.slide_panel.status.value = f"Finding tissue and tiles to embed ... {elapsed:.0f} s"
+
+    def _stop_preparing(self) -> None:
+        self._preparing_timer.stop()
+        if self.slide_panel.progress.max == 0:
+            self.slide_panel.progress.max = 1
+
     def _on_progress(self, event: Any) -> None:
+        self._stop_preparing()
         bar = self.slide_panel.progress
         bar.max = max(1, event.total)
         bar.value = min(event.done + event.failed, bar.max)
@@ -231,9 +252,14 @@ class PromptHighlighter(DockBase):
 
     def _on_run_finished(self, summary: Any) -> None:
         self._cancel = None
+        self._stop_preparing()
         if summary is not None:
             done = f"{summary.done}/{summary.total} tissue tiles embedded"
-            if summary.cancelled:
+            if summary.computed == 0 and not summary.cancelled and not summary.failed:
+                message = f"Nothing to compute: {summary.done} tiles already embedded."
+                self.slide_panel.status.value = message
+                self.notify_info(f"{message} Store: {summary.store_path}")
+            elif summary.cancelled:
                 self.slide_panel.status.value = f"Cancelled: {done}."
                 self.notify_info(f"Embedding cancelled: {done}; the store keeps them.")
             else:
@@ -442,7 +468,8 @@ class PromptHighlighter(DockBase):
     @reports_errors
     def export(self, *_: Any) -> Path | None:
         """Write the map on show to the Export panel's file (format by extension)."""
-        out = self.session.export(optional_path(self.export_panel.path.value))
+        typed = self.export_panel.path.line_edit.value.strip()  # magicgui turns "" into "."
+        out = self.session.export(optional_path(self.export_panel.path.value) if typed else None)
         self.notify_info(f"Exported {out}")
         return out
 

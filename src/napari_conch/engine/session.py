@@ -488,8 +488,11 @@ class Session:
         """Write the map on show (format by the file's extension); returns the file written."""
         from napari_conch.engine.export import export_result
 
+        choose = "choose a file to export to (.tif, .geojson, .csv or .npy)"
         if path is None or str(path).strip() in ("", "."):
-            raise InputError("choose a file to export to (.tif, .geojson, .csv or .npy)")
+            raise InputError(choose)
+        if Path(path).expanduser().is_dir():
+            raise InputError(f"{choose}: {path} is a folder")
         if self.result is None or self.store is None:
             raise InputError("nothing to export yet: type a prompt first")
         metadata = {
