@@ -40,9 +40,13 @@ def _wrapping_label(value: str = "") -> Label:
 
 
 def _table(columns: tuple[str, ...]) -> Table:
+    from qtpy.QtWidgets import QHeaderView
+
     table = Table(columns=list(columns))
     table.read_only = True
     table.min_height = 120
+    header = table.native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # no sideways scrolling
     return table
 
 

@@ -241,7 +241,7 @@ def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -
         text = f"\u25a0 {name}"
         if key not in overlays:
             overlays[key] = TextOverlay(
-                text=text, color=color, position="bottom_left", box=True, font_size=11
+                text=text, color=color, position="top_left", box=True, font_size=10
             )
         overlay = overlays[key]
         if overlay.text != text:

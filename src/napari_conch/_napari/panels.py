@@ -30,6 +30,8 @@ from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
+#: The prompt box's placeholder before a model tells what it knows.
+PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
 #: Title of the folded section of advanced options in every panel.
 MORE_OPTIONS = "More options"
 #: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
@@ -212,7 +214,7 @@ class PromptPanel(Container):
 
     def __init__(self) -> None:
         self.text = TextEdit(label="Prompts", tooltip="one prompt per line")
-        self.text.native.setPlaceholderText("one prompt per line, e.g.\ntumor\nstroma")
+        self.text.native.setPlaceholderText(PROMPT_PLACEHOLDER)
         self.text.max_height = 90
         self.templates = CheckBox(text="CONCH templates", value=True)
         self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
@@ -278,6 +280,22 @@ def model_summary(model: Any) -> str:
     shown = source if source.startswith("hf_hub:") or "/" not in source else Path(source).name
     decoder = "captioning decoder" if model.has_decoder else "no captioning decoder"
     return f"{model.config.name}: {shown}, {model.device} {model.precision}, {decoder}"
+
+
+def prompt_hint(model: Any) -> str:
+    """The prompt box's placeholder for ``model``: the demo model lists the concepts it knows.
+
+    The concepts come from ``napari_conch.demo.DEMO_CONCEPTS`` when the package has it.
+    """
+    import napari_conch.demo as demo
+
+    concepts = getattr(demo, "DEMO_CONCEPTS", None)
+    is_demo = getattr(model, "is_demo", None)
+    if is_demo is None:
+        is_demo = model is not None and model.config.name == demo.DEMO_MODEL_NAME
+    if model is None or not is_demo or not concepts:
+        return PROMPT_PLACEHOLDER
+    return "one prompt per line; the demo model knows:\n" + "\n".join(concepts)
 
 
 def model_note(model: Any) -> str:

@@ -38,6 +38,7 @@ from napari_conch._napari.panels import (
     PromptPanel,
     SlidePanel,
     optional_path,
+    prompt_hint,
 )
 from napari_conch._napari.status import CursorStatus
 from napari_conch._napari.workers import background, background_generator
@@ -142,7 +143,8 @@ class PromptHighlighter(DockBase):
         return self.session.result
 
     def on_model_changed(self, model: Any) -> None:
-        """A new model: the maps follow."""
+        """A new model: the maps follow; the prompt box says what the model knows."""
+        self.prompt_panel.text.native.setPlaceholderText(prompt_hint(model))
         self.schedule_refresh()
 
     def on_slide_changed(self, slide: Any) -> None:
