@@ -18,6 +18,10 @@ sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
 ``export``      the Export button (a GeoJSON)
 ``caption``     a tile-sized region clicked on the slide in the Caption dock, captioned
 
+With ``--synthetic SECONDS`` it measures instead the lazy 50,000 x 50,000 synthetic sample:
+``embed visible`` (Embed visible region first, at MPP 2 so the tissue search reads a coarse
+level, for SECONDS, then Cancel until the run has ended) and ``first maps`` during the run.
+
 Each step is measured from its trigger until what it makes is on screen plus ``--settle``
 seconds. Printed per step: the longest pause, the second longest, and how many pauses exceeded
 100 ms. The stores go to a temporary folder.
@@ -159,6 +163,47 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     return out
 
 
+def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
+    """The lazy synthetic slide: Embed visible region first for ``seconds``, then Cancel."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari import layers as L
+    from napari_conch._napari.warmup import warmed_up
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.move(0, 0)
+    window.resize(1366, 768)
+    viewer.open_sample("napari-conch", "synthetic-slide")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    app = QApplication.instance()
+    probe = Probe()
+    wait_until(app, warmed_up, 120, 1.0)
+    dock.slide_panel.store_root.value = store_root
+    dock.model_panel.device.value = "cpu"
+    session = dock.session
+    dock.model_panel.demo.changed.emit(True)
+    wait_until(app, lambda: session.model is not None, 120, 0.5)
+    dock.slide_panel.mpp.value = 2.0
+    out = []
+    probe.reset()
+    dock.slide_panel.embed_visible.changed.emit(True)
+    wait_until(app, lambda: session.index is not None and session.index.size > 0, 600, 0)
+    dock.prompt_panel.text.value = "stroma"
+    wait_until(app, lambda: L.HEATMAP in viewer.layers and not dock.drawing, 120, 0)
+    out.append(("first maps during the run", 0.0, list(probe.gaps)))
+    probe.reset()
+    wait_until(app, lambda: True, 0, seconds)
+    dock.cancel_embedding()
+    wait_until(app, lambda: not dock.embedding, 300, settle)
+    out.append(("embedding, live map, cancel", seconds, list(probe.gaps)))
+    print(f"  embedded {session.index.size} tiles", flush=True)
+    probe.timer.stop()
+    viewer.close()
+    return out
+
+
 def machine() -> str:
     """A one-line description of the machine."""
     cpu = platform.processor() or platform.machine()
@@ -178,16 +223,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slide", type=Path, help="slide file (default: the shipped sample)")
     parser.add_argument("--repeat", type=int, default=1, help="runs, each in a new viewer")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds measured after a step")
+    parser.add_argument(
+        "--synthetic", type=float, metavar="SECONDS",
+        help="measure the lazy 50k x 50k synthetic sample for SECONDS of embedding instead",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
     slide = args.slide or CMU_SMALL_REGION
-    print(f"napari-conch event-loop pauses: {slide.name}, 1366 x 768, {machine()}")
+    name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
+    print(f"napari-conch event-loop pauses: {name}, 1366 x 768, {machine()}")
     runs = []
     for i in range(args.repeat):
         print(f"run {i + 1}/{args.repeat}", flush=True)
         with tempfile.TemporaryDirectory() as root:
-            runs.append(run_flow(slide, args.settle, root))
+            if args.synthetic:
+                runs.append(run_synthetic(args.synthetic, args.settle, root))
+            else:
+                runs.append(run_flow(slide, args.settle, root))
     print()
     print("| step | seconds | longest pause (ms) | second longest (ms) | pauses > 100 ms |")
     print("|---|---|---|---|---|")

@@ -34,7 +34,7 @@ LEGEND_KEY = "napari_conch_legend_{}"
 #: Largest subdivision of a map cell used to cut the map at the image's edges.
 MAX_SUBDIVISION = 8
 #: Most cells a map layer may hold after subdivision (memory and texture size stay small).
-MAX_LAYER_CELLS = 1_000_000
+MAX_LAYER_CELLS = 262_144
 
 
 @dataclass(frozen=True)
@@ -230,12 +230,18 @@ def legend_html(names: list[str]) -> str:
     return "<br>".join(rows)
 
 
-def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -> None:
-    """The labels' legend on the canvas: one text overlay per class, in the class's colour."""
-    from napari.components.overlays import TextOverlay
+def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) -> list[Any]:
+    """The steps that show the labels' legend on the canvas, one class per step.
 
-    overlays = viewer.canvas.overlays
-    for label, name in enumerate(names, start=1):
+    Each class is a text overlay in the class's colour (napari stacks them in the top-left
+    corner); overlays of classes no longer there are hidden. The first drawing of a text costs
+    napari its glyphs, so each class goes in its own event-loop turn.
+    """
+
+    def show(label: int, name: str) -> None:
+        from napari.components.overlays import TextOverlay
+
+        overlays = viewer.canvas.overlays
         key = LEGEND_KEY.format(label)
         color = np.array([*label_color(label), 255], float) / 255
         text = f"\u25a0 {name}"
@@ -249,10 +255,21 @@ def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -
         if not np.allclose(overlay.color, color):
             overlay.color = color
         overlay.visible = visible
-    label = len(names) + 1
-    while LEGEND_KEY.format(label) in overlays:
-        overlays[LEGEND_KEY.format(label)].visible = False
-        label += 1
+
+    def hide_the_rest() -> None:
+        overlays, label = viewer.canvas.overlays, len(names) + 1
+        while LEGEND_KEY.format(label) in overlays:
+            overlays[LEGEND_KEY.format(label)].visible = False
+            label += 1
+
+    steps: list[Any] = [lambda n=n, i=i: show(i, n) for i, n in enumerate(names, start=1)]
+    return [*steps, hide_the_rest]
+
+
+def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -> None:
+    """The labels' legend on the canvas at once (see :func:`legend_steps`)."""
+    for step in legend_steps(viewer, names, visible):
+        step()
 
 
 def hide_legend(viewer: napari.Viewer) -> None:
