@@ -144,7 +144,11 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     step("labels", typed("\n".join(three)), drawn(three, L.LABELS))
     target = Path(store_root) / "map.geojson"
     dock.export_panel.path.value = str(target)
-    step("export", lambda: dock.export_panel.export.changed.emit(True), target.exists)
+    step(
+        "export",
+        lambda: dock.export_panel.export.changed.emit(True),
+        lambda: target.exists() and not dock.busy("export"),
+    )
 
     from types import SimpleNamespace
 

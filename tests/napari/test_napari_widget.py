@@ -182,7 +182,10 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert widget.errors[-1].startswith("choose a file to export to (.tif, .geojson, .csv or .npy)")
     for suffix in (".tif", ".csv", ".geojson"):
         widget.export_panel.path.value = tmp_path / f"map{suffix}"
-        assert widget.export() == tmp_path / f"map{suffix}"
+        assert widget.export() is not None  # written in a worker
+        qtbot.waitUntil(lambda: not widget.busy("export"), timeout=WAIT_MS)
+        assert (tmp_path / f"map{suffix}").is_file()
+        assert widget.errors[-1].startswith("choose a file")  # no new error
     collection = json.loads((tmp_path / "map.geojson").read_text())
     assert collection["type"] == "FeatureCollection"
     assert (tmp_path / "map.csv").read_text().startswith("row,col,x0,y0,x1,y1,tumor")

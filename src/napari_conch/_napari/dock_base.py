@@ -249,6 +249,9 @@ class DockBase(Container):
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
+        import gc
+
+        gc.freeze()  # the model's objects stay out of full collections (see widget.py)
         self.session.set_model(model)
         self._show_model(model)
 

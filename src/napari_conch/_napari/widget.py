@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -470,12 +469,19 @@ class PromptHighlighter(DockBase):
 
     # ------------------------------------------------------------------ export
     @reports_errors
-    def export(self, *_: Any) -> Path | None:
-        """Write the map on show to the Export panel's file (format by extension)."""
+    def export(self, *_: Any) -> Any:
+        """Write the map on show to the Export panel's file (format by extension) in a worker.
+
+        The file and the map are checked at once (a mistake is a notice and returns None);
+        returns the worker, whose ``returned`` signal carries the path written.
+        """
+        self.check_idle("export", "an export")
         typed = self.export_panel.path.line_edit.value.strip()  # magicgui turns "" into "."
-        out = self.session.export(optional_path(self.export_panel.path.value) if typed else None)
-        self.notify_info(f"Exported {out}")
-        return out
+        job = self.session.export_job(
+            optional_path(self.export_panel.path.value) if typed else None
+        )
+        done = lambda out: self.notify_info(f"Exported {out}")  # noqa: E731
+        return self.run("export", background(job), done)
 
 
 def freeze_long_lived_objects() -> None:

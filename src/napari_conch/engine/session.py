@@ -486,6 +486,16 @@ class Session:
 
     def export(self, path: str | os.PathLike | None) -> Path:
         """Write the map on show (format by the file's extension); returns the file written."""
+        return self.export_job(path)()
+
+    def export_job(self, path: str | os.PathLike | None) -> Callable[[], Path]:
+        """Check ``path`` and what there is to export now; returns the writing, to run later.
+
+        The returned call holds the map on show and writes it (safe in a worker thread);
+        :meth:`export` runs it at once.
+        """
+        from functools import partial
+
         from napari_conch.engine.export import export_result
 
         choose = "choose a file to export to (.tif, .geojson, .csv or .npy)"
@@ -500,9 +510,10 @@ class Session:
             "model_source": str(self.model.source),
             "slide": str(self.slide.path),
         }
-        return export_result(
-            path, self.result, self.store.grid, mpp=self.slide.mpp, metadata=metadata
-        )
+        return partial(
+            export_result, path, self.result, self.store.grid, mpp=self.slide.mpp,
+            metadata=metadata,
+        )  # fmt: skip
 
 
 def tile_at(grid: Any, y: float, x: float) -> tuple[int, int] | None:
