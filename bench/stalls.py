@@ -9,6 +9,7 @@ The suite's event-loop probe (a 10 ms ``QTimer`` whose gaps between ticks are th
 Qt event loop) runs while the real docks drive the whole flow with the demo model on the shipped
 sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
 
+``idle (reference)``  3 s with the slide shown and nothing done: this machine's floor
 ``open docks``  both docks opened, until their warm-up thread (imports) has ended
 ``load``        the demo model button (Prompt highlighter)
 ``embed``       Embed, from the click until the run has ended
@@ -16,7 +17,8 @@ sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
 ``re-prompt``   another prompt typed
 ``labels``      three prompts: probability and labels layers, the legend
 ``export``      the Export button (a GeoJSON)
-``caption``     a tile-sized region clicked on the slide in the Caption dock, captioned
+``arm a click`` "Click a point" pressed in the Caption dock (the region layer is made)
+``caption``     a tile-sized region clicked on the slide, captioned
 
 With ``--synthetic SECONDS`` it measures instead the lazy 50,000 x 50,000 synthetic sample:
 ``embed visible`` (Embed visible region first, at MPP 2 so the tissue search reads a coarse
@@ -100,10 +102,10 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     wait_until(app, lambda: True, 5, 1.0)
     out = []
 
-    def step(name, trigger, condition, timeout=300.0):
+    def step(name, trigger, condition, timeout=300.0, settle_s=None):
         probe.reset()
         trigger()
-        seconds = wait_until(app, condition, timeout, settle)
+        seconds = wait_until(app, condition, timeout, settle if settle_s is None else settle_s)
         out.append((name, seconds, list(probe.gaps)))
         longest = max(probe.gaps) * 1000
         print(f"  {name}: {seconds:.1f} s, longest pause {longest:.0f} ms", flush=True)
@@ -116,6 +118,7 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
         for name in ("Prompt highlighter", "Caption and retrieval"):
             docks[name] = viewer.window.add_plugin_dock_widget("napari-conch", name)[1]
 
+    step("idle (reference)", lambda: None, lambda: True, settle_s=3.0)
     step("open docks", open_docks, warmed_up)
     dock, caption = docks["Prompt highlighter"], docks["Caption and retrieval"]
     dock.slide_panel.store_root.value = store_root
@@ -157,10 +160,10 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     caption.caption_panel.max_length.value = 12
 
     def click():
-        caption.arm_click_region()
         for callback in viewer.mouse_drag_callbacks:
             callback(viewer, SimpleNamespace(type="mouse_press", position=tuple(centre)))
 
+    step("arm a click", caption.arm_click_region, lambda: caption.click_armed)
     step("caption", click, lambda: caption.caption_text is not None and not caption.busy())
     probe.timer.stop()
     viewer.close()

@@ -211,11 +211,16 @@ class CaptionRetrieval(DockBase):
         return layer
 
     def arm_click_region(self, *_: Any) -> None:
-        """The next click on the slide makes a tile-sized region around the clicked point."""
+        """The next click on the slide makes a tile-sized region around the clicked point.
+
+        The region layer is made now (when there is a slide), so the click itself only adds a
+        box: making a Shapes layer is one of napari's longer pauses.
+        """
         armed = self.arm_click(self.region_panel.click, CLICK_ARMED_TEXT, self.region_at)
-        layer = self.region_layer()
+        layer = self.region_layer(create=armed and self.slide_layer is not None)
         if armed and layer is not None:
             layer.mode = "pan_zoom"  # the click must not start a rectangle as well
+            self.viewer.layers.selection.active = self.slide_layer
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:
