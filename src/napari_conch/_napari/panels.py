@@ -97,7 +97,7 @@ class ModelPanel(Container):
         self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
 
     def load_arguments(self) -> dict[str, Any]:
-        """What the panel names, as keyword arguments of ``load_model_worker``.
+        """What the panel names, as keyword arguments of ``Session.prepare_model``.
 
         Raises
         ------
