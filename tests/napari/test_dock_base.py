@@ -93,3 +93,22 @@ def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
     prompt.run("job", background(lambda: 42), done.append)
     qtbot.waitUntil(lambda: not prompt.busy(), timeout=10_000)
     assert done == [42]
+
+
+def test_a_dock_of_bare_widgets_and_sections(make_napari_viewer):
+    from magicgui.widgets import Container, Label, PushButton
+
+    from napari_conch._napari.dock_base import DockBase
+
+    class Small(DockBase):
+        def __init__(self, viewer):
+            self.note = Label(value="a note that is long enough to wrap in a narrow dock " * 3)
+            self.panel = Container(widgets=[PushButton(text="Go")])
+            super().__init__(viewer, [self.note, ("Actions", self.panel, False)])
+
+    viewer = make_napari_viewer()
+    dock = Small(viewer)
+    viewer.window.add_dock_widget(dock, name="small")
+    assert list(dock.sections) == ["Actions"] and not dock.sections["Actions"].isExpanded()
+    assert dock.native.widget().isAncestorOf(dock.note.native)
+    assert dock.note.native.wordWrap()  # a long label wraps instead of widening the dock

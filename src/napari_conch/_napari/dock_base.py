@@ -65,10 +65,10 @@ class DockBase(Container):
     ----------
     napari_viewer : napari.Viewer
         The viewer (napari passes it when the dock is opened from the Plugins menu).
-    sections : list of (title, Container) or (title, Container, expanded)
+    sections : list of (title, Container), (title, Container, expanded) or Widget
         The dock's sections, top to bottom, each in a collapsible box (expanded unless told);
         a section's ``folds`` attribute, a list of ``(sub-container, title)``, names advanced
-        options folded away inside it.
+        options folded away inside it. A bare widget is placed as it is, without a box.
 
     Attributes
     ----------
@@ -92,13 +92,16 @@ class DockBase(Container):
         self._syncing = False
         self._closed = False
         self._scroll: DockScrollArea | None = None
-        super().__init__(widgets=[part[1] for part in sections], labels=False)
+        parts = [part if isinstance(part, tuple) else (None, part) for part in sections]
+        super().__init__(widgets=[part[1] for part in parts], labels=False)
         #: The collapsible sections by title, and the folded advanced options inside them.
         self.sections: dict[str, Any] = {}
         self.advanced_sections: list[Any] = []
-        for title, panel, *expanded in sections:
+        for title, panel, *expanded in parts:
             compact(panel)
-            self.sections[title] = fold(panel, title, expanded=expanded[0] if expanded else True)
+            if title is not None:
+                box = fold(panel, title, expanded=expanded[0] if expanded else True)
+                self.sections[title] = box
             for sub, sub_title in getattr(panel, "folds", ()):
                 self.advanced_sections.append(fold(sub, sub_title, expanded=False))
         self._scroll = DockScrollArea(self._widget._mgui_get_native_widget())

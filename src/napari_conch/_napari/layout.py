@@ -90,20 +90,23 @@ def compact_label(label: Any) -> None:
     native.setMinimumWidth(1)
 
 
-def compact(container: Any) -> None:
-    """Make a magicgui container's rows shrink with the dock: labels wrap, fields shrink."""
+def compact(widget: Any) -> None:
+    """Make a magicgui widget (a container: each of its rows) shrink with the dock.
+
+    Labels wrap, text fields and tables shrink; containers lose their margins.
+    """
     from magicgui.widgets import Container, FileEdit, Label, LineEdit, Table, TextEdit
 
-    container.margins = (0, 0, 0, 0)
-    for widget in container:
-        if isinstance(widget, FileEdit):
-            compact_row(widget.line_edit)
-        elif isinstance(widget, Label):
-            compact_label(widget)
-        elif isinstance(widget, LineEdit | TextEdit | Table):
-            compact_row(widget)
-        elif isinstance(widget, Container):
-            compact(widget)
+    if isinstance(widget, FileEdit):
+        compact_row(widget.line_edit)
+    elif isinstance(widget, Label):
+        compact_label(widget)
+    elif isinstance(widget, LineEdit | TextEdit | Table):
+        compact_row(widget)
+    elif isinstance(widget, Container):
+        widget.margins = (0, 0, 0, 0)
+        for child in widget:
+            compact(child)
 
 
 def compact_row(widget: Any) -> None:
