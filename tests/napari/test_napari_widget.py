@@ -142,6 +142,19 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
         atol=1e-5,
         equal_nan=True,
     )
+    # a CONCH prompt file replaces the typed prompts
+    prompt_file = tmp_path / "classes.json"
+    prompt_file.write_text(json.dumps({"classnames": {"tumour": ["tumor", "carcinoma"]}}))
+    widget.prompt_panel.prompt_file.value = prompt_file
+    qtbot.waitUntil(
+        lambda: widget.result is not None and list(widget.result.names) == ["tumour"],
+        timeout=WAIT_MS,
+    )
+    widget.prompt_panel.prompt_file.value = None
+    qtbot.waitUntil(
+        lambda: list(widget.result.names) == ["tumor", "stroma", "fat"] and not widget.drawing,
+        timeout=WAIT_MS,
+    )
     # the legend, in the dock and on the canvas; the colour range shared by the prompts
     assert L.legend_shown(viewer) == ["tumor", "stroma", "fat"]
     legend = widget.prompt_panel.legend.value

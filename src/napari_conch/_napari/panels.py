@@ -233,7 +233,14 @@ class PromptPanel(Container):
         self.more_like_this = PushButton(text="More like this (click a tile)")
         self.legend = Label(value="")
         self.cursor = Label(value="")
-        self.more = advanced(self.background, self.threshold, self.colormap, self.opacity)
+        self.prompt_file = FileEdit(
+            label="Or prompt set", mode="r", nullable=True, filter="*.json",
+            tooltip='a CONCH prompt file {"classnames": {CLASS: [synonyms]}, "templates": [...]}'
+            ": its classes replace the prompts typed above",
+        )  # fmt: skip
+        self.more = advanced(
+            self.prompt_file, self.background, self.threshold, self.colormap, self.opacity
+        )
         super().__init__(
             widgets=[
                 self.text,

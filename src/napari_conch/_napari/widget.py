@@ -119,7 +119,7 @@ class PromptHighlighter(DockBase):
         for name in s.OPTION_WIDGETS:
             getattr(s, name).changed.connect(self._options_edited)
         p.text.native.textChanged.connect(self.schedule_refresh)  # magicgui drops this one
-        for widget in (p.templates, p.background, p.threshold):
+        for widget in (p.templates, p.background, p.threshold, p.prompt_file):
             widget.changed.connect(self.schedule_refresh)
         for widget in (p.show_class, p.colormap, p.opacity, p.range):
             widget.changed.connect(self._redisplay)
@@ -291,8 +291,19 @@ class PromptHighlighter(DockBase):
         self._timer.start()
 
     def request(self) -> PromptRequest:
-        """The prompt panel's request."""
+        """The prompt panel's request: the prompt-set file's classes when one is chosen."""
         p = self.prompt_panel
+        path = optional_path(p.prompt_file.value)
+        if path is not None:
+            from napari_conch.engine.prompts import load_prompt_set
+
+            templates = "conch" if p.templates.value else "none"
+            return PromptRequest.from_prompt_set(
+                load_prompt_set(path, templates),
+                templates=p.templates.value,
+                background=p.background.value,
+                threshold=p.threshold.value,
+            )
         return PromptRequest.from_text(
             p.text.value,
             templates=p.templates.value,
@@ -320,11 +331,11 @@ class PromptHighlighter(DockBase):
             return
         missing = session.missing_texts(request)
         if missing:
-            self._encode(missing, request.templates)
+            self._encode(request, missing)
         else:
             self._update_maps()
 
-    def _encode(self, classes: list[str], templates: str) -> None:
+    def _encode(self, request: PromptRequest, classes: list[str]) -> None:
         if self.busy("text"):
             return  # the worker under way refreshes the maps when it ends
 
@@ -332,7 +343,7 @@ class PromptHighlighter(DockBase):
             self.session.remember_texts(encoded)
             self.refresh_maps()
 
-        worker = background(self.session.encode_texts, classes, templates)
+        worker = background(self.session.encode_texts, request, classes)
         self.run("text", worker, done)
 
     @reports_errors

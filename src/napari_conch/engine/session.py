@@ -121,7 +121,7 @@ class Session:
         self.showing_example = False
         self._grid: tuple[tuple, Any] | None = None
         self._store_key: tuple | None = None
-        self._texts: dict[tuple[str, str, str], np.ndarray] = {}
+        self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ model
     @staticmethod
@@ -402,20 +402,24 @@ class Session:
             return []
         fingerprint = self.require_model().fingerprint
         cached = self._texts
-        return [c for c in request.classes if (fingerprint, c, request.templates) not in cached]
+        return [c for c in request.classes if (fingerprint, request.sentences(c)) not in cached]
 
-    def encode_texts(self, classes: list[str], templates: str) -> dict[tuple, np.ndarray]:
-        """Text embeddings of classes with the current model (slow; no state change).
+    def encode_texts(
+        self, request: PromptRequest, classes: list[str] | None = None
+    ) -> dict[tuple, np.ndarray]:
+        """Text embeddings of ``classes`` of ``request`` (default: all) with the current model.
 
-        Safe to run in a worker thread; pass the result to :meth:`remember_texts`.
+        Slow (the text tower); no state change: safe to run in a worker thread. Pass the result
+        to :meth:`remember_texts`. Embeddings are cached per (model, sentences), so a class
+        typed again, or the same class in another request, is not encoded twice.
         """
-        from napari_conch.engine.prompts import text_queries
+        from napari_conch.engine.prompts import embed_prompt_sets
 
         model = self.require_model()
         out = {}
-        for name in classes:
-            _, vectors = text_queries(model, [name], templates)
-            out[(model.fingerprint, name, templates)] = vectors[0]
+        for name in request.classes if classes is None else classes:
+            _, vectors = embed_prompt_sets(model, request.class_set(name))
+            out[(model.fingerprint, request.sentences(name))] = vectors[0]
         return out
 
     def remember_texts(self, encoded: dict[tuple, np.ndarray]) -> None:
@@ -435,7 +439,7 @@ class Session:
 
         fingerprint = self.model.fingerprint
         names = request.classes
-        queries = np.stack([self._texts[(fingerprint, n, request.templates)] for n in names])
+        queries = np.stack([self._texts[(fingerprint, request.sentences(n))] for n in names])
         result = run_query(
             self.index,
             names,
@@ -457,7 +461,7 @@ class Session:
             raise InputError("embed the slide first: no tile embeddings to query")
         missing = self.missing_texts(request)
         if missing:
-            self.remember_texts(self.encode_texts(missing, request.templates))
+            self.remember_texts(self.encode_texts(request, missing))
         return self.update_maps()
 
     def set_result(self, result: Any) -> None:
