@@ -61,3 +61,21 @@ def test_the_caption_dock_offers_the_engines_strategies():
     from napari_conch.model import generation
 
     assert STRATEGIES == generation.STRATEGIES
+
+
+@pytest.mark.gui
+def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_napari_viewer):
+    viewer = make_napari_viewer()
+    place = L.Placement((1.0, 1.0), (0.0, 0.0))
+    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
+    data = np.ones((3, 4), np.float32)
+    layer = L.upsert_image(viewer, L.HEATMAP, data, place, contrast_limits=(0, 1), **style)
+    assert not layer.visible and not layer.colorbar.visible
+    first = L.reveal_steps(layer)
+    first[0]()  # the layer is shown; the colour-bar step is dropped (a newer display came)
+    assert layer.visible and not layer.colorbar.visible
+    again = L.upsert_image(viewer, L.HEATMAP, data * 0.5, place, contrast_limits=(0, 1), **style)
+    assert again is layer
+    for step in L.reveal_steps(layer):  # the next display is given what is still missing
+        step()
+    assert layer.visible and layer.colorbar.visible and L.reveal_steps(layer) == []

@@ -146,10 +146,7 @@ def upsert_image(
             units=units,
             visible=False,
         )
-        layer.metadata[REVEAL] = [
-            lambda: setattr(layer, "visible", True),
-            lambda: setattr(layer.colorbar, "visible", True),
-        ]
+        layer.metadata[REVEAL] = ["layer", "colorbar"]
         return layer
     place(layer, placement)
     layer.data = data
@@ -204,7 +201,7 @@ def upsert_labels(
             units=units,
             visible=False,
         )
-        layer.metadata[REVEAL] = [lambda: setattr(layer, "visible", True)]
+        layer.metadata[REVEAL] = ["layer"]
     else:
         place(layer, placement)
         layer.data = data
@@ -293,12 +290,27 @@ def _escape(text: str) -> str:
 
 
 def reveal_steps(layer: Any) -> list[Any]:
-    """The steps left to show a layer just added hidden (each a callable), and forget them.
+    """The steps still needed to show a layer added hidden (callables; none once shown).
 
     Making a layer and drawing it for the first time each cost napari a long pause on the GUI
-    thread; run in separate event-loop turns they do not add up.
+    thread; run in separate event-loop turns they do not add up. A step is forgotten only once
+    it has run, so steps dropped by a newer display are given again by the next call.
     """
-    return list(layer.metadata.pop(REVEAL, ()))
+
+    def stage(name: str) -> Any:
+        def run() -> None:
+            remaining = layer.metadata.get(REVEAL, [])
+            if name not in remaining:
+                return
+            if name == "layer":
+                layer.visible = True
+            else:
+                layer.colorbar.visible = True
+            layer.metadata[REVEAL] = [s for s in remaining if s != name]
+
+        return run
+
+    return [stage(name) for name in layer.metadata.get(REVEAL, ())]
 
 
 def remove_layer(viewer: napari.Viewer, name: str) -> None:
