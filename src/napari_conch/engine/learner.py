@@ -103,19 +103,29 @@ class Learner:
         """The colour of every class."""
         return class_colors(self.classes, self.given_colors)
 
-    def add_class(self, name: str, color: Color | None = None) -> None:
-        """Add a class learned from examples alone (no prompt)."""
+    def canonical(self, name: str) -> str:
+        """The known class that ``name`` names, ignoring case ("Tumor" is "tumor"), else it."""
         name = str(name).strip()
+        known = {n.casefold(): n for n in reversed(self.classes)}
+        return known.get(name.casefold(), name)
+
+    def add_class(self, name: str, color: Color | None = None) -> str:
+        """Add a class learned from examples alone (no prompt); return its name as known."""
+        name = self.canonical(name)
         if not name:
             raise InputError("a class name cannot be empty")
         if name not in self.classes:
             self.extra.append(name)
         if color is not None:
             self.given_colors[name] = tuple(int(v) for v in color)
+        return name
 
     # ------------------------------------------------------------------ examples
     def set_examples(self, examples: Examples) -> None:
-        """Replace the examples (tiles outside the grid are refused)."""
+        """Replace the examples (tiles outside the grid are refused).
+
+        Class names that differ from a known class only in case are taken as that class.
+        """
         rows, cols = self.index.shape
         bad = (examples.rows < 0) | (examples.rows >= rows)
         bad |= (examples.cols < 0) | (examples.cols >= cols)
@@ -125,12 +135,13 @@ class Learner:
                 f"example tile ({examples.rows[i]}, {examples.cols[i]}) is outside the "
                 f"{rows} x {cols} grid"
             )
-        self.examples = examples
+        names = [self.canonical(n) for n in examples.names]
+        self.examples = Examples(examples.rows, examples.cols, names)
 
     def label_tiles(self, tiles: Sequence[tuple[int, int]], name: str | None) -> None:
         """Make ``tiles`` examples of class ``name`` (None: remove them from the examples)."""
-        if name is not None and name not in self.classes:
-            self.add_class(name)
+        if name is not None:
+            name = self.add_class(name)
         self.set_examples(self.examples.with_tiles(tiles, name))
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray, int]:
