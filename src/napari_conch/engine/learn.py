@@ -37,7 +37,7 @@ from napari_conch.engine.query import QueryIndex, QueryResult, labels_from_probs
 from napari_conch.errors import InputError
 
 #: Default weight of the pull towards the prior (see the module docstring).
-DEFAULT_STRENGTH = 0.1
+DEFAULT_STRENGTH = 1.0
 #: Largest number of folds of the cross-validation.
 MAX_FOLDS = 5
 #: Iterations of L-BFGS at most (it usually converges in a few dozen).
