@@ -1,0 +1,534 @@
+"""The Annotate dock: teach the map by example, live, on the stored embeddings.
+
+The dock is a :class:`~.dock_base.DockBase` over the viewer's
+:class:`~napari_conch.engine.session.Session`; the learning is the engine's
+(:class:`~napari_conch.engine.learner.Learner`), the dock holds widgets and wiring only:
+
+- **Classes** are the prompts on show (typed in the Prompt highlighter; they are the prior),
+  then the names the user adds (learned from examples alone) and the classes of imported or
+  loaded annotations.
+- **Paint examples** selects the ``CONCH examples`` labels layer (one pixel per tile of the
+  store's grid, on the tile's centre) in paint mode with the chosen class: every painted tile is
+  an example. **Correct a tile** arms one click: the tile under it becomes an example of the
+  chosen class.
+- Each change restarts a short timer; when it fires, the classifier is retrained in a worker
+  (the text of new prompts encoded first, also in a worker) and the ``CONCH learned labels`` and
+  ``CONCH learned probability`` layers are redrawn, with the cross-validated precision/recall
+  table and the **Check next** list (a click centres and zooms the camera on that tile).
+- **Import annotations** reads QuPath GeoJSON; **Save / Load project** keep the project in the
+  store's ``annotations`` folder; **Export** writes the learned map (CSV, TIFF, GeoJSON, NPY) or
+  the examples (QuPath GeoJSON).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from napari_conch._napari import layers as L
+from napari_conch._napari.annotate_panels import ClassPanel, LearnPanel, ProjectPanel
+from napari_conch._napari.dock_base import DockBase, reports_errors
+from napari_conch._napari.panels import optional_path
+from napari_conch._napari.workers import background
+from napari_conch.engine.annotations import Examples, class_colors
+from napari_conch.errors import InputError
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_conch.engine.learner import Learner, Outcome
+
+EXAMPLES = "CONCH examples"
+LEARNED_LABELS = "CONCH learned labels"
+LEARNED_PROBABILITY = "CONCH learned probability"
+#: Milliseconds between the last stroke and the retraining.
+DEBOUNCE_MS = 300
+CORRECT_TEXT = "Correct a tile (click)"
+CORRECT_ARMED = "Click a tile (click here to stop)"
+#: Tiles across the view after a jump to a tile of the Check next list.
+TILES_IN_VIEW = 8
+#: Screen pixels those tiles span (about a laptop canvas's width).
+VIEW_PIXELS = 700
+
+
+def _colormap(colors: list[tuple[int, int, int]]) -> Any:
+    from napari.utils.colormaps import DirectLabelColormap
+
+    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
+    for k, rgb in enumerate(colors, start=1):
+        table[k] = np.array([*rgb, 255], float) / 255
+    return DirectLabelColormap(color_dict=table)
+
+
+class AnnotateDock(DockBase):
+    """Dock teaching the classifier by example over an embedded slide.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it when the dock is opened from the Plugins menu).
+
+    Attributes
+    ----------
+    class_panel, learn_panel, project_panel
+        The parts (see :mod:`.annotate_panels`).
+    outcome : Outcome or None
+        The last retraining's result (classifier, maps, validation, tiles to check).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        self.class_panel = ClassPanel()
+        self.learn_panel = LearnPanel()
+        self.project_panel = ProjectPanel()
+        super().__init__(napari_viewer, [self.class_panel, self.learn_panel, self.project_panel])
+        self.outcome: Outcome | None = None
+        self.extra: list[str] = []
+        self.prompted: list[str] = []
+        self.given_colors: dict[str, tuple[int, int, int]] = {}
+        self._layer_classes: list[str] = []
+        self._texts: dict[tuple[str, str, str], np.ndarray] = {}
+        self._again = False
+        self._uncertain: dict[str, tuple[int, int]] = {}
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.retrain)
+        self.bind_layer_combo(self.class_panel.layer)
+        self.class_panel.klass.choices = self._class_choices
+        self._connect()
+        self.refresh_classes()
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        c, lp, p = self.class_panel, self.learn_panel, self.project_panel
+        c.add.changed.connect(self.add_class)
+        c.paint.changed.connect(self.paint_examples)
+        c.correct.changed.connect(self.arm_correct)
+        c.erase.changed.connect(self.clear_examples)
+        c.klass.changed.connect(self._class_chosen)
+        lp.retrain.changed.connect(self.retrain)
+        lp.check_next.changed.connect(self._check_next_chosen)
+        p.import_.changed.connect(self.import_annotations)
+        p.save.changed.connect(self.save_project)
+        p.load.changed.connect(self.load_project)
+        p.export_map.changed.connect(self.export_map)
+        p.export_examples.changed.connect(self.export_examples)
+        events = self.session.events
+        self.listen(events.prompts_changed, self._on_prompts)
+        self.listen(events.store_changed, self._on_store)
+        self.listen(events.run_finished, lambda *_: self.schedule())
+
+    def schedule(self, *_: Any) -> None:
+        """Retrain ~300 ms after the last change (when live retraining is on)."""
+        if self.learn_panel.live.value:
+            self._timer.start()
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def prompts(self) -> tuple[list[str], str]:
+        """Classes with a prompt (the session's, then a loaded project's), and the templates."""
+        request = self.session.request
+        names = list(request.classes) if request is not None else []
+        names += [n for n in self.prompted if n not in names]
+        return names, request.templates if request is not None else "conch"
+
+    @property
+    def classes(self) -> list[str]:
+        """Prompted classes, then the classes added, imported or loaded."""
+        names = self.prompts[0]
+        return names + [n for n in self.extra if n not in names]
+
+    @property
+    def colors(self) -> dict[str, tuple[int, int, int]]:
+        """The colour of every class (given ones, else the map colour of its position)."""
+        return class_colors(self.classes, self.given_colors)
+
+    def _class_choices(self, _widget: Any = None) -> list[str]:
+        return self.classes
+
+    def _canonical(self, name: str) -> str:
+        known = {n.casefold(): n for n in reversed(self.classes)}
+        return known.get(name.strip().casefold(), name.strip())
+
+    @reports_errors
+    def add_class(self, *_: Any, name: str | None = None) -> str:
+        """Add a class learned from examples alone (the New class box, or ``name``)."""
+        name = self._canonical(name if name is not None else self.class_panel.new_class.value)
+        if not name:
+            raise InputError("type a class name first")
+        if name not in self.classes:
+            self.extra.append(name)
+        self.class_panel.new_class.value = ""
+        self.refresh_classes()
+        self.class_panel.klass.value = name
+        return name
+
+    def refresh_classes(self) -> None:
+        """Show the classes; keep every example with its class when their order changes."""
+        examples = self.examples()
+        combo = self.class_panel.klass
+        current = combo.value
+        combo.reset_choices()
+        if current in self.classes:
+            combo.value = current
+        self._layer_classes = self.classes
+        layer = L.find_layer(self.viewer, EXAMPLES)
+        if layer is not None:
+            self._write_examples(layer, examples)
+
+    def _on_prompts(self, _request: Any) -> None:
+        self.refresh_classes()
+        self.schedule()
+
+    def _on_store(self, _store: Any) -> None:
+        self.outcome = None
+        L.remove_layer(self.viewer, EXAMPLES)
+        self.schedule()
+
+    def _class_chosen(self, name: Any) -> None:
+        layer = L.find_layer(self.viewer, EXAMPLES)
+        if layer is not None and name in self._layer_classes:
+            layer.selected_label = self._layer_classes.index(name) + 1
+        self._redisplay()
+
+    # ------------------------------------------------------------------ examples
+    def examples(self) -> Examples:
+        """The example tiles, read from the examples layer."""
+        layer = L.find_layer(self.viewer, EXAMPLES)
+        if layer is None:
+            return Examples()
+        data = np.asarray(layer.data)
+        rows, cols = np.nonzero(data)
+        names = self._layer_classes
+        keep = data[rows, cols] <= len(names)
+        rows, cols = rows[keep], cols[keep]
+        return Examples(rows, cols, [names[v - 1] for v in data[rows, cols]])
+
+    def _grid(self) -> Any:
+        """The store's grid (its embeddings are what is learned from)."""
+        live = self.session.live_embeddings()
+        if live is None:
+            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
+        return live[1]
+
+    def examples_layer(self) -> Any:
+        """The ``CONCH examples`` layer over the store's grid, made when missing."""
+        grid = self._grid()
+        if self.slide_layer is None:
+            raise InputError("open a slide first: no RGB image layer to annotate")
+        from napari_conch.engine.overlap import tile_geometry
+
+        placement = L.map_placement(tile_geometry(grid), self.slide_layer)
+        layer = L.find_layer(self.viewer, EXAMPLES)
+        if layer is None or layer.data.shape != tuple(grid.shape):
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            layer = self.viewer.add_labels(
+                np.zeros(grid.shape, np.uint8),
+                name=EXAMPLES,
+                scale=placement.scale,
+                translate=placement.translate,
+                units=self.slide_layer.units[-2:],
+                opacity=0.8,
+            )
+            layer.events.paint.connect(self.schedule)
+            self._layer_classes = self.classes
+        else:
+            L.place(layer, placement)
+        layer.colormap = _colormap([self.colors[n] for n in self._layer_classes])
+        return layer
+
+    def _write_examples(self, layer: Any, examples: Examples) -> None:
+        names = self._layer_classes
+        data = np.zeros(layer.data.shape, np.uint8)
+        numbers = np.asarray([names.index(n) + 1 for n in examples.names], dtype=np.uint8)
+        data[examples.rows, examples.cols] = numbers
+        layer.data = data
+        layer.colormap = _colormap([self.colors[n] for n in names])
+
+    def set_examples(self, examples: Examples) -> None:
+        """Show ``examples`` in the examples layer (their classes added when new)."""
+        for name in examples.classes:
+            if name not in self.classes:
+                self.extra.append(name)
+        self.refresh_classes()
+        self._write_examples(self.examples_layer(), examples)
+        self.schedule()
+
+    @reports_errors
+    def paint_examples(self, *_: Any) -> Any:
+        """Select the examples layer in paint mode with the chosen class."""
+        name = self.class_panel.klass.value
+        if name is None:
+            raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
+        layer = self.examples_layer()
+        layer.selected_label = self._layer_classes.index(name) + 1
+        layer.brush_size = 1
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        return layer
+
+    @reports_errors
+    def label_tiles(self, tiles: list[tuple[int, int]], name: str | None) -> None:
+        """Make ``tiles`` examples of ``name`` (None: not examples any more)."""
+        examples = self.examples().with_tiles(
+            tiles, None if name is None else self._canonical(name)
+        )
+        self.set_examples(examples)
+
+    def arm_correct(self, *_: Any) -> None:
+        """The next click on the slide makes the tile under it an example of the chosen class."""
+        self.arm_click(self.class_panel.correct, CORRECT_ARMED, self.correct_at)
+
+    @reports_errors
+    def correct_at(self, world_position: Any) -> tuple[int, int] | None:
+        """Make the tile under a world position an example of the chosen class; return it."""
+        self.disarm_click()
+        grid = self._grid()
+        name = self.class_panel.klass.value
+        if name is None:
+            raise InputError("choose a class first")
+        from napari_conch.engine.session import tile_at
+
+        y, x = L.world_to_level0(self.slide_layer, world_position)
+        tile = tile_at(grid, y, x)
+        if tile is None:
+            raise InputError("the click is outside the slide's tile grid")
+        self.label_tiles([tile], name)
+        return tile
+
+    @reports_errors
+    def clear_examples(self, *_: Any) -> None:
+        """Forget every example."""
+        self.set_examples(Examples())
+
+    # ------------------------------------------------------------------ learning
+    def _learner(self) -> Learner | None:
+        """A learner over the session's embeddings, or None while prompt texts are encoded."""
+        from napari_conch.engine.learner import Learner
+
+        live = self.session.live_embeddings()
+        if live is None:
+            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
+        index, grid, _ = live
+        model = self.session.require_model()
+        names, templates = self.prompts
+        keys = {n: (model.fingerprint, n, templates) for n in names}
+        missing = [n for n in names if keys[n] not in self._texts]
+        if missing:
+            if not self.busy("text"):
+                worker = background(self.session.encode_texts, missing, templates)
+                self.run("text", worker, self._texts_encoded)
+            return None
+        text = {n: self._texts[keys[n]] for n in names}
+        learner = Learner(index, grid, float(model.logit_scale), text, colors=self.given_colors)
+        for name in self.extra:
+            learner.add_class(name)
+        learner.set_examples(self.examples())
+        return learner
+
+    def _texts_encoded(self, encoded: dict) -> None:
+        self._texts.update(encoded)
+        self.retrain()
+
+    @reports_errors
+    def retrain(self, *_: Any) -> Any:
+        """Retrain in a worker and redraw the maps; returns the worker (None when deferred)."""
+        if self.busy("learn"):
+            self._again = True
+            return None
+        learner = self._learner()
+        if learner is None:
+            return None
+        learner.check_classes()
+        self.learn_panel.status.value = f"Retraining on {len(learner.examples)} examples ..."
+        worker = background(learner.retrain)
+        return self.run("learn", worker, self.show_outcome, failed=self._learn_failed)
+
+    def _learn_failed(self, message: str) -> None:
+        self.learn_panel.status.value = message
+        self._rerun()
+
+    def _rerun(self) -> None:
+        if self._again:
+            self._again = False
+            self.retrain()
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """Show a retraining's maps, validation and tiles to check next."""
+        self.outcome = outcome
+        seconds = outcome.seconds["train"] + outcome.seconds["maps"]
+        note = f", {outcome.unembedded} on tiles without embedding" if outcome.unembedded else ""
+        self.learn_panel.status.value = (
+            f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
+            if outcome.used
+            else "No examples yet: the map is the prompts' zero-shot map."
+        )
+        v = outcome.validation
+        names = list(v.support) + v.not_enough
+        counts = self.examples().counts()
+        self.learn_panel.table.value = {
+            "class": names,
+            "precision": [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
+            "recall": [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
+            "examples": [str(counts.get(n, 0)) for n in names],
+        }
+        self.learn_panel.validation.value = v.message
+        self._uncertain = {
+            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
+            for u in outcome.uncertain
+        }
+        self.learn_panel.check_next.choices = list(self._uncertain)
+        self._redisplay()
+        self._rerun()
+
+    def _redisplay(self) -> None:
+        outcome = self.outcome
+        if outcome is None or self.slide_layer is None:
+            return
+        result = outcome.result
+        place = L.map_placement(result.geometry, self.slide_layer)
+        units = self.slide_layer.units[-2:]
+        names = list(result.names)
+        colors = class_colors(names, self.given_colors)
+        layer = L.find_layer(self.viewer, LEARNED_LABELS)
+        if layer is None:
+            layer = self.viewer.add_labels(
+                result.cell_labels,
+                name=LEARNED_LABELS,
+                scale=place.scale,
+                translate=place.translate,
+                units=units,
+                opacity=0.5,
+            )
+        else:
+            L.place(layer, place)
+            layer.data = result.cell_labels
+        layer.colormap = _colormap([colors[n] for n in names])
+        name = self.class_panel.klass.value
+        k = names.index(name) if name in names else 0
+        L.upsert_image(
+            self.viewer,
+            LEARNED_PROBABILITY,
+            result.cell_probs[k],
+            place,
+            units=units,
+            colormap="magma",
+            opacity=0.5,
+            contrast_limits=(0.0, 1.0),
+        )
+        self.viewer.layers[LEARNED_PROBABILITY].visible = False
+        examples = L.find_layer(self.viewer, EXAMPLES)
+        if examples is not None:  # keep the examples on top, and the one painted on
+            self.viewer.layers.move(self.viewer.layers.index(examples), len(self.viewer.layers))
+
+    # ------------------------------------------------------------------ check next
+    def _check_next_chosen(self, value: Any) -> None:
+        if value:
+            self.go_to(*self._uncertain[value[0]])
+
+    def go_to(self, row: int, col: int) -> None:
+        """Centre and zoom the camera on tile ``(row, col)``."""
+        grid = self._grid()
+        x0, y0, x1, y1 = grid.tile_box(row, col)
+        scale, translate = L.slide_transform(self.slide_layer)
+        centre = translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
+        from napari_conch._napari.caption_widget import viewer_camera
+
+        camera = viewer_camera(self.viewer)
+        camera.center = tuple(float(v) for v in centre)
+        camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
+
+    # ------------------------------------------------------------------ project
+    @reports_errors
+    def import_annotations(self, *_: Any) -> Examples:
+        """Read the QuPath GeoJSON file: its shapes' tiles become examples (added to those)."""
+        from napari_conch.engine.annotations import examples_from_shapes, read_geojson
+
+        path = optional_path(self.project_panel.geojson.value)
+        if path is None:
+            raise InputError("choose a QuPath GeoJSON file to import")
+        shapes = read_geojson(path)
+        for name, color in shapes.colors().items():
+            self.given_colors[self._canonical(name)] = color
+        found = examples_from_shapes(self._grid(), shapes)
+        merged = self.examples().as_dict()
+        merged.update({k: self._canonical(v) for k, v in found.as_dict().items()})
+        self.set_examples(Examples.from_dict(merged))
+        self.notify_info(f"Imported {len(found)} example tiles from {Path(path).name}")
+        return found
+
+    def _store(self) -> Any:
+        self._grid()
+        return self.session.store
+
+    @reports_errors
+    def save_project(self, *_: Any) -> Path:
+        """Save classes, colours, examples and the classifier in the store."""
+        from napari_conch.engine.annotation_project import AnnotationProject, save_project
+
+        store = self._store()
+        prompted, templates = self.prompts
+        project = AnnotationProject(
+            classes={n: ([n] if n in prompted else []) for n in self.classes},
+            colors=self.colors,
+            templates=templates,
+            examples=self.examples(),
+            classifier=None if self.outcome is None else self.outcome.classifier,
+        )
+        path = save_project(store, project)
+        self.notify_info(f"Saved {path}")
+        return path
+
+    @reports_errors
+    def load_project(self, *_: Any) -> Any:
+        """Take up the project saved in the store: classes, colours, examples."""
+        from napari_conch.engine.annotation_project import load_project
+
+        project = load_project(self._store())
+        if project is None:
+            raise InputError(f"{self.session.store.path} holds no saved annotation project")
+        current = self.prompts[0]
+        for name, synonyms in project.classes.items():
+            if synonyms and name not in current:
+                self.prompted.append(name)
+            elif not synonyms and name not in self.extra:
+                self.extra.append(name)
+        self.given_colors.update(project.colors)
+        self.set_examples(project.examples)
+        return project
+
+    @reports_errors
+    def export_map(self, *_: Any) -> Path:
+        """Write the learned map (format by the file's extension)."""
+        from napari_conch.engine.learn_export import export_learned
+
+        path = optional_path(self.project_panel.path.value)
+        if path is None:
+            raise InputError("choose a file to export to (.tif, .geojson, .csv or .npy)")
+        if self.outcome is None:
+            raise InputError("nothing to export yet: the map appears after the first training")
+        out = export_learned(
+            path,
+            self.outcome.result,
+            self._grid(),
+            colors=self.colors,
+            mpp=self.session.slide.mpp if self.session.slide is not None else None,
+        )
+        self.notify_info(f"Exported {out}")
+        return out
+
+    @reports_errors
+    def export_examples(self, *_: Any) -> Path:
+        """Write the examples as QuPath GeoJSON annotations."""
+        from napari_conch.engine.annotations import write_examples_geojson
+
+        path = optional_path(self.project_panel.path.value)
+        if path is None or not path.lower().endswith(".geojson"):
+            raise InputError("choose a .geojson file to export the examples to")
+        out = write_examples_geojson(path, self.examples(), self._grid(), self.colors)
+        self.notify_info(f"Exported {out}")
+        return out
