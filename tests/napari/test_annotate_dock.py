@@ -116,6 +116,13 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     assert len(dock.examples()) == 0
     dock.load_project()
     assert dock.examples().as_dict() == before
+    # the project is found again with its store
+    dock.clear_examples()
+    session.close_store()
+    assert A.EXAMPLES not in viewer.layers
+    session.open_store(create=False)
+    assert dock.examples().as_dict() == before and dock.classes[-1] == "necrosis"
+    _wait_outcome(dock, qtbot, 6)
 
     # exports: the learned map as CSV, the examples as QuPath GeoJSON that read back the same
     dock.project_panel.path.value = tmp_path / "learned.csv"

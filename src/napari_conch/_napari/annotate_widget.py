@@ -16,8 +16,8 @@ The dock is a :class:`~.dock_base.DockBase` over the viewer's
   ``CONCH learned probability`` layers are redrawn, with the cross-validated precision/recall
   table and the **Check next** list (a click centres and zooms the camera on that tile).
 - **Import annotations** reads QuPath GeoJSON; **Save / Load project** keep the project in the
-  store's ``annotations`` folder; **Export** writes the learned map (CSV, TIFF, GeoJSON, NPY) or
-  the examples (QuPath GeoJSON).
+  store's ``annotations`` folder, and it is loaded again whenever that store is opened;
+  **Export** writes the learned map (CSV, TIFF, GeoJSON, NPY) or the examples (QuPath GeoJSON).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from napari_conch.errors import InputError
 if TYPE_CHECKING:
     import napari
 
+    from napari_conch.engine.learn import CrossValidation
     from napari_conch.engine.learner import Learner, Outcome
 
 EXAMPLES = "CONCH examples"
@@ -91,6 +92,7 @@ class AnnotateDock(DockBase):
         self._layer_classes: list[str] = []
         self._texts: dict[tuple[str, str, str], np.ndarray] = {}
         self._again = False
+        self._generation = 0
         self._uncertain: dict[str, tuple[int, int]] = {}
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
@@ -183,9 +185,15 @@ class AnnotateDock(DockBase):
         self.refresh_classes()
         self.schedule()
 
-    def _on_store(self, _store: Any) -> None:
+    def _on_store(self, store: Any) -> None:
+        """Another store (slide, model or grid changed): its saved project comes back with it."""
+        from napari_conch.engine.annotation_project import project_path
+
         self.outcome = None
         L.remove_layer(self.viewer, EXAMPLES)
+        if store is not None and project_path(store.path).is_file():
+            if self.load_project() is not None:
+                self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
         self.schedule()
 
     def _class_chosen(self, name: Any) -> None:
@@ -345,8 +353,21 @@ class AnnotateDock(DockBase):
             return None
         learner.check_classes()
         self.learn_panel.status.value = f"Retraining on {len(learner.examples)} examples ..."
-        worker = background(learner.retrain)
-        return self.run("learn", worker, self.show_outcome, failed=self._learn_failed)
+        worker = background(learner.retrain, validate=False)
+        self._generation += 1
+        generation = self._generation
+
+        def validated(validation: CrossValidation) -> None:
+            if generation == self._generation:  # not one of examples since changed
+                self.show_validation(validation)
+
+        def done(outcome: Outcome) -> None:
+            self.show_outcome(outcome)
+            if not self._again:  # the maps first; the cross-validation after, also off-thread
+                self.run("validate", background(learner.validate), validated)
+            self._rerun()
+
+        return self.run("learn", worker, done, failed=self._learn_failed)
 
     def _learn_failed(self, message: str) -> None:
         self.learn_panel.status.value = message
@@ -367,7 +388,17 @@ class AnnotateDock(DockBase):
             if outcome.used
             else "No examples yet: the map is the prompts' zero-shot map."
         )
-        v = outcome.validation
+        self._uncertain = {
+            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
+            for u in outcome.uncertain
+        }
+        self.learn_panel.check_next.choices = list(self._uncertain)
+        self._redisplay()
+        if outcome.validation is not None:
+            self.show_validation(outcome.validation)
+
+    def show_validation(self, v: CrossValidation) -> None:
+        """Show the cross-validated precision and recall per class."""
         names = list(v.support) + v.not_enough
         counts = self.examples().counts()
         self.learn_panel.table.value = {
@@ -377,13 +408,6 @@ class AnnotateDock(DockBase):
             "examples": [str(counts.get(n, 0)) for n in names],
         }
         self.learn_panel.validation.value = v.message
-        self._uncertain = {
-            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
-            for u in outcome.uncertain
-        }
-        self.learn_panel.check_next.choices = list(self._uncertain)
-        self._redisplay()
-        self._rerun()
 
     def _redisplay(self) -> None:
         outcome = self.outcome

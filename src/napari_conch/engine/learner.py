@@ -170,6 +170,14 @@ class Learner:
                     f"class {name!r} has no embedded example and no prompt: nothing to learn from"
                 )
 
+    def validate(self) -> learn.CrossValidation:
+        """Cross-validated precision and recall of the classifier on the current examples."""
+        self.check_classes()
+        vectors, labels, _ = self.training_set()
+        return learn.cross_validate(
+            self.classes, self.text, self.logit_scale, vectors, labels, self.strength
+        )
+
     def retrain(self, *, validate: bool = True, n_uncertain: int = 20) -> Outcome:
         """Train on the current examples; return the maps, validation and tiles to check."""
         if self.index.size == 0:
