@@ -153,3 +153,11 @@ def test_user_mistakes_are_one_line_notices(make_napari_viewer, qtbot):
     assert dock.export_map() is None
     assert dock.errors[0].startswith("no class yet")
     assert any("embed the slide first" in e for e in dock.errors)
+
+
+def test_a_tile_outside_the_grid_is_refused(annotate):
+    _, dock = annotate
+    rows, cols = dock.session.store.grid.shape
+    dock.label_tiles([(rows, 0)], "tumour")
+    assert dock.errors == [f"tile ({rows}, 0) is outside the {rows} x {cols} grid"]
+    assert len(dock.examples()) == 0

@@ -45,18 +45,17 @@ class ClassPanel(Container):
             "paint becomes an example of the class",
         )
         self.correct = PushButton(
-            text="Correct a tile (click)",
+            text="Correct (click)",
             tooltip="click a tile of the map: it becomes an example of the chosen class",
         )
-        self.erase = PushButton(text="Clear examples")
+        self.erase = PushButton(text="Clear")
         super().__init__(
             widgets=[
                 _header("Classes and examples"),
                 self.layer,
                 self.klass,
                 _row(self.new_class, self.add),
-                _row(self.paint, self.correct),
-                self.erase,
+                _row(self.paint, self.correct, self.erase),
             ]
         )
 
@@ -68,14 +67,18 @@ class LearnPanel(Container):
         self.live = CheckBox(text="Retrain as I annotate", value=True)
         self.retrain = PushButton(text="Retrain now")
         self.status = Label(value="No examples yet: the map is the prompts' zero-shot map.")
+        self.status.native.setWordWrap(True)
         self.table = Table(value={"class": [], "precision": [], "recall": [], "examples": []})
         self.table.read_only = True
+        self.table.min_height = self.table.max_height = 80
         self.validation = Label(value="")
+        self.validation.native.setWordWrap(True)
         self.check_next = Select(
             label="Check next",
             choices=[],
             tooltip="the tiles the classifier is least sure about; click one to go there",
         )
+        self.check_next.max_height = 60
         super().__init__(
             widgets=[
                 _header("Learning"),
@@ -93,26 +96,32 @@ class ProjectPanel(Container):
 
     def __init__(self) -> None:
         self.geojson = FileEdit(
-            label="QuPath GeoJSON", mode="r", nullable=True, filter="*.geojson *.json"
+            label="QuPath GeoJSON",
+            mode="r",
+            nullable=True,
+            filter="*.geojson *.json",
+            tooltip="QuPath GeoJSON annotations to import: their tiles become examples",
         )
-        self.import_ = PushButton(text="Import annotations")
-        self.save = PushButton(text="Save project")
-        self.load = PushButton(text="Load project")
+        self.import_ = PushButton(text="Import")
+        self.save = PushButton(text="Save", tooltip="save the project in the store")
+        self.load = PushButton(text="Load", tooltip="load the project saved in the store")
         self.path = FileEdit(
             label="Export to",
             mode="w",
             nullable=True,
             filter="*.tif *.tiff *.geojson *.csv *.npy",
         )
-        self.export_map = PushButton(text="Export learned map")
-        self.export_examples = PushButton(text="Export examples (GeoJSON)")
+        self.export_map = PushButton(
+            text="Export map", tooltip="the learned map: .csv, .tif, .geojson or .npy"
+        )
+        self.export_examples = PushButton(
+            text="Export examples", tooltip="the examples as QuPath annotations (.geojson)"
+        )
         super().__init__(
             widgets=[
                 _header("Project"),
-                self.geojson,
-                self.import_,
-                _row(self.save, self.load),
+                _row(self.geojson, self.import_),
                 self.path,
-                _row(self.export_map, self.export_examples),
+                _row(self.save, self.load, self.export_map, self.export_examples),
             ]
         )

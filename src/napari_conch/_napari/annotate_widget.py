@@ -45,10 +45,11 @@ if TYPE_CHECKING:
 EXAMPLES = "CONCH examples"
 LEARNED_LABELS = "CONCH learned labels"
 LEARNED_PROBABILITY = "CONCH learned probability"
+#: Widest the dock gets, in pixels.
+MAX_WIDTH = 440
 #: Milliseconds between the last stroke and the retraining.
 DEBOUNCE_MS = 300
-CORRECT_TEXT = "Correct a tile (click)"
-CORRECT_ARMED = "Click a tile (click here to stop)"
+CORRECT_ARMED = "Click a tile (or here: stop)"
 #: Tiles across the view after a jump to a tile of the Check next list.
 TILES_IN_VIEW = 8
 #: Screen pixels those tiles span (about a laptop canvas's width).
@@ -85,6 +86,7 @@ class AnnotateDock(DockBase):
         self.learn_panel = LearnPanel()
         self.project_panel = ProjectPanel()
         super().__init__(napari_viewer, [self.class_panel, self.learn_panel, self.project_panel])
+        self.max_width = MAX_WIDTH  # the slide keeps most of a laptop screen
         self.outcome: Outcome | None = None
         self.extra: list[str] = []
         self.prompted: list[str] = []
@@ -97,11 +99,12 @@ class AnnotateDock(DockBase):
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.retrain)
+        self._timer.timeout.connect(self._auto_retrain)
         self.bind_layer_combo(self.class_panel.layer)
         self.class_panel.klass.choices = self._class_choices
         self._connect()
         self.refresh_classes()
+        self.schedule()
 
     # ------------------------------------------------------------------ wiring
     def _connect(self) -> None:
@@ -258,7 +261,21 @@ class AnnotateDock(DockBase):
         layer.colormap = _colormap([self.colors[n] for n in names])
 
     def set_examples(self, examples: Examples) -> None:
-        """Show ``examples`` in the examples layer (their classes added when new)."""
+        """Show ``examples`` in the examples layer (their classes added when new).
+
+        Raises
+        ------
+        InputError
+            When a tile lies outside the store's grid.
+        """
+        rows, cols = self._grid().shape
+        outside = (examples.rows < 0) | (examples.rows >= rows)
+        outside |= (examples.cols < 0) | (examples.cols >= cols)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise InputError(
+                f"tile ({examples.rows[i]}, {examples.cols[i]}) is outside the {rows} x {cols} grid"
+            )
         for name in examples.classes:
             if name not in self.classes:
                 self.extra.append(name)
@@ -337,6 +354,16 @@ class AnnotateDock(DockBase):
             learner.add_class(name)
         learner.set_examples(self.examples())
         return learner
+
+    def _auto_retrain(self) -> None:
+        """Retrain after a change; say in the status line what is missing instead of warning."""
+        status = self.learn_panel.status
+        if self.session.model is None or self.session.live_embeddings() is None:
+            status.value = "Waiting for embeddings: load a model and embed (Prompt highlighter)."
+        elif len(self.classes) < 2:
+            status.value = "Waiting for two or more classes: type prompts or add classes."
+        else:
+            self.retrain()
 
     def _texts_encoded(self, encoded: dict) -> None:
         self._texts.update(encoded)

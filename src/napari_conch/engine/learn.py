@@ -161,9 +161,11 @@ def fit(
         raise InputError(f"prior strength {strength} must be positive")
     k, dim = prior.shape
     labels = np.asarray(labels, dtype=np.int64)
+    from scipy.optimize import minimize  # here even without examples: the first call (zero-shot,
+    # in the dock's worker) pays the import, not the first stroke
+
     if len(labels) == 0:
         return LinearClassifier(names, prior.copy(), np.zeros(k, np.float32), float(logit_scale))
-    from scipy.optimize import minimize
 
     x = np.asarray(vectors, dtype=np.float64)
     a = _balanced_weights(labels, k)
