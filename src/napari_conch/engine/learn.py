@@ -175,9 +175,12 @@ def fit(
     xb = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # bias as a constant feature
     pull = strength / logit_scale**2  # optimised in logit units: V = logit_scale * [W, b]
 
+    # The products below are small (examples x 513 x classes): numpy's einsum computes them in
+    # one thread, where a multi-threaded BLAS call spends more on waking its threads than on the
+    # sums, ten times more on a busy 2-core machine (fitting 500 examples: 2 s against 0.2 s).
     def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
         v = flat.reshape(k, dim + 1)
-        z = xb @ v.T
+        z = np.einsum("nd,kd->nk", xb, v)
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         total = p.sum(axis=1, keepdims=True)
@@ -185,7 +188,7 @@ def fit(
         ce = np.log(total[:, 0]) - z[np.arange(len(z)), labels]
         diff = v - v0
         value = float(a @ ce) + 0.5 * pull * float(np.sum(diff * diff))
-        grad = ((p - onehot) * a[:, None]).T @ xb + pull * diff
+        grad = np.einsum("nk,nd->kd", (p - onehot) * a[:, None], xb) + pull * diff
         return value, grad.ravel()
 
     found = minimize(
