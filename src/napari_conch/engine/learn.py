@@ -390,7 +390,11 @@ def learned_result(index: QueryIndex, classifier: LinearClassifier, grid: Any) -
     cosine = index.to_map(scores)
     probs = index.to_map(softmax_probs(scores, classifier.logit_scale))
     labels = labels_from_probs(probs)
-    cell_probs = overlap_average(probs, k)
+    if k == 1:  # no overlap: the cell maps are the tile maps
+        cell_cosine, cell_probs, cell_labels = cosine, probs, labels
+    else:
+        cell_cosine, cell_probs = overlap_average(cosine, k), overlap_average(probs, k)
+        cell_labels = labels_from_probs(cell_probs)
     return QueryResult(
         names=list(classifier.names),
         background=None,
@@ -398,9 +402,9 @@ def learned_result(index: QueryIndex, classifier: LinearClassifier, grid: Any) -
         cosine=cosine,
         probs=probs,
         labels=labels,
-        cell_cosine=overlap_average(cosine, k),
+        cell_cosine=cell_cosine,
         cell_probs=cell_probs,
-        cell_labels=labels_from_probs(cell_probs),
+        cell_labels=cell_labels,
         geometry=cell_geometry(grid),
         valid=index.valid,
     )
