@@ -56,6 +56,15 @@ TILES_IN_VIEW = 8
 VIEW_PIXELS = 700
 
 
+def set_colors(layer: Any, colors: list[tuple[int, int, int]]) -> None:
+    """Give a labels layer label ``k`` the ``k``-th colour, only when they change (each change
+    rebuilds napari's colour table)."""
+    key = [list(map(int, c)) for c in colors]
+    if layer.metadata.get("napari_conch_colors") != key:
+        layer.colormap = _colormap(colors)
+        layer.metadata["napari_conch_colors"] = key
+
+
 def _colormap(colors: list[tuple[int, int, int]]) -> Any:
     from napari.utils.colormaps import DirectLabelColormap
 
@@ -173,12 +182,14 @@ class AnnotateDock(DockBase):
 
     def refresh_classes(self) -> None:
         """Show the classes; keep every example with its class when their order changes."""
-        examples = self.examples()
         combo = self.class_panel.klass
         current = combo.value
         combo.reset_choices()
         if current in self.classes:
             combo.value = current
+        if self._layer_classes == self.classes:
+            return
+        examples = self.examples()
         self._layer_classes = self.classes
         layer = L.find_layer(self.viewer, EXAMPLES)
         if layer is not None:
@@ -249,7 +260,7 @@ class AnnotateDock(DockBase):
             self._layer_classes = self.classes
         else:
             L.place(layer, placement)
-        layer.colormap = _colormap([self.colors[n] for n in self._layer_classes])
+        set_colors(layer, [self.colors[n] for n in self._layer_classes])
         return layer
 
     def _write_examples(self, layer: Any, examples: Examples) -> None:
@@ -258,7 +269,7 @@ class AnnotateDock(DockBase):
         numbers = np.asarray([names.index(n) + 1 for n in examples.names], dtype=np.uint8)
         data[examples.rows, examples.cols] = numbers
         layer.data = data
-        layer.colormap = _colormap([self.colors[n] for n in names])
+        set_colors(layer, [self.colors[n] for n in names])
 
     def set_examples(self, examples: Examples) -> None:
         """Show ``examples`` in the examples layer (their classes added when new).
@@ -276,10 +287,10 @@ class AnnotateDock(DockBase):
             raise InputError(
                 f"tile ({examples.rows[i]}, {examples.cols[i]}) is outside the {rows} x {cols} grid"
             )
-        for name in examples.classes:
-            if name not in self.classes:
-                self.extra.append(name)
-        self.refresh_classes()
+        new = [n for n in examples.classes if n not in self.classes]
+        if new:
+            self.extra.extend(new)
+            self.refresh_classes()
         self._write_examples(self.examples_layer(), examples)
         self.schedule()
 
@@ -458,7 +469,7 @@ class AnnotateDock(DockBase):
         else:
             L.place(layer, place)
             layer.data = result.cell_labels
-        layer.colormap = _colormap([colors[n] for n in names])
+        set_colors(layer, [colors[n] for n in names])
         name = self.class_panel.klass.value
         k = names.index(name) if name in names else 0
         L.upsert_image(
