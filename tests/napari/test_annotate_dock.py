@@ -100,6 +100,15 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     assert all(0 <= float(v) <= 1 for row in rows[:2] for v in row[1:3])
     assert "3-fold cross-validated accuracy" in dock.learn_panel.validation.value
 
+    # a prompt taken away: its examples stay, as a class learned from them
+    session.set_prompts(PromptRequest(("tumor cells",), "none"))
+    assert dock.classes == ["tumor cells", "necrosis", "stroma"]
+    assert dock.examples().counts() == {"stroma": 3, "necrosis": 3}
+    outcome = _wait_outcome(dock, qtbot, 6)
+    session.set_prompts(PromptRequest(PROMPTS, "none"))
+    assert dock.classes == ["tumor cells", "stroma", "necrosis"]
+    outcome = _wait_outcome(dock, qtbot, 6)
+
     # check next: choosing a tile centres the camera on it
     choices = list(dock.learn_panel.check_next.choices)
     assert choices

@@ -181,7 +181,14 @@ class AnnotateDock(DockBase):
         return name
 
     def refresh_classes(self) -> None:
-        """Show the classes; keep every example with its class when their order changes."""
+        """Show the classes; keep every example with its class when their order changes.
+
+        A class that has examples stays when its prompt goes (learned from its examples then).
+        """
+        examples = self.examples()
+        self.extra.extend(n for n in examples.classes if n not in self.classes)
+        for name, color in self.colors.items():  # a class keeps its colour when others move
+            self.given_colors.setdefault(name, color)
         combo = self.class_panel.klass
         current = combo.value
         combo.reset_choices()
@@ -189,7 +196,6 @@ class AnnotateDock(DockBase):
             combo.value = current
         if self._layer_classes == self.classes:
             return
-        examples = self.examples()
         self._layer_classes = self.classes
         layer = L.find_layer(self.viewer, EXAMPLES)
         if layer is not None:
@@ -204,7 +210,8 @@ class AnnotateDock(DockBase):
         from napari_conch.engine.annotation_project import project_path
 
         self.outcome = None
-        L.remove_layer(self.viewer, EXAMPLES)
+        for name in (EXAMPLES, LEARNED_LABELS, LEARNED_PROBABILITY):
+            L.remove_layer(self.viewer, name)
         if store is not None and project_path(store.path).is_file():
             if self.load_project() is not None:
                 self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
