@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import annotate_widget as A
+    from napari_conch._napari import annotate_layers as A
     from napari_conch.engine.embed import open_store
     from napari_conch.engine.prompt_request import PromptRequest
     from napari_conch.engine.store import TileStatus

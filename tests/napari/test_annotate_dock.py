@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from napari_conch._napari import annotate_widget as A
+from napari_conch._napari import annotate_layers as A
 from napari_conch._napari.caption_widget import viewer_camera
 from napari_conch._napari.sample_data import CMU_SMALL_REGION
 from napari_conch.engine.annotation_project import project_path

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from napari_conch._napari import annotate_layers as AL
 from napari_conch._napari import layers as L
 from napari_conch._napari.annotate_panels import ClassPanel, LearnPanel, ProjectPanel
 from napari_conch._napari.dock_base import DockBase, reports_errors
@@ -42,9 +43,6 @@ if TYPE_CHECKING:
     from napari_conch.engine.learn import CrossValidation
     from napari_conch.engine.learner import Learner, Outcome
 
-EXAMPLES = "CONCH examples"
-LEARNED_LABELS = "CONCH learned labels"
-LEARNED_PROBABILITY = "CONCH learned probability"
 #: Widest the dock gets, in pixels.
 MAX_WIDTH = 440
 #: Milliseconds between the last stroke and the retraining.
@@ -54,24 +52,6 @@ CORRECT_ARMED = "Click a tile (or here: stop)"
 TILES_IN_VIEW = 8
 #: Screen pixels those tiles span (about a laptop canvas's width).
 VIEW_PIXELS = 700
-
-
-def set_colors(layer: Any, colors: list[tuple[int, int, int]]) -> None:
-    """Give a labels layer label ``k`` the ``k``-th colour, only when they change (each change
-    rebuilds napari's colour table)."""
-    key = [list(map(int, c)) for c in colors]
-    if layer.metadata.get("napari_conch_colors") != key:
-        layer.colormap = _colormap(colors)
-        layer.metadata["napari_conch_colors"] = key
-
-
-def _colormap(colors: list[tuple[int, int, int]]) -> Any:
-    from napari.utils.colormaps import DirectLabelColormap
-
-    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
-    for k, rgb in enumerate(colors, start=1):
-        table[k] = np.array([*rgb, 255], float) / 255
-    return DirectLabelColormap(color_dict=table)
 
 
 class AnnotateDock(DockBase):
@@ -197,7 +177,7 @@ class AnnotateDock(DockBase):
         if self._layer_classes == self.classes:
             return
         self._layer_classes = self.classes
-        layer = L.find_layer(self.viewer, EXAMPLES)
+        layer = L.find_layer(self.viewer, AL.EXAMPLES)
         if layer is not None:
             self._write_examples(layer, examples)
 
@@ -210,7 +190,7 @@ class AnnotateDock(DockBase):
         from napari_conch.engine.annotation_project import project_path
 
         self.outcome = None
-        for name in (EXAMPLES, LEARNED_LABELS, LEARNED_PROBABILITY):
+        for name in (AL.EXAMPLES, AL.LEARNED_LABELS, AL.LEARNED_PROBABILITY):
             L.remove_layer(self.viewer, name)
         if store is not None and project_path(store.path).is_file():
             if self.load_project() is not None:
@@ -218,7 +198,7 @@ class AnnotateDock(DockBase):
         self.schedule()
 
     def _class_chosen(self, name: Any) -> None:
-        layer = L.find_layer(self.viewer, EXAMPLES)
+        layer = L.find_layer(self.viewer, AL.EXAMPLES)
         if layer is not None and name in self._layer_classes:
             layer.selected_label = self._layer_classes.index(name) + 1
         self._redisplay()
@@ -226,15 +206,7 @@ class AnnotateDock(DockBase):
     # ------------------------------------------------------------------ examples
     def examples(self) -> Examples:
         """The example tiles, read from the examples layer."""
-        layer = L.find_layer(self.viewer, EXAMPLES)
-        if layer is None:
-            return Examples()
-        data = np.asarray(layer.data)
-        rows, cols = np.nonzero(data)
-        names = self._layer_classes
-        keep = data[rows, cols] <= len(names)
-        rows, cols = rows[keep], cols[keep]
-        return Examples(rows, cols, [names[v - 1] for v in data[rows, cols]])
+        return AL.read_examples(L.find_layer(self.viewer, AL.EXAMPLES), self._layer_classes)
 
     def _grid(self) -> Any:
         """The store's grid (its embeddings are what is learned from)."""
@@ -248,35 +220,16 @@ class AnnotateDock(DockBase):
         grid = self._grid()
         if self.slide_layer is None:
             raise InputError("open a slide first: no RGB image layer to annotate")
-        from napari_conch.engine.overlap import tile_geometry
-
-        placement = L.map_placement(tile_geometry(grid), self.slide_layer)
-        layer = L.find_layer(self.viewer, EXAMPLES)
-        if layer is None or layer.data.shape != tuple(grid.shape):
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            layer = self.viewer.add_labels(
-                np.zeros(grid.shape, np.uint8),
-                name=EXAMPLES,
-                scale=placement.scale,
-                translate=placement.translate,
-                units=self.slide_layer.units[-2:],
-                opacity=0.8,
-            )
+        layer, made = AL.examples_layer(self.viewer, grid, self.slide_layer)
+        if made:
             layer.events.paint.connect(self.schedule)
             self._layer_classes = self.classes
-        else:
-            L.place(layer, placement)
-        set_colors(layer, [self.colors[n] for n in self._layer_classes])
+        AL.set_colors(layer, [self.colors[n] for n in self._layer_classes])
         return layer
 
     def _write_examples(self, layer: Any, examples: Examples) -> None:
         names = self._layer_classes
-        data = np.zeros(layer.data.shape, np.uint8)
-        numbers = np.asarray([names.index(n) + 1 for n in examples.names], dtype=np.uint8)
-        data[examples.rows, examples.cols] = numbers
-        layer.data = data
-        set_colors(layer, [self.colors[n] for n in names])
+        AL.write_examples(layer, examples, names, [self.colors[n] for n in names])
 
     def set_examples(self, examples: Examples) -> None:
         """Show ``examples`` in the examples layer (their classes added when new).
@@ -455,44 +408,11 @@ class AnnotateDock(DockBase):
         self.learn_panel.validation.value = v.message
 
     def _redisplay(self) -> None:
-        outcome = self.outcome
-        if outcome is None or self.slide_layer is None:
-            return
-        result = outcome.result
-        place = L.map_placement(result.geometry, self.slide_layer)
-        units = self.slide_layer.units[-2:]
-        names = list(result.names)
-        colors = class_colors(names, self.given_colors)
-        layer = L.find_layer(self.viewer, LEARNED_LABELS)
-        if layer is None:
-            layer = self.viewer.add_labels(
-                result.cell_labels,
-                name=LEARNED_LABELS,
-                scale=place.scale,
-                translate=place.translate,
-                units=units,
-                opacity=0.5,
-            )
-        else:
-            L.place(layer, place)
-            layer.data = result.cell_labels
-        set_colors(layer, [colors[n] for n in names])
-        name = self.class_panel.klass.value
-        k = names.index(name) if name in names else 0
-        L.upsert_image(
-            self.viewer,
-            LEARNED_PROBABILITY,
-            result.cell_probs[k],
-            place,
-            units=units,
-            colormap="magma",
-            opacity=0.5,
-            contrast_limits=(0.0, 1.0),
-        )
-        self.viewer.layers[LEARNED_PROBABILITY].visible = False
-        examples = L.find_layer(self.viewer, EXAMPLES)
-        if examples is not None:  # keep the examples on top, and the one painted on
-            self.viewer.layers.move(self.viewer.layers.index(examples), len(self.viewer.layers))
+        if self.outcome is not None and self.slide_layer is not None:
+            result = self.outcome.result
+            colors = class_colors(result.names, self.given_colors)
+            value = self.class_panel.klass.value
+            AL.show_learned(self.viewer, result, self.slide_layer, colors, value)
 
     # ------------------------------------------------------------------ check next
     def _check_next_chosen(self, value: Any) -> None:
@@ -501,11 +421,12 @@ class AnnotateDock(DockBase):
 
     def go_to(self, row: int, col: int) -> None:
         """Centre and zoom the camera on tile ``(row, col)``."""
-        grid = self._grid()
-        x0, y0, x1, y1 = grid.tile_box(row, col)
-        scale, translate = L.slide_transform(self.slide_layer)
-        centre = translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
         from napari_conch._napari.caption_widget import viewer_camera
+
+        grid = self._grid()
+        centre = AL.tile_centre_world(self.slide_layer, grid, row, col)
+        x0, _, x1, _ = grid.tile_box(row, col)
+        scale = L.slide_transform(self.slide_layer)[0]
 
         camera = viewer_camera(self.viewer)
         camera.center = tuple(float(v) for v in centre)
