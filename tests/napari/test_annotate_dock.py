@@ -83,6 +83,21 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     for r, c in valid[:3]:
         assert outcome.result.labels[r, c] == 2
 
+    # drawing: a finished polygon's tiles (centre inside) become examples of the class, and the
+    # polygon goes; vertices are level-0 pixel centres (napari's), tiles are 256 px here
+    dock.class_panel.klass.value = "tumor cells"
+    shapes = dock.draw_examples()
+    assert shapes.mode == "add_polygon" and shapes in viewer.layers.selection
+    r0, c0 = (int(v) for v in valid[len(valid) // 2])
+    y0, x0 = r0 * 256 + 100, c0 * 256 + 100  # inside tile (r0, c0) and (r0, c0 + 1) only
+    shapes.add_polygons([np.array([[y0, x0], [y0, x0 + 300], [y0 + 60, x0 + 300], [y0 + 60, x0]])])
+    assert len(shapes.data) == 0
+    drawn = {k: v for k, v in dock.examples().as_dict().items() if v == "tumor cells"}
+    assert drawn == {(r0, c0): "tumor cells", (r0, c0 + 1): "tumor cells"}
+    dock.label_tiles(list(drawn), None)  # and taken back
+    assert "tumor cells" not in dock.examples().names
+    outcome = _wait_outcome(dock, qtbot, 3)
+
     # a class learned from examples alone, and a correction by clicking a tile
     dock.class_panel.new_class.value = "necrosis"
     assert dock.add_class() == "necrosis"

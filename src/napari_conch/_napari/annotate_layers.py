@@ -3,6 +3,8 @@
 - ``CONCH examples``: a labels layer with one pixel per tile of the store's grid, each drawn as
   the stride-sized square centred on its tile (:func:`~napari_conch.engine.overlap.tile_geometry`);
   label ``k`` is the ``k``-th class of the dock, 0 no example.
+- ``CONCH example shapes``: a shapes layer in the slide's level-0 pixels, for drawing examples;
+  each finished shape is turned into example tiles (:func:`drawn_shapes`) and removed.
 - ``CONCH learned labels`` and ``CONCH learned probability``: the classifier's cell maps, placed
   like the Prompt highlighter's (:mod:`.layers`).
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from napari_conch.engine.query import QueryResult
 
 EXAMPLES = "CONCH examples"
+SHAPES = "CONCH example shapes"
 LEARNED_LABELS = "CONCH learned labels"
 LEARNED_PROBABILITY = "CONCH learned probability"
 
@@ -141,3 +144,48 @@ def tile_centre_world(slide_layer: Any, grid: Any, row: int, col: int) -> np.nda
     x0, y0, x1, y1 = grid.tile_box(row, col)
     scale, translate = L.slide_transform(slide_layer)
     return translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
+
+
+def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:
+    """The shapes layer to draw examples in, over the slide's level-0 pixels; whether new."""
+    layer = L.find_layer(viewer, SHAPES)
+    if layer is not None:
+        return layer, False
+    scale, translate = L.slide_transform(slide_layer)
+    layer = viewer.add_shapes(
+        name=SHAPES,
+        scale=tuple(scale),
+        translate=tuple(translate),
+        units=slide_layer.units[-2:],
+        edge_width=2,
+        face_color="transparent",
+        edge_color="yellow",
+    )
+    return layer, True
+
+
+def _ellipse(corners: np.ndarray, points: int = 48) -> np.ndarray:
+    centre = corners.mean(axis=0)
+    radii = (corners.max(axis=0) - corners.min(axis=0)) / 2
+    angle = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    return centre + np.stack([np.sin(angle), np.cos(angle)], axis=1) * radii
+
+
+def drawn_shapes(layer: Any, name: str) -> list[Any]:
+    """The closed shapes of a shapes layer as examples' shapes of class ``name``.
+
+    Vertices are the slide's level-0 pixel coordinates (pixel centres at integers, as napari
+    draws them); they are moved by half a pixel to the pixel-edge coordinates of the tile grid
+    and of QuPath. Lines and paths (not closed) are left out.
+    """
+    from napari_conch.engine.annotations import Shape
+
+    out = []
+    for vertices, kind in zip(layer.data, layer.shape_type, strict=True):
+        yx = np.asarray(vertices, dtype=np.float64)[:, -2:]
+        if kind == "ellipse":
+            yx = _ellipse(yx)
+        elif kind not in ("polygon", "rectangle"):
+            continue
+        out.append(Shape(name, None, [[yx[:, ::-1] + 0.5]]))
+    return out

@@ -40,9 +40,14 @@ class ClassPanel(Container):
         self.new_class = LineEdit(label="New class", tooltip="a class learned from examples alone")
         self.add = PushButton(text="Add class")
         self.paint = PushButton(
-            text="Paint examples",
+            text="Paint",
             tooltip="brush over tiles in the 'CONCH examples' layer: a tile whose centre you "
             "paint becomes an example of the class",
+        )
+        self.draw = PushButton(
+            text="Draw",
+            tooltip="draw polygons, rectangles or ellipses in the 'CONCH example shapes' layer: "
+            "the tiles whose centre lies in a finished shape become examples of the class",
         )
         self.correct = PushButton(
             text="Correct (click)",
@@ -55,7 +60,7 @@ class ClassPanel(Container):
                 self.layer,
                 self.klass,
                 _row(self.new_class, self.add),
-                _row(self.paint, self.correct, self.erase),
+                _row(self.paint, self.draw, self.correct, self.erase),
             ]
         )
 

@@ -7,15 +7,16 @@ The dock is a :class:`~.dock_base.DockBase` over the viewer's
 - **Classes** are the prompts on show (typed in the Prompt highlighter; they are the prior),
   then the names the user adds (learned from examples alone) and the classes of imported or
   loaded annotations.
-- **Paint examples** selects the ``CONCH examples`` labels layer (one pixel per tile of the
+- **Paint** selects the ``CONCH examples`` labels layer (one pixel per tile of the
   store's grid, on the tile's centre) in paint mode with the chosen class: every painted tile is
-  an example. **Correct a tile** arms one click: the tile under it becomes an example of the
-  chosen class.
+  an example. **Draw** selects the ``CONCH example shapes`` layer for polygons (rectangles,
+  ellipses): the tiles whose centre lies in a finished shape become examples, and the shape
+  goes. **Correct** arms one click: the tile under it becomes an example of the chosen class.
 - Each change restarts a short timer; when it fires, the classifier is retrained in a worker
   (the text of new prompts encoded first, also in a worker) and the ``CONCH learned labels`` and
   ``CONCH learned probability`` layers are redrawn, with the cross-validated precision/recall
   table and the **Check next** list (a click centres and zooms the camera on that tile).
-- **Import annotations** reads QuPath GeoJSON; **Save / Load project** keep the project in the
+- **Import** reads QuPath GeoJSON; **Save / Load project** keep the project in the
   store's ``annotations`` folder, and it is loaded again whenever that store is opened;
   **Export** writes the learned map (CSV, TIFF, GeoJSON, NPY) or the examples (QuPath GeoJSON).
 """
@@ -100,6 +101,7 @@ class AnnotateDock(DockBase):
         c, lp, p = self.class_panel, self.learn_panel, self.project_panel
         c.add.changed.connect(self.add_class)
         c.paint.changed.connect(self.paint_examples)
+        c.draw.changed.connect(self.draw_examples)
         c.correct.changed.connect(self.arm_correct)
         c.erase.changed.connect(self.clear_examples)
         c.klass.changed.connect(self._class_chosen)
@@ -266,6 +268,43 @@ class AnnotateDock(DockBase):
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
         return layer
+
+    @reports_errors
+    def draw_examples(self, *_: Any) -> Any:
+        """Select the example shapes layer for drawing polygons (made when missing)."""
+        if self.class_panel.klass.value is None:
+            raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
+        self._grid()
+        layer, made = AL.shapes_layer(self.viewer, self.slide_layer)
+        if made:
+            layer.events.data.connect(self._on_shape_drawn)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_polygon"
+        return layer
+
+    def _on_shape_drawn(self, event: Any) -> None:
+        if str(getattr(event, "action", "added")).lower().endswith("added"):
+            self.add_drawn_shapes()
+
+    @reports_errors
+    def add_drawn_shapes(self) -> Examples | None:
+        """The tiles whose centre lies in a drawn shape become examples of the chosen class;
+        the shapes are then removed (the examples layer shows what they gave)."""
+        from napari_conch.engine.annotations import examples_from_shapes
+
+        layer = L.find_layer(self.viewer, AL.SHAPES)
+        name = self.class_panel.klass.value
+        if layer is None or name is None or len(layer.data) == 0:
+            return None
+        shapes = AL.drawn_shapes(layer, name)
+        layer.data = []
+        if not shapes:
+            return None
+        found = examples_from_shapes(self._grid(), shapes)
+        self.set_examples(
+            self.examples().with_tiles(zip(found.rows, found.cols, strict=True), name)
+        )
+        return found
 
     @reports_errors
     def label_tiles(self, tiles: list[tuple[int, int]], name: str | None) -> None:
