@@ -121,7 +121,7 @@ def test_one_pixel_slide_is_one_padded_tile(tmp_path, tiny_model):
     imagecodecs.imwrite(tmp_path / "one.png", np.array([[[120, 40, 90]]], np.uint8))
     slide = open_slide(tmp_path / "one.png")
     grid = make_grid(slide, tile_size=64)
-    with pytest.raises(InputError, match="no tissue found at min_tissue 0.25"):
+    with pytest.raises(InputError, match=r"no tissue found at min_tissue 0\.25"):
         run(slide, tiny_model, grid, tmp_path / "a")  # 1 pixel of 4096: glass, nothing to embed
     store, summary = run(slide, tiny_model, grid, tmp_path / "b", min_tissue=0.0)
     assert summary.done == 1 and np.isfinite(store.embeddings()[0, 0]).all()
