@@ -213,9 +213,7 @@ def unwrap_prompt_dict(data: Any, source: str = "prompt set") -> Any:
         return data  # not a wrapper: reported as a missing 'classnames' entry
     if len(inner) > 1:
         keys = ", ".join(repr(k) for k in data)
-        raise InputError(
-            f"{source}: holds {len(inner)} prompt sets ({keys}); give a file with one"
-        )
+        raise InputError(f"{source}: holds {len(inner)} prompt sets ({keys}); give a file with one")
     return inner[0]
 
 
