@@ -17,7 +17,17 @@ from napari_conch import __version__
 from napari_conch.errors import NapariConchError
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("view", "demo", "info", "embed", "query", "top-tiles", "region")
+COMMANDS = (
+    "view",
+    "demo",
+    "info",
+    "embed",
+    "query",
+    "top-tiles",
+    "region",
+    "classify-slides",
+    "search",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
