@@ -282,7 +282,8 @@ class Metrics:
 def match_labels(
     results: Sequence[SlideResult], labels: Mapping[str, str]
 ) -> tuple[list[SlideResult], np.ndarray, list[str]]:
-    """Pair results with labels (by slide name, or its name without extension).
+    """Pair results with labels by slide name, with or without a file extension on either side
+    (``case1``, ``case1.svs``).
 
     Returns the labelled results, their class indices and the slides without a label.
     """
@@ -290,9 +291,11 @@ def match_labels(
     unknown = sorted(set(labels.values()) - set(names))
     if unknown:
         raise InputError(f"label {unknown[0]!r} is not a class ({', '.join(names)})")
+    lookup = {Path(key).stem: label for key, label in labels.items()}
+    lookup.update(labels)  # an exact name wins over a shortened one
     paired, targets, missing = [], [], []
     for r in results:
-        label = labels.get(r.slide, labels.get(Path(r.slide).stem))
+        label = lookup.get(r.slide, lookup.get(Path(r.slide).stem))
         if label is None:
             missing.append(r.slide)
             continue
