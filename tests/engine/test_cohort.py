@@ -229,3 +229,56 @@ def test_choose_mode():
     assert choose_mode(1, 4, "slides") == "slides"
     with pytest.raises(InputError, match="mode"):
         choose_mode(1, 1, "files")
+
+
+@pytest.mark.slow
+def test_cohort_on_a_local_cluster_equals_a_local_run(tmp_path, tiny_checkpoint, monkeypatch):
+    """Whole slides as tasks (3 slides, 2 workers) and tiles spread (1 slide) give local stores."""
+    import os
+    from pathlib import Path
+
+    from napari_conch.engine.cohort_cluster import embed_cohort
+    from napari_conch.engine.options import RunOptions
+    from napari_conch.engine.store import EmbeddingStore
+    from tests.conftest import require_fixture
+
+    distributed = pytest.importorskip(
+        "distributed", reason="dask.distributed is an optional extra (napari-conch[distributed])"
+    )
+    ckpt, config = tiny_checkpoint
+    slides = [require_fixture(f"images/{n}") for n in ("hgsc_nest.jpg", "ihc.png")]
+    slides.append(require_fixture("images/hgsc_stromal_he.jpg"))
+    options = RunOptions(level=0, tile_size=256, batch_size=8, device="cpu")
+    local = embed_cohort(
+        slides, ckpt, options.replace(store_root=str(tmp_path / "local")), config=config
+    )
+    assert local.mode == "local" and local.tiles > 0
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        done = []
+        remote = embed_cohort(
+            slides, ckpt, options.replace(store_root=str(tmp_path / "cluster")), config=config,
+            scheduler=client, on_progress=lambda path, event: done.append((path, event)),
+        )  # fmt: skip
+        models = client.run(lambda: len(__import__("napari_conch.model.loaded").model.loaded._CACHE))
+        spread = embed_cohort(
+            slides[:1], ckpt, options.replace(store_root=str(tmp_path / "spread")), config=config,
+            scheduler=client,
+        )  # fmt: skip
+    assert remote.mode == "slides" and remote.workers == 2
+    assert sorted(p.name for p, e in done if e is None) == sorted(s.name for s in slides)
+    assert all(n <= 1 for n in models.values())  # each worker loaded the model once at most
+    assert spread.mode == "tiles"
+    pairs = [*zip(local.summaries, remote.summaries, strict=True)]
+    pairs.append((local.summaries[0], spread.summaries[0]))
+    for a, b in pairs:
+        sa, sb = EmbeddingStore.open(a.store_path), EmbeddingStore.open(b.store_path)
+        assert sa.path.name == sb.path.name and sa.signature == sb.signature
+        np.testing.assert_array_equal(sa.status(), sb.status())
+        np.testing.assert_allclose(sa.embeddings(), sb.embeddings(), atol=2e-3, equal_nan=True)
