@@ -15,6 +15,7 @@ from napari_conch.engine.cohort import (
     classify_store,
     evaluate,
     parse_topk,
+    read_slides_csv,
     read_labels_csv,
     roc_auc,
     slides_csv_header,
@@ -178,6 +179,24 @@ def test_slides_csv_columns(tmp_path):
     assert float(line["prob_top5_x"]) + float(line["prob_top5_y"]) == pytest.approx(1, abs=1e-5)
 
 
+def test_slides_csv_reads_back(tmp_path):
+    results = []
+    for i in range(2):
+        store = make_store(tmp_path / f"s{i}.zarr", random_vectors(3, 3, i), slide=f"s{i}.svs")
+        classes = random_vectors(1, 2, 5)[0]
+        results.append(classify_store(store, ["x", "y"], classes, SCALE, (1, 5)))
+    table = read_slides_csv(write_slides_csv(tmp_path / "slides.csv", results))
+    assert table.names == ["x", "y"] and table.topk == (1, 5)
+    for row, result in zip(table.rows, results, strict=True):
+        assert (row.slide, row.store, row.tiles) == (result.slide, result.store, 9)
+        assert row.preds[5] == ["x", "y"][int(result.preds[1])]
+        k = int(result.preds[1])
+        assert row.probability(5) == pytest.approx(result.probs[1, k], abs=1e-6)
+    (tmp_path / "bad.csv").write_text("slide,label\na,b\n")
+    with pytest.raises(InputError, match="not a classify-slides CSV"):
+        read_slides_csv(tmp_path / "bad.csv")
+
+
 def test_evidence_files(tmp_path):
     vectors = random_vectors(4, 5, 7)
     store = make_store(tmp_path / "case-abc.zarr", vectors, slide="case.svs", tile=100)
@@ -266,7 +285,9 @@ def test_cohort_on_a_local_cluster_equals_a_local_run(tmp_path, tiny_checkpoint,
             slides, ckpt, options.replace(store_root=str(tmp_path / "cluster")), config=config,
             scheduler=client, on_progress=lambda path, event: done.append((path, event)),
         )  # fmt: skip
-        models = client.run(lambda: len(__import__("napari_conch.model.loaded").model.loaded._CACHE))
+        models = client.run(
+            lambda: len(__import__("napari_conch.model.loaded").model.loaded._CACHE)
+        )
         spread = embed_cohort(
             slides[:1], ckpt, options.replace(store_root=str(tmp_path / "spread")), config=config,
             scheduler=client,

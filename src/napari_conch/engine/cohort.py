@@ -412,3 +412,66 @@ def write_evidence(
     with atomic_path(geo_path) as tmp:
         tmp.write_text(json.dumps(evidence_geojson(items)), encoding="utf-8")
     return csv_path, geo_path
+
+
+# ---------------------------------------------------------------------------------- reading back
+
+
+@dataclass(frozen=True)
+class SlideRow:
+    """One row of a slides CSV (:func:`write_slides_csv`) read back."""
+
+    slide: str
+    store: Path
+    tiles: int
+    preds: dict[int, str]
+    probs: dict[int, dict[str, float]]
+
+    def probability(self, j: int) -> float:
+        """The predicted class's probability at pooling size ``j``."""
+        return self.probs[j][self.preds[j]]
+
+
+@dataclass(frozen=True)
+class SlidesTable:
+    """A slides CSV: its classes, pooling sizes and rows."""
+
+    names: list[str]
+    topk: tuple[int, ...]
+    rows: list[SlideRow]
+
+
+def read_slides_csv(path: str | os.PathLike) -> SlidesTable:
+    """Read a CSV written by ``classify-slides`` (:func:`write_slides_csv`)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = list(reader.fieldnames or ())
+            lines = list(reader)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read ({exc})") from None
+    topk = tuple(int(h[len("pred_top") :]) for h in header if re.fullmatch(r"pred_top\d+", h))
+    if header[:3] != ["slide", "store", "tiles"] or not topk:
+        raise InputError(f"{path}: not a classify-slides CSV (slide,store,tiles,pred_top<j>,...)")
+    prefix = f"prob_top{topk[0]}_"
+    names = [h[len(prefix) :] for h in header if h.startswith(prefix)]
+    if header != slides_csv_header(names, topk):
+        raise InputError(f"{path}: damaged classify-slides CSV (unexpected columns)")
+    rows = []
+    try:
+        for line in lines:
+            rows.append(
+                SlideRow(
+                    slide=line["slide"],
+                    store=Path(line["store"]),
+                    tiles=int(line["tiles"]),
+                    preds={j: line[f"pred_top{j}"] for j in topk},
+                    probs={j: {n: float(line[f"prob_top{j}_{n}"]) for n in names} for j in topk},
+                )
+            )
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: damaged classify-slides CSV ({exc})") from None
+    return SlidesTable(names, topk, rows)
