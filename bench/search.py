@@ -8,7 +8,7 @@ Usage (see ``docs/benchmarks.md``)::
 The stores are real :class:`~napari_conch.engine.store.EmbeddingStore` folders (float16
 embeddings of random unit vectors, every tile DONE) written once under ``--folder`` (default
 ``.bench/search``, git-ignored) and reused by later runs. Each search runs in a fresh child
-process, so its peak resident memory (``ru_maxrss``) is the search's own: the imports, one band
+process, so its peak resident memory (``VmHWM``) is the search's own: the imports, one band
 of one store and the ``k`` hits. The same child reports its resident memory after the imports,
 before the first store is opened, so the search's own share is the difference. The child runs
 twice: with glibc's default malloc arenas (one per decoding thread, which keep freed bands
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -86,10 +85,14 @@ def ensure_stores(folder: Path, n: int, rows: int, cols: int, dim: int) -> list[
     return paths
 
 
-def rss_mib() -> float:
-    """Current resident memory of this process (Linux /proc), MiB."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """Resident memory of this process from Linux /proc, MiB: ``VmRSS`` now, ``VmHWM`` peak.
+
+    ``VmHWM`` starts afresh at ``exec``, unlike ``ru_maxrss``, which a child inherits from the
+    parent it was forked from (here: the parent that wrote the stores).
+    """
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -108,7 +111,7 @@ def search_child(paths: list[str], k: int, dim: int) -> dict:
     hits = search_stores(stores, query, k)
     seconds = time.perf_counter() - start
     tiles = sum(int(s.shape[0] * s.shape[1]) for s in stores)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = rss_mib("VmHWM")
     return {
         "stores": len(stores),
         "tiles": tiles,
