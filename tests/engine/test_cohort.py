@@ -251,7 +251,9 @@ def test_choose_mode():
 
 
 @pytest.mark.slow
-def test_cohort_on_a_local_cluster_equals_a_local_run(tmp_path, tiny_checkpoint, monkeypatch):
+def test_cohort_on_a_local_cluster_equals_a_local_run(
+    tmp_path, tiny_checkpoint, svs_path, monkeypatch
+):
     """Whole slides as tasks (3 slides, 2 workers) and tiles spread (1 slide) give local stores."""
     import os
     from pathlib import Path
@@ -266,7 +268,7 @@ def test_cohort_on_a_local_cluster_equals_a_local_run(tmp_path, tiny_checkpoint,
     )
     ckpt, config = tiny_checkpoint
     slides = [require_fixture(f"images/{n}") for n in ("hgsc_nest.jpg", "ihc.png")]
-    slides.append(require_fixture("images/hgsc_stromal_he.jpg"))
+    slides.append(svs_path)  # a TIFF-family file: its lazy pixels hold an open file handle
     options = RunOptions(level=0, tile_size=256, batch_size=8, device="cpu")
     local = embed_cohort(
         slides, ckpt, options.replace(store_root=str(tmp_path / "local")), config=config

@@ -113,8 +113,12 @@ def embed_slide_task(
     ``load_model`` caches the model per process and (source, config, device), so a worker loads
     it once for all its slides; the store is written by this worker alone.
     """
+    import dask
+
     run = RunOptions.from_dict(options)
-    return _embed_local(slide_path, model_source, run, config, None, None)
+    # a slide's lazy pixels are computed in this worker's threads, never sent to the cluster
+    with dask.config.set(scheduler="threads"):
+        return _embed_local(slide_path, model_source, run, config, None, None)
 
 
 def _worker_count(client: Any) -> int:
