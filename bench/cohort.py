@@ -15,7 +15,10 @@ scratch (a fresh store folder per run) at 0.5 um/px, three ways:
 - ``slides``: a LocalCluster of ``--workers`` processes, whole slides as tasks;
 - ``tiles``: the same cluster, one slide after the other, tiles spread over the workers.
 
-Cluster start-up is not timed; each worker's first model load is (it is part of a real run).
+The three run in turn, ``--repeat`` rounds (a busy moment of a shared machine then does not
+favour one of them); each run reports the 1-minute load average before and after it. Cluster
+start-up is not timed; each worker's first model load is, in the first round (it is part of a
+real run), and later rounds find the model loaded.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def cohort_slides(folder: Path) -> list[Path]:
 def run(slides, model, options, scheduler=None, mode="auto") -> dict:
     from napari_conch.engine.cohort_cluster import embed_cohort
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cohort-bench-") as root:
         summary = embed_cohort(
             slides, model, options.replace(store_root=root), scheduler=scheduler, mode=mode
@@ -116,6 +120,7 @@ def run(slides, model, options, scheduler=None, mode="auto") -> dict:
         "seconds": round(summary.elapsed_s, 2),
         "slides_per_min": round(summary.slides_per_minute, 1),
         "tiles_per_s": round(summary.tiles_per_s, 1),
+        "load_average_1min": [round(load, 1), round(os.getloadavg()[0], 1)],  # before, after
     }
 
 
@@ -126,6 +131,7 @@ def main() -> None:
     parser.add_argument("--mpp", type=float, default=0.5, help="grid resolution, um/px")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--folder", default=str(REPO / ".bench" / "cohort"))
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the three ways")
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -134,7 +140,7 @@ def main() -> None:
 
     slides = cohort_slides(Path(args.folder))
     options = RunOptions(mpp=args.mpp, slide_mpp=0.5, batch_size=args.batch_size, device="cpu")
-    results = [run(slides, args.model, options)]
+    results = []
     path = [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(path)  # the workers import this checkout
     with (
@@ -143,8 +149,10 @@ def main() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
-        results.append(run(slides, args.model, options, client, "slides"))
-        results.append(run(slides, args.model, options, client, "tiles"))
+        for _ in range(args.repeat):  # alternate, so that a busy moment does not favour one
+            results.append(run(slides, args.model, options))
+            results.append(run(slides, args.model, options, client, "slides"))
+            results.append(run(slides, args.model, options, client, "tiles"))
     report = {
         "machine": machine(),
         "model": args.model,
