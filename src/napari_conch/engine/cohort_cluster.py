@@ -77,7 +77,26 @@ def _embed_local(
     tokenizer: Any,
     on_progress: Callable[[EmbedProgress], None] | None,
 ) -> EmbedSummary:
-    """Embed one slide in this process (the one place calling the local engine)."""
+    """Embed one slide in this process (the one place calling the local engine).
+
+    The slide's lazy pixels are computed in this process's threads, even where a
+    ``distributed.Client`` is the default dask scheduler (on a worker, or in a session that made
+    one): they hold open file handles that cannot travel to a cluster.
+    """
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        return _embed_here(slide_path, model_source, options, config, tokenizer, on_progress)
+
+
+def _embed_here(
+    slide_path: str,
+    model_source: str,
+    options: RunOptions,
+    config: Any,
+    tokenizer: Any,
+    on_progress: Callable[[EmbedProgress], None] | None,
+) -> EmbedSummary:
     from napari_conch.engine.embed import drain, embed_slide_iter, open_job
 
     job = open_job(
@@ -113,12 +132,8 @@ def embed_slide_task(
     ``load_model`` caches the model per process and (source, config, device), so a worker loads
     it once for all its slides; the store is written by this worker alone.
     """
-    import dask
-
     run = RunOptions.from_dict(options)
-    # a slide's lazy pixels are computed in this worker's threads, never sent to the cluster
-    with dask.config.set(scheduler="threads"):
-        return _embed_local(slide_path, model_source, run, config, None, None)
+    return _embed_local(slide_path, model_source, run, config, None, None)
 
 
 def _worker_count(client: Any) -> int:
