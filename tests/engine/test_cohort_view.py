@@ -65,3 +65,10 @@ def test_search_cohort(embedded):
     assert len(hits) == 3 and hits[0].score >= hits[1].score >= hits[2].score
     with pytest.raises(InputError, match="type what"):
         search_cohort([store.path], "  ")
+
+
+def test_open_without_prompts_opens_slide_and_store_only(embedded):
+    _, store = embedded
+    opened = open_cohort_slide(store.path, None)
+    assert opened.maps is None and opened.result is None and opened.predicted is None
+    assert opened.slide.fingerprint == store.signature["slide_fingerprint"]

@@ -70,31 +70,38 @@ def slide_for_store(store: EmbeddingStore) -> Any:
 
 @dataclass
 class CohortSlide:
-    """A classified slide, reopened: slide, store, maps and slide-level result."""
+    """A classified slide, reopened: slide, store, and (with prompts) maps and slide result."""
 
     slide: Any
     store: EmbeddingStore
-    maps: QueryResult
-    result: SlideResult
+    maps: QueryResult | None = None
+    result: SlideResult | None = None
 
     @property
-    def predicted(self) -> str:
-        """The class predicted at the largest pooling size."""
+    def predicted(self) -> str | None:
+        """The class predicted at the largest pooling size (None without prompts)."""
+        if self.result is None:
+            return None
         return self.result.names[int(self.result.preds[-1])]
 
 
 def open_cohort_slide(
     store_path: str | os.PathLike,
-    prompt_set: PromptSet,
+    prompt_set: PromptSet | None,
     topk: Sequence[int] = DEFAULT_TOPK,
     *,
     device: str | None = None,
 ) -> CohortSlide:
-    """Reopen a slide of a cohort from its store, with its class maps and slide-level result."""
-    if len(prompt_set.names) < 2:
+    """Reopen a slide of a cohort from its store, with its class maps and slide-level result.
+
+    Without ``prompt_set`` only the slide and the store are opened (no model is loaded).
+    """
+    if prompt_set is not None and len(prompt_set.names) < 2:
         raise InputError("the prompt file needs two or more classes")
     store = EmbeddingStore.open(store_path)
     slide = slide_for_store(store)
+    if prompt_set is None:
+        return CohortSlide(slide, store)
     model = model_for_store(store, device=device)
     names, classes = embed_prompt_sets(model, prompt_set)
     scale = float(model.logit_scale)
