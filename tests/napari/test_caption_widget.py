@@ -107,7 +107,7 @@ def test_rectangle_and_click_captions(
 
     # a click makes a box of "Click box" pixels around the point; it is captioned too
     widget.region_panel.box_size.value = 100
-    widget.arm_click()
+    widget.arm_click_region()
     assert str(layer.mode) == "pan_zoom"
     point = np.asarray(slide_layer.translate) + (np.array([1000.0, 700.0]) - 0.5) * np.asarray(
         slide_layer.scale

@@ -10,12 +10,10 @@ import pytest
 import tifffile
 import yaml
 
-from napari_conch._napari.maps import LiveIndex, MapSession, PromptRequest
 from napari_conch._napari.reader import get_reader
 from napari_conch._napari.sample_data import CMU_SMALL_REGION, cmu_small_region, synthetic_slide
 from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
-from napari_conch.engine.query import QueryIndex
-from napari_conch.errors import InputError, SlideError
+from napari_conch.errors import SlideError
 
 MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
 
@@ -95,48 +93,6 @@ def test_synthetic_sample_is_large_lazy_and_deterministic():
     assert (coarse.min(axis=2) < 200).mean() > 0.1  # tissue
     assert (coarse.min(axis=2) > 230).mean() > 0.1  # glass
     assert SyntheticSpec().fingerprint() != SyntheticSpec(seed=8).fingerprint()
-
-
-def test_live_index_matches_a_fresh_index():
-    rng = np.random.default_rng(0)
-    shape, dim = (4, 5), 8
-    vectors = rng.normal(size=(20, dim)).astype(np.float32)
-    rows, cols = np.divmod(np.arange(20), 5)
-    queries = rng.normal(size=(2, dim)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    live = LiveIndex(QueryIndex.from_arrays(vectors[:6], rows[:6], cols[:6], shape))
-    before = live.cosine_maps(queries)
-    assert np.isnan(before[:, 3]).all()
-    live.add(rows[6:13], cols[6:13], vectors[6:13])  # updates the cached maps
-    live.add(rows[13:], cols[13:], np.vstack([vectors[13:19], np.full(dim, np.nan)]))
-    fresh = QueryIndex.from_arrays(vectors[:19], rows[:19], cols[:19], shape)
-    np.testing.assert_allclose(live.cosine_maps(queries), fresh.cosine_maps(queries), atol=1e-6)
-    np.testing.assert_array_equal(live.valid, fresh.valid)
-    np.testing.assert_allclose(
-        live.compacted().cosine_maps(queries[::-1]), fresh.cosine_maps(queries[::-1]), atol=1e-6
-    )
-
-
-def test_prompt_requests():
-    request = PromptRequest.from_text(" tumor \n\nstroma\n", templates=False, background="glass")
-    assert request.classes == ["tumor", "stroma", "glass"] and request.templates == "none"
-    assert request.threshold is None
-    with pytest.raises(InputError, match="more than once"):
-        PromptRequest.from_text("tumor\ntumor", templates=True).check()
-    with pytest.raises(InputError, match="at least one prompt"):
-        PromptRequest.from_text("  \n", templates=True).check()
-
-
-def test_tile_under_a_point(svs_path, tiny_model):
-    from napari_conch.slide import make_grid, open_slide
-
-    slide = open_slide(svs_path)
-    grid = make_grid(slide, tile_size=512, stride=256)
-    session = MapSession(slide, tiny_model, grid, None, LiveIndex(QueryIndex.from_arrays(
-        np.zeros((0, 32), np.float32), [], [], grid.shape)))  # fmt: skip
-    assert session.tile_at(10, 10) == (0, 0)
-    assert session.tile_at(600, 300) == (1, 0)  # centre (512, 256) of tile (1, 0) is nearest
-    assert session.tile_at(-5, 10) is None
 
 
 def test_view_command_opens_the_sample_by_default(tmp_path):

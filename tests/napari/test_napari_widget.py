@@ -150,7 +150,7 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert [ly.name for ly in viewer.layers].count(L.HEATMAP) == 1
 
     # reopening: the store is found and reused, nothing recomputed
-    widget.session = None
+    widget.session.close_store()
     worker = _embed(widget, qtbot)
     assert worker is not None
     assert EmbeddingStore.open(store.path).attrs["last_run"]["computed"] == 0

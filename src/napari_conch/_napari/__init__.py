@@ -5,5 +5,8 @@ named in ``napari.yaml`` and imported by napari on use:
 
 - :mod:`.reader`: whole-slide files as multiscale RGB image layers.
 - :mod:`.sample_data`: a lazily generated synthetic slide and the real CC0 slide.
+- :mod:`.dock_base`: the base of every dock (session, notices, slide layer, clicks, workers).
+- :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
 - :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
+- :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
 """

@@ -25,6 +25,7 @@ from magicgui.widgets import (
     TextEdit,
 )
 
+from napari_conch.engine.options import DEFAULTS, MAX_TILE_SIZE, RunOptions
 from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
@@ -119,10 +120,21 @@ class SlidePanel(Container):
             label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
             tooltip="microns per pixel of the tiles (0: use the level as it is)",
         )  # fmt: skip
-        self.tile_size = SpinBox(label="Tile size", min=16, max=8192, value=448)
-        self.stride = SpinBox(label="Stride", min=1, max=8192, value=448)
-        self.min_tissue = FloatSlider(label="Min tissue", min=0.0, max=1.0, value=0.25)
-        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=32)
+        self.tile_size = SpinBox(
+            label="Tile size", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.tile_size or 0,
+            tooltip="tile side in pixels of the level (0: the model's own tile size)",
+        )  # fmt: skip
+        self.tile_size.native.setSpecialValueText("model's own")
+        self.stride = SpinBox(
+            label="Stride", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.stride or 0,
+            tooltip="step between tiles (0: the tile size, no overlap)",
+        )  # fmt: skip
+        self.stride.native.setSpecialValueText("tile size")
+        self.min_tissue = FloatSlider(
+            label="Min tissue", min=0.0, max=1.0, value=DEFAULTS.min_tissue,
+            tooltip="tiles with less tissue than this fraction are background, never embedded",
+        )  # fmt: skip
+        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=DEFAULTS.batch_size)
         self.store_root = FileEdit(
             label="Store folder", mode="d", nullable=True, tooltip="default: the cache folder"
         )
@@ -149,6 +161,41 @@ class SlidePanel(Container):
                 self.status,
             ]
         )
+
+    #: The widgets whose values make the run options.
+    OPTION_WIDGETS = (
+        "level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
+    )  # fmt: skip
+
+    def run_options(self, base: RunOptions) -> RunOptions:
+        """``base`` with the panel's values (0 tile size / stride / MPP: not set)."""
+        mpp = self.mpp.value or None
+        return base.replace(
+            level=None if mpp else self.level.value,
+            mpp=mpp,
+            tile_size=self.tile_size.value or None,
+            stride=self.stride.value or None,
+            min_tissue=float(self.min_tissue.value),
+            batch_size=self.batch_size.value,
+            store_root=optional_path(self.store_root.value),
+        )
+
+    def show_options(self, options: RunOptions) -> None:
+        """Show ``options`` in the panel's widgets."""
+        values = {
+            "level": options.level or 0,
+            "mpp": options.mpp or 0.0,
+            "tile_size": options.tile_size or 0,
+            "stride": options.stride or 0,
+            "min_tissue": options.min_tissue,
+            "batch_size": options.batch_size,
+        }
+        for name, value in values.items():
+            widget = getattr(self, name)
+            if widget.value != value:
+                widget.value = value
+        if optional_path(self.store_root.value) != options.store_root:
+            self.store_root.value = options.store_root
 
 
 class PromptPanel(Container):
@@ -200,3 +247,20 @@ def optional_path(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text in ("", ".") else text
+
+
+def model_note(model: Any) -> str:
+    """What a user should know about a loaded model, in one line."""
+    from napari_conch.demo import DEMO_MODEL_NAME
+
+    if model.config.name == DEMO_MODEL_NAME:
+        return (
+            "Demo model, not CONCH: trained on a few openly licensed images to try the plugin; "
+            "not for diagnosis."
+        )
+    if not model.has_decoder:
+        return (
+            "No captioning decoder in this checkpoint (as in the public CONCH release): "
+            "prompts and maps work, captions do not."
+        )
+    return "Captioning decoder loaded: captions work (Caption and retrieval dock)."

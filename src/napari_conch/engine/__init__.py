@@ -14,6 +14,9 @@ prompts, query, export
     Prompts to maps (CONCH templates, ensembles, overlap averaging), and maps to files.
 region, retrieval
     Image to text for a region (captions, ranked texts), and text to the best tiles.
+options, session
+    :class:`~napari_conch.engine.options.RunOptions` (one set of defaults) and the evented
+    :class:`~napari_conch.engine.session.Session` that docks, CLI and scripts share.
 
 The names below are imported on first use, so ``import napari_conch.engine`` stays light.
 """
@@ -39,6 +42,9 @@ _LAZY = {
     "top_tiles_for_prompt": "napari_conch.engine.retrieval",
     "rank_texts": "napari_conch.engine.region",
     "caption_region": "napari_conch.engine.region",
+    "RunOptions": "napari_conch.engine.options",
+    "Session": "napari_conch.engine.session",
+    "find_store": "napari_conch.engine.stores",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,13 +1,10 @@
 """Finding the embedding store of a slide and a model, whatever grid it was made with.
 
 A store's folder name holds a hash of its signature (slide, model, grid, preprocessing), so a
-store can only be found by name when the grid is known. The caption widget does not ask for the
-grid again: it opens the stores under a folder and keeps those whose signature is exactly what
+store can only be found by name when the grid is known. :func:`matching_stores` opens the stores
+under a folder and keeps those whose signature is exactly what
 :func:`~napari_conch.engine.store.make_signature` gives for this slide and model on the store's
-own grid. Among several (several grids), the one with the most embedded tiles is used.
-
-:func:`top_tiles_job` (what the widget runs in a worker) takes the embeddings from there, or from
-a Prompt highlighter's live index when it works on the same slide and model.
+own grid; :func:`find_store` picks the one with the most embedded tiles.
 """
 
 from __future__ import annotations
@@ -29,11 +26,16 @@ if TYPE_CHECKING:
     from napari_conch.engine.retrieval import TileHit
 
 
+def store_folder(root: str | os.PathLike | None = None) -> Path:
+    """The folder of the stores: ``root``, else the user cache folder."""
+    return Path(root).expanduser() if root is not None else default_cache_root()
+
+
 def matching_stores(
     slide: Any, model: Any, root: str | os.PathLike | None = None
 ) -> list[EmbeddingStore]:
     """The stores under ``root`` (default: the cache folder) made from ``slide`` and ``model``."""
-    base = Path(root).expanduser() if root is not None else default_cache_root()
+    base = store_folder(root)
     if not base.is_dir():
         return []
     found = []
@@ -59,7 +61,7 @@ def find_store(
 
 @dataclass(frozen=True)
 class TopTiles:
-    """What the top-tiles worker returns: the hits, their grid and where the embeddings are."""
+    """The best tiles for a prompt, their grid and the store their embeddings came from."""
 
     hits: list[TileHit]
     grid: Any
@@ -69,23 +71,30 @@ class TopTiles:
 def top_tiles_job(
     slide: Any,
     model: Any,
-    root: str | None,
+    root: str | os.PathLike | None,
     live: tuple | None,
     prompt: str,
     k: int,
     templates: str,
 ) -> TopTiles:
-    """Top tiles for a prompt from ``live`` (index, grid, path) or the store under ``root``."""
+    """Top tiles for a prompt from ``live`` ``(index, grid, path)``, else the store under ``root``.
+
+    Raises
+    ------
+    InputError
+        When neither is there: the slide was not embedded with this model.
+    """
     from napari_conch.engine.query import QueryIndex
     from napari_conch.engine.retrieval import top_tiles_for_prompt
 
     if live is None:
         store = find_store(slide, model, root)
         if store is None:
-            where = root or default_cache_root()
             raise InputError(
-                f"embed the slide first: no embeddings of {slide.name} with this model in {where}"
+                f"embed the slide first: no embeddings of {slide.name} with this model in "
+                f"{store_folder(root)}"
             )
         live = (QueryIndex.from_store(store), store.grid, store.path)
     index, grid, path = live
-    return TopTiles(top_tiles_for_prompt(index, grid, model, prompt, k, templates), grid, path)
+    hits = top_tiles_for_prompt(index, grid, model, prompt, k, templates)
+    return TopTiles(hits, grid, Path(path))
