@@ -76,6 +76,7 @@ class CohortSlide:
     store: EmbeddingStore
     maps: QueryResult | None = None
     result: SlideResult | None = None
+    model: Any = None
 
     @property
     def predicted(self) -> str | None:
@@ -108,7 +109,7 @@ def open_cohort_slide(
     result = classify_store(store, names, classes, scale, topk)
     index = QueryIndex.from_store(store)
     maps = run_query(index, names, classes, store.grid, logit_scale=scale)
-    return CohortSlide(slide, store, maps, result)
+    return CohortSlide(slide, store, maps, result, model)
 
 
 def search_cohort(
