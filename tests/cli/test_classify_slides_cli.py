@@ -152,3 +152,40 @@ def test_missing_slide_is_one_line(cohort, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "s.csv"), "--model", "demo"]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_failed_tiles_exit_1_after_classifying(cohort, tmp_path, monkeypatch, capsys):
+    """A run that could not read some tiles still writes the CSV, then exits 1 saying so."""
+    import dataclasses
+
+    from napari_conch.engine import cohort_cluster
+
+    real = cohort_cluster.embed_cohort
+
+    def with_a_failed_tile(*args, **kwargs):
+        done = real(*args, **kwargs)
+        first = dataclasses.replace(done.summaries[0], failed_tiles=[(0, 0, "cannot decode")])
+        return dataclasses.replace(done, summaries=[first, *done.summaries[1:]])
+
+    monkeypatch.setattr(cohort_cluster, "embed_cohort", with_a_failed_tile)
+    argv = list(cohort["argv"])
+    out = tmp_path / "slides.csv"
+    argv[argv.index("--out") + 1] = str(out)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "1 tile(s) could not be read" in err[-1]
+    assert len(read_csv(out)) == 3
+
+
+def test_stores_of_different_models_are_refused(cohort, tmp_path, capsys):
+    from tests.engine.test_search import make_store, random_vectors
+
+    store = read_csv(cohort["out"])[0]["store"]
+    dim = EmbeddingStore.open(store).embed_dim
+    other = make_store(tmp_path / "other.zarr", random_vectors(2, 2, 0, dim=dim), model="other")
+    argv = ["classify-slides", store, str(other.path), "--prompts", str(cohort["prompts"])]
+    out = tmp_path / "s.csv"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "another model" in err and len(err.splitlines()) == 1
+    assert not out.exists()
