@@ -69,6 +69,9 @@ def test_slides_table_sorts_and_opens_a_slide_with_maps(make_napari_viewer, qtbo
     dock.slides.sort(2, descending=True)  # probability of the predicted class
     probs = dock.slides.column(2)
     assert probs == sorted(probs, reverse=True)
+    expected = sorted((r.probability(5) for r in table.rows), reverse=True)
+    assert probs == pytest.approx(expected, abs=1e-4) and min(probs) > 0
+    assert float(dock.slides.text(0, 2)) == pytest.approx(probs[0], abs=1e-4)  # as drawn
     shown = dock.slides.source_row(1)  # the second row as sorted
     row = table.rows[shown]
     assert dock.slides.column(0)[1] == row.slide and dock.slides.column(1)[1] == row.preds[5]

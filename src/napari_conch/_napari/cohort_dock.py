@@ -58,10 +58,15 @@ class SortableTable:
     """
 
     def __init__(self, columns: tuple[str, ...]) -> None:
+        from qtpy.QtWidgets import QStyledItemDelegate
+
         self.widget = _Table(columns=list(columns))
         self.widget.read_only = True
         self.widget.min_height = 160
         self.native = self.widget.native
+        # magicgui's delegate reads numbers through int(), which shows 0.87 as 0; Qt's own
+        # shows the number (numbers are kept as numbers so that they sort as numbers)
+        self.native.setItemDelegate(QStyledItemDelegate(self.native))
         self.native.setSortingEnabled(True)
         self.native.setSelectionBehavior(self.native.SelectionBehavior.SelectRows)
 
@@ -84,6 +89,7 @@ class SortableTable:
                     item.setData(Qt.ItemDataRole.UserRole, i)
                 table.setItem(i, j, item)
         table.setSortingEnabled(True)
+        table.resizeColumnsToContents()
 
     def sort(self, column: int, descending: bool = True) -> None:
         """Sort by a column, as clicking its header does."""
@@ -97,6 +103,14 @@ class SortableTable:
         from qtpy.QtCore import Qt
 
         return int(self.native.item(shown_row, 0).data(Qt.ItemDataRole.UserRole))
+
+    def text(self, row: int, column: int) -> str:
+        """The text a cell shows (as drawn)."""
+        from qtpy.QtCore import QLocale
+
+        index = self.native.model().index(row, column)
+        value = index.data()
+        return self.native.itemDelegate().displayText(value, QLocale())
 
     def column(self, column: int) -> list[Any]:
         """The values of a column, top to bottom as shown."""
