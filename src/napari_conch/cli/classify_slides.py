@@ -35,7 +35,12 @@ def register(subparsers: Any) -> None:
         default="conch",
         help="templates for a prompt file without any (default conch)",
     )
-    p.add_argument("--topk", default="1,5,10,50,100", metavar="J,..", help="pooling sizes")
+    p.add_argument(
+        "--topk",
+        default="1,5,10,50,100",
+        metavar="J,..",
+        help="pooling sizes (default 1,5,10,50,100)",
+    )
     p.add_argument("--out", required=True, metavar="FILE.csv", help="one row per slide")
     p.add_argument("--labels", metavar="CSV", help="reference labels 'slide,label': print metrics")
     p.add_argument("--evidence", metavar="DIR", help="write each slide's top tiles per class")

@@ -148,8 +148,11 @@ def _embed_slides_as_tasks(
     options: RunOptions,
     on_progress: Progress | None,
 ) -> list[EmbedSummary]:
+    import uuid
+
     from distributed import as_completed
 
+    run_id = uuid.uuid4().hex[:8]  # two cohorts at once never share task keys
     # every path absolute: workers may run in another folder
     opts = options.to_dict()
     if opts["store_root"] is not None:
@@ -162,7 +165,7 @@ def _embed_slides_as_tasks(
             config,
             opts,
             pure=False,
-            key=f"embed-slide-{i}-{Path(s).name}",
+            key=f"embed-slide-{run_id}-{i}-{Path(s).name}",
         ): i
         for i, s in enumerate(slides)
     }
