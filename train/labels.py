@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_conch.slide.tissue import otsu_threshold, saturation_of
+
 #: Nucleus classes of the HGSC polygons and the concept each is captioned as.
 NUCLEUS_CONCEPTS = {"neoplastic": "tumor", "inflammatory": "inflammatory", "connective": "stroma"}
 
@@ -136,17 +138,6 @@ def ihc_label_map(rgb: np.ndarray, rules: dict) -> LabelMap:
     return LabelMap({"tissue": integral(tissue), "dab": integral(positive)}, rule)
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in ``[0, 1]`` (maximal between-class variance)."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    s0 = np.cumsum(hist * centres)
-    m0, m1 = s0 / np.maximum(w0, 1), (s0[-1] - s0) / np.maximum(w1, 1)
-    return float(edges[int(np.argmax(w0 * w1 * (m0 - m1) ** 2)) + 1])
-
-
 def tissue_label_map(rgb: np.ndarray, rules: dict) -> LabelMap:
     """Labels of whole-slide boxes: ``tissue`` or ``glass`` (or none, in between).
 
@@ -156,8 +147,7 @@ def tissue_label_map(rgb: np.ndarray, rules: dict) -> LabelMap:
     step = int(rules["downsample"])
     h, w = (rgb.shape[0] // step) * step, (rgb.shape[1] // step) * step
     small = rgb[:h, :w].reshape(h // step, step, w // step, step, 3).mean(axis=(1, 3))
-    high, low = small.max(axis=-1), small.min(axis=-1)
-    saturation = np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)
+    saturation = saturation_of(small)
     mask = saturation > max(otsu_threshold(saturation), rules["min_saturation"])
     full = np.zeros(rgb.shape[:2], bool)
     full[:h, :w] = np.repeat(np.repeat(mask, step, axis=0), step, axis=1)

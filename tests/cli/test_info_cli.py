@@ -38,6 +38,33 @@ def test_info_without_tokenizer_says_how_to_get_it(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "weights: none configured" in out
     assert "tokenizer: not found" in out and "--tokenizer" in out
+    (demo,) = [line for line in out.splitlines() if line.startswith("demo model:")]
+    assert "--model demo" in demo and "not CONCH" in demo and "napari-conch view" in demo
+
+
+def test_info_about_the_demo_model_source(capsys, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_TOKENIZER", raising=False)
+    from napari_conch.demo import demo_model_paths
+
+    weights, _, tokenizer = demo_model_paths()
+    assert main(["info", "--model", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert f"weights: demo (demo model, not CONCH; {weights})" in out
+    assert f"tokenizer: {tokenizer} (comes with the model)" in out
+    assert "demo model: available" not in out  # weights are configured: the demo itself
+
+
+def test_info_says_when_the_demo_files_are_missing(capsys, monkeypatch):
+    import napari_conch.demo
+    from napari_conch.errors import CheckpointError
+
+    def missing():
+        raise CheckpointError("the demo model's file 'demo_coca.pt' is missing")
+
+    monkeypatch.setattr(napari_conch.demo, "demo_model_paths", missing)
+    assert main(["info", "--model", "demo"]) == 0
+    out = capsys.readouterr().out
+    assert "weights: demo (demo model, not CONCH): NOT FOUND: the demo model's file" in out
 
 
 def test_console_script_runs():

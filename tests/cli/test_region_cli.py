@@ -76,6 +76,23 @@ def test_empty_box_is_a_clear_error(capsys, svs_path, tiny_checkpoint, tokenizer
     assert "is empty" in capsys.readouterr().err
 
 
+def test_huge_box_is_clipped_and_ranked(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    """The box of the issue (it tried to allocate 112 GiB): clipped to the 2967 x 2220 slide."""
+    box = ["--box", "-100000", "-100000", "100000", "100000"]
+    args = ["rank-texts", str(svs_path), *box, "--text", "tumor", "--text", "glass", "--json"]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 0
+    ranking = json.loads(capsys.readouterr().out)
+    assert abs(sum(r["probability"] for r in ranking) - 1) < 1e-5
+
+
+def test_box_outside_the_slide_is_one_line(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    box = ["--box", "5000", "5000", "6000", "6000"]
+    args = ["rank-texts", str(svs_path), *box, "--text", "tumor"]
+    assert main(args + model_args(tiny_checkpoint, tokenizer_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lies outside cmu_small_region" in err
+
+
 def test_no_model_offers_the_demo_model(capsys, svs_path, monkeypatch):
     monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
     assert main(["rank-texts", str(svs_path), *BOX, "--text", "tumor"]) == 2

@@ -7,12 +7,14 @@ import numpy as np
 import tifffile
 
 from napari_conch.cli import main
+from napari_conch.demo import DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
 from napari_conch.engine.export import read_tiff_metadata
 from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.samples import HGSC_HELDOUT
 
 
 def test_demo_writes_heatmap_and_overlay(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--quiet", "--prompt", "stroma"]) == 0
     out = capsys.readouterr().out
     assert "demo model (not CONCH)" in out and "prompts: stroma" in out
     heatmap = tifffile.imread(tmp_path / "heatmap.tif")
@@ -27,25 +29,16 @@ def test_demo_writes_heatmap_and_overlay(tmp_path, capsys):
     assert overlay.ndim == 3 and overlay.shape[2] == 3 and max(overlay.shape[:2]) <= 1024
     assert overlay.std() > 10  # a picture, not a blank frame
 
-    # a second run reuses the store and computes nothing
-    assert (
-        main(
-            [
-                "demo",
-                "--out",
-                str(tmp_path),
-                "--quiet",
-                "--prompt",
-                "tumor cells",
-                "--prompt",
-                "stroma",
-            ]
-        )
-        == 0
-    )
-    assert "prompts: tumor cells, stroma" in capsys.readouterr().out
+    assert store.grid.tile_size == DEMO_TILE_SIZE
+    assert store.attrs.get("slide_path") == str(HGSC_HELDOUT)  # the held-out sample by default
+
+    # a second run, with the default prompts, reuses the store: a labelled map of three classes
+    assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "44 tissue tiles embedded" in (out := capsys.readouterr().out)
+    assert f"prompts: {', '.join(DEMO_VIEW_PROMPTS)}" in out
     labelled = tifffile.imread(tmp_path / "heatmap.tif")
-    assert labelled.shape == (3, *store.grid.shape)  # two probabilities and the label
+    assert labelled.shape == (4, *store.grid.shape)  # three probabilities and the label
+    assert set(np.unique(labelled[-1])) == {0, 1, 2, 3}
 
 
 def test_demo_missing_slide_is_one_line(tmp_path, capsys):

@@ -77,3 +77,21 @@ def test_demo_source_name_loads_the_shipped_model():
     assert (
         lm.config.name == DEMO_MODEL_NAME and lm.tokenizer.vocab_size == lm.config.text.vocab_size
     )
+
+
+def test_demo_concepts_are_the_prompts_it_was_evaluated_on():
+    from importlib import resources
+
+    from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
+
+    metrics_file = resources.files("napari_conch.demo") / "data" / "demo_metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    evaluated = {
+        concept["prompt"]
+        for group in metrics["heldout"].values()
+        for concept in group["concepts"].values()
+    }
+    assert set(DEMO_CONCEPTS) == evaluated and len(DEMO_CONCEPTS) == len(evaluated)
+    assert set(DEMO_VIEW_PROMPTS) == {
+        c["prompt"] for c in metrics["heldout"]["nuclei"]["concepts"].values()
+    }

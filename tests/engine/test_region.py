@@ -49,8 +49,36 @@ def test_bad_regions(slide):
         Region(10, 10, 5, 20)
     with pytest.raises(NapariConchError, match="outside"):
         read_region_pixels(slide, Region(5000, 5000, 5100, 5100))
+    with pytest.raises(NapariConchError, match="outside"):
+        read_region_pixels(slide, Region(2220, 0, 2300, 100))  # starts at the right edge
     with pytest.raises(NapariConchError, match="level 3 does not exist"):
         read_region_pixels(slide, Region(0, 0, 10, 10, level=3))
+
+
+def test_boxes_are_clipped_to_the_slide(slide):
+    height, width = slide.shape
+    pixels = read_region_pixels(slide, Region(-50, -40, 100, 60))
+    np.testing.assert_array_equal(pixels, slide.read_region(0, 0, 0, 100, 60))
+    pixels = read_region_pixels(slide, Region(width - 30, height - 20, width + 500, height + 500))
+    assert pixels.shape == (20, 30, 3)
+    with pytest.raises(NapariConchError, match=r"box \(-100, -100, -1, -1\) lies outside"):
+        read_region_pixels(slide, Region(-100, -100, -1, -1))
+
+
+def test_huge_box_is_read_within_the_pixel_bound(slide, caplog):
+    """The whole slide as a box, with a 250 kpx bound: shrunk 6 times, never allocated whole."""
+    import logging
+
+    huge = Region(-100000, -100000, 100000, 100000)
+    with caplog.at_level(logging.WARNING, logger="napari_conch"):
+        pixels = read_region_pixels(slide, huge, max_pixels=500 * 500)
+    assert pixels.shape == (495, 370, 3)  # 2967 x 2220 / 6, rounded up
+    assert "shrunk 6 times" in caplog.text
+    full = slide.read_region(0, 0, 0, 2220, 2967)
+    block = full[600:606, 900:906].reshape(-1, 3).mean(0)
+    assert np.abs(pixels[100, 150] - block).max() <= 0.5 + 1e-6
+    # within the default bound (16 Mpx) the whole clipped box is read as it is
+    np.testing.assert_array_equal(read_region_pixels(slide, huge), full)
 
 
 def test_rank_texts_uses_the_model_temperature(slide, tiny_model):

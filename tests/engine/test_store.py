@@ -112,7 +112,7 @@ def test_open_missing_or_damaged_store_raises(tmp_path):
     with pytest.raises(StoreError, match="damaged"):
         EmbeddingStore.open(path)
     (path / "zarr.json").write_text("{not json")
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match=r"damaged store: zarr\.json cannot be read"):
         EmbeddingStore.open(path)
 
 

@@ -131,6 +131,67 @@ def test_pickled_code_is_never_executed(tmp_path):
     assert not os.path.exists(marker)
 
 
+def test_random_bytes_are_not_a_checkpoint(tmp_path, config):
+    """Random bytes are unreadable, not "Python objects" (that is for real pickled code)."""
+    import numpy as np
+
+    for seed in range(3):
+        path = tmp_path / f"random{seed}.bin"
+        path.write_bytes(np.random.default_rng(seed).integers(0, 256, 4096, np.uint8).tobytes())
+        with pytest.raises(CheckpointError) as err:
+            load_model(path, config=config, device="cpu")
+        message = str(err.value)
+        assert f"random{seed}.bin" in message and "\n" not in message
+        assert "is not a PyTorch checkpoint (cannot be read: " in message
+        assert "Python objects" not in message
+
+
+@pytest.mark.parametrize("form", ["protocol2", "protocol4", "torch_zip"])
+def test_pickled_code_is_named_and_refused(tmp_path, form):
+    marker = "/tmp/napari_conch_pwned"
+    if os.path.exists(marker):
+        os.remove(marker)
+    evil = tmp_path / "evil.bin"
+    if form == "torch_zip":
+        torch.save({"weight": Payload()}, evil)
+    else:
+        with open(evil, "wb") as fh:
+            pickle.dump({"weight": Payload()}, fh, protocol=int(form[-1]))
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(evil)
+    message = str(err.value)
+    assert "contains Python objects other than tensors (posix.system)" in message
+    assert "refusing to execute pickled code" in message and "\n" not in message
+    assert not os.path.exists(marker)
+
+
+def test_plain_pickle_of_tensors_says_how_to_resave(tmp_path):
+    path = tmp_path / "plain.bin"
+    with open(path, "wb") as fh:
+        pickle.dump({"w": torch.zeros(3)}, fh, protocol=4)
+    with pytest.raises(CheckpointError, match=r"plain pickle, not a torch\.save file"):
+        read_state_dict(path)
+
+
+@pytest.mark.parametrize("tower", ["all", "text"])
+def test_checkpoint_with_non_finite_embeddings_is_refused(tmp_path, state, config, tower):
+    """NaN weights would fill a store with NaN embeddings: refused at load, in one line."""
+    broken = {
+        k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v)
+        if tower == "all" or k.startswith("text.")
+        else v
+        for k, v in state.items()
+    }
+    path = tmp_path / f"nan_{tower}.bin"
+    torch.save(broken, path)
+    with pytest.raises(CheckpointError) as err:
+        load_model(path, config=config, device="cpu")
+    message = str(err.value)
+    assert f"nan_{tower}.bin" in message and "\n" not in message
+    expected = "image" if tower == "all" else "text"
+    assert f"the {expected} embeddings are not finite" in message
+
+
 def test_bad_config_and_device(tiny_checkpoint, tmp_path):
     ckpt, _ = tiny_checkpoint
     with pytest.raises(ConfigError, match="unknown model config"):

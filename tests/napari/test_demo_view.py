@@ -1,36 +1,152 @@
-"""The README's main command: the demo model embeds the sample slide and shows a heatmap."""
+"""The README's main command: ``napari-conch view`` starts the demo model on the held-out H&E
+sample and shows a labels map of the concepts it knows; the demo button loads it too."""
 
 from __future__ import annotations
 
+import argparse
+
+import napari
 import numpy as np
 import pytest
 
 from napari_conch._napari import layers as L
-from napari_conch._napari.demo import start_demo
+from napari_conch._napari.demo import DEMO_PROMPT_HINT, start_demo
+from napari_conch.cli import main, view
 from napari_conch.cli.view import WIDGET, slide_path
-from napari_conch.demo import DEMO_MODEL_NAME
+from napari_conch.demo import DEMO_CONCEPTS, DEMO_MODEL_NAME, DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex, run_query
 from napari_conch.engine.store import TileStatus
+from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
 
 pytestmark = pytest.mark.gui
 
+WAIT_MS = 60_000
 
-def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_path):
+
+def _view_args(**changes) -> argparse.Namespace:
+    args = dict(slide=None, model=None, config=None, tokenizer=None, device="cpu", prompt=None)
+    args.update(changes)
+    return argparse.Namespace(**args)
+
+
+def _run_view(make_napari_viewer, monkeypatch, args):
+    """Run the ``view`` command with a test viewer; napari.run returns at once."""
+    made, notes = [], []
+
+    def make_viewer(**kwargs):
+        made.append(make_napari_viewer(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(napari, "Viewer", make_viewer)
+    monkeypatch.setattr(napari, "run", lambda: None)
+    monkeypatch.setattr(napari.utils.notifications, "show_info", notes.append)
+    assert view.run(args) == 0
+    (viewer,) = made
+    return viewer, viewer.window.dock_widgets[f"{WIDGET} (napari-conch)"], notes
+
+
+def test_slide_path_defaults_to_a_sample():
+    assert slide_path(None, demo=True) == HGSC_HELDOUT and HGSC_HELDOUT.is_file()
+    assert slide_path(None) == CMU_SMALL_REGION
+
+
+def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path, capsys
+):
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    monkeypatch.setenv("NAPARI_CONCH_CACHE", str(tmp_path))
+    viewer, widget, notes = _run_view(make_napari_viewer, monkeypatch, _view_args())
+    assert "demo model, not CONCH" in viewer.title
+    assert [layer.name for layer in viewer.layers] == [HGSC_HELDOUT.stem]
+    (note,) = notes
+    assert "Demo model (not CONCH" in note and "never seen in training" in note
+    assert widget.model_panel.source.value == "demo"
+    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE == widget.slide_panel.stride.value
+    assert widget.prompt_panel.text.tooltip == DEMO_PROMPT_HINT
+    assert all(concept in DEMO_PROMPT_HINT for concept in DEMO_CONCEPTS)
+
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    assert widget.model.is_demo and "not CONCH" in widget.model_panel.info.value
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
+    qtbot.waitUntil(lambda: L.LABELS in viewer.layers, timeout=WAIT_MS)
+    store = widget.session.store
+    assert not (store.status() == TileStatus.PENDING).any()
+    assert store.grid.tile_size == DEMO_TILE_SIZE
+
+    names, queries = text_queries(widget.model, list(DEMO_VIEW_PROMPTS), "conch")
+    expected = run_query(
+        QueryIndex.from_store(store), names, queries, store.grid,
+        logit_scale=widget.model.logit_scale,
+    )  # fmt: skip
+    qtbot.waitUntil(
+        lambda: np.array_equal(viewer.layers[L.LABELS].data, expected.cell_labels),
+        timeout=WAIT_MS,
+    )
+    labels = viewer.layers[L.LABELS].data
+    # Structure, not one flat class: every concept wins somewhere, none everywhere.
+    counts = np.bincount(labels.ravel(), minlength=len(names) + 1)[1:]
+    assert (counts >= 4).all(), dict(zip(names, counts.tolist(), strict=True))
+    assert counts.max() < 0.7 * counts.sum()
+    # The stroma stripe (rows 4-5 of the 128 px grid) is mostly stroma; the tumour-nest stripe
+    # (rows 1-2) holds all three classes.
+    stroma = names.index("stroma") + 1
+    assert (labels[4:6] == stroma).sum() >= 0.8 * (labels[4:6] > 0).sum()
+    assert set(np.unique(labels[1:3])) >= {1, 2, 3}
+
+    # The CLI's defaults find the store the view made (same tile size, stride, tissue threshold).
+    assert main(["embed", str(HGSC_HELDOUT), "--model", "demo", "--device", "cpu", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(store.path)
+
+
+def test_start_demo_stops_when_the_model_cannot_load(make_napari_viewer, qtbot, monkeypatch):
+    import napari_conch.demo
+    from napari_conch.errors import CheckpointError
+
+    def missing():
+        raise CheckpointError("the demo model's file 'demo_coca.pt' is missing")
+
+    monkeypatch.setattr(napari_conch.demo, "demo_model_paths", missing)
     viewer = make_napari_viewer()
-    viewer.open(str(slide_path(None)), plugin="napari-conch")  # the shipped sample slide
+    viewer.open(str(HGSC_HELDOUT), plugin="napari-conch")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    widget.model_panel.device.value = "cpu"
+    assert start_demo(widget) is not None
+    qtbot.waitUntil(lambda: len(widget.errors) == 1, timeout=WAIT_MS)
+    assert "demo_coca.pt" in widget.errors[0] and widget.model is None
+    qtbot.wait(300)  # several polls later: nothing was started
+    assert widget.session.store is None and not widget.embedding and len(widget.errors) == 1
+
+
+def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    monkeypatch.setenv("NAPARI_CONCH_CACHE", str(tmp_path))
+    viewer, widget, _ = _run_view(
+        make_napari_viewer, monkeypatch, _view_args(model="demo", prompt=["stroma"])
+    )
+    assert "demo model, not CONCH" in viewer.title
+    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
+    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+
+
+def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     widget.slide_panel.store_root.value = tmp_path
     widget.model_panel.device.value = "cpu"
     assert start_demo(widget, ["stroma"]) is not None
-    qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
-    assert DEMO_MODEL_NAME in widget.model_panel.info.value
-    assert "Demo model, not CONCH" in widget.model_panel.note.value
-    qtbot.waitUntil(lambda: widget.session is not None and not widget.embedding, timeout=60_000)
-    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    qtbot.waitUntil(
+        lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
+    )
+    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
     store = widget.session.store
-    status = store.status()
-    assert (status == TileStatus.DONE).sum() > 50 and not (status == TileStatus.PENDING).any()
+    assert (store.status() == TileStatus.DONE).sum() > 50
     names, queries = text_queries(widget.model, ["stroma"], "conch")
     expected = run_query(QueryIndex.from_store(store), names, queries, store.grid)
     qtbot.waitUntil(
@@ -38,7 +154,7 @@ def test_start_demo_embeds_and_shows_the_prompt(make_napari_viewer, qtbot, tmp_p
             np.isfinite(viewer.layers[L.HEATMAP].data).sum()
             == np.isfinite(expected.cell_cosine[0]).sum()
         ),
-        timeout=30_000,
+        timeout=WAIT_MS,
     )
     np.testing.assert_allclose(
         viewer.layers[L.HEATMAP].data, expected.cell_cosine[0], atol=1e-5, equal_nan=True
@@ -52,7 +168,15 @@ def test_demo_model_button_loads_the_demo_model(make_napari_viewer, qtbot, monke
     assert widget.model_panel.source.value == ""
     widget.model_panel.device.value = "cpu"
     widget.model_panel.demo.changed.emit(True)  # the button's click signal
-    qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
-    assert widget.model.config.name == DEMO_MODEL_NAME
-    assert widget.slide_panel.tile_size.value == 128
+    qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    assert widget.model.config.name == DEMO_MODEL_NAME and widget.model.is_demo
+    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
     assert "Demo model, not CONCH" in widget.model_panel.note.value
+
+
+def test_heldout_sample_opens_from_napari_sample_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open_sample("napari-conch", "hgsc-heldout")
+    assert layer.name == HGSC_HELDOUT.stem and layer.rgb
+    level0 = layer.data[0] if layer.multiscale else layer.data
+    assert level0.shape[:2] == (896, 1664)

@@ -109,6 +109,24 @@ def test_mpp_errors(slide, ihc_path):
     assert grid.mpp is None and grid.shape == (6, 6)
 
 
+def test_odd_sizes_are_one_line_errors_or_one_tile(slide):
+    """The slide is 600 x 500 px at 0.25 um/px, its coarsest level 1 um/px."""
+    with pytest.raises(SlideError, match=r"tile size 100000 px is too large \(at most 8192 px"):
+        make_grid(slide, tile_size=100000)
+    with pytest.raises(SlideError, match=r"stride 9000 px is too large"):
+        make_grid(slide, tile_size=64, stride=9000)
+    with pytest.raises(SlideError, match=r"at 1e\+06 um/px the whole slide .* smaller than one"):
+        make_grid(slide, mpp=1e6)
+    with pytest.raises(SlideError, match=r"needs 12800 x 12800 px of level 2.*at most 64 or"):
+        make_grid(slide, mpp=100, tile_size=128)  # 1.5 x 1.25 px, but one tile reads too much
+    grid = make_grid(slide, tile_size=8192)  # larger than the slide: one tile, padded
+    assert grid.shape == (1, 1) and grid.read_size == 8192
+    grid = make_grid(slide, mpp=100, tile_size=64)  # 1.5 x 1.25 px: one tile
+    assert grid.shape == (1, 1) and grid.read_size == 6400
+    tile = grid.read_tile(slide, 0, 0)
+    assert tile.shape == (64, 64, 3) and (tile[2:] == 255).all()
+
+
 def test_dict_round_trip(slide):
     grid = make_grid(slide, mpp=0.75, tile_size=64, stride=16)
     restored = TileGrid.from_dict(json.loads(json.dumps(grid.to_dict())))

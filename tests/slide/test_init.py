@@ -7,7 +7,15 @@ import napari_conch.slide as slide_api
 
 
 def test_public_names():
-    assert set(slide_api.__all__) == {"Slide", "TileGrid", "make_grid", "open_slide", "tissue_mask"}
+    assert set(slide_api.__all__) == {
+        "Slide",
+        "TileGrid",
+        "TissueScan",
+        "make_grid",
+        "open_slide",
+        "scan_tissue",
+        "tissue_mask",
+    }
 
 
 def test_slide_imports_no_torch_or_qt():

@@ -23,9 +23,23 @@ def test_axes_normalised_to_yxc(axes, shape):
 
 
 def test_channel_rules():
-    grey_alpha = np.dstack([np.full((2, 2), 9), np.full((2, 2), 1)]).astype(np.uint8)
+    alpha = np.array([[255, 0], [128, 64]], np.uint8)
+    grey_alpha = np.dstack([np.full((2, 2), 9, np.uint8), alpha])
     layout = make_layout("YXC", grey_alpha.shape, np.uint8, "x")
-    np.testing.assert_array_equal(layout.to_rgb(grey_alpha), np.full((2, 2, 3), 9))
+    # over white: opaque keeps its value, transparent is white, the rest in between (rounded)
+    expected = np.array([[9, 255], [132, 193]], np.uint8)
+    np.testing.assert_array_equal(layout.to_rgb(grey_alpha), np.dstack([expected] * 3))
+    lazy = layout.to_rgb(da.from_array(grey_alpha)).compute()
+    np.testing.assert_array_equal(lazy, np.dstack([expected] * 3))
+    rgba = np.dstack([np.full((2, 2, 3), 9, np.uint8), alpha])
+    np.testing.assert_array_equal(
+        make_layout("YXC", rgba.shape, np.uint8, "x").to_rgb(rgba), np.dstack([expected] * 3)
+    )
+    # premultiplied (associated) alpha: colour + (255 - alpha)
+    premultiplied = make_layout("YXC", rgba.shape, np.uint8, "x", premultiplied=True)
+    np.testing.assert_array_equal(
+        premultiplied.to_rgb(rgba)[..., 0], np.array([[9, 255], [136, 200]], np.uint8)
+    )
     grey = np.full((2, 2), 4, np.uint8)
     np.testing.assert_array_equal(
         make_layout("YX", (2, 2), np.uint8, "x").to_rgb(grey), np.full((2, 2, 3), 4)

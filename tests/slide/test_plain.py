@@ -30,9 +30,12 @@ def test_grey_and_rgba_png(tmp_path, nest):
     imagecodecs.imwrite(tmp_path / "grey.png", nest[..., 2].copy())
     grey = open_slide(tmp_path / "grey.png").read_region(0, 0, 0, 20, 10)
     np.testing.assert_array_equal(grey, np.stack([nest[:10, :20, 2]] * 3, -1))
-    rgba = np.concatenate([nest, np.zeros((*nest.shape[:2], 1), np.uint8)], -1)
-    imagecodecs.imwrite(tmp_path / "rgba.png", rgba)
-    np.testing.assert_array_equal(open_slide(tmp_path / "rgba.png").levels[0].compute(), nest)
+    alpha = np.zeros((*nest.shape[:2], 1), np.uint8)
+    alpha[:, 250:] = 255  # left half transparent, right half opaque
+    imagecodecs.imwrite(tmp_path / "rgba.png", np.concatenate([nest, alpha], -1))
+    level = open_slide(tmp_path / "rgba.png").levels[0].compute()
+    assert (level[:, :250] == 255).all()  # composited over white, as empty glass
+    np.testing.assert_array_equal(level[:, 250:], nest[:, 250:])
 
 
 def test_16_bit_png_refused(tmp_path):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_conch.slide import open_slide
 from napari_conch.slide.readers import ChunkCache
@@ -35,3 +36,32 @@ def test_chunk_cache_is_bounded():
         cache.put(("level", i), np.zeros(1000, np.uint8))
     assert cache.get(("level", 0)) is None and cache.get(("level", 1)) is None
     assert cache.get(("level", 4)) is not None
+
+
+def test_damaged_chunks_raise_instead_of_decoding_garbage(tmp_path, svs_path):
+    """Both faults decode "fine" in imagecodecs (grey garbage); the reader refuses them."""
+    from napari_conch.errors import SlideError
+    from tests.slide.damage import svs_with_bad_tile
+
+    for how, words in (("start", "not a JPEG stream"), ("eoi", "end-of-image marker")):
+        path = svs_with_bad_tile(svs_path, tmp_path / f"{how}.svs", how)
+        with open_slide(path) as slide:
+            with pytest.raises(SlideError) as err:
+                slide.read_region(0, 1250, 1000, 100, 100)  # inside chunk 45
+            message = str(err.value)
+            assert f"{how}.svs: cannot read level 0 rows 1000:1100" in message
+            assert "TIFF chunk 45" in message and words in message and "\n" not in message
+            good = slide.read_region(0, 0, 0, 100, 100)
+        with open_slide(svs_path) as clean:
+            np.testing.assert_array_equal(good, clean.read_region(0, 0, 0, 100, 100))
+
+
+def test_chunk_past_the_end_of_a_truncated_file(tmp_path, nest):
+    from napari_conch.errors import SlideError
+    from tests.slide.damage import truncated_pyramid
+
+    path = truncated_pyramid(nest[:512, :384].copy(), tmp_path / "cut.tif", 0.5, "zlib")
+    with open_slide(path) as slide:
+        with pytest.raises(SlideError, match=r"the file ends after \d+ of its \d+ bytes"):
+            slide.read_region(0, 0, 384, 384, 128)  # the last row of chunks
+        assert slide.read_region(0, 0, 0, 128, 128).shape == (128, 128, 3)

@@ -112,7 +112,7 @@ def test_planar_tiff_uses_zarr_reader(tmp_path, nest):
         np.testing.assert_array_equal(slide.levels[0].compute(), nest)
 
 
-def test_greyscale_replicated_and_alpha_dropped(tmp_path, nest, tiff_pyramid):
+def test_greyscale_replicated_and_alpha_composited(tmp_path, nest, tiff_pyramid):
     grey = nest[..., 1].copy()
     tiff_pyramid(tmp_path / "g.tif", grey, levels=2)
     with open_slide(tmp_path / "g.tif") as slide:
@@ -120,10 +120,17 @@ def test_greyscale_replicated_and_alpha_dropped(tmp_path, nest, tiff_pyramid):
             slide.read_region(0, 0, 0, 50, 40), np.stack([grey[:40, :50]] * 3, -1)
         )
         np.testing.assert_array_equal(slide.levels[1].compute()[..., 2], grey[::2, ::2])
-    rgba = np.concatenate([nest, np.full((*nest.shape[:2], 1), 7, np.uint8)], axis=-1)
-    tiff_pyramid(tmp_path / "a.tif", rgba, levels=1)
+    alpha = np.full((*nest.shape[:2], 1), 255, np.uint8)
+    alpha[:, :30] = 0
+    alpha[:, 30:60] = 128
+    tiff_pyramid(tmp_path / "a.tif", np.concatenate([nest, alpha], axis=-1), levels=1)
+    half = (nest[5:65, 35:60].astype(np.uint16) * 128 + 255 * 127 + 127) // 255
     with open_slide(tmp_path / "a.tif") as slide:
-        np.testing.assert_array_equal(slide.read_region(0, 5, 5, 60, 60), nest[5:65, 5:65])
+        region = slide.read_region(0, 5, 5, 60, 60)  # the chunk reader
+        assert (region[:, :25] == 255).all()
+        np.testing.assert_array_equal(region[:, 30:55], half)
+        np.testing.assert_array_equal(region[:, 55:], nest[5:65, 60:65])
+        np.testing.assert_array_equal(slide.levels[0][5:65, 5:65].compute(), region)  # dask
         assert slide.levels[0].shape == (600, 500, 3)
 
 

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
-from napari_conch.slide import make_grid, open_slide, tissue_mask
+from napari_conch.slide import make_grid, open_slide, scan_tissue, tissue_mask
 from napari_conch.slide.tissue import otsu_threshold
 
 
@@ -66,3 +68,134 @@ def test_otsu_splits_two_modes():
         return low.size * high.size * (low.mean() - high.mean()) ** 2
 
     assert all(between(threshold) >= between(t) for t in np.linspace(0.05, 0.7, 27))
+
+
+# --------------------------------------------------------------------------- damaged data
+def _expected_damaged(grid, level_box):
+    """Tiles whose level-0 box overlaps ``level_box`` (x0, y0, x1, y1) of a level-0 chunk."""
+    boxes = grid.boxes()
+    x0, y0, x1, y1 = level_box
+    return (
+        (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
+    )
+
+
+@pytest.mark.parametrize("how", ["start", "eoi"])
+def test_damaged_svs_tile_is_reported_not_fatal(tmp_path, svs_path, svs, how):
+    """Garbage at the start of one JPEG tile, or a stray end marker inside it: the scan goes on."""
+    from tests.slide.damage import svs_with_bad_tile
+
+    path = svs_with_bad_tile(svs_path, tmp_path / "bad.svs", how)
+    grid = make_grid(svs, tile_size=224)
+    clean = scan_tissue(svs, grid)
+    with open_slide(path) as slide:
+        scan = scan_tissue(slide, grid)
+    expected = _expected_damaged(grid, (1200, 960, 1440, 1200))  # SVS chunk 45
+    np.testing.assert_array_equal(scan.damaged, expected)
+    assert set(scan.reasons) == set(map(tuple, np.argwhere(expected).tolist()))
+    reason = scan.reasons[(4, 5)]
+    assert "rows 960:1200, columns 1200:1440" in reason and "TIFF chunk 45" in reason
+    assert ("not a JPEG stream" if how == "start" else "end-of-image marker") in reason
+    assert not (scan.mask & scan.damaged).any()
+    # the rest of the slide is judged as before (Otsu sees almost the same cells)
+    same = (scan.mask == clean.mask)[~expected]
+    assert same.mean() >= 0.97 and scan.mask.sum() >= clean.mask.sum() - expected.sum() - 3
+    assert clean.damaged.sum() == 0 and clean.reasons == {}
+
+
+@pytest.mark.parametrize("compression", ["jpeg", "zlib"])
+def test_truncated_pyramid(tmp_path, nest, compression):
+    """Cut at 90 %: the coarse levels are lost, level 0 is read instead and nothing is damaged.
+    Cut at 50 %: the tiles whose data is gone are damaged, the others are scanned."""
+    from tests.slide.damage import truncated_pyramid
+
+    image = np.concatenate([nest, nest[::-1]])[:1024, :384]  # 1024 x 384, tissue everywhere
+    results = {}
+    for fraction in (0.9, 0.5):
+        path = truncated_pyramid(image, tmp_path / f"cut{fraction}.tif", fraction, compression)
+        with open_slide(path) as slide:
+            grid = make_grid(slide, tile_size=128)
+            results[fraction] = scan_tissue(slide, grid, min_tissue=0.0)
+    assert results[0.9].damaged.sum() == 0 and results[0.9].mask.all()
+    half = results[0.5]
+    assert 0 < half.damaged.sum() < half.damaged.size
+    assert half.damaged[-1].all() and not half.damaged[0].any()  # the end of the file is gone
+    np.testing.assert_array_equal(half.mask, ~half.damaged)
+    assert all("ends after" in r or "JPEG data cut short" in r for r in half.reasons.values())
+
+
+def test_corrupt_zarr_chunk(tmp_path, nest):
+    from tests.slide.damage import zarr_with_corrupt_chunk
+
+    path = zarr_with_corrupt_chunk(nest[:512, :384].copy(), tmp_path / "slide.zarr", (1, 1))
+    slide = open_slide(path)
+    grid = make_grid(slide, tile_size=64)
+    scan = scan_tissue(slide, grid, min_tissue=0.0)
+    expected = np.zeros(grid.shape, bool)
+    expected[2:4, 2:4] = True  # the 128 px chunk (1, 1) holds tiles 2..3 x 2..3
+    np.testing.assert_array_equal(scan.damaged, expected)
+    assert "rows 128:256, columns 128:256" in scan.reasons[(2, 2)]
+    np.testing.assert_array_equal(scan.mask, ~expected)
+
+
+# --------------------------------------------------------------------------- input rules
+def test_greyscale_slide_uses_darkness_and_says_so(tmp_path, svs, caplog):
+    """Saturation finds nothing on a grey slide: darkness finds the same tissue, logged."""
+    import imagecodecs
+
+    rgb = svs.read_region(0, 0, 0, svs.shape[1], svs.shape[0])
+    grey = np.rint(rgb.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
+    imagecodecs.imwrite(tmp_path / "grey.png", grey)
+    grid = make_grid(svs, tile_size=224)
+    colour = scan_tissue(svs, grid)
+    with caplog.at_level(logging.WARNING, logger="napari_conch"):
+        scan = scan_tissue(open_slide(tmp_path / "grey.png"), grid)
+    assert colour.method == "saturation" and scan.method == "darkness"
+    assert any("no colour found" in r.getMessage() for r in caplog.records)
+    assert scan.mask.sum() > 0.8 * colour.mask.sum()
+    assert (scan.mask == colour.mask).mean() > 0.95
+
+
+def test_transparent_parts_of_an_rgba_slide_are_glass(tmp_path, nest):
+    import imagecodecs
+
+    alpha = np.full((*nest.shape[:2], 1), 255, np.uint8)
+    alpha[:, :256] = 0
+    imagecodecs.imwrite(tmp_path / "rgba.png", np.concatenate([nest, alpha], -1))
+    slide = open_slide(tmp_path / "rgba.png")
+    grid = make_grid(slide, tile_size=64)
+    mask, _ = tissue_mask(slide, grid)
+    assert not mask[:, :4].any()  # columns 0..255: transparent, composited to white
+    assert mask[:, 4:].mean() > 0.7
+    assert (grid.read_tile(slide, 0, 0) == 255).all()
+
+
+# --------------------------------------------------------------------------- odd sizes
+def test_one_pixel_slide_is_one_padded_tile(tmp_path):
+    import imagecodecs
+
+    imagecodecs.imwrite(tmp_path / "one.png", np.array([[[120, 40, 90]]], np.uint8))
+    slide = open_slide(tmp_path / "one.png")
+    grid = make_grid(slide, tile_size=64)
+    assert grid.shape == (1, 1)
+    scan = scan_tissue(slide, grid)
+    assert not scan.mask.any() and scan.fraction[0, 0] < 1 / 4000  # 1 pixel of 64 x 64
+    assert scan_tissue(slide, grid, min_tissue=0.0).mask.all()
+    tile = grid.read_tile(slide, 0, 0)
+    assert tile.shape == (64, 64, 3) and (tile[0, 0] == [120, 40, 90]).all()
+    assert (tile[1:] == 255).all()
+
+
+def test_tile_larger_than_the_slide(svs):
+    grid = make_grid(svs, tile_size=4096)
+    assert grid.shape == (1, 1)
+    scan = scan_tissue(svs, grid, min_tissue=0.0)
+    # padding counts as glass: the 2220 x 2967 slide covers 39 % of the tile
+    assert scan.mask.all() and 0.05 < scan.fraction[0, 0] < 0.39
+
+
+def test_skimage_otsu_and_scipy_morphology_keep_the_fixture_counts(svs):
+    """Before the switch (hand-written Otsu and morphology, trimmed cells) on this grid: 55
+    tissue tiles of 140; now 52 (the cells are exact: 14 px, not 14.06 px)."""
+    scan = scan_tissue(svs, make_grid(svs, tile_size=224))
+    assert 50 <= scan.mask.sum() <= 57

@@ -1,9 +1,11 @@
 """Starting the prompt highlighter on the demo model: load, embed, prompt, with no clicks.
 
 This is what ``napari-conch view`` does when no CONCH checkpoint is configured: the widget's Model
-panel is filled with the demo model shipped in the package (labelled "demo model" wherever it
-appears), the slide is embedded at the demo model's tile size, and the prompt is typed in, so the
-heatmap fills in while the tiles are embedded.
+panel names the model source ``demo`` (the demo model shipped in the package, registered by
+:mod:`napari_conch.demo`; labelled "demo model (not CONCH)" wherever it appears), the slide is
+embedded at the tile size the registry gives for it (128 px, as ``napari-conch embed --model
+demo`` does, so both find the same store), and the prompts are typed in, so the map fills in
+while the tiles are embedded. Several prompts give a labels map.
 """
 
 from __future__ import annotations
@@ -11,41 +13,60 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from napari_conch.demo import DEMO_MODEL_NAME, DEMO_TILE_SIZE, demo_model_paths
-from napari_conch.demo.run import DEFAULT_PROMPTS
+from napari_conch.demo import DEMO_CONCEPTS, DEMO_SOURCE, DEMO_VIEW_PROMPTS
+from napari_conch.model.sources import source_info
+
+#: How often :func:`start_demo` looks whether the demo model is loaded (milliseconds).
+POLL_MS = 50
+#: What the prompt box says while the demo model is in use.
+DEMO_PROMPT_HINT = "One prompt per line. The demo model knows: " + ", ".join(DEMO_CONCEPTS)
 
 
 def fill_demo_paths(panel: Any) -> None:
-    """Put the demo model's weights, config and tokenizer in a Model panel."""
-    weights, config, tokenizer = demo_model_paths()
-    panel.source.value = str(weights)
-    panel.config.value = str(config)
-    panel.tokenizer.value = str(tokenizer)
+    """Name the demo model in a Model panel; its config and tokenizer come with it."""
+    panel.source.value = DEMO_SOURCE
+    panel.config.value = None
+    panel.tokenizer.value = None
 
 
 def fill_demo_model(widget: Any) -> None:
-    """Put the demo model's files in the Model panel and its tile size in the Slide panel."""
+    """Name the demo model in the Model panel and put its tile size in the Slide panel."""
     fill_demo_paths(widget.model_panel)
-    widget.slide_panel.tile_size.value = DEMO_TILE_SIZE
-    widget.slide_panel.stride.value = DEMO_TILE_SIZE
+    size = source_info(DEMO_SOURCE).default_tile_size
+    widget.slide_panel.tile_size.value = size
+    widget.slide_panel.stride.value = size
+    text = widget.prompt_panel.text
+    text.tooltip = DEMO_PROMPT_HINT
+    text.native.setPlaceholderText(DEMO_PROMPT_HINT)
 
 
-def start_demo(widget: Any, prompts: Sequence[str] = DEFAULT_PROMPTS) -> Any:
+def start_demo(widget: Any, prompts: Sequence[str] = DEMO_VIEW_PROMPTS) -> Any:
     """Load the demo model, then embed the chosen slide and show ``prompts``; returns the worker.
 
-    Everything runs in the widget's background workers; napari stays responsive.
+    Everything runs in the widget's background workers; napari stays responsive. The next step
+    waits for the widget to hold the demo model (checked every :data:`POLL_MS` on the event
+    loop) rather than on the worker's ``returned`` signal: a cached model can come back before
+    a connection made after the worker started would see it. It gives up when loading fails
+    (the widget has already said why).
     """
+    from qtpy.QtCore import QTimer
+
     fill_demo_model(widget)
+    errors = len(widget.errors)
     worker = widget.load_model()
+    if worker is None:
+        return None
+    timer = QTimer(widget.native)
+    timer.setInterval(POLL_MS)
 
-    def embed_and_prompt(model: Any) -> None:
-        if widget.model is None or getattr(widget.model, "config", None) is None:
-            return  # loading failed: the widget has already said why
-        if widget.model.config.name != DEMO_MODEL_NAME:
-            return
-        widget.start_embedding()
-        widget.prompt_panel.text.value = "\n".join(prompts)
+    def embed_and_prompt() -> None:
+        if len(widget.errors) > errors:
+            timer.stop()  # loading failed
+        elif widget.model is not None and getattr(widget.model, "is_demo", False):
+            timer.stop()
+            widget.start_embedding()
+            widget.prompt_panel.text.value = "\n".join(prompts)
 
-    if worker is not None:
-        worker.returned.connect(embed_and_prompt)
+    timer.timeout.connect(embed_and_prompt)
+    timer.start()
     return worker

@@ -1,5 +1,7 @@
-"""Sample data for napari's File > Open Sample menu; both work offline.
+"""Sample data for napari's File > Open Sample menu; all work offline.
 
+- :func:`hgsc_heldout`: held-out parts of the demo model's H&E training images (``data/``),
+  where the demo model is known to work; what ``napari-conch view`` opens by default.
 - :func:`cmu_small_region`: the real CC0 slide shipped with the package (``data/``).
 - :func:`synthetic_slide`: a 50,000 x 50,000 pixel tissue-like slide whose chunks are computed
   when napari shows them (see :mod:`.synthetic`); nothing is stored.
@@ -11,10 +13,19 @@ from typing import Any
 
 from napari_conch._napari.reader import META_KEY, LayerData, read_slide
 from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
-from napari_conch.samples import CMU_SMALL_REGION
+from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
 
 #: Layer name of the synthetic slide.
 SYNTHETIC_NAME = "synthetic tissue"
+
+
+def hgsc_heldout() -> list[LayerData]:
+    """Held-out H&E of high-grade serous ovarian carcinoma (1664 x 896 px; BSD-3, histolytics).
+
+    The two stripes of the demo model's H&E training images that it never saw in training, on
+    white glass: a tumour nest with lymphocytes above, stroma below.
+    """
+    return read_slide(HGSC_HELDOUT)
 
 
 def cmu_small_region() -> list[LayerData]:

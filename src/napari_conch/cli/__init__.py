@@ -9,9 +9,11 @@ traceback too); the exit status is then 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from napari_conch import __version__
 from napari_conch.errors import NapariConchError
@@ -22,6 +24,7 @@ COMMANDS = (
     "demo",
     "info",
     "embed",
+    "verify",
     "query",
     "top-tiles",
     "region",
@@ -47,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    """Print a damaged store's warning as one line ``<prog>: warning: ...`` (others unchanged)."""
+    from napari_conch.engine.store_integrity import StoreDamageWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StoreDamageWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", StoreDamageWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -55,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with _one_line_warnings(f"napari-conch {args.command}"):
+            return int(args.func(args) or 0)
     except NapariConchError as exc:
         if args.debug:
             raise

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
+
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
@@ -13,19 +15,22 @@ def register(subparsers: Any) -> None:
         "demo",
         help="run the demo model (not CONCH) on a real slide; write a heatmap and a PNG",
         description=(
-            "Embed a slide (default: the real sample slide CMU-1-Small-Region shipped with the "
-            "package) with the demo model, a small CoCa trained on openly licensed tissue images "
+            "Embed a slide (default: the held-out H&E sample shipped with the package, parts of "
+            "the demo model's training images it never saw in training) with the demo model, a "
+            "small CoCa trained on openly licensed tissue images "
             "(not CONCH, not for diagnosis; see docs/demo-model.md), and write the map of the "
             "prompts as OUT/heatmap.tif and OUT/overlay.png. One prompt gives a similarity "
             "heatmap, several a labelled map. Works offline, without CONCH's weights."
         ),
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--slide", metavar="PATH", help="a slide (default: the shipped sample slide)")
+    p.add_argument(
+        "--slide", metavar="PATH", help="a slide (default: the shipped held-out H&E sample)"
+    )
     p.add_argument(
         "--prompt", action="append", metavar="TEXT",
-        help='what to look for (repeatable; default "stroma"). The demo model knows: tumor '
-        "cells, stroma, inflammatory cells, dab positive staining, tissue, background glass",
+        help="what to look for (repeatable; default: " + ", ".join(DEMO_VIEW_PROMPTS)
+        + "). The demo model knows: " + ", ".join(DEMO_CONCEPTS),
     )  # fmt: skip
     p.add_argument("--templates", choices=("conch", "none"), default="conch")
     p.add_argument("--device", metavar="D", help="torch device (default: auto)")

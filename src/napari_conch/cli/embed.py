@@ -41,6 +41,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cuda:1, cpu")
     p.add_argument("--store", metavar="DIR", help="folder of the stores (default: user cache)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
+    p.add_argument(
+        "--wait",
+        nargs="?",
+        type=float,
+        const=float("inf"),
+        metavar="SECONDS",
+        help="when another process is writing the store, wait for it (at most SECONDS; "
+        "without a number, as long as it takes) instead of stopping",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -88,6 +97,7 @@ def _run_local(args: argparse.Namespace, slide: str, options: dict, bar: Progres
         config=args.config,
         tokenizer=args.tokenizer,
         device=args.device,
+        wait=args.wait,
         **{
             k: options[k]
             for k in ("level", "mpp", "tile_size", "stride", "store_root", "slide_mpp")

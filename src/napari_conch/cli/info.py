@@ -14,6 +14,12 @@ from pathlib import Path
 from napari_conch import __version__
 from napari_conch.errors import NapariConchError
 
+#: What ``info`` says when no CONCH weights are configured.
+DEMO_AVAILABLE = (
+    "demo model: available without CONCH's weights (--model demo; a small model trained here, "
+    "not CONCH, not for diagnosis); `napari-conch view` uses it when no weights are configured"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``info`` subcommand."""
@@ -22,12 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show the installation, device, weights and tokenizer; or describe a slide/store",
         description=(
             "Without PATH: versions, the device napari-conch would use, and where it looks for "
-            "CONCH's weights and tokenizer (and what it found). With PATH: what a slide or an "
-            "embedding store holds."
+            "CONCH's weights and tokenizer (and what it found), or that the demo model is there "
+            "when no weights are configured. With PATH: what a slide or an embedding store holds."
         ),
     )
     parser.add_argument("path", nargs="?", help="a slide or an embedding store to describe")
-    parser.add_argument("--model", help="a checkpoint to look for (default: $NAPARI_CONCH_MODEL)")
+    parser.add_argument(
+        "--model", help="a model source to look for: a checkpoint, hf_hub:REPO or demo "
+        "(default: $NAPARI_CONCH_MODEL)",
+    )  # fmt: skip
     parser.add_argument("--tokenizer", help="a tokenizer JSON to check")
     parser.set_defaults(func=run)
 
@@ -60,14 +69,19 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
         except importlib.metadata.PackageNotFoundError:
             lines.append(f"{package}: not installed")
     model = model or os.environ.get("NAPARI_CONCH_MODEL")
+    bundled_tokenizer = None
     if model:
-        found = model.startswith("hf_hub:") or Path(model).exists()
-        lines.append(f"weights: {model} ({'found' if found else 'NOT FOUND'})")
+        line, bundled_tokenizer = weights_line(model)
+        lines.append(line)
     else:
         lines.append(
             "weights: none configured (pass --model PATH or hf_hub:MahmoodLab/conch, "
             "or set NAPARI_CONCH_MODEL)"
         )
+        lines.append(DEMO_AVAILABLE)
+    if tokenizer is None and bundled_tokenizer is not None:
+        lines.append(f"tokenizer: {bundled_tokenizer} (comes with the model)")
+        return lines
     try:
         lines.append(f"tokenizer: {find_tokenizer(tokenizer, checkpoint=model)}")
     except NapariConchError as exc:
@@ -75,14 +89,34 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
     return lines
 
 
+def weights_line(model: str) -> tuple[str, str | None]:
+    """The ``weights:`` line for a model source, and its own tokenizer when it brings one."""
+    from napari_conch.model.sources import HUB, PATH, resolve_source, source_info
+
+    info = source_info(model)
+    if info.kind == HUB:
+        return f"weights: {model} (Hugging Face Hub; downloaded on first use)", None
+    if info.kind == PATH:
+        return f"weights: {model} ({'found' if Path(model).exists() else 'NOT FOUND'})", None
+    label = f"{info.display_name}, not CONCH" if info.is_demo else info.display_name
+    try:
+        resolved = resolve_source(model)
+    except NapariConchError as exc:
+        return f"weights: {model} ({label}): NOT FOUND: {exc}", None
+    tokenizer = str(resolved.tokenizer) if resolved.tokenizer is not None else None
+    return f"weights: {model} ({label}; {resolved.weights})", tokenizer
+
+
 def describe_path(path: Path) -> str:
     """What a slide or an embedding store holds."""
     if not path.exists():
         raise NapariConchError(f"{str(path)!r} does not exist")
-    if path.is_dir() and (path / "zarr.json").is_file() and _is_store(path):
-        from napari_conch.engine.store import EmbeddingStore
+    if path.is_dir() and (path / "zarr.json").is_file():
+        from napari_conch.engine.store import EmbeddingStore, check_metadata
 
-        return describe_store(EmbeddingStore.open(path))
+        if _is_store(path) or (path / "embeddings").is_dir():
+            check_metadata(path)  # a damaged zarr.json is said plainly, not "not a zarr group"
+            return describe_store(EmbeddingStore.open(path))
     from napari_conch.slide import open_slide
 
     return describe_slide(open_slide(path))

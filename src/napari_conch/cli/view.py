@@ -1,5 +1,11 @@
 """``napari-conch view``: open napari with the prompt highlighter on a slide.
 
+Without a model (no ``--model``, no ``$NAPARI_CONCH_MODEL``) it starts the demo model (not
+CONCH) and, without a slide, opens the held-out H&E sample: parts of the demo model's own
+training images that it never saw in training, where it is known to work, with the prompts it
+knows, so the first view is a labels map with visible structure. With a model and no slide it
+opens the real sample slide CMU-1-Small-Region.
+
 napari (and Qt) are imported only when the command runs, so ``napari-conch --help`` and the other
 subcommands stay light.
 """
@@ -10,47 +16,58 @@ import argparse
 import os
 from pathlib import Path
 
+from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
 from napari_conch.errors import SlideError
 
 #: The widget's display name in ``napari.yaml``.
 WIDGET = "Prompt highlighter"
+#: What the first view says about itself (the demo model on its held-out sample).
+DEMO_SAMPLE_NOTE = (
+    "Demo model (not CONCH; not for diagnosis) on held-out parts of its own training images "
+    "(ovarian carcinoma H&E, never seen in training): prompts {prompts}. It knows only: {known}."
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``view`` subcommand."""
     parser = subparsers.add_parser(
         "view",
-        help="open napari with the prompt highlighter on a slide (default: the sample slide)",
+        help="open napari with the prompt highlighter on a slide (default: a sample)",
         description=(
             "Open napari with the CONCH prompt highlighter docked, showing SLIDE (any format "
-            "napari-conch reads) or, without SLIDE, the real sample slide CMU-1-Small-Region "
-            "shipped with the package. --model/--config/--tokenizer fill in the Model panel "
-            "and load it. "
+            "napari-conch reads). --model/--config/--tokenizer fill in the Model panel and load "
+            "it; without SLIDE it shows the real sample slide CMU-1-Small-Region. "
             "Without a model (no --model, no $NAPARI_CONCH_MODEL) it starts the demo model (a "
-            "small CoCa trained on openly licensed images; not CONCH): the slide is embedded and "
-            "the --prompt map shown without a click."
+            "small CoCa trained on openly licensed images; not CONCH): the slide (default: "
+            "held-out parts of the demo model's H&E training images, which it never saw in "
+            "training) is embedded and the map of the --prompt(s) shown without a click."
         ),
     )
     parser.add_argument("slide", nargs="?", metavar="SLIDE", help="a slide file or zarr folder")
     parser.add_argument(
-        "--model", metavar="SRC", help="checkpoint or hf_hub:MahmoodLab/conch ($NAPARI_CONCH_MODEL)"
-    )
+        "--model", metavar="SRC",
+        help="checkpoint, hf_hub:MahmoodLab/conch or demo ($NAPARI_CONCH_MODEL, else demo)",
+    )  # fmt: skip
     parser.add_argument("--config", metavar="JSON", help="model config (non-CONCH models only)")
     parser.add_argument("--tokenizer", metavar="PATH", help="CONCH's tokenizer JSON")
     parser.add_argument("--device", metavar="D", help="torch device (default: auto)")
     parser.add_argument(
         "--prompt", action="append", metavar="TEXT",
-        help='demo model only: the prompt(s) to show (default "stroma")',
+        help="demo model only: the prompt(s) to show (repeatable; default: "
+        + ", ".join(DEMO_VIEW_PROMPTS) + "). It knows: " + ", ".join(DEMO_CONCEPTS),
     )  # fmt: skip
     parser.set_defaults(func=run)
 
 
-def slide_path(value: str | None) -> Path:
-    """The slide to open: the given one (which must exist) or the shipped sample."""
-    if value is None:
-        from napari_conch._napari.sample_data import CMU_SMALL_REGION
+def slide_path(value: str | None, *, demo: bool = False) -> Path:
+    """The slide to open: the given one (which must exist) or a shipped sample.
 
-        return CMU_SMALL_REGION
+    The sample is the held-out H&E for the demo model (``demo=True``), else CMU-1-Small-Region.
+    """
+    if value is None:
+        from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
+
+        return HGSC_HELDOUT if demo else CMU_SMALL_REGION
     path = Path(value).expanduser()
     if not path.exists():
         raise SlideError(f"{path}: no such file or folder")
@@ -59,21 +76,22 @@ def slide_path(value: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Start napari with the slide and the widget; return when the window closes."""
-    path = slide_path(args.slide)
+    from napari_conch.model.sources import source_info
+
+    model = args.model or os.environ.get("NAPARI_CONCH_MODEL")
+    demo = not model or source_info(model).is_demo
+    path = slide_path(args.slide, demo=demo)
     import napari
 
-    viewer = napari.Viewer(title=f"napari-conch: {path.name}")
+    title = f"napari-conch: {path.name}" + (" (demo model, not CONCH)" if demo else "")
+    viewer = napari.Viewer(title=title)
     viewer.open(str(path), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     panel = widget.model_panel
     if args.device:
         panel.device.value = args.device
-    model = args.model or os.environ.get("NAPARI_CONCH_MODEL")
-    if not model:
-        from napari_conch._napari.demo import start_demo
-        from napari_conch.demo.run import DEFAULT_PROMPTS
-
-        start_demo(widget, args.prompt or DEFAULT_PROMPTS)
+    if demo:
+        start_demo_view(widget, args.prompt, sample=args.slide is None)
         napari.run()
         return 0
     panel.source.value = str(model)
@@ -84,3 +102,17 @@ def run(args: argparse.Namespace) -> int:
     widget.load_model()  # in the background; the panel says when it is loaded
     napari.run()
     return 0
+
+
+def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:
+    """Start the demo model with ``prompts`` (default: the H&E concepts it knows) and say so."""
+    from napari.utils.notifications import show_info
+
+    from napari_conch._napari.demo import start_demo
+
+    prompts = list(prompts or DEMO_VIEW_PROMPTS)
+    start_demo(widget, prompts)
+    if sample:
+        show_info(
+            DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
+        )

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari_conch.demo import DEMO_TILE_SIZE, load_demo_model
+from napari_conch.demo import DEMO_VIEW_PROMPTS, load_demo_model
 
-#: What the demo looks for unless told otherwise.
-DEFAULT_PROMPTS = ("stroma",)
+#: What the demo looks for unless told otherwise: the H&E concepts of the default sample.
+DEFAULT_PROMPTS = DEMO_VIEW_PROMPTS
 #: The demo model was trained on tiles of about this many microns per pixel.
 DEMO_MPP = 0.5
 
@@ -43,7 +43,8 @@ def run_demo(
         Created if needed; receives ``heatmap.tif``, ``overlay.png`` and the embedding store
         (reused when the demo runs again).
     slide_path
-        Default: the real sample slide shipped with the package (CMU-1-Small-Region).
+        Default: the held-out H&E sample shipped with the package (parts of the demo model's
+        training images it never saw in training; see ``napari_conch.samples.HGSC_HELDOUT``).
     prompts
         One prompt gives a similarity heatmap; several give labels (zero-shot segmentation).
     """
@@ -54,17 +55,17 @@ def run_demo(
     from napari_conch.engine.prompts import text_queries
     from napari_conch.engine.query import QueryIndex, run_query
     from napari_conch.engine.render import overlay, thumbnail
-    from napari_conch.samples import CMU_SMALL_REGION
+    from napari_conch.samples import HGSC_HELDOUT
     from napari_conch.slide import make_grid, open_slide
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     model = load_demo_model(device=device)
-    slide = open_slide(slide_path or CMU_SMALL_REGION)
+    slide = open_slide(slide_path or HGSC_HELDOUT)
     at_mpp = slide.mpp is not None and slide.mpp < DEMO_MPP * 0.9
     grid = make_grid(
         slide, mpp=DEMO_MPP if at_mpp else None, level=None if at_mpp else 0,
-        tile_size=DEMO_TILE_SIZE,
+        tile_size=model.default_tile_size,
     )  # fmt: skip
     store = open_store(slide, model, grid, out / "stores")
     summary = embed_slide(slide, model, grid, store, batch_size=64, on_progress=on_progress)

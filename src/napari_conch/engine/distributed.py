@@ -58,6 +58,7 @@ class ModelFacts:
     preprocess_info: dict
     config: Any
     tokenizer_file: str | None
+    default_tile_size: int | None = None
 
 
 def get_client(scheduler: Any) -> Any:
@@ -101,6 +102,7 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
         preprocess_info=dict(model.preprocess_info),
         config=model.config,
         tokenizer_file=model.tokenizer_file,
+        default_tile_size=int(model.default_tile_size),
     )
 
 
@@ -211,7 +213,8 @@ def embed_slide_cluster_iter(
     facts = client.submit(model_facts, spec, pure=False).result()
     with _local_dask():
         slide = open_slide_checked(slide_path, slide_mpp)
-        size = int(tile_size) if tile_size is not None else facts.image_size
+        own_size = facts.default_tile_size or facts.image_size
+        size = int(tile_size) if tile_size is not None else own_size
         grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
         store = EmbeddingStore.open_or_create(
             _store_path_for(slide, facts, grid, store_root),

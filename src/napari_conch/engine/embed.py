@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,17 @@ class BatchResult:
 
 @dataclass
 class EmbedPlan:
-    """The tiles a run has to embed, after the tissue mask was recorded in the store."""
+    """The tiles a run has to embed, after the tissue mask was recorded in the store.
+
+    ``failed`` lists ``(row, col, reason)`` of the tiles over damaged slide data, already marked
+    FAILED in the store (they are not in ``rows``/``cols``).
+    """
 
     rows: np.ndarray
     cols: np.ndarray
     done: int
     background: int
+    failed: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 def _is_cancelled(cancel: Cancel) -> Callable[[], bool]:
@@ -77,21 +82,34 @@ def _check_options(batch_size: int, min_tissue: float, num_readers: int) -> None
 def plan_run(
     slide: Any, grid: Any, store: EmbeddingStore, *, min_tissue: float, region: Box | None
 ) -> EmbedPlan:
-    """Compute the tissue mask, record it in the store and return the tiles left to embed."""
-    from napari_conch.slide import tissue_mask
+    """Compute the tissue mask, record it in the store and return the tiles left to embed.
+
+    Tiles over slide data that cannot be decoded (see :func:`napari_conch.slide.scan_tissue`)
+    are recorded as tissue, marked FAILED with their reason and left out of the plan; a later run
+    tries them again.
+    """
+    from napari_conch.slide import scan_tissue
 
     if tuple(store.shape) != tuple(grid.shape):
         raise StoreError(
             f"{store.path}: grid {grid.shape} does not match the store's {store.shape}"
         )
-    mask, fraction = tissue_mask(slide, grid, min_tissue=min_tissue)
-    status = store.set_tissue(mask, fraction)
-    store.update_info(min_tissue=float(min_tissue))
-    todo = np.asarray(mask, dtype=bool) & (status != TileStatus.DONE)
+    store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
+    scan = scan_tissue(slide, grid, min_tissue=min_tissue)
+    status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
+    store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
+    damaged = scan.damaged & (status != TileStatus.DONE)
+    bad_rows, bad_cols = np.nonzero(damaged)
+    store.set_status(bad_rows, bad_cols, TileStatus.FAILED)
+    failed = [
+        (int(r), int(c), f"{slide.path}: {scan.reasons[(int(r), int(c))]}")
+        for r, c in zip(bad_rows, bad_cols, strict=True)
+    ]
+    todo = scan.mask & (status != TileStatus.DONE)
     rows, cols = tile_order(todo, grid, region)
     done = int(np.count_nonzero(status == TileStatus.DONE))
     background = int(np.count_nonzero(status == TileStatus.BACKGROUND))
-    return EmbedPlan(rows, cols, done, background)
+    return EmbedPlan(rows, cols, done, background, failed)
 
 
 def model_batches(
@@ -129,13 +147,15 @@ def run_batches(
     """
     cancelled = _is_cancelled(cancel)
     meter = RateMeter()
-    total = plan.done + len(plan.rows)
-    done, computed, failed = plan.done, 0, []
+    total = plan.done + len(plan.rows) + len(plan.failed)
+    done, computed, failed = plan.done, 0, list(plan.failed)
     empty = np.zeros(0, dtype=np.int64)
     stopped = False
     iterator = iter(results)
     try:
-        yield meter.event(done=done, total=total, failed=0, computed=0, rows=empty, cols=empty)
+        yield meter.event(
+            done=done, total=total, failed=len(failed), computed=0, rows=empty, cols=empty
+        )
         while True:
             if cancelled():
                 stopped = True
@@ -260,15 +280,25 @@ def embed_slide(
 
 
 def open_store(
-    slide: Any, model: Any, grid: Any, root: str | os.PathLike | None = None
+    slide: Any,
+    model: Any,
+    grid: Any,
+    root: str | os.PathLike | None = None,
+    *,
+    wait: float | None = None,
 ) -> EmbeddingStore:
-    """Open (or create) the store of (slide, model, grid) under ``root`` or the default cache."""
+    """Open (or create) the store of (slide, model, grid) under ``root`` or the default cache.
+
+    The store is opened for writing (its writer lock taken); ``wait`` is how many seconds to
+    wait while another process writes it (``None``: fail at once, naming that process).
+    """
     path = store_path_for(slide, model, grid, root)
     return EmbeddingStore.open_or_create(
         path,
         make_signature(slide, model, grid),
         shape=tuple(grid.shape),
         info=make_info(slide, model),
+        wait=wait,
     )
 
 
@@ -305,16 +335,20 @@ def open_job(
     device: Any = None,
     store_root: str | os.PathLike | None = None,
     slide_mpp: float | None = None,
+    wait: float | None = None,
 ) -> EmbedJob:
-    """Open slide, model (cached), grid and store for :func:`embed_slide_iter`."""
+    """Open slide, model (cached), grid and store for :func:`embed_slide_iter`.
+
+    ``wait``: seconds to wait for another process writing the same store (see :func:`open_store`).
+    """
     from napari_conch.model import load_model
     from napari_conch.slide import make_grid
 
     slide = open_slide_checked(slide_path, slide_mpp)
     model = load_model(model_source, config=config, tokenizer=tokenizer, device=device)
-    size = int(tile_size) if tile_size is not None else int(model.image_size)
+    size = int(tile_size) if tile_size is not None else model.default_tile_size
     grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
-    return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root))
+    return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root, wait=wait))
 
 
 def embed(
@@ -338,9 +372,10 @@ def embed(
 ) -> Path:
     """Embed one slide file with a model source; return the store's path.
 
-    ``tile_size`` defaults to the model's input size; ``level``/``mpp`` pick the grid's
-    resolution (neither: level 0); ``slide_mpp`` gives the slide's microns per pixel when the
-    file has none. See :func:`embed_slide_iter` for the other options.
+    ``tile_size`` defaults to the model's own tile size (``LoadedModel.default_tile_size``:
+    448 for CONCH, 128 for the demo model); ``level``/``mpp`` pick the grid's resolution
+    (neither: level 0); ``slide_mpp`` gives the slide's microns per pixel when the file has none.
+    See :func:`embed_slide_iter` for the other options.
     """
     job = open_job(
         slide_path,

@@ -7,10 +7,17 @@ texts** a region no larger than twice the model input on its longer side is trea
 a larger one is cut into input-sized tiles (edge tiles padded white), each tile embedded, and the
 normalised tile embeddings averaged and renormalised (mean pooling), so a large region is judged
 at the resolution the model was trained on.
+
+Memory is bounded whatever the box: the box is first clipped to the slide (a box entirely
+outside it is a one-line error); when the clipped box holds more than :data:`MAX_REGION_PIXELS`
+pixels at the chosen level, it is read at the finest coarser level that fits, or, past the
+coarsest level, shrunk by an integer factor while it is read band by band (logged either way).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,8 +30,13 @@ from napari_conch.errors import NapariConchError
 from napari_conch.model.generation import GenerationConfig
 from napari_conch.model.loaded import LoadedModel
 from napari_conch.slide import Slide
+from napari_conch.slide.lowres import read_region_reduced
+
+logger = logging.getLogger("napari_conch")
 
 WHITE = 255
+#: Largest number of pixels a region is read with (16 Mpx: 48 MB of RGB).
+MAX_REGION_PIXELS = 4096 * 4096
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,13 @@ class Region:
             )
 
 
-def read_region_pixels(slide: Slide, region: Region) -> np.ndarray:
-    """The region's pixels at its level, ``uint8 [h, w, 3]``.
+def read_region_pixels(
+    slide: Slide, region: Region, max_pixels: int = MAX_REGION_PIXELS
+) -> np.ndarray:
+    """The region's pixels, clipped to the slide, ``uint8 [h, w, 3]``.
+
+    Read at the region's level, or coarser when it would exceed ``max_pixels`` there (see the
+    module's rule).
 
     Raises
     ------
@@ -59,16 +76,39 @@ def read_region_pixels(slide: Slide, region: Region) -> np.ndarray:
             f"(levels 0..{len(slide.levels) - 1})"
         )
     height, width = slide.shape
-    if region.x0 >= width or region.y0 >= height or region.x1 <= 0 or region.y1 <= 0:
+    x0, y0 = max(region.x0, 0.0), max(region.y0, 0.0)
+    x1, y1 = min(region.x1, float(width)), min(region.y1, float(height))
+    if x0 >= x1 or y0 >= y1:
         raise NapariConchError(
-            f"box ({region.x0}, {region.y0}, {region.x1}, {region.y1}) lies outside "
+            f"box ({region.x0:g}, {region.y0:g}, {region.x1:g}, {region.y1:g}) lies outside "
             f"{slide.name} ({width} x {height} px at level 0)"
         )
-    ds = slide.downsamples[region.level]
-    x0, y0 = round(region.x0 / ds), round(region.y0 / ds)
-    w = max(1, round((region.x1 - region.x0) / ds))
-    h = max(1, round((region.y1 - region.y0) / ds))
-    return slide.read_region(region.level, x0, y0, w, h)
+    for level in range(region.level, len(slide.levels)):
+        box = _level_box(slide, level, x0, y0, x1, y1)
+        if box[2] * box[3] <= max_pixels or level == len(slide.levels) - 1:
+            break
+    factor = max(1, math.ceil(math.sqrt(box[2] * box[3] / max_pixels)))
+    if level != region.level or factor > 1:
+        shrunk = f" shrunk {factor} times" if factor > 1 else ""
+        logger.warning(
+            "%s: box (%g, %g, %g, %g) read at level %d%s to stay under %d pixels",
+            *(slide.name, x0, y0, x1, y1, level, shrunk, max_pixels),
+        )
+    if factor > 1:
+        return read_region_reduced(slide, level, *box, factor)
+    return slide.read_region(level, *box)
+
+
+def _level_box(
+    slide: Slide, level: int, x0: float, y0: float, x1: float, y1: float
+) -> tuple[int, int, int, int]:
+    """``(x, y, w, h)`` of a level-0 box (inside the slide) in a level's pixels, at least 1 x 1."""
+    ds = slide.downsamples[level]
+    lh, lw = slide.level_shape(level)
+    x, y = min(round(x0 / ds), lw - 1), min(round(y0 / ds), lh - 1)
+    w = max(1, min(round((x1 - x0) / ds), lw - x))
+    h = max(1, min(round((y1 - y0) / ds), lh - y))
+    return x, y, w, h
 
 
 def pad_to_square(pixels: np.ndarray) -> np.ndarray:

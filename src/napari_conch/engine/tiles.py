@@ -3,7 +3,9 @@
 Reading and decoding (JPEG tiles, resampling) happen in ``num_readers`` threads while the model
 runs in the caller's thread; at most ``prefetch`` tiles are read ahead, so memory stays bounded
 whatever the size of the slide. A tile whose reading raises is reported as failed with the error's
-message and does not stop the others.
+message and does not stop the others: a damaged chunk (see
+:mod:`napari_conch.slide.readers`) makes the tiles over it FAILED with a one-line reason that names
+the file, the level, the rows and columns and the chunk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from napari_conch.engine.store import BLOCK
-from napari_conch.errors import InputError
+from napari_conch.errors import InputError, NapariConchError
 
 #: A level-0 box ``(x0, y0, x1, y1)``.
 Box = Sequence[float]
@@ -58,6 +60,14 @@ class TileBatch:
     cols: np.ndarray
     tiles: np.ndarray  # uint8 [N, t, t, 3]
     failed: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a tile could not be read (our own errors already name the file)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, NapariConchError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _read_one(slide: Any, grid: Any, row: int, col: int) -> np.ndarray:
@@ -119,7 +129,7 @@ class TileReader:
             try:
                 tile = future.result()
             except Exception as exc:  # a corrupt or unreadable tile: record it, go on
-                failed.append((row, col, f"{type(exc).__name__}: {exc}"))
+                failed.append((row, col, failure_reason(exc)))
                 continue
             good_r.append(row)
             good_c.append(col)

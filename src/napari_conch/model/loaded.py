@@ -16,16 +16,23 @@ import torch.nn.functional as F
 from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
 from napari_conch.model.checkpoint import (
-    HF_PREFIX,
+    check_finite_embeddings,
     fingerprint_state_dict,
     read_state_dict,
-    resolve_source,
 )
 from napari_conch.model.coca import CoCa
 from napari_conch.model.config import CocaConfig, resolve_config
 from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
 from napari_conch.model.generation import GenerationConfig, generate
 from napari_conch.model.preprocess import Preprocess
+from napari_conch.model.sources import (
+    BUNDLED,
+    PATH_SOURCE,
+    SourceInfo,
+    cache_key,
+    resolve_source,
+    source_info,
+)
 from napari_conch.model.tokenizer import Tokenizer, find_tokenizer
 
 logger = logging.getLogger("napari_conch")
@@ -46,11 +53,16 @@ class LoadedModel:
     precision : str
         ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; the latter two on CUDA only).
     source : str
-        What was loaded (a path or ``hf_hub:...``).
+        What was loaded, as it was asked for (a path, ``hf_hub:...`` or a source name such as
+        ``demo``).
     fingerprint : str
         Hash of the weights, for caches.
     preprocess : Preprocess
         Tiles -> model input.
+    tokenizer_path : path, optional
+        The tokenizer JSON; found automatically when ``None``.
+    source_info : SourceInfo
+        What kind of source it came from (see :mod:`napari_conch.model.sources`).
     """
 
     model: CoCa
@@ -61,6 +73,7 @@ class LoadedModel:
     fingerprint: str
     preprocess: Preprocess
     tokenizer_path: str | Path | None = None
+    source_info: SourceInfo = PATH_SOURCE
     _tokenizer: Tokenizer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -68,6 +81,20 @@ class LoadedModel:
     def image_size(self) -> int:
         """Model input size in pixels."""
         return self.config.vision.image_size
+
+    @property
+    def default_tile_size(self) -> int:
+        """The tile side to embed with unless told otherwise (pixels of the grid's level).
+
+        The source's recommended size (the demo model: 128, the size it was trained on), else
+        the model's input size (CONCH: 448).
+        """
+        return int(self.source_info.default_tile_size or self.image_size)
+
+    @property
+    def is_demo(self) -> bool:
+        """Whether this is a demo model (not CONCH), which the UI must say."""
+        return bool(self.source_info.is_demo)
 
     @property
     def embed_dim(self) -> int:
@@ -156,13 +183,9 @@ class LoadedModel:
     def describe(self) -> str:
         """One line for status bars and logs."""
         decoder = "with captioning decoder" if self.has_decoder else "no captioning decoder"
-        return (
-            f"{self.config.name} from {self.source} on {self.device} ({self.precision}, {decoder})"
-        )
+        name = f"{self.config.name} (not CONCH)" if self.is_demo else self.config.name
+        return f"{name} from {self.source} on {self.device} ({self.precision}, {decoder})"
 
-
-#: The ``source`` that names the demo model shipped with the package.
-DEMO_SOURCE = "demo"
 
 _CACHE: dict[tuple, LoadedModel] = {}
 _CACHE_LOCK = threading.Lock()
@@ -182,14 +205,15 @@ def load_model(
     Parameters
     ----------
     source : str or path
-        A checkpoint file (``.bin``, ``.pt``, ``.pth``, ``.safetensors``), a folder holding
-        ``pytorch_model.bin``, ``hf_hub:MahmoodLab/conch``, or ``"demo"`` for the demo model
-        shipped with the package (not CONCH; its config and tokenizer come with it).
+        A model source (see :mod:`napari_conch.model.sources`): a checkpoint file (``.bin``,
+        ``.pt``, ``.pth``, ``.safetensors``), a folder holding ``pytorch_model.bin``,
+        ``hf_hub:MahmoodLab/conch``, or a registered name such as ``"demo"`` (the demo model
+        shipped with the package; not CONCH; its config and tokenizer come with it).
     config : str, path, dict or CocaConfig, optional
-        The architecture; default CONCH ViT-B/16.
+        The architecture; default: the source's own config, else CONCH ViT-B/16.
     tokenizer : path, optional
-        CONCH's tokenizer JSON; found automatically when omitted (see :func:`find_tokenizer`),
-        and only when text is first encoded.
+        The tokenizer JSON; default: the source's own, else found automatically (see
+        :func:`find_tokenizer`) when text is first encoded.
     device : str or torch.device, optional
         Default: CUDA, else MPS, else CPU.
     precision : str, optional
@@ -203,23 +227,23 @@ def load_model(
         One-line messages naming what is wrong.
     """
     requested = str(source)
-    if requested == DEMO_SOURCE:
-        from napari_conch.demo import demo_model_paths
-
-        source, demo_config, demo_tokenizer = demo_model_paths()
-        config = config if config is not None else demo_config
-        tokenizer = tokenizer if tokenizer is not None else demo_tokenizer
+    info = source_info(requested)
+    resolved = None
+    if info.kind == BUNDLED:  # brings its own config and tokenizer; cheap to resolve
+        resolved = resolve_source(requested, token=token)
+        config = config if config is not None else resolved.config
+        tokenizer = tokenizer if tokenizer is not None else resolved.tokenizer
     cfg = resolve_config(config)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
-    text = str(source)
-    key_source = text if text.startswith(HF_PREFIX) else str(Path(text).expanduser().resolve())
-    key = (key_source, repr(cfg), str(dev), prec, str(tokenizer) if tokenizer else None)
+    key = (cache_key(requested), repr(cfg), str(dev), prec, str(tokenizer) if tokenizer else None)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        path = resolve_source(source, token=token)
+        if resolved is None:
+            resolved = resolve_source(requested, token=token)
+        path = resolved.weights
         state = read_state_dict(path)
         model = build_model(cfg, device="meta")
         load_weights(model, state, source=repr(str(path)))
@@ -232,9 +256,11 @@ def load_model(
             fingerprint=fingerprint_state_dict(state),
             preprocess=Preprocess(cfg.vision.image_size),
             tokenizer_path=tokenizer,
+            source_info=info,
         )
         if tokenizer is not None:
             loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
+        check_finite_embeddings(loaded)  # NaN weights are refused, never embedded
         _CACHE[key] = loaded
         return loaded
 

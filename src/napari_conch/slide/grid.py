@@ -7,6 +7,12 @@ starts at ``(col * stride, row * stride)`` grid pixels and is ``tile_size`` wide
 Edge tiles are kept: a tile that overlaps the image only in part is read padded with white, so
 the grid covers the whole image. Along each axis ``n = ceil((L - tile_size) / stride) + 1`` (at
 least 1), with ``L`` the level's length in grid pixels. Boxes are not clipped to the image.
+
+Odd sizes: an image smaller than a tile (down to 1 x 1 pixel) is one tile, padded white. What
+cannot be read with bounded memory is refused with one line: a tile side above
+:data:`MAX_TILE_SIZE`, a tile that needs more than :data:`MAX_READ_SIZE` level pixels per side
+(an ``mpp`` far coarser than the slide's coarsest level), or an ``mpp`` at which the whole slide
+is smaller than one pixel.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from napari_conch.slide.resize import resize_area
 
 #: A level whose MPP is within this relative distance of the requested one is used as is.
 MPP_TOLERANCE = 0.02
+#: Largest tile side, in grid pixels (the same bound as ``engine.options.MAX_TILE_SIZE``).
+MAX_TILE_SIZE = 8192
+#: Largest side of the level region read for one tile (``tile_size * resample``).
+MAX_READ_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -166,12 +176,19 @@ def make_grid(
     ------
     SlideError
         For both ``level`` and ``mpp``, a missing level, an ``mpp`` on a slide without MPP, an
-        ``mpp`` finer than level 0, or a tile size / stride that is not a positive integer.
+        ``mpp`` finer than level 0, a tile size / stride that is not a positive integer or is
+        above :data:`MAX_TILE_SIZE`, an ``mpp`` at which the slide is under one pixel, or a
+        tile needing more than :data:`MAX_READ_SIZE` level pixels per side.
     """
     stride = tile_size if stride is None else stride
     for name, value in (("tile size", tile_size), ("stride", stride)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
             raise SlideError(f"{slide.path}: {name} must be a positive integer, got {value!r}")
+        if value > MAX_TILE_SIZE:
+            raise SlideError(
+                f"{slide.path}: {name} {value} px is too large (at most {MAX_TILE_SIZE} px; "
+                "tiles are resized to the model input anyway)"
+            )
     if level is not None and mpp is not None:
         raise SlideError(f"{slide.path}: give a level or an mpp for the tile grid, not both")
     if mpp is not None:
@@ -181,6 +198,7 @@ def make_grid(
         slide.level_shape(level)  # raises SlideError for a missing level
         resample = 1.0
     height, width = slide.level_shape(level)
+    _check_read_size(slide, level, resample, int(tile_size), mpp)
     level_mpp = slide.level_mpp(level)
     return TileGrid(
         level=int(level),
@@ -193,6 +211,26 @@ def make_grid(
         level_shape=(height, width),
         mpp=None if level_mpp is None else level_mpp * resample,
     )
+
+
+def _check_read_size(
+    slide: Slide, level: int, resample: float, tile_size: int, mpp: float | None
+) -> None:
+    """Refuse grids at which the slide is under one pixel or a tile is too large to read."""
+    height, width = slide.level_shape(level)
+    if min(height, width) / resample < 1:
+        raise SlideError(
+            f"{slide.path}: at {mpp:g} um/px the whole slide ({width} x {height} px at "
+            f"{slide.level_mpp(level):g} um/px) is smaller than one pixel; choose a finer mpp"
+        )
+    read = round(tile_size * resample)
+    if read > MAX_READ_SIZE:
+        finest = slide.level_mpp(level) * MAX_READ_SIZE / tile_size
+        raise SlideError(
+            f"{slide.path}: one {tile_size} px tile at {mpp:g} um/px needs {read} x {read} px of "
+            f"level {level}, the coarsest at hand (at most {MAX_READ_SIZE}); choose an mpp of "
+            f"at most {finest:.3g} or a smaller tile"
+        )
 
 
 def _count(length: float, tile: int, stride: int) -> int:

@@ -6,8 +6,10 @@ Rules, applied the same way to lazy (dask) levels and to regions read for tiles:
   samples); any other axis (``T``, ``Z``, ...) must have size 1 and is dropped.
 - The dtype must be ``uint8``; anything else is a :class:`~napari_conch.errors.SlideError`
   (we never rescale intensities silently).
-- Channels: 1 (greyscale) is replicated to RGB; 2 (greyscale + alpha) keeps the grey channel,
-  replicated; 3 is RGB as is; 4 (RGBA) drops alpha. Any other count is a SlideError.
+- Channels: 1 (greyscale) is replicated to RGB; 3 is RGB as is; 2 (greyscale + alpha) and 4
+  (RGBA) are composited over white, as transparent parts are empty glass:
+  ``(c * a + 255 * (255 - a)) / 255`` rounded, or ``c + 255 - a`` for premultiplied
+  (associated) alpha; the grey result is replicated. Any other count is a SlideError.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class Layout:
 
     axes: str
     shape: tuple[int, ...]
+    premultiplied: bool = False
 
     @property
     def height(self) -> int:
@@ -74,14 +77,26 @@ class Layout:
         if "C" not in kept:
             data = data[..., None]
         channels = data.shape[-1]
-        if channels in (1, 2):
+        if channels == 1:
             return data[..., [0, 0, 0]]
+        if channels == 2:
+            return over_white(data[..., :1], data[..., 1:2], self.premultiplied)[..., [0, 0, 0]]
         if channels == 4:
-            return data[..., :3]
+            return over_white(data[..., :3], data[..., 3:4], self.premultiplied)
         return data
 
 
-def make_layout(axes: str, shape: tuple[int, ...], dtype, where: str) -> Layout:
+def over_white(colour, alpha, premultiplied: bool = False):
+    """Composite ``uint8`` colour channels with their alpha over white (numpy or dask)."""
+    c, a = colour.astype(np.uint16), alpha.astype(np.uint16)
+    if premultiplied:
+        return np.minimum(c + (255 - a), 255).astype(np.uint8)
+    return ((c * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
+
+
+def make_layout(
+    axes: str, shape: tuple[int, ...], dtype, where: str, *, premultiplied: bool = False
+) -> Layout:
     """Check a stored level and return its :class:`Layout`.
 
     Parameters
@@ -94,6 +109,8 @@ def make_layout(axes: str, shape: tuple[int, ...], dtype, where: str) -> Layout:
         The stored dtype; only ``uint8`` is accepted.
     where : str
         The file and level, for error messages.
+    premultiplied : bool
+        Whether an alpha channel is associated (colours already multiplied by alpha).
 
     Raises
     ------
@@ -118,7 +135,7 @@ def make_layout(axes: str, shape: tuple[int, ...], dtype, where: str) -> Layout:
             f"{where}: pixel type is {np.dtype(dtype)}; only 8-bit (uint8) RGB or greyscale "
             "images are supported"
         )
-    layout = Layout(axes, tuple(int(s) for s in shape))
+    layout = Layout(axes, tuple(int(s) for s in shape), premultiplied)
     if layout.channels not in (1, 2, 3, 4):
         raise SlideError(
             f"{where}: has {layout.channels} channels; expected 1 (grey), 2 (grey+alpha), "

@@ -16,10 +16,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from napari_conch.slide.jpeg_check import jpeg_problem
 from napari_conch.slide.layout import Layout
 
 #: Bytes of decoded TIFF chunks kept per slide (overlapping tiles decode each chunk once).
 CHUNK_CACHE_BYTES = 64 * 2**20
+#: TIFF compression code of (new-style) JPEG.
+_TIFF_JPEG = 7
+
+
+class DamagedChunkError(ValueError):
+    """A stored chunk (TIFF tile or strip) that cannot be decoded into trustworthy pixels."""
 
 
 class LevelReader(Protocol):
@@ -80,6 +87,9 @@ class TiffChunkReader:
 
     Only the chunks that overlap the region are read (under the file handle's lock) and decoded
     (outside it, so threads decode in parallel). Missing chunks (byte count 0) read as white.
+    A chunk whose bytes end before its byte count (a truncated file), or a JPEG chunk whose
+    stream is broken (see :mod:`~napari_conch.slide.jpeg_check`), raises
+    :class:`DamagedChunkError` rather than decode to garbage.
 
     Parameters
     ----------
@@ -109,6 +119,8 @@ class TiffChunkReader:
         self._samples = layout.channels
         self._has_c = "C" in layout.axes
         self._decode_args: dict[str, Any] = {"_fullsize": True}
+        # NDPI-style chunks (a shared JPEG header) are not whole JPEG streams: not checked
+        self._check_jpeg = keyframe.compression == _TIFF_JPEG and keyframe.jpegheader is None
         if page.jpegtables is not None:
             self._decode_args["jpegtables"] = page.jpegtables
         if keyframe.jpegheader is not None:
@@ -153,7 +165,19 @@ class TiffChunkReader:
             with self._fh.lock:
                 self._fh.seek(self._offsets[index])
                 data = self._fh.read(count)
+            self._check(data, count, index)
             decoded = self._decode(data, index, **self._decode_args)[0]
             chunk = decoded.reshape(self._chunk_h, self._chunk_w, self._samples)
         self._cache.put(key, chunk)
         return chunk
+
+    def _check(self, data: bytes, count: int, index: int) -> None:
+        where = f"TIFF chunk {index}"
+        if len(data) < count:
+            raise DamagedChunkError(
+                f"{where}: the file ends after {len(data)} of its {count} bytes (truncated file?)"
+            )
+        if self._check_jpeg:
+            problem = jpeg_problem(data)
+            if problem is not None:
+                raise DamagedChunkError(f"{where}: {problem}")

@@ -52,7 +52,13 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
     cache = ChunkCache()
     levels, readers = [], []
     for i, (level, array) in enumerate(zip(series.levels, arrays, strict=True)):
-        layout = make_layout(level.axes, array.shape, array.dtype, f"{path} level {i}")
+        layout = make_layout(
+            level.axes,
+            array.shape,
+            array.dtype,
+            f"{path} level {i}",
+            premultiplied=_associated_alpha(level.keyframe),
+        )
         levels.append(layout.to_rgb(da.from_zarr(array)[layout.full_index()]))
         if TiffChunkReader.supports(level):
             readers.append(TiffChunkReader(level.pages[0], tif.filehandle, layout, cache, i))
@@ -85,6 +91,12 @@ def tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str]:
     if mpp is not None:
         return mpp, "tiff-resolution"
     return None, "unknown"
+
+
+def _associated_alpha(page) -> bool:
+    """Whether a TIFF page's extra sample is premultiplied alpha (ExtraSamples = 1)."""
+    extra = getattr(page, "extrasamples", None) or ()
+    return len(extra) > 0 and int(extra[0]) == 1
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,120 +1,248 @@
 """Tissue masks: which tiles hold enough tissue to be worth embedding (glass never is).
 
 1. A low-resolution image: the coarsest level with at least :data:`PIXELS_PER_TILE` pixels
-   across a tile; when that level is finer still (a slide with one big level), it is
-   block-averaged (``dask.array.coarsen``; point samples of textured tissue are too noisy).
-2. HSV saturation ``(max - min) / max``, computed chunk by chunk on the block-averaged colours so
-   that only the small saturation image is ever held whole (memory proportional to the number of
-   tiles, not to the slide), thresholded with Otsu's method, never below
-   :data:`MIN_SATURATION` (so a slide of clean glass stays empty).
-3. A 3x3 closing then opening (fills gaps between nuclei, removes specks).
-4. Each tile's tissue fraction: the share of its box covered by tissue pixels. Parts of the
-   box outside the image count as glass, as their pixels are padded white.
+   across a tile, averaged over cells when that level is finer still (point samples of textured
+   tissue are too noisy). It is read block by block (:mod:`~napari_conch.slide.lowres`): memory
+   is that of the small image, and a chunk of the file that cannot be decoded is recorded as
+   damaged instead of stopping the scan.
+2. HSV saturation ``(max - min) / max`` of the cells' mean colours, thresholded with Otsu's
+   method (``skimage.filters.threshold_otsu``), never below :data:`MIN_SATURATION` (so a slide of
+   clean glass stays empty). A *colourless* slide (greyscale, or RGB with no cell reaching
+   :data:`MIN_SATURATION`) has no saturation to threshold: darkness ``1 - mean / 255`` is used
+   instead, never below :data:`MIN_DARKNESS`, and the switch is logged.
+3. A 3x3 closing then opening (``scipy.ndimage``; fills gaps between nuclei, removes specks).
+   Outside the image counts as tissue for erosion and as glass for dilation, so tissue touching
+   the border is kept.
+4. Each tile's tissue fraction: the share of its box covered by tissue cells. Parts of the box
+   outside the image count as glass, as their pixels are padded white.
+5. Damaged tiles: those whose box touches a chunk that could not be read. When the level read
+   is damaged and a finer level is not too large (:data:`FALLBACK_PIXELS`), the finer level is
+   read instead if fewer tiles are damaged there (a truncated pyramid loses its coarse levels
+   first). The tissue of the tiles still damaged cannot be known: :func:`scan_tissue` reports
+   them with the reader's reason and leaves them out of the mask.
 """
 
 from __future__ import annotations
 
-import dask.array as da
+import logging
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from napari_conch.slide.base import Slide
 from napari_conch.slide.grid import TileGrid
+from napari_conch.slide.lowres import LowResolution, read_low_resolution
+
+logger = logging.getLogger("napari_conch")
 
 #: Wanted pixels across one tile in the low-resolution image.
 PIXELS_PER_TILE = 16
 #: Lowest saturation threshold: unstained glass stays below it.
 MIN_SATURATION = 0.05
+#: Lowest darkness threshold on colourless slides: bright glass (above 90 % white) stays below.
+MIN_DARKNESS = 0.1
+#: Largest finer level (pixels) read again when the scanned level has damaged chunks.
+FALLBACK_PIXELS = 2**28
 
 
-def tissue_mask(
-    slide: Slide, grid: TileGrid, min_tissue: float = 0.25
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(mask, fraction)`` over the grid.
+@dataclass
+class TissueScan:
+    """What the tissue scan found over a grid.
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        ``bool [rows, cols]``: tiles to embed (``fraction >= min_tissue`` and not damaged).
+    fraction : numpy.ndarray
+        ``float32 [rows, cols]`` tissue fraction in ``[0, 1]`` (of the readable part).
+    damaged : numpy.ndarray
+        ``bool [rows, cols]``: tiles over data that could not be read; their tissue is unknown.
+    reasons : dict
+        ``(row, col) -> str`` for each damaged tile.
+    method : str
+        ``"saturation"``, or ``"darkness"`` on a colourless slide.
+    threshold : float
+        The threshold applied to the method's values.
+    """
+
+    mask: np.ndarray
+    fraction: np.ndarray
+    damaged: np.ndarray
+    reasons: dict[tuple[int, int], str] = field(default_factory=dict)
+    method: str = "saturation"
+    threshold: float = MIN_SATURATION
+
+
+def scan_tissue(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> TissueScan:
+    """Find the tissue tiles of a grid, and the tiles whose data is damaged.
 
     Parameters
     ----------
     slide : Slide
     grid : TileGrid
     min_tissue : float
-        Minimum tissue fraction of a tile for it to count as tissue (0 keeps every tile).
+        Minimum tissue fraction of a tile for it to count as tissue (0 keeps every tile that
+        can be read).
+
+    Returns
+    -------
+    TissueScan
+    """
+    low, damaged, reasons = _read_least_damaged(slide, grid)
+    values = saturation_of(low.rgb)
+    method, floor = "saturation", MIN_SATURATION
+    colourless = _colourless(values)
+    if colourless:
+        method, floor = "darkness", MIN_DARKNESS
+        values = darkness_of(low.rgb)
+    low.rgb = None  # the largest array of the scan: not needed any more
+    if colourless:
+        logger.warning(
+            "%s: no colour found (greyscale slide?): tissue is found by darkness instead of "
+            "saturation",
+            slide.path,
+        )
+    tissue, threshold = tissue_pixels(values, floor)
+    fraction = _box_fractions(tissue, low, grid, slide.downsamples[low.level])
+    mask = (fraction >= min_tissue) & ~damaged
+    return TissueScan(mask, fraction, damaged, reasons, method, threshold)
+
+
+def tissue_mask(
+    slide: Slide, grid: TileGrid, min_tissue: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(mask, fraction)`` over the grid (:func:`scan_tissue` without the damage report).
 
     Returns
     -------
     mask : numpy.ndarray
-        ``bool [rows, cols]``, ``fraction >= min_tissue``.
+        ``bool [rows, cols]``, ``fraction >= min_tissue``, damaged tiles left out.
     fraction : numpy.ndarray
         ``float32 [rows, cols]`` in ``[0, 1]``.
     """
-    saturation = low_resolution_saturation(slide, grid.tile_size_level0 / PIXELS_PER_TILE)
-    tissue = tissue_pixels(saturation)
-    fraction = _box_fractions(tissue, grid, slide.shape)
-    return fraction >= min_tissue, fraction
-
-
-def low_resolution_saturation(slide: Slide, downsample: float) -> np.ndarray:
-    """HSV saturation of the slide at about ``downsample`` level-0 pixels per pixel, float32."""
-    level = 0
-    for i, d in enumerate(slide.downsamples):
-        if d <= max(downsample, 1.0):
-            level = i
-    step = max(1, round(downsample / slide.downsamples[level]))
-    data = slide.levels[level]
-    if step > 1:
-        data = da.coarsen(np.mean, data, {0: step, 1: step}, trim_excess=True)
-    saturation = data.map_blocks(saturation_of, dtype=np.float32, drop_axis=2)
-    return np.asarray(saturation.compute())
+    scan = scan_tissue(slide, grid, min_tissue)
+    return scan.mask, scan.fraction
 
 
 def saturation_of(rgb: np.ndarray) -> np.ndarray:
-    """HSV saturation ``(max - min) / max`` of an RGB array (0..255 values), float32."""
+    """HSV saturation ``(max - min) / max`` of RGB values (0..255), float32; NaN stays NaN."""
     high = rgb.max(axis=-1).astype(np.float32)
     low = rgb.min(axis=-1).astype(np.float32)
-    return np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        saturation = np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)
+    return np.where(np.isnan(high), np.nan, saturation).astype(np.float32)
 
 
-def tissue_pixels(saturation: np.ndarray) -> np.ndarray:
-    """Boolean tissue mask from saturation: Otsu threshold, 3x3 closing and opening."""
-    threshold = max(otsu_threshold(saturation), MIN_SATURATION)
-    mask = saturation > threshold
-    closed = _filter3(_filter3(mask, np.logical_or, False), np.logical_and, True)
-    return _filter3(_filter3(closed, np.logical_and, True), np.logical_or, False)
+def darkness_of(rgb: np.ndarray) -> np.ndarray:
+    """``1 - mean / 255`` of RGB values (0..255), float32; NaN stays NaN."""
+    return (1.0 - rgb.mean(axis=-1) / 255.0).astype(np.float32)
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of values in ``[0, 1]``: maximises the between-class variance."""
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight0 = np.cumsum(hist).astype(np.float64)
-    weight1 = weight0[-1] - weight0
-    sum0 = np.cumsum(hist * centres)
-    mean0 = sum0 / np.maximum(weight0, 1)
-    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
-    between = weight0 * weight1 * (mean0 - mean1) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of the finite values (``skimage.filters.threshold_otsu``, 256 bins)."""
+    from skimage.filters import threshold_otsu
+
+    values = np.asarray(values)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return float("inf")
+    if finite.min() == finite.max():
+        return float(finite.min())
+    return float(threshold_otsu(finite, nbins=256))
 
 
-def _filter3(mask: np.ndarray, combine, pad: bool) -> np.ndarray:
-    """3x3 erosion (``np.logical_and``, pad True) or dilation (``np.logical_or``, pad False)."""
-    padded = np.pad(mask, 1, constant_values=pad)
-    h, w = mask.shape
-    out = padded[1 : h + 1, 1 : w + 1].copy()
-    for dy in range(3):
-        for dx in range(3):
-            combine(out, padded[dy : dy + h, dx : dx + w], out=out)
-    return out
+def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
+    """Tissue cells: values above Otsu's threshold (at least ``floor``), 3x3 closed and opened.
+
+    NaN cells (nothing readable) are glass. Returns ``(mask, threshold)``.
+    """
+    from scipy import ndimage
+
+    threshold = max(otsu_threshold(values), floor)
+    with np.errstate(invalid="ignore"):
+        mask = np.nan_to_num(values, nan=-1.0) > threshold
+    square = np.ones((3, 3), bool)
+    mask = ndimage.binary_dilation(mask, square, border_value=0)
+    mask = ndimage.binary_erosion(mask, square, border_value=1)  # closing
+    mask = ndimage.binary_erosion(mask, square, border_value=1)
+    mask = ndimage.binary_dilation(mask, square, border_value=0)  # opening
+    return mask, threshold
 
 
-def _box_fractions(tissue: np.ndarray, grid: TileGrid, shape0: tuple[int, int]) -> np.ndarray:
-    """Share of each tile's box covered by tissue pixels, over the tile's full area."""
+def _read_least_damaged(
+    slide: Slide, grid: TileGrid
+) -> tuple[LowResolution, np.ndarray, dict[tuple[int, int], str]]:
+    """The low-resolution image, from a finer level when that spares damaged tiles."""
+    downsample = grid.tile_size_level0 / PIXELS_PER_TILE
+    low = read_low_resolution(slide, downsample)
+    damaged, reasons = _damaged_tiles(low, grid, slide.downsamples[low.level])
+    level = low.level
+    while damaged.any() and level > 0:
+        level -= 1
+        height, width = slide.level_shape(level)
+        if height * width > FALLBACK_PIXELS:
+            break
+        finer = read_low_resolution(slide, downsample, level=level)
+        finer_damaged, finer_reasons = _damaged_tiles(finer, grid, slide.downsamples[level])
+        if finer_damaged.sum() < damaged.sum():
+            low, damaged, reasons = finer, finer_damaged, finer_reasons
+    return low, damaged, reasons
+
+
+def _colourless(saturation: np.ndarray) -> bool:
+    """Whether no readable cell reaches :data:`MIN_SATURATION` (saturation would find nothing)."""
+    if saturation.size == 0:
+        return False
+    highest = float(np.fmax.reduce(saturation, axis=None))  # NaN (nothing readable) ignored
+    return not np.isnan(highest) and highest < MIN_SATURATION
+
+
+def _box_fractions(
+    tissue: np.ndarray, low: LowResolution, grid: TileGrid, downsample: float
+) -> np.ndarray:
+    """Share of each tile's box covered by tissue cells, over the tile's full area."""
     h, w = tissue.shape
-    sy, sx = shape0[0] / h, shape0[1] / w
-    integral = np.zeros((h + 1, w + 1), np.int64)
-    integral[1:, 1:] = np.cumsum(np.cumsum(tissue, axis=0), axis=1)
+    cell = low.step * downsample  # level-0 pixels per cell side
+    rows, cols = low.cell_sides()
+    integral = np.zeros((h + 1, w + 1), np.int64)  # tissue level pixels, summed in place
+    inner = integral[1:, 1:]
+    inner[...] = tissue
+    inner *= rows[:, None]
+    inner *= cols[None, :]
+    np.cumsum(inner, axis=0, out=inner)
+    np.cumsum(inner, axis=1, out=inner)
     boxes = grid.boxes()
-    x0 = np.clip(np.rint(boxes[..., 0] / sx), 0, w).astype(np.int64)
-    x1 = np.clip(np.rint(boxes[..., 2] / sx), 0, w).astype(np.int64)
-    y0 = np.clip(np.rint(boxes[..., 1] / sy), 0, h).astype(np.int64)
-    y1 = np.clip(np.rint(boxes[..., 3] / sy), 0, h).astype(np.int64)
-    counts = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    area = (grid.tile_size_level0 / sy) * (grid.tile_size_level0 / sx)
-    return np.clip(counts / area, 0.0, 1.0).astype(np.float32)
+    x0 = np.clip(np.rint(boxes[..., 0] / cell), 0, w).astype(np.int64)
+    x1 = np.clip(np.rint(boxes[..., 2] / cell), 0, w).astype(np.int64)
+    y0 = np.clip(np.rint(boxes[..., 1] / cell), 0, h).astype(np.int64)
+    y1 = np.clip(np.rint(boxes[..., 3] / cell), 0, h).astype(np.int64)
+    covered = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    covered = covered * downsample**2  # level-0 pixels
+    return np.clip(covered / grid.tile_size_level0**2, 0.0, 1.0).astype(np.float32)
+
+
+def _damaged_tiles(
+    low: LowResolution, grid: TileGrid, downsample: float
+) -> tuple[np.ndarray, dict[tuple[int, int], str]]:
+    """Tiles whose box touches a damaged chunk, with the first such chunk's reason."""
+    if not low.damaged.any():
+        return np.zeros(grid.shape, bool), {}
+    ch, cw = low.chunk
+    height, width = low.level_shape
+    n_y, n_x = low.damaged.shape
+    boxes = grid.boxes() / downsample  # level pixels of the scanned level
+    cx0 = np.clip(np.floor(boxes[..., 0] / cw), 0, n_x).astype(np.int64)
+    cy0 = np.clip(np.floor(boxes[..., 1] / ch), 0, n_y).astype(np.int64)
+    cx1 = np.clip(np.ceil(np.minimum(boxes[..., 2], width) / cw), 0, n_x).astype(np.int64)
+    cy1 = np.clip(np.ceil(np.minimum(boxes[..., 3], height) / ch), 0, n_y).astype(np.int64)
+    integral = np.zeros((n_y + 1, n_x + 1), np.int64)
+    integral[1:, 1:] = np.cumsum(np.cumsum(low.damaged, axis=0), axis=1)
+    hits = integral[cy1, cx1] - integral[cy0, cx1] - integral[cy1, cx0] + integral[cy0, cx0]
+    damaged = hits > 0
+    reasons = {}
+    for row, col in zip(*np.nonzero(damaged), strict=True):
+        window = low.damaged[cy0[row, col] : cy1[row, col], cx0[row, col] : cx1[row, col]]
+        dy, dx = np.argwhere(window)[0]
+        key = (int(cy0[row, col] + dy), int(cx0[row, col] + dx))
+        reasons[(int(row), int(col))] = low.reasons[key]
+    return damaged, reasons
