@@ -63,13 +63,13 @@ def write_store(path: Path, rows: int, cols: int, dim: int, seed: int) -> None:
         "embed_dim": dim,
     }
     info = {"slide_name": f"slide{seed:03d}", "model_source": "synthetic", "logit_scale": 100.0}
-    store = EmbeddingStore.open_or_create(path, signature, shape=(rows, cols), info=info)
     rng = np.random.default_rng(seed)
     r, c = np.divmod(np.arange(rows * cols), cols)
-    for start in range(0, rows * cols, 16 * cols):  # a band of chunks at a time
-        sel = slice(start, start + 16 * cols)
-        v = rng.standard_normal((len(r[sel]), dim), dtype=np.float32)
-        store.write_embeddings(r[sel], c[sel], v / np.linalg.norm(v, axis=1, keepdims=True))
+    with EmbeddingStore.open_or_create(path, signature, shape=(rows, cols), info=info) as store:
+        for start in range(0, rows * cols, 16 * cols):  # a band of chunks at a time
+            sel = slice(start, start + 16 * cols)
+            v = rng.standard_normal((len(r[sel]), dim), dtype=np.float32)
+            store.write_embeddings(r[sel], c[sel], v / np.linalg.norm(v, axis=1, keepdims=True))
 
 
 def ensure_stores(folder: Path, n: int, rows: int, cols: int, dim: int) -> list[Path]:

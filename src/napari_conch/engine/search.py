@@ -8,7 +8,8 @@ of stores or tiles. Scores are cosines: the stored float16 vectors are re-normal
 Stores made by different models cannot be compared (their embedding spaces differ), so
 :func:`check_same_model` refuses a mix with one line naming two stores that differ.
 
-:func:`iter_store_tiles` is the one place that reads a store's embeddings band by band.
+:func:`iter_store_tiles` is the one place that reads a store's embeddings, band by band, through
+the store's checksum-verified reader.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_conch.engine.store import BLOCK, EmbeddingStore, TileStatus
+from napari_conch.engine.store import BLOCK, EmbeddingStore
 from napari_conch.errors import InputError, StoreError
 
 #: Tile rows read at a time (the height of an embeddings chunk, so each chunk is read once).
@@ -31,27 +32,23 @@ BAND = BLOCK
 HIT_COLUMNS = ("slide", "store", "row", "col", "x0", "y0", "x1", "y1", "score")
 
 
-def iter_store_tiles(
-    store: EmbeddingStore, band: int = BAND
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def iter_store_tiles(store: EmbeddingStore) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(rows, cols, vectors)`` of a store's DONE tiles, one band of grid rows at a time.
 
-    ``vectors`` is float32 ``[N, D]``, each row L2-normalised (rows whose vector is zero or not
-    finite are left out: they are not numbers to rank).
+    Bands are one row of embeddings chunks (:data:`BAND` grid rows), read through the store's
+    checked reader (:meth:`~napari_conch.engine.store.EmbeddingStore.iter_embedding_blocks`):
+    tiles of a damaged chunk are left out (the store warns once), never ranked. ``vectors`` is
+    float32 ``[N, D]``, each row L2-normalised (zero vectors are left out too).
     """
-    status = store.status()
-    embeddings = store._group["embeddings"]  # read band by band; the one direct access
-    for r0 in range(0, status.shape[0], band):
-        done = status[r0 : r0 + band] == TileStatus.DONE
-        if not done.any():
-            continue
-        block = np.asarray(embeddings[r0 : r0 + band], dtype=np.float32)
+    for band, block, done in store.iter_embedding_blocks():
         rows, cols = np.nonzero(done)
+        if not len(rows):
+            continue
         vectors = block[rows, cols]
         norms = np.linalg.norm(vectors, axis=1)
         good = np.isfinite(norms) & (norms > 0)
         vectors = vectors[good] / norms[good, None]
-        yield rows[good] + r0, cols[good], vectors
+        yield rows[good] + band.start, cols[good], vectors
 
 
 class TopK:
@@ -142,7 +139,7 @@ def slide_name(store: EmbeddingStore) -> str:
 
 
 def search_stores(
-    stores: Sequence[EmbeddingStore], query: np.ndarray, k: int = 10, band: int = BAND
+    stores: Sequence[EmbeddingStore], query: np.ndarray, k: int = 10
 ) -> list[SearchHit]:
     """The ``k`` tiles over all ``stores`` most similar to ``query``, best first.
 
@@ -154,8 +151,8 @@ def search_stores(
         A unit vector ``[D]`` (a text embedding or a tile's).
     k
         How many hits.
-    band
-        Tile rows read at a time (memory: ``band x cols x D`` float32 of one store).
+
+    Memory: one band (:data:`BAND` rows x cols x D float32) of one store, and ``k`` hits.
     """
     stores = list(stores)
     check_same_model(stores)
@@ -165,7 +162,7 @@ def search_stores(
         raise InputError(f"the query has {query.shape[0]} values; the stores hold {dim}")
     top = TopK(k)
     for source, store in enumerate(stores):
-        for rows, cols, vectors in iter_store_tiles(store, band):
+        for rows, cols, vectors in iter_store_tiles(store):
             top.add(vectors @ query, source, rows, cols)
     if not len(top.scores):
         raise StoreError("none of the stores has an embedded tile yet (run napari-conch embed)")
