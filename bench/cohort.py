@@ -9,7 +9,8 @@ The cohort is the fixture images in several formats (``$NAPARI_CONCH_FIXTURES/im
 Aperio SVS, two H&E JPEGs, the IHC PNG, and two conversions written once under
 ``.bench/cohort`` (git-ignored): ``hgsc_nest.ome.tif`` (tiled, 256 px, with its pixel size) and
 ``hgsc_stromal_he.ome.zarr`` (OME-Zarr 0.4 multiscales, one level). Every slide is embedded from
-scratch (a fresh store folder per run) at 0.5 um/px, three ways:
+scratch (a fresh store folder per run) at 0.5 um/px, in tiles of ``--tile-size`` grid pixels
+(default 64, so that the runs last long enough to time on this small cohort), three ways:
 
 - ``local``: one process, one slide after the other (the engine's reader threads and the model);
 - ``slides``: a LocalCluster of ``--workers`` processes, whole slides as tasks;
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mpp", type=float, default=0.5, help="grid resolution, um/px")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--tile-size", type=int, default=64, help="grid pixels (64: four times the tiles of 128)"
+    )
     parser.add_argument("--folder", default=str(REPO / ".bench" / "cohort"))
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the three ways")
     args = parser.parse_args()
@@ -139,7 +143,13 @@ def main() -> None:
     from napari_conch.engine.options import RunOptions
 
     slides = cohort_slides(Path(args.folder))
-    options = RunOptions(mpp=args.mpp, slide_mpp=0.5, batch_size=args.batch_size, device="cpu")
+    options = RunOptions(
+        mpp=args.mpp,
+        slide_mpp=0.5,
+        tile_size=args.tile_size,
+        batch_size=args.batch_size,
+        device="cpu",
+    )
     results = []
     path = [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
     os.environ["PYTHONPATH"] = os.pathsep.join(path)  # the workers import this checkout

@@ -242,6 +242,17 @@ def test_evidence_files(tmp_path):
         write_evidence(tmp_path / "missing", result, store.grid)
 
 
+def test_a_slide_given_twice_is_refused(tmp_path):
+    from napari_conch.engine.cohort_cluster import embed_cohort
+
+    slide = tmp_path / "a.png"
+    slide.write_bytes(b"x")
+    with pytest.raises(InputError, match="more than once"):
+        embed_cohort([slide, tmp_path / "." / "a.png"], "demo")
+    with pytest.raises(InputError, match="no such file"):
+        embed_cohort([tmp_path / "b.png"], "demo")
+
+
 def test_choose_mode():
     assert choose_mode(10, 4) == "slides"
     assert choose_mode(1, 4) == "tiles"

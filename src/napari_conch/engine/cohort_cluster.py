@@ -225,6 +225,12 @@ def embed_cohort(
     missing = [s for s in slides if not Path(s).expanduser().exists()]
     if missing:
         raise InputError(f"{missing[0]}: no such file or folder")
+    seen: set[Path] = set()
+    for s in slides:
+        key = Path(s).expanduser().resolve()
+        if key in seen:  # one store, two writers
+            raise InputError(f"{s}: slide given more than once")
+        seen.add(key)
     choose_mode(len(slides), 1, mode)  # checks the name
     source = str(model_source)
     start = time.perf_counter()
