@@ -11,6 +11,7 @@ reachable under the same paths on the workers. ``distributed`` is an optional de
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -175,7 +176,8 @@ def cluster_batches(
             embed_block, spec, slide_path, slide_mpp, grid_dict, r, c, batch_size, pure=False
         )
 
-    futures = [submit(b) for b, _ in zip(blocks, range(limit), strict=False)]
+    # islice, not zip(blocks, range(limit)): zip would take one block more and drop it
+    futures = [submit(b) for b in itertools.islice(blocks, limit)]
     pending = as_completed(futures)
     try:
         for future in pending:
