@@ -39,3 +39,18 @@ class StoreError(NapariConchError):
 
 class NoDecoderError(NapariConchError):
     """Captioning was asked of a model whose decoder weights were never loaded."""
+
+
+class OutputError(NapariConchError):
+    """A result file or folder cannot be written (read-only, full disk, wrong kind of path)."""
+
+
+class ClusterError(NapariConchError):
+    """A dask.distributed cluster cannot be reached, was lost, or has no workers."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An ``OSError`` as one short phrase naming the file: ``"/a/b: No space left on device"``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {reason}" if names else reason

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,28 +60,264 @@ def test_embed_is_listed_in_help(capsys):
         assert option in text
 
 
+def test_second_run_says_nothing_to_compute(tmp_path, svs_path, tiny_checkpoint, capsys):
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--quiet")) == 0
+    capsys.readouterr()
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path)) == 0
+    out, err = capsys.readouterr()
+    store = EmbeddingStore.open(out.strip())
+    done = store.counts()["done"]
+    assert err.strip() == (
+        f"napari-conch embed: {store.path.name}: nothing to compute: {done} tiles already embedded"
+    )
+    assert "tiles/s" not in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-size", "0", "batch_size=0: must be at least 1"),
+        ("--min-tissue", "2", "min_tissue=2.0: must be between 0 and 1"),
+        ("--num-readers", "0", "num_readers=0: must be at least 1"),
+        ("--tile-size", "100000", "tile_size=100000: must be at most"),
+        ("--cluster-timeout", "0", "--cluster-timeout 0.0: must be greater than 0"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_created(
+    tmp_path, svs_path, tiny_checkpoint, capsys, option, value, message
+):
+    store_dir = tmp_path / "stores"
+    assert main(embed_args(svs_path, tiny_checkpoint, store_dir, option, value)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not store_dir.exists()
+
+
+def test_defaults_come_from_run_options():
+    from napari_conch.cli import build_parser
+    from napari_conch.cli.embed import run_options
+    from napari_conch.engine.options import DEFAULTS
+
+    args = build_parser().parse_args(["embed", "slide.svs"])
+    assert run_options(args) == DEFAULTS
+
+
+def test_a_glass_slide_is_an_error_with_the_reason(tmp_path, tiny_checkpoint, capsys):
+    import numpy as np
+    import tifffile
+
+    glass = tmp_path / "glass.tif"
+    tifffile.imwrite(glass, np.full((300, 400, 3), 245, np.uint8))
+    assert main(embed_args(glass, tiny_checkpoint, tmp_path / "stores", "--tile-size", "64")) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "glass: no tissue found at min_tissue 0.25" in err and "--min-tissue" in err
+
+
+class NaNForSomeTiles:
+    """A loaded model whose embedding of every third tile is NaN."""
+
+    def __init__(self, model):
+        self._model, self.seen = model, 0
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def embed_images(self, tiles):
+        out = self._model.embed_images(tiles).clone()
+        for i in range(len(tiles)):
+            if (self.seen + i) % 3 == 0:
+                out[i] = float("nan")
+        self.seen += len(tiles)
+        return out
+
+
+def test_failed_tiles_exit_1_with_count_and_reason_last(
+    tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
+):
+    import napari_conch.engine.embed as engine
+
+    load = engine.load_run_model
+    monkeypatch.setattr(engine, "load_run_model", lambda *a, **k: NaNForSomeTiles(load(*a, **k)))
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path)) == 1
+    out, err = capsys.readouterr()
+    store = EmbeddingStore.open(out.strip())
+    failed = store.counts()["failed"]
+    assert failed > 0 and store.counts()["done"] > 0
+    assert err.strip().splitlines()[-1] == (
+        f"napari-conch embed: {store.path.name}: {failed} tiles failed: "
+        f"non-finite embedding ({failed})"
+    )
+    # a healthy model finishes the failed tiles: exit 0
+    monkeypatch.undo()
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--quiet")) == 0
+    assert EmbeddingStore.open(out.strip()).counts()["failed"] == 0
+
+
+def test_tiles_left_pending_are_not_a_success(
+    tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
+):
+    """A run that ends with tissue tiles neither done nor failed exits 1 and says so."""
+    from napari_conch.cli.embed import LocalRunner
+    from napari_conch.engine.progress import EmbedSummary
+
+    def stopped_early(self, slide, bar):
+        return EmbedSummary(tmp_path / "s.zarr", total=10, done=7, computed=7, failed_tiles=[],
+                            background=0, cancelled=False, elapsed_s=1.0)  # fmt: skip
+
+    monkeypatch.setattr(LocalRunner, "embed", stopped_early)
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        err[-1] == "napari-conch embed: s.zarr: 3 tissue tiles not embedded (run again to resume)"
+    )
+
+
+def test_several_slides_go_on_after_a_bad_one(tmp_path, svs_path, tiny_checkpoint, capsys):
+    missing = tmp_path / "missing.svs"
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(b"not a slide at all")
+    argv = embed_args(svs_path, tiny_checkpoint, tmp_path / "stores")
+    argv[1:2] = [str(missing), str(broken), str(svs_path)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    (store,) = out.strip().splitlines()  # the good slide's store is reported
+    assert EmbeddingStore.open(store).counts()["pending"] == 0
+    lines = err.strip().splitlines()
+    assert lines[0] == f"napari-conch embed: error: {missing}: no such file or folder"
+    assert lines[1].startswith("napari-conch embed: error: ") and "broken.svs" in lines[1]
+    assert (
+        lines[-1]
+        == "napari-conch embed: 1 of 3 slides complete, 2 not done (see the error lines above)"
+    )
+    assert len(lines) == 3
+
+
+def test_model_that_cannot_load_stops_at_once(tmp_path, svs_path, tiny_checkpoint, capsys):
+    argv = embed_args(svs_path, tiny_checkpoint, tmp_path / "stores")
+    argv[1:2] = [str(svs_path), str(svs_path)]
+    argv[argv.index("--model") + 1] = str(tmp_path / "nope.bin")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "nope.bin" in err[0]  # one line for the model, then the summary
+    assert err[1].endswith("0 of 2 slides complete, 2 not done (see the error lines above)")
+
+
+def test_no_model_is_one_line_before_any_slide(tmp_path, svs_path, capsys, monkeypatch):
+    monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
+    assert main(["embed", str(svs_path), str(svs_path), "--store", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("napari-conch embed: error: no model given")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_store_folder_that_is_a_file_is_one_line(tmp_path, svs_path, tiny_checkpoint, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(embed_args(svs_path, tiny_checkpoint, blocker / "stores")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot open the store" in err and str(blocker) in err
+
+
+def test_a_full_disk_during_embed_is_one_line(
+    tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
+):
+    """ENOSPC injected into the store's chunk writes after two batches."""
+    real = EmbeddingStore.write_embeddings
+    calls = []
+
+    def write(self, rows, cols, values):
+        calls.append(len(rows))
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path / "embeddings"))
+        real(self, rows, cols, values)
+
+    monkeypatch.setattr(EmbeddingStore, "write_embeddings", write)
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--batch-size", "4")) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert "cannot write the store" in err and "No space left on device" in err
+    monkeypatch.undo()
+    (path,) = tmp_path.glob("*.zarr")
+    store = EmbeddingStore.open(path)
+    assert store.counts()["done"] == 8  # the two batches written before stay, resumable
+    assert main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--quiet")) == 0
+
+
+def test_scheduler_that_is_not_an_address_is_one_line(tmp_path, svs_path, tiny_checkpoint, capsys):
+    pytest.importorskip("distributed", reason="dask.distributed is an optional extra")
+    argv = embed_args(svs_path, tiny_checkpoint, tmp_path, "--scheduler", "notanaddress")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("napari-conch embed: error: scheduler notanaddress: cannot connect")
+
+
+def test_cluster_without_workers_gives_up_after_the_timeout(
+    tmp_path, svs_path, tiny_checkpoint, capsys
+):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is optional")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
+        argv = embed_args(
+            svs_path, tiny_checkpoint, tmp_path, "--scheduler", cluster.scheduler_address,
+            "--cluster-timeout", "1",
+        )  # fmt: skip
+        argv[1:2] = [str(svs_path), str(svs_path)]
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no worker for 1 s (--cluster-timeout)" in err[0]
+    assert err[-1].endswith("0 of 2 slides complete, 2 not done (see the error lines above)")
+    assert len(err) == 2  # the lost cluster stops the run: no line per remaining slide
+
+
+def test_cluster_that_cannot_load_the_model_stops_at_once(
+    tmp_path, svs_path, tiny_checkpoint, capsys
+):
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is optional")
+    argv = embed_args(svs_path, tiny_checkpoint, tmp_path / "stores")
+    argv[1:2] = [str(svs_path), str(svs_path)]
+    argv[argv.index("--model") + 1] = str(tmp_path / "nope.bin")
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=":0"
+    ) as cluster:
+        assert main([*argv, "--scheduler", cluster.scheduler_address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "nope.bin" in err[0]  # the worker's error, said once
+    assert err[1].endswith("0 of 2 slides complete, 2 not done (see the error lines above)")
+    assert not (tmp_path / "stores").exists()
+
+
 class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
 
 def event(done, total, failed=0):
-    return SimpleNamespace(
-        done=done, total=total, failed=failed, tiles_per_s=12.5, eta_s=3.0,
-        fraction=(done + failed) / total,
-    )  # fmt: skip
+    return SimpleNamespace(done=done, total=total, failed=failed)
 
 
-def test_progress_bar_redraws_one_line_on_a_terminal():
+def test_progress_bar_is_tqdm_on_a_terminal_only():
     stream = FakeTerminal()
     bar = ProgressBar(stream)
     bar.start("slide.svs")
     bar.update(event(5, 10))
-    bar.update(event(10, 10))
+    bar.update(event(9, 10, failed=1))
     bar.finish()
     text = stream.getvalue()
-    assert text.count("\r") == 2 and text.endswith("\n")
-    assert "10/10" in text and "12.5 tiles/s" in text and "slide.svs" in text
+    assert text.endswith("\n") and "slide.svs" in text
+    assert "10/10" in text and "failed=1" in text and "tile/s" in text
     quiet = io.StringIO()  # not a terminal: nothing drawn
     ProgressBar(quiet).update(event(1, 2))
     assert quiet.getvalue() == ""
+    off = FakeTerminal()  # --quiet
+    ProgressBar(off, enabled=False).update(event(1, 2))
+    assert off.getvalue() == ""
+
+
+def test_progress_bar_draws_nothing_when_nothing_is_left():
+    stream = FakeTerminal()
+    bar = ProgressBar(stream)
+    bar.start("slide.svs")
+    bar.update(event(7, 7))
+    bar.finish()
+    assert stream.getvalue() == ""

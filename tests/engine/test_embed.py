@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -15,7 +16,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_conch.engine.embed import embed, embed_slide, embed_slide_iter, open_store
+from napari_conch.engine.embed import (
+    NON_FINITE,
+    embed,
+    embed_slide,
+    embed_slide_iter,
+    open_job,
+    open_store,
+)
+from napari_conch.engine.options import RunOptions
 from napari_conch.engine.store import EmbeddingStore, TileStatus, make_signature
 from napari_conch.engine.tiles import region_mask, tile_order
 from napari_conch.errors import InputError, SlideError, StoreError
@@ -219,8 +228,131 @@ def test_bad_options_are_user_errors(tmp_path, slide, grid, tiny_model):
     for bad in ({"batch_size": 0}, {"min_tissue": 1.5}, {"num_readers": 0}, {"region": (1, 2)}):
         with pytest.raises(InputError):
             embed_slide(slide, tiny_model, grid, store, **bad)
+    with pytest.raises(InputError, match="unknown run option"):
+        embed_slide(slide, tiny_model, grid, store, batchsize=3)
+    with pytest.raises(InputError, match="expected a RunOptions"):
+        embed_slide(slide, tiny_model, grid, store, {"batch_size": 3})
     with pytest.raises(SlideError, match="no such file"):
         embed(tmp_path / "missing.svs", "unused")
+
+
+def test_bad_options_create_nothing_on_disk(tmp_path, svs_path, tiny_checkpoint):
+    ckpt, config = tiny_checkpoint
+    root = tmp_path / "stores"
+    for bad in ({"batch_size": 0}, {"min_tissue": 2}, {"tile_size": -1}, {"level": 0, "mpp": 1}):
+        with pytest.raises(InputError):
+            embed(svs_path, ckpt, config=config, store_root=root, **bad)
+    assert not root.exists()
+
+
+def test_options_object_and_overrides(tmp_path, svs_path, tiny_checkpoint, tiny_model):
+    ckpt, config = tiny_checkpoint
+    options = RunOptions(level=0, tile_size=TILE, batch_size=16, device="cpu")
+    job = open_job(svs_path, ckpt, options, config=config, store_root=tmp_path)
+    assert job.options == options.replace(store_root=str(tmp_path))
+    assert job.grid.tile_size == TILE and job.store.path.parent == tmp_path
+    default = open_job(svs_path, ckpt, options.replace(tile_size=None), config=config)
+    assert default.grid.tile_size == RunOptions().tile_size_for(tiny_model)
+
+
+class NonFiniteModel(CountingModel):
+    """The tiny model, giving NaN (or inf) embeddings for some tiles."""
+
+    def __init__(self, model, every: int = 2):
+        super().__init__(model)
+        self.every = every
+
+    def embed_images(self, tiles):
+        out = super().embed_images(tiles).clone()
+        start = self.tiles - len(tiles)
+        for i in range(len(tiles)):
+            if (start + i) % self.every == 0:
+                out[i, i % out.shape[1]] = np.nan if i % 2 else np.inf
+        return out
+
+
+def test_non_finite_embeddings_are_failed_never_done(tmp_path, slide, grid, tiny_model):
+    store = open_store(slide, tiny_model, grid, tmp_path)
+    summary = embed_slide(slide, NonFiniteModel(tiny_model, every=3), grid, store, batch_size=8)
+    status, emb = store.status(), store.embeddings()
+    tissue = store.tissue()
+    bad = status == TileStatus.FAILED
+    assert bad.sum() == summary.failed == -(-tissue.sum() // 3) > 0
+    assert {why for _, _, why in summary.failed_tiles} == {NON_FINITE}
+    assert summary.describe_failures() == f"{summary.failed} tiles failed: {NON_FINITE} " + (
+        f"({summary.failed})"
+    )
+    assert not summary.complete and summary.done + summary.failed == summary.total
+    assert np.isfinite(emb[status == TileStatus.DONE]).all()
+    assert (status[tissue] != TileStatus.PENDING).all()
+    assert store.attrs["last_run"]["failed_reasons"] == {NON_FINITE: summary.failed}
+    # the failed tiles are tried again; a healthy model finishes them
+    again = embed_slide(slide, tiny_model, grid, store)
+    assert again.computed == summary.failed and again.complete
+
+
+def test_a_model_giving_only_nan_embeds_nothing(tmp_path, slide, grid, tiny_model):
+    store = open_store(slide, tiny_model, grid, tmp_path)
+    summary = embed_slide(slide, NonFiniteModel(tiny_model, every=1), grid, store, batch_size=16)
+    assert summary.done == 0 and summary.failed == summary.total > 0
+    assert not (store.status() == TileStatus.DONE).any()
+
+
+def test_no_tissue_is_an_error_with_the_reason(tmp_path, tiny_model):
+    import tifffile
+
+    from napari_conch.slide import make_grid, open_slide
+
+    path = tmp_path / "glass.tif"
+    tifffile.imwrite(path, np.full((300, 400, 3), 245, np.uint8))
+    glass = open_slide(path)
+    grid = make_grid(glass, level=0, tile_size=64)
+    store = open_store(glass, tiny_model, grid, tmp_path)
+    with pytest.raises(InputError, match=r"glass: no tissue found at min_tissue 0.25 .*lower it"):
+        embed_slide(glass, tiny_model, grid, store)
+    counts = store.counts()
+    assert counts["background"] == grid.rows * grid.cols and store.attrs["min_tissue"] == 0.25
+
+
+class FailingWrites:
+    """Makes ``store.write_embeddings`` raise ``OSError(errno)`` from its ``after``-th call on."""
+
+    def __init__(self, store, error, after):
+        self.store, self.error, self.after, self.calls = store, error, after, 0
+        self.real = store.write_embeddings
+
+    def __call__(self, rows, cols, values):
+        self.calls += 1
+        if self.calls > self.after:
+            raise OSError(self.error, os.strerror(self.error), str(self.store.path / "embeddings"))
+        self.real(rows, cols, values)
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
+def test_a_failing_store_write_is_one_store_error_and_keeps_what_was_written(
+    tmp_path, slide, grid, tiny_model, monkeypatch, error
+):
+    store = open_store(slide, tiny_model, grid, tmp_path)
+    monkeypatch.setattr(store, "write_embeddings", FailingWrites(store, error, after=2))
+    events = []
+    with pytest.raises(StoreError, match=os.strerror(error)) as info:
+        embed_slide(slide, tiny_model, grid, store, batch_size=4, on_progress=events.append)
+    assert str(store.path) in str(info.value) and "\n" not in str(info.value)
+    assert events[-1].done == 8
+    monkeypatch.undo()
+    status = store.status()
+    done = np.argwhere(status == TileStatus.DONE)
+    assert len(done) == 8 and np.isfinite(store.embeddings()[status == TileStatus.DONE]).all()
+    assert os.strerror(error) in store.attrs["last_run"]["error"]
+    rest = embed_slide(slide, tiny_model, grid, store)
+    assert rest.computed == rest.total - 8 and rest.complete
+
+
+def test_a_store_under_a_file_is_one_store_error(tmp_path, slide, grid, tiny_model):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="not-a-folder"):
+        open_store(slide, tiny_model, grid, blocker / "stores")
 
 
 def test_embed_from_paths_returns_the_store(tmp_path, svs_path, tiny_checkpoint, tiny_model):

@@ -173,12 +173,12 @@ def test_a_run_fixes_the_state_until_it_ends(session):
 
 
 def test_a_failed_run_ends_cleanly(session, monkeypatch):
-    """The engine reads the tissue mask from napari_conch.slide when the run starts."""
+    """The engine scans the tissue through napari_conch.slide when the run starts."""
 
     def broken(*_args, **_kwargs):
         raise SlideError("cmu_small_region.svs: unreadable tile (simulated)")
 
-    monkeypatch.setattr("napari_conch.slide.tissue_mask", broken)
+    monkeypatch.setattr("napari_conch.slide.scan_tissue", broken)
     seen = _recorder(session)
     with pytest.raises(SlideError, match="simulated"):
         session.embed()

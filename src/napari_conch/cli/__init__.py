@@ -3,7 +3,12 @@
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
 which adds its parser and sets ``func`` to the function that runs it. User mistakes raise
 :class:`~napari_conch.errors.NapariConchError` and are printed as one line (with ``--debug``, the
-traceback too); the exit status is then 2.
+traceback too); the exit status is then 2. As a last line of defence, an ``OSError`` that no
+command turned into such an error (a read-only folder, a full disk, a path of the wrong kind) is
+printed the same way, with the file it concerns.
+
+Exit statuses: 0 complete, 1 finished with failed tiles (``embed``; the last line says how many
+and why), 2 a user or environment error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 from napari_conch import __version__
-from napari_conch.errors import NapariConchError
+from napari_conch.errors import NapariConchError, describe_os_error
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = (
@@ -82,7 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NapariConchError as exc:
         if args.debug:
             raise
-        print(f"napari-conch {args.command}: error: {exc}", file=sys.stderr)
+        line = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"napari-conch {args.command}: error: {line}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"napari-conch {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"napari-conch {args.command}: interrupted", file=sys.stderr)

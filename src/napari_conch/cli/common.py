@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from napari_conch.errors import InputError
 
@@ -26,3 +27,38 @@ def model_source(args: argparse.Namespace) -> str:
             f"napari-conch (not CONCH), or set {MODEL_ENV}"
         )
     return source
+
+
+def no_embeddings_reason(store: Any) -> str:
+    """Why a store has no embedded tile, from what its runs recorded (one line).
+
+    Tells apart a store never embedded, a slide where no tissue was found, tiles that all failed
+    (with the recorded reasons) and a run that stopped before any tile was done, so the advice
+    fits what happened.
+    """
+    counts, attrs = store.counts(), store.attrs
+    last = attrs.get("last_run") or {}
+    total = sum(counts.values())
+    head = f"{store.path}: no embedded tiles"
+    if counts.get("failed"):
+        reasons = last.get("failed_reasons") or {}
+        why = "; ".join(f"{text} ({n})" for text, n in reasons.items())
+        return (
+            f"{head}: all {counts['failed']} tissue tiles failed when embedded"
+            + (f" ({why})" if why else "")
+            + "; fix the cause and run napari-conch embed again"
+        )
+    if total and counts.get("background") == total:
+        at = attrs.get("min_tissue")
+        level = f" at --min-tissue {at:g}" if isinstance(at, int | float) else ""
+        return (
+            f"{head}: napari-conch embed found no tissue{level}; embed again with a lower "
+            "--min-tissue or check the slide"
+        )
+    if last:
+        stop = last.get("error") or ("cancelled" if last.get("cancelled") else "stopped")
+        return (
+            f"{head}: the last embed run ended before any tile was done ({stop}); run "
+            "napari-conch embed again to resume"
+        )
+    return f"{head} yet (run napari-conch embed)"

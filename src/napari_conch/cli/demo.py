@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
+from napari_conch.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -43,17 +45,22 @@ def run(args: argparse.Namespace) -> int:
     from napari_conch.cli.embed import ProgressBar
     from napari_conch.demo.run import DEFAULT_PROMPTS, run_demo
 
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: is a file, not a folder")
     bar = ProgressBar(sys.stderr, enabled=not args.quiet)
     bar.start("demo model")
-    outputs = run_demo(
-        args.out,
-        slide_path=args.slide,
-        prompts=args.prompt or DEFAULT_PROMPTS,
-        templates=args.templates,
-        device=args.device,
-        on_progress=bar.update,
-    )
-    bar.finish()
+    try:
+        outputs = run_demo(
+            args.out,
+            slide_path=args.slide,
+            prompts=args.prompt or DEFAULT_PROMPTS,
+            templates=args.templates,
+            device=args.device,
+            on_progress=bar.update,
+        )
+    finally:
+        bar.finish()  # after an error too: main() prints its one line below the bar
     print(f"demo model (not CONCH): {outputs.tiles_embedded} tissue tiles embedded")
     print(f"prompts: {', '.join(outputs.names)}")
     print(f"heatmap: {outputs.heatmap_tiff}")

@@ -1,17 +1,29 @@
-"""``napari-conch embed``: embed slides into stores, locally or on a dask.distributed cluster."""
+"""``napari-conch embed``: embed slides into stores, locally or on a dask.distributed cluster.
+
+Every slide is tried, one after the other; a slide that cannot be done is one line on stderr and
+the next slide goes on. Each finished store's path is printed on stdout. The exit status is the
+worst of the slides': 0 every tissue tile of every slide is DONE with a finite embedding, 1 some
+tiles failed (the last line says how many and why), 2 a slide could not be done at all (or a
+user/environment error before any slide).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from napari_conch.cli.common import add_model_argument, model_source
-from napari_conch.errors import InputError
+from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
+from napari_conch.engine.options import DEFAULTS, RunOptions
+from napari_conch.errors import ClusterError, InputError, NapariConchError, describe_os_error
 
 HELP = "embed the tissue tiles of slides into embedding stores"
+
+#: Exit statuses (also in README.md and docs/reliability.md).
+COMPLETE, FAILED_TILES, ERROR = 0, 1, 2
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +33,9 @@ def register(subparsers: Any) -> None:
         help=HELP,
         description=(
             "Embed the tissue tiles of each SLIDE with a CONCH model into an on-disk store "
-            "(reused and resumed when it exists) and print where each store is."
+            "(reused and resumed when it exists) and print where each store is. Exit status: "
+            "0 every tissue tile embedded, 1 some tiles failed (the last line says how many and "
+            "why), 2 a slide could not be done or a user/environment error."
         ),
     )
     p.add_argument("slides", nargs="+", metavar="SLIDE", help="slide files or zarr folders")
@@ -29,17 +43,65 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (recorded, not needed)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--level", type=int, metavar="N", help="pyramid level of the grid")
-    where.add_argument("--mpp", type=float, metavar="X", help="grid resolution in microns/px")
-    p.add_argument(
-        "--slide-mpp", type=float, metavar="X", help="level-0 microns/px of slides without one"
+    where.add_argument(
+        "--level", type=int, default=DEFAULTS.level, metavar="N", help="pyramid level of the grid"
     )
-    p.add_argument("--tile-size", type=int, metavar="N", help="tile size (default: model input)")
-    p.add_argument("--stride", type=int, metavar="N", help="stride (default: tile size)")
-    p.add_argument("--min-tissue", type=float, default=0.25, metavar="F", help="default 0.25")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="default 32")
-    p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cuda:1, cpu")
-    p.add_argument("--store", metavar="DIR", help="folder of the stores (default: user cache)")
+    where.add_argument(
+        "--mpp", type=float, default=DEFAULTS.mpp, metavar="X", help="grid resolution in microns/px"
+    )
+    p.add_argument(
+        "--slide-mpp",
+        type=float,
+        default=DEFAULTS.slide_mpp,
+        metavar="X",
+        help="level-0 microns/px of slides without one",
+    )
+    p.add_argument(
+        "--tile-size",
+        type=int,
+        default=DEFAULTS.tile_size,
+        metavar="N",
+        help="tile side in pixels of the grid (default: the model's own)",
+    )
+    p.add_argument(
+        "--stride", type=int, default=DEFAULTS.stride, metavar="N", help="default: tile size"
+    )
+    p.add_argument(
+        "--min-tissue",
+        type=float,
+        default=DEFAULTS.min_tissue,
+        metavar="F",
+        help=f"minimum tissue fraction of a tile (default {DEFAULTS.min_tissue})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULTS.batch_size,
+        metavar="N",
+        help=f"tiles per model call (default {DEFAULTS.batch_size})",
+    )
+    p.add_argument(
+        "--num-readers",
+        type=int,
+        default=DEFAULTS.num_readers,
+        metavar="N",
+        help=f"threads reading tiles (default {DEFAULTS.num_readers})",
+    )
+    p.add_argument(
+        "--device", default=DEFAULTS.device, metavar="D", help="torch device: cuda, cuda:1, cpu"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default=DEFAULTS.precision,
+        help="compute precision (default: the device's)",
+    )
+    p.add_argument(
+        "--store",
+        default=DEFAULTS.store_root,
+        metavar="DIR",
+        help="folder of the stores (default: user cache)",
+    )
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
     p.add_argument(
         "--wait",
@@ -50,136 +112,278 @@ def register(subparsers: Any) -> None:
         help="when another process is writing the store, wait for it (at most SECONDS; "
         "without a number, as long as it takes) instead of stopping",
     )
+    p.add_argument(
+        "--cluster-timeout",
+        type=float,
+        default=DEFAULT_CLUSTER_TIMEOUT,
+        metavar="SECONDS",
+        help="with --scheduler: give up after this long without a worker "
+        f"(default {DEFAULT_CLUSTER_TIMEOUT:g})",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Embed every slide; return 1 when some tiles failed, else 0."""
-    missing = [s for s in args.slides if not Path(s).expanduser().exists()]
-    if missing:
-        raise InputError(f"{missing[0]}: no such file or folder")
-    bar = ProgressBar(sys.stderr, enabled=not args.quiet)
-    options = dict(
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The run options the arguments give (checked: a bad value is an error before any work)."""
+    return RunOptions(
         level=args.level,
         mpp=args.mpp,
         tile_size=args.tile_size,
         stride=args.stride,
         min_tissue=args.min_tissue,
         batch_size=args.batch_size,
-        store_root=args.store,
+        num_readers=args.num_readers,
         slide_mpp=args.slide_mpp,
-    )
-    if args.scheduler:
-        summaries = _run_cluster(args, options, bar)
-    else:
-        summaries = [_run_local(args, slide, options, bar) for slide in args.slides]
-    status = 0
-    for summary in summaries:
-        print(summary.store_path)
-        if summary.failed:
-            status = 1
-            row, col, why = summary.failed_tiles[0]
-            print(
-                f"napari-conch embed: {summary.failed} tile(s) could not be read in "
-                f"{summary.store_path.name}, e.g. row {row} col {col}: {why}",
-                file=sys.stderr,
-            )
-    return status
-
-
-def _run_local(args: argparse.Namespace, slide: str, options: dict, bar: ProgressBar) -> Any:
-    from napari_conch.engine.embed import drain, embed_slide_iter, open_job
-
-    job = open_job(
-        slide,
-        model_source(args),
-        config=args.config,
-        tokenizer=args.tokenizer,
         device=args.device,
-        wait=args.wait,
-        **{
-            k: options[k]
-            for k in ("level", "mpp", "tile_size", "stride", "store_root", "slide_mpp")
-        },
+        precision=args.precision,
+        store_root=args.store,
     )
-    bar.start(Path(slide).name)
-    events = embed_slide_iter(
-        job.slide,
-        job.model,
-        job.grid,
-        job.store,
-        batch_size=options["batch_size"],
-        min_tissue=options["min_tissue"],
-    )
-    summary = drain(events, bar.update)
-    bar.finish()
-    return summary
 
 
-def _run_cluster(args: argparse.Namespace, options: dict, bar: ProgressBar) -> list:
-    from napari_conch.engine.distributed import embed_on_cluster, get_client
+@dataclass
+class SlideOutcome:
+    """What became of one slide: its summary, or the one-line error why there is none."""
 
-    client = get_client(args.scheduler)
-    current: list[Path] = []
+    slide: str
+    summary: Any = None
+    error: str | None = None
 
-    def report(path: Path, event: Any) -> None:
-        if not current or current[-1] != path:
-            if current:
-                bar.finish()
-            current.append(path)
-            bar.start(path.name)
-        bar.update(event)
+    @property
+    def status(self) -> int:
+        """Exit status of this slide alone."""
+        if self.error is not None:
+            return ERROR
+        if self.summary.failed or self.summary.pending:
+            return FAILED_TILES
+        return COMPLETE
 
+
+def run(args: argparse.Namespace) -> int:
+    """Embed every slide; return the worst status (0 complete, 1 failed tiles, 2 errors)."""
+    options = run_options(args)
+    if not args.cluster_timeout > 0:
+        raise InputError(f"--cluster-timeout {args.cluster_timeout}: must be greater than 0")
+    bar = ProgressBar(sys.stderr, enabled=not args.quiet)
+    runner = ClusterRunner(args, options) if args.scheduler else LocalRunner(args, options)
+    outcomes = []
     try:
-        return embed_on_cluster(
-            client,
-            args.slides,
-            model_source(args),
-            config=args.config,
-            device=args.device,
-            on_progress=report,
-            **options,
-        )
+        for slide in args.slides:
+            outcome = _embed_one(runner, slide, bar, args)
+            outcomes.append(outcome)
+            if outcome.error is not None and runner.fatal:
+                break
     finally:
+        runner.close()
+    if len(args.slides) > 1 and any(o.status for o in outcomes):
+        print(f"napari-conch embed: {overall(outcomes, len(args.slides))}", file=sys.stderr)
+    return max(o.status for o in outcomes)
+
+
+def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespace) -> SlideOutcome:
+    """Embed one slide and report it; an error of this slide becomes its one line."""
+    try:
+        if not Path(slide).expanduser().exists():
+            raise InputError(f"{slide}: no such file or folder")
+        summary = runner.embed(slide, bar)
+    except (NapariConchError, OSError) as exc:
         bar.finish()
+        if args.debug:
+            raise
+        text = describe_os_error(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
+        if not runner.fatal and slide not in text and Path(slide).name not in text:
+            text = f"{Path(slide).name}: {text}"  # say which slide (errors of the model or
+            # the cluster concern every slide and are said as they are)
+        print(f"napari-conch embed: error: {text}", file=sys.stderr)
+        return SlideOutcome(slide, error=text)
+    print(summary.store_path, flush=True)
+    name = summary.store_path.name
+    if summary.failed:
+        print(f"napari-conch embed: {name}: {summary.describe_failures()}", file=sys.stderr)
+    elif summary.pending:
+        print(
+            f"napari-conch embed: {name}: {summary.pending} tissue tiles not embedded "
+            "(run again to resume)",
+            file=sys.stderr,
+        )
+    elif summary.computed == 0 and not args.quiet:
+        print(
+            f"napari-conch embed: {name}: nothing to compute: {summary.done} tiles already "
+            "embedded",
+            file=sys.stderr,
+        )
+    return SlideOutcome(slide, summary=summary)
+
+
+def overall(outcomes: list[SlideOutcome], asked: int) -> str:
+    """The last line of a multi-slide run: slides complete, with failed tiles, not done."""
+    complete = sum(o.status == COMPLETE for o in outcomes)
+    partial = [o.summary for o in outcomes if o.status == FAILED_TILES]
+    errors = asked - complete - len(partial)
+    parts = [f"{complete} of {asked} slides complete"]
+    if partial:
+        failed = sum(s.failed for s in partial)
+        pending = sum(s.pending for s in partial)
+        reasons: dict[str, int] = {}
+        for s in partial:
+            for why, n in s.failure_reasons():
+                reasons[why] = reasons.get(why, 0) + n
+        text = f"{len(partial)} with failed tiles ({failed} tiles failed"
+        if reasons:
+            top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
+            text += ": " + "; ".join(f"{why} ({n})" for why, n in top)
+        if pending:
+            text += f"; {pending} not embedded"
+        parts.append(text + ")")
+    if errors:
+        parts.append(f"{errors} not done (see the error lines above)")
+    return ", ".join(parts)
+
+
+class LocalRunner:
+    """Embeds slides in this process with a model loaded once."""
+
+    def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
+        self.args, self.options = args, options
+        self.source = model_source(args)
+        self.model: Any = None
+        self.fatal = False  # set when the model cannot load: no slide can be done then
+
+    def close(self) -> None:
+        """Nothing to release (the model stays cached for the process)."""
+
+    def embed(self, slide: str, bar: ProgressBar) -> Any:
+        """Embed one slide; return its summary."""
+        from napari_conch.engine.embed import drain, embed_slide_iter, load_run_model, open_job
+
+        if self.model is None:
+            self.fatal = True
+            self.model = load_run_model(
+                self.source,
+                self.options,
+                config=self.args.config,
+                tokenizer=self.args.tokenizer,
+            )
+            self.fatal = False
+        job = open_job(slide, None, self.options, model=self.model, wait=self.args.wait)
+        bar.start(Path(slide).name)
+        try:
+            return drain(
+                embed_slide_iter(job.slide, job.model, job.grid, job.store, self.options),
+                bar.update,
+            )
+        finally:
+            bar.finish()
+
+
+class ClusterRunner:
+    """Embeds slides on a dask.distributed cluster (model and tiles on the workers)."""
+
+    def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
+        from napari_conch.engine.distributed import get_client, model_spec
+
+        self.args, self.options = args, options
+        self.client = get_client(args.scheduler)
+        self.spec = model_spec(model_source(args), options, args.config)
+        self.facts: Any = None  # the model's facts, asked of a worker once
+        self.fatal = False  # set when the cluster is lost: no slide can be done then
+
+    def close(self) -> None:
+        """Disconnect from the scheduler (the cluster itself goes on).
+
+        After a lost scheduler, closing cancels the client's attempts to reconnect, which
+        ``distributed`` logs as a traceback: the one-line error was said already, so that log
+        is muted while the client closes.
+        """
+        import logging
+
+        log = logging.getLogger("distributed.client")
+        level = log.level
+        if self.fatal:
+            log.setLevel(logging.CRITICAL)
+        try:
+            self.client.close()
+        finally:
+            log.setLevel(level)
+
+    def embed(self, slide: str, bar: ProgressBar) -> Any:
+        """Embed one slide on the cluster; return its summary."""
+        from napari_conch.engine.distributed import (
+            ClusterWatch,
+            cluster_model_facts,
+            embed_slide_cluster_iter,
+        )
+        from napari_conch.engine.embed import drain
+
+        watch = ClusterWatch(self.client, self.args.cluster_timeout)
+        try:
+            if self.facts is None:
+                self.fatal = True  # a model the workers cannot load fails every slide
+                self.facts = cluster_model_facts(self.client, self.spec, watch)
+                self.fatal = False
+            bar.start(Path(slide).name)
+            events = embed_slide_cluster_iter(
+                self.client,
+                slide,
+                self.spec,
+                self.options,
+                cluster_timeout=self.args.cluster_timeout,
+                facts=self.facts,
+            )
+            return drain(events, bar.update)
+        except ClusterError:
+            self.fatal = True
+            raise
+        finally:
+            bar.finish()
 
 
 class ProgressBar:
-    """A one-line progress bar redrawn with carriage returns (only on a terminal)."""
+    """A tqdm progress bar of one slide's run on ``stream``, drawn only on a terminal.
 
-    def __init__(self, stream: TextIO, *, enabled: bool = True, width: int = 30) -> None:
-        self.stream, self.width = stream, width
+    No bar is drawn when ``enabled`` is False (``--quiet``), when the stream is not a terminal,
+    or when the run has nothing to compute.
+    """
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
+        self.stream = stream
         self.enabled = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self.name, self._last, self._open = "", 0.0, False
+        self.name = ""
+        self._bar: Any = None
 
     def start(self, name: str) -> None:
-        """Begin a bar for one slide."""
-        self.name, self._last = name, 0.0
+        """Begin a bar for one slide (drawn at its first progress event)."""
+        self.finish()
+        self.name = name
 
     def update(self, event: Any) -> None:
-        """Redraw for a progress event (at most 10 times a second, always the last one)."""
+        """Show a progress event: tiles handled of the total, failed ones, rate and ETA."""
         if not self.enabled:
             return
-        now = time.monotonic()
-        final = event.done + event.failed >= event.total
-        if now - self._last < 0.1 and not final:
-            return
-        self._last = now
-        filled = round(self.width * event.fraction)
-        eta = "?" if event.eta_s is None else f"{event.eta_s:.0f}s"
-        line = (
-            f"\r{self.name[:30]} [{'#' * filled}{'.' * (self.width - filled)}] "
-            f"{event.done}/{event.total} failed {event.failed} "
-            f"{event.tiles_per_s:.1f} tiles/s ETA {eta}"
-        )
-        self.stream.write(line + "\x1b[K")
-        self.stream.flush()
-        self._open = True
+        handled = event.done + event.failed
+        if self._bar is None:
+            if handled >= event.total:  # nothing to compute: no "0.0 tiles/s" bar
+                return
+            self._bar = _tqdm(
+                total=event.total,
+                initial=handled,
+                desc=self.name[:30],
+                unit="tile",
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.1,
+            )
+        self._bar.set_postfix(failed=event.failed, refresh=False)
+        self._bar.update(handled - self._bar.n)
 
     def finish(self) -> None:
-        """End the current bar's line."""
-        if self._open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._open = False
+        """Close the current bar (its last state stays on screen)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _tqdm(**kwargs: Any) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(**kwargs)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.common import no_embeddings_reason
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -94,6 +95,15 @@ def load_store_model(store: Any, args: argparse.Namespace) -> Any:
     return model
 
 
+def check_out_file(out: Path) -> None:
+    """Refuse an ``--out`` that cannot be a new file: its folder is missing, or it is a folder."""
+    if not out.parent.is_dir():
+        what = "is not a folder" if out.parent.exists() else "does not exist"
+        raise InputError(f"--out {out}: folder {out.parent} {what}")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder (give a file name)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Query the store and write every ``--out`` file."""
     from napari_conch.engine.export import FORMATS, export_result
@@ -106,14 +116,13 @@ def run(args: argparse.Namespace) -> int:
     for out in map(Path, args.out):
         if out.suffix.lower() not in FORMATS:
             raise InputError(f"--out {out}: unknown extension (use {', '.join(FORMATS)})")
-        if not out.parent.is_dir():
-            raise InputError(f"--out {out}: folder {out.parent} does not exist")
+        check_out_file(out)
         if out.suffix.lower() == ".geojson" and n_classes == 1 and args.threshold is None:
             raise InputError(f"--out {out}: GeoJSON of one prompt needs --threshold")
     store = EmbeddingStore.open(args.store)
     index = QueryIndex.from_store(store)
     if index.size == 0:
-        raise StoreError(f"{store.path}: no embedded tiles yet (run napari-conch embed)")
+        raise StoreError(no_embeddings_reason(store))
     model = load_store_model(store, args)
     names, queries = embed_prompt_sets(model, *sets)
     result = run_query(

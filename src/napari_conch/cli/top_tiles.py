@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.query import load_store_model
+from napari_conch.cli.common import no_embeddings_reason
+from napari_conch.cli.query import check_out_file, load_store_model
+from napari_conch.errors import StoreError
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
 
@@ -41,9 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from napari_conch.engine.retrieval import top_tiles_for_prompt
     from napari_conch.engine.store import EmbeddingStore
 
+    if args.out:
+        check_out_file(Path(args.out))
     store = EmbeddingStore.open(args.store)
-    model = load_store_model(store, args)
     index = QueryIndex.from_store(store)
+    if index.size == 0:
+        raise StoreError(no_embeddings_reason(store))
+    model = load_store_model(store, args)
     hits = top_tiles_for_prompt(index, store.grid, model, args.prompt, args.k, args.templates)
     rows = [(h.rank, h.row, h.col, *(round(v, 1) for v in h.box), round(h.score, 5)) for h in hits]
     writer = csv.writer(sys.stdout)

@@ -4,8 +4,15 @@ The client plans each slide (tissue mask, tile order, store) and writes every re
 store itself, so the store is written by one process exactly as in a local run; workers embed
 blocks of tiles (one store chunk, 16 x 16 tiles, at most). Each worker process loads the model
 once (:func:`worker_model`) and keeps its slides open. Slide files and the model source must be
-reachable under the same paths on the workers. ``distributed`` is an optional dependency
+reachable under the same paths on the workers (relative paths are made absolute on the client
+before they are sent). ``distributed`` is an optional dependency
 (``pip install napari-conch[distributed]``).
+
+Faults: a block is written only when its whole result reached the client, so a worker that dies
+mid-block leaves its tiles PENDING; the scheduler gives the block to another worker (up to
+``distributed.scheduler.allowed-failures`` times, then :class:`ClusterError`). A lost scheduler,
+or a cluster without a worker for ``cluster_timeout`` seconds, ends the run with
+:class:`ClusterError`; every block written before stays in the store and the next run resumes.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +32,26 @@ import numpy as np
 from napari_conch.engine.embed import (
     BatchResult,
     Cancel,
-    _check_options,
     _is_cancelled,
     drain,
     model_batches,
+    open_grid,
     open_slide_checked,
     plan_run,
     run_batches,
+    run_options,
 )
+from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary
 from napari_conch.engine.store import BLOCK, EmbeddingStore, make_info, make_signature
 from napari_conch.engine.store import store_path_for as _store_path_for
 from napari_conch.engine.tiles import Box
-from napari_conch.errors import InputError
+from napari_conch.errors import ClusterError, InputError, StoreError, describe_os_error
+
+#: Seconds a run waits while the cluster has no worker before it gives up.
+DEFAULT_CLUSTER_TIMEOUT = 180.0
+#: Seconds between checks of the cluster while waiting for results.
+POLL_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class ModelSpec:
     source: str
     config: Any = None
     device: str | None = None
+    precision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,16 +71,46 @@ class ModelFacts:
     source: str
     fingerprint: str
     image_size: int
+    default_tile_size: int
     embed_dim: int
     logit_scale: float
     preprocess_info: dict
     config: Any
     tokenizer_file: str | None
-    default_tile_size: int | None = None
+    precision: str = "fp32"
 
 
-def get_client(scheduler: Any) -> Any:
-    """Return a ``distributed.Client`` for an address (or the client itself)."""
+def absolute_source(value: Any) -> Any:
+    """``value`` made absolute when it names an existing file or folder here; else unchanged.
+
+    Workers run in other folders (or on other machines), so a relative ``--model`` or
+    ``--config`` must be resolved on the client. Sources that are not paths (``demo``,
+    ``hf_hub:...``, a config preset name) are kept as they are.
+    """
+    if value is None or not isinstance(value, str | os.PathLike):
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else str(value)
+
+
+def model_spec(model_source: Any, options: RunOptions, config: Any = None) -> ModelSpec:
+    """The :class:`ModelSpec` workers load, with paths resolved on this machine."""
+    return ModelSpec(
+        absolute_source(model_source),
+        absolute_source(config),
+        options.device,
+        options.precision,
+    )
+
+
+def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
+    """Return a ``distributed.Client`` for an address (or the client itself).
+
+    Raises
+    ------
+    ClusterError
+        When the address is malformed or no scheduler answers there within ``timeout``.
+    """
     try:
         from distributed import Client
     except ImportError as exc:
@@ -73,9 +120,10 @@ def get_client(scheduler: Any) -> Any:
     if isinstance(scheduler, Client):
         return scheduler
     try:
-        return Client(str(scheduler), timeout="20s")
-    except OSError as exc:
-        raise InputError(f"scheduler {scheduler}: cannot connect ({exc})") from exc
+        return Client(str(scheduler), timeout=f"{timeout}s")
+    except (OSError, ValueError, TypeError, TimeoutError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ClusterError(f"scheduler {scheduler}: cannot connect ({reason})") from exc
 
 
 @functools.lru_cache(maxsize=2)
@@ -83,7 +131,7 @@ def worker_model(spec: ModelSpec) -> Any:
     """The model of ``spec`` in this worker process, loaded on first use."""
     from napari_conch.model import load_model
 
-    return load_model(spec.source, config=spec.config, device=spec.device)
+    return load_model(spec.source, config=spec.config, device=spec.device, precision=spec.precision)
 
 
 @functools.lru_cache(maxsize=8)
@@ -98,12 +146,13 @@ def model_facts(spec: ModelSpec) -> ModelFacts:
         source=str(model.source),
         fingerprint=model.fingerprint,
         image_size=int(model.image_size),
+        default_tile_size=int(model.default_tile_size),
         embed_dim=int(model.embed_dim),
         logit_scale=float(model.logit_scale),
         preprocess_info=dict(model.preprocess_info),
         config=model.config,
         tokenizer_file=model.tokenizer_file,
-        default_tile_size=int(model.default_tile_size),
+        precision=str(model.precision),
     )
 
 
@@ -147,6 +196,101 @@ def _blocks(rows: np.ndarray, cols: np.ndarray) -> Iterator[tuple[np.ndarray, np
     yield from zip(np.split(rows, cuts), np.split(cols, cuts), strict=True)
 
 
+class ClusterWatch:
+    """Decides when waiting on a cluster is hopeless: scheduler lost, or no worker for too long.
+
+    Parameters
+    ----------
+    client
+        The ``distributed.Client``.
+    timeout
+        Seconds without any worker after which :meth:`check` raises.
+    """
+
+    def __init__(self, client: Any, timeout: float = DEFAULT_CLUSTER_TIMEOUT) -> None:
+        if not timeout > 0:
+            raise InputError(f"cluster timeout {timeout}: must be greater than 0 seconds")
+        self.client, self.timeout = client, float(timeout)
+        self._no_worker_since: float | None = None
+
+    def address(self) -> str:
+        """The scheduler's address, for messages."""
+        return str(getattr(self.client, "scheduler", None) and self.client.scheduler.address)
+
+    def lost(self, why: str = "connection lost") -> ClusterError:
+        """The error of a run whose scheduler went away."""
+        return ClusterError(
+            f"scheduler {self.address()}: {why}; the tiles embedded so far are kept in the "
+            "store, run again to resume"
+        )
+
+    def check(self) -> None:
+        """Raise :class:`ClusterError` when the scheduler is gone or no worker came in time."""
+        if self.client.status not in ("running", "connecting", "newly-created"):
+            raise self.lost(f"client {self.client.status}")
+        workers = self.client.scheduler_info().get("workers", {})
+        now = time.monotonic()
+        if workers:
+            self._no_worker_since = None
+        elif self._no_worker_since is None:
+            self._no_worker_since = now
+        elif now - self._no_worker_since >= self.timeout:
+            raise ClusterError(
+                f"scheduler {self.address()}: no worker for {self.timeout:g} s "
+                "(--cluster-timeout); the tiles embedded so far are kept in the store"
+            )
+
+    def wait_any(self, futures: Sequence[Any]) -> list[Any]:
+        """Block until at least one of ``futures`` is no longer pending; return those that are."""
+        from distributed import wait
+
+        while True:
+            try:
+                wait(list(futures), timeout=POLL_S, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                self.check()
+                continue
+            except (CancelledError, OSError):  # cancelled or lost: judged one by one below
+                pass
+            finished = [f for f in futures if f.status != "pending"]
+            if finished:
+                return finished
+            self.check()
+
+    def result(self, future: Any) -> Any:
+        """The value of a finished ``future``, or the one-line error of why there is none."""
+        from distributed.scheduler import KilledWorker
+
+        if future.status == "cancelled":
+            if self.client.status != "running":
+                raise self.lost("connection lost")
+            self.check()  # names a missing worker when that is why
+            raise self.lost("work was cancelled by the scheduler")
+        try:
+            return future.result()
+        except KilledWorker as exc:
+            raise ClusterError(
+                f"scheduler {self.address()}: a block of tiles killed every worker it was given "
+                f"to ({exc}); the tiles embedded so far are kept in the store"
+            ) from exc
+        except OSError as exc:  # the scheduler's connection broke while fetching the result
+            raise self.lost(f"connection lost ({describe_os_error(exc)})") from exc
+
+
+def cluster_model_facts(client: Any, spec: ModelSpec, watch: ClusterWatch | None = None) -> Any:
+    """Load the model on a worker and return its :class:`ModelFacts`.
+
+    Raises
+    ------
+    NapariConchError
+        The worker's error when the model cannot be loaded there (e.g. ``CheckpointError``),
+        or :class:`ClusterError` when the cluster is lost or has no worker in time.
+    """
+    watch = watch or ClusterWatch(client)
+    future = client.submit(model_facts, spec, pure=False)
+    return watch.result(watch.wait_any([future])[0])
+
+
 def cluster_batches(
     client: Any,
     spec: ModelSpec,
@@ -158,15 +302,23 @@ def cluster_batches(
     *,
     batch_size: int,
     in_flight: int | None = None,
+    watch: ClusterWatch | None = None,
 ) -> Iterator[BatchResult]:
     """Submit tile blocks to the cluster, a bounded number at a time; yield results as they come.
 
+    Every block is submitted exactly once (the scheduler retries it on another worker when its
+    worker dies). ``in_flight`` blocks are submitted at a time (default: 2 per worker).
     Closing the iterator cancels the blocks not yet done.
-    """
-    from distributed import as_completed
 
+    Raises
+    ------
+    ClusterError
+        When the scheduler is lost, no worker is there for the watch's timeout, or a block
+        killed the workers it was given to.
+    """
+    watch = watch or ClusterWatch(client)
     workers = max(1, len(client.scheduler_info().get("workers", {})))
-    limit = in_flight or 2 * workers
+    limit = max(1, in_flight or 2 * workers)
     blocks = _blocks(rows, cols)
     grid_dict = grid.to_dict()
 
@@ -176,19 +328,19 @@ def cluster_batches(
             embed_block, spec, slide_path, slide_mpp, grid_dict, r, c, batch_size, pure=False
         )
 
-    # islice, not zip(blocks, range(limit)): zip would take one block more and drop it
-    futures = [submit(b) for b in itertools.islice(blocks, limit)]
-    pending = as_completed(futures)
+    pending = [submit(b) for b in itertools.islice(blocks, limit)]
     try:
-        for future in pending:
-            results = future.result()
-            future.release()
-            nxt = next(blocks, None)
-            if nxt is not None:
-                pending.add(submit(nxt))
-            yield from results
+        while pending:
+            for future in watch.wait_any(pending):
+                pending.remove(future)
+                results = watch.result(future)
+                future.release()
+                nxt = next(blocks, None)
+                if nxt is not None:
+                    pending.append(submit(nxt))
+                yield from results
     finally:
-        for future in list(pending.futures):
+        for future in pending:
             future.cancel()
 
 
@@ -196,38 +348,50 @@ def embed_slide_cluster_iter(
     client: Any,
     slide_path: str | os.PathLike,
     spec: ModelSpec,
+    options: RunOptions | None = None,
     *,
-    level: int | None = None,
-    mpp: float | None = None,
-    tile_size: int | None = None,
-    stride: int | None = None,
-    min_tissue: float = 0.25,
-    batch_size: int = 32,
-    store_root: str | os.PathLike | None = None,
-    slide_mpp: float | None = None,
     region: Box | None = None,
     cancel: Cancel = None,
+    cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
+    facts: ModelFacts | None = None,
+    **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
-    """Like :func:`~napari_conch.engine.embed.embed_slide_iter`, with the model on the cluster."""
-    from napari_conch.slide import make_grid
+    """Like :func:`~napari_conch.engine.embed.embed_slide_iter`, with the model on the cluster.
 
-    _check_options(batch_size, min_tissue, 1)
-    facts = client.submit(model_facts, spec, pure=False).result()
+    ``options`` (or single fields as ``overrides``) as for a local run; ``device`` and
+    ``precision`` are those of ``spec`` (the workers'). ``cluster_timeout`` bounds the wait for
+    a worker (see :class:`ClusterWatch`). ``facts`` are the model's, from
+    :func:`cluster_model_facts` (asked of a worker when not given).
+    """
+    opts = run_options(options, **overrides)
+    watch = ClusterWatch(client, cluster_timeout)
     with _local_dask():
-        slide = open_slide_checked(slide_path, slide_mpp)
-        own_size = facts.default_tile_size or facts.image_size
-        size = int(tile_size) if tile_size is not None else own_size
-        grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
-        store = EmbeddingStore.open_or_create(
-            _store_path_for(slide, facts, grid, store_root),
-            make_signature(slide, facts, grid),
-            shape=tuple(grid.shape),
-            info=make_info(slide, facts),
-        )
-        plan = plan_run(slide, grid, store, min_tissue=min_tissue, region=region)
-    path = str(Path(slide.path).resolve())
+        slide = open_slide_checked(slide_path, opts.slide_mpp)
+        if facts is None:
+            facts = cluster_model_facts(client, spec, watch)
+        grid = open_grid(slide, facts, opts)
+        path = _store_path_for(slide, facts, grid, opts.store_root)
+        try:
+            store = EmbeddingStore.open_or_create(
+                path,
+                make_signature(slide, facts, grid),
+                shape=tuple(grid.shape),
+                info=make_info(slide, facts),
+            )
+        except OSError as exc:
+            reason = describe_os_error(exc)
+            raise StoreError(f"{path}: cannot open the store ({reason})") from exc
+        plan = plan_run(slide, grid, store, min_tissue=opts.min_tissue, region=region)
     results = cluster_batches(
-        client, spec, path, slide_mpp, grid, plan.rows, plan.cols, batch_size=batch_size
+        client,
+        spec,
+        str(Path(slide.path).resolve()),
+        opts.slide_mpp,
+        grid,
+        plan.rows,
+        plan.cols,
+        batch_size=opts.batch_size,
+        watch=watch,
     )
     return (yield from run_batches(store, plan, results, cancel=_is_cancelled(cancel)))
 
@@ -236,22 +400,29 @@ def embed_on_cluster(
     client: Any,
     slide_paths: Sequence[str | os.PathLike],
     model_source: str | os.PathLike,
+    options: RunOptions | None = None,
     *,
     config: Any = None,
-    device: str | None = None,
+    cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
     on_progress: Callable[[Path, EmbedProgress], None] | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> list[EmbedSummary]:
     """Embed several slides on a cluster, one after the other; return their summaries.
 
-    ``client`` is a ``distributed.Client`` or a scheduler address; ``options`` are those of
-    :func:`embed_slide_cluster_iter`.
+    ``client`` is a ``distributed.Client`` or a scheduler address; ``options`` (or single
+    fields as ``overrides``) as for :func:`~napari_conch.engine.embed.embed`. Relative model
+    and config paths are resolved here before they are sent to the workers. The first error
+    ends the call (the CLI goes on with the next slide instead).
     """
+    opts = run_options(options, **overrides)
     client = get_client(client)
-    spec = ModelSpec(str(model_source), None if config is None else str(config), device)
+    spec = model_spec(model_source, opts, config)
+    facts = cluster_model_facts(client, spec, ClusterWatch(client, cluster_timeout))
     summaries = []
     for slide_path in slide_paths:
-        events = embed_slide_cluster_iter(client, slide_path, spec, **options)
+        events = embed_slide_cluster_iter(
+            client, slide_path, spec, opts, cluster_timeout=cluster_timeout, facts=facts
+        )
 
         def report(event: EmbedProgress, path: Path = Path(slide_path)) -> None:
             if on_progress is not None:

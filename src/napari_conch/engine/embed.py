@@ -6,10 +6,19 @@
 the napari widget runs it in a thread worker, and :func:`embed` opens slide, model, grid and store
 from paths first (the CLI). The distributed form (:mod:`napari_conch.engine.distributed`) feeds the
 same loop with results computed on a cluster.
+
+Every function takes its options as one :class:`~napari_conch.engine.options.RunOptions`
+(``None``: the defaults); keyword arguments named like its fields override single options
+(``embed_slide(..., batch_size=8)``). Every tissue tile ends DONE with a finite embedding, or
+FAILED with its reason (unreadable, or a non-finite embedding); an ``OSError`` while writing the
+store becomes a :class:`~napari_conch.errors.StoreError` naming the store, and what was written
+before it stays valid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -20,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary, RateMeter
 from napari_conch.engine.store import (
     EmbeddingStore,
@@ -29,7 +39,13 @@ from napari_conch.engine.store import (
     store_path_for,
 )
 from napari_conch.engine.tiles import Box, TileReader, tile_order
-from napari_conch.errors import InputError, SlideError, StoreError
+from napari_conch.errors import (
+    InputError,
+    NapariConchError,
+    SlideError,
+    StoreError,
+    describe_os_error,
+)
 
 #: A cancel flag: a ``threading.Event`` or a callable returning True to stop.
 Cancel = threading.Event | Callable[[], bool] | None
@@ -70,13 +86,39 @@ def _is_cancelled(cancel: Cancel) -> Callable[[], bool]:
     raise InputError(f"cancel={cancel!r}: expected a threading.Event or a callable")
 
 
-def _check_options(batch_size: int, min_tissue: float, num_readers: int) -> None:
-    if int(batch_size) < 1:
-        raise InputError(f"batch_size={batch_size}: must be at least 1")
-    if not 0.0 <= float(min_tissue) <= 1.0:
-        raise InputError(f"min_tissue={min_tissue}: must be between 0 and 1")
-    if int(num_readers) < 1:
-        raise InputError(f"num_readers={num_readers}: must be at least 1")
+#: Why a tile whose embedding has NaN or infinite values is FAILED instead of DONE.
+NON_FINITE = "non-finite embedding"
+
+
+def run_options(options: RunOptions | None = None, **overrides: Any) -> RunOptions:
+    """``options`` (``None``: :data:`~napari_conch.engine.options.DEFAULTS`) with ``overrides``.
+
+    Raises
+    ------
+    InputError
+        When ``options`` is not a :class:`RunOptions`, an override is not one of its fields, or
+        a value is out of range (checked before anything is opened or created).
+    """
+    base = DEFAULTS if options is None else options
+    if not isinstance(base, RunOptions):
+        raise InputError(f"options={options!r}: expected a RunOptions")
+    if not overrides:
+        return base
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise InputError(f"unknown run option(s): {', '.join(unknown)}")
+    return base.replace(**overrides)
+
+
+@contextlib.contextmanager
+def writing(store: EmbeddingStore) -> Iterator[None]:
+    """Turn an ``OSError`` of a store write (full disk, read-only) into a :class:`StoreError`."""
+    try:
+        yield
+    except OSError as exc:
+        reason = describe_os_error(exc)
+        raise StoreError(f"{store.path}: cannot write the store ({reason})") from exc
 
 
 def plan_run(
@@ -86,7 +128,13 @@ def plan_run(
 
     Tiles over slide data that cannot be decoded (see :func:`napari_conch.slide.scan_tissue`)
     are recorded as tissue, marked FAILED with their reason and left out of the plan; a later run
-    tries them again.
+    tries them again. Damaged store chunks are repaired first (their tiles become PENDING).
+
+    Raises
+    ------
+    InputError
+        When no tile has tissue at ``min_tissue`` (and none was embedded or failed before): a
+        run that would embed nothing is an error with its reason, not an empty success.
     """
     from napari_conch.slide import scan_tissue
 
@@ -96,11 +144,12 @@ def plan_run(
         )
     store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
     scan = scan_tissue(slide, grid, min_tissue=min_tissue)
-    status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
-    store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
-    damaged = scan.damaged & (status != TileStatus.DONE)
-    bad_rows, bad_cols = np.nonzero(damaged)
-    store.set_status(bad_rows, bad_cols, TileStatus.FAILED)
+    with writing(store):
+        status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
+        store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
+        damaged = scan.damaged & (status != TileStatus.DONE)
+        bad_rows, bad_cols = np.nonzero(damaged)
+        store.set_status(bad_rows, bad_cols, TileStatus.FAILED)
     failed = [
         (int(r), int(c), f"{slide.path}: {scan.reasons[(int(r), int(c))]}")
         for r, c in zip(bad_rows, bad_cols, strict=True)
@@ -109,7 +158,20 @@ def plan_run(
     rows, cols = tile_order(todo, grid, region)
     done = int(np.count_nonzero(status == TileStatus.DONE))
     background = int(np.count_nonzero(status == TileStatus.BACKGROUND))
+    if done + len(rows) + len(failed) == 0:
+        raise InputError(no_tissue_message(slide, min_tissue, scan.fraction))
     return EmbedPlan(rows, cols, done, background, failed)
+
+
+def no_tissue_message(slide: Any, min_tissue: float, fraction: np.ndarray) -> str:
+    """Why a run has nothing to embed: no tile reaches ``min_tissue``."""
+    fraction = np.asarray(fraction, dtype=np.float32)
+    best = float(np.nanmax(fraction)) if fraction.size else 0.0
+    name = getattr(slide, "name", None) or getattr(slide, "path", "slide")
+    return (
+        f"{name}: no tissue found at min_tissue {float(min_tissue):g} (the tile with the most "
+        f"tissue has {best:.2f}): lower it (--min-tissue) or check the slide"
+    )
 
 
 def model_batches(
@@ -133,6 +195,21 @@ def model_batches(
             yield BatchResult(batch.rows, batch.cols, emb, batch.failed)
 
 
+def split_finite(result: BatchResult) -> BatchResult:
+    """Move tiles whose embedding is not finite from the embedded ones to the failed ones."""
+    emb = np.asarray(result.embeddings)
+    if emb.ndim != 2 or len(emb) != len(result.rows):
+        raise ValueError(f"{len(result.rows)} tiles gave embeddings of shape {emb.shape}")
+    finite = np.isfinite(emb).all(axis=1)
+    if finite.all():
+        return result
+    pairs = zip(result.rows[~finite], result.cols[~finite], strict=True)
+    bad = [(int(r), int(c), NON_FINITE) for r, c in pairs]
+    return BatchResult(
+        result.rows[finite], result.cols[finite], emb[finite], [*result.failed, *bad]
+    )
+
+
 def run_batches(
     store: EmbeddingStore,
     plan: EmbedPlan,
@@ -143,7 +220,10 @@ def run_batches(
     """Write each batch's results to the store and yield progress; return the summary.
 
     ``cancel`` is checked before each batch is asked for, so a cancelled run stops after at most
-    the batch in progress; everything written so far stays valid.
+    the batch in progress; everything written so far stays valid. Tiles whose embedding is not
+    finite are marked FAILED (:data:`NON_FINITE`), never DONE. An ``OSError`` of a store write
+    is raised as :class:`StoreError`; the run is recorded in the store's attributes whenever
+    the disk still allows it.
     """
     cancelled = _is_cancelled(cancel)
     meter = RateMeter()
@@ -152,6 +232,7 @@ def run_batches(
     empty = np.zeros(0, dtype=np.int64)
     stopped = False
     iterator = iter(results)
+    error: BaseException | None = None
     try:
         yield meter.event(
             done=done, total=total, failed=len(failed), computed=0, rows=empty, cols=empty
@@ -163,12 +244,14 @@ def run_batches(
             result = next(iterator, None)
             if result is None:
                 break
-            store.write_embeddings(result.rows, result.cols, result.embeddings)
-            if result.failed:
-                fr = np.asarray([f[0] for f in result.failed], dtype=np.int64)
-                fc = np.asarray([f[1] for f in result.failed], dtype=np.int64)
-                store.set_status(fr, fc, TileStatus.FAILED)
-                failed.extend(result.failed)
+            result = split_finite(result)
+            with writing(store):
+                store.write_embeddings(result.rows, result.cols, result.embeddings)
+                if result.failed:
+                    fr = np.asarray([f[0] for f in result.failed], dtype=np.int64)
+                    fc = np.asarray([f[1] for f in result.failed], dtype=np.int64)
+                    store.set_status(fr, fc, TileStatus.FAILED)
+            failed.extend(result.failed)
             done += len(result.rows)
             computed += len(result.rows)
             rows = np.concatenate([result.rows, [f[0] for f in result.failed]]).astype(np.int64)
@@ -176,28 +259,44 @@ def run_batches(
             yield meter.event(
                 done=done, total=total, failed=len(failed), computed=computed, rows=rows, cols=cols
             )
+    except BaseException as exc:  # also GeneratorExit: record the run, then let it go on
+        error = exc
+        raise
     finally:
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
-        _record_run(store, meter.elapsed(), computed, stopped)
-    return EmbedSummary(
-        store_path=store.path,
-        total=total,
-        done=done,
-        computed=computed,
-        failed_tiles=failed,
-        background=plan.background,
-        cancelled=stopped,
-        elapsed_s=meter.elapsed(),
-    )
+        summary = EmbedSummary(
+            store_path=store.path,
+            total=total,
+            done=done,
+            computed=computed,
+            failed_tiles=failed,
+            background=plan.background,
+            cancelled=stopped,
+            elapsed_s=meter.elapsed(),
+        )
+        try:
+            with writing(store):
+                _record_run(store, summary, error)
+        except NapariConchError:
+            if error is None:
+                raise  # the run itself went well: a store that cannot be written is an error
+    return summary
 
 
-def _record_run(store: EmbeddingStore, elapsed: float, computed: int, cancelled: bool) -> None:
+def _record_run(store: EmbeddingStore, summary: EmbedSummary, error: BaseException | None) -> None:
+    last_run = {
+        "computed": summary.computed,
+        "seconds": round(summary.elapsed_s, 3),
+        "cancelled": summary.cancelled,
+        "failed": summary.failed,
+        "failed_reasons": dict(summary.failure_reasons()[:5]),
+    }
+    if error is not None and not isinstance(error, GeneratorExit):
+        last_run["error"] = " ".join(str(error).split())[:300] or type(error).__name__
     store.update_info(
-        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        counts=store.counts(),
-        last_run={"computed": computed, "seconds": round(elapsed, 3), "cancelled": cancelled},
+        updated=time.strftime("%Y-%m-%dT%H:%M:%S%z"), counts=store.counts(), last_run=last_run
     )
 
 
@@ -206,12 +305,11 @@ def embed_slide_iter(
     model: Any,
     grid: Any,
     store: EmbeddingStore,
+    options: RunOptions | None = None,
     *,
-    batch_size: int = 32,
-    min_tissue: float = 0.25,
     region: Box | None = None,
     cancel: Cancel = None,
-    num_readers: int = 2,
+    **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Embed the tissue tiles of ``slide`` on ``grid`` into ``store``, yielding progress.
 
@@ -222,16 +320,15 @@ def embed_slide_iter(
     store
         The store for exactly this (slide, model, grid), e.g. from :func:`open_store`. Tiles
         already DONE are skipped; FAILED tissue tiles are tried again.
-    batch_size
-        Tiles per model call.
-    min_tissue
-        Minimum tissue fraction of a tile; other tiles are marked BACKGROUND and never embedded.
+    options
+        The run options; this function uses ``batch_size``, ``min_tissue`` and
+        ``num_readers`` (``None``: the defaults).
     region
         A level-0 box ``(x0, y0, x1, y1)`` (e.g. the viewport) whose tiles go first.
     cancel
         A ``threading.Event`` or a callable; checked between batches.
-    num_readers
-        Threads reading and decoding tiles while the model runs.
+    **overrides
+        Single :class:`RunOptions` fields overriding ``options`` (e.g. ``batch_size=8``).
 
     Yields
     ------
@@ -242,12 +339,25 @@ def embed_slide_iter(
     -------
     EmbedSummary
         As the ``StopIteration`` value (``embed_slide`` returns it directly).
+
+    Raises
+    ------
+    InputError
+        For bad options (before anything is read or written) and when no tile has tissue.
+    StoreError
+        When the store cannot be written (full disk, read-only); tiles written before stay.
     """
-    _check_options(batch_size, min_tissue, num_readers)
+    opts = run_options(options, **overrides)
     is_cancelled = _is_cancelled(cancel)
-    plan = plan_run(slide, grid, store, min_tissue=min_tissue, region=region)
+    plan = plan_run(slide, grid, store, min_tissue=opts.min_tissue, region=region)
     results = model_batches(
-        model, slide, grid, plan.rows, plan.cols, batch_size=batch_size, num_readers=num_readers
+        model,
+        slide,
+        grid,
+        plan.rows,
+        plan.cols,
+        batch_size=opts.batch_size,
+        num_readers=opts.num_readers,
     )
     return (yield from run_batches(store, plan, results, cancel=is_cancelled))
 
@@ -271,12 +381,18 @@ def embed_slide(
     model: Any,
     grid: Any,
     store: EmbeddingStore,
+    options: RunOptions | None = None,
     *,
+    region: Box | None = None,
+    cancel: Cancel = None,
     on_progress: Callable[[EmbedProgress], None] | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> EmbedSummary:
-    """Blocking form of :func:`embed_slide_iter` (same options); returns the summary."""
-    return drain(embed_slide_iter(slide, model, grid, store, **options), on_progress)
+    """Blocking form of :func:`embed_slide_iter` (same arguments); returns the summary."""
+    events = embed_slide_iter(
+        slide, model, grid, store, options, region=region, cancel=cancel, **overrides
+    )
+    return drain(events, on_progress)
 
 
 def open_store(
@@ -290,16 +406,21 @@ def open_store(
     """Open (or create) the store of (slide, model, grid) under ``root`` or the default cache.
 
     The store is opened for writing (its writer lock taken); ``wait`` is how many seconds to
-    wait while another process writes it (``None``: fail at once, naming that process).
+    wait while another process writes it (``None``: fail at once, naming that process). An
+    ``OSError`` (a read-only folder, a full disk, ``root`` naming a file) is raised as a
+    :class:`StoreError` naming the store; a store is created whole or not at all.
     """
     path = store_path_for(slide, model, grid, root)
-    return EmbeddingStore.open_or_create(
-        path,
-        make_signature(slide, model, grid),
-        shape=tuple(grid.shape),
-        info=make_info(slide, model),
-        wait=wait,
-    )
+    try:
+        return EmbeddingStore.open_or_create(
+            path,
+            make_signature(slide, model, grid),
+            shape=tuple(grid.shape),
+            info=make_info(slide, model),
+            wait=wait,
+        )
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the store ({describe_os_error(exc)})") from exc
 
 
 @dataclass
@@ -310,6 +431,7 @@ class EmbedJob:
     model: Any
     grid: Any
     store: EmbeddingStore
+    options: RunOptions = DEFAULTS
 
 
 def open_slide_checked(slide_path: str | os.PathLike, slide_mpp: float | None = None) -> Any:
@@ -322,81 +444,89 @@ def open_slide_checked(slide_path: str | os.PathLike, slide_mpp: float | None = 
     return open_slide(path, mpp=slide_mpp)
 
 
+def load_run_model(
+    model_source: Any, options: RunOptions, *, config: Any = None, tokenizer: Any = None
+) -> Any:
+    """The model of a run, on the options' device and precision (cached by ``load_model``)."""
+    from napari_conch.model import load_model
+
+    return load_model(
+        model_source,
+        config=config,
+        tokenizer=tokenizer,
+        device=options.device,
+        precision=options.precision,
+    )
+
+
+def open_grid(slide: Any, model: Any, options: RunOptions) -> Any:
+    """The tile grid of ``options`` on ``slide`` (tile size: the option, else the model's)."""
+    from napari_conch.slide import make_grid
+
+    return make_grid(
+        slide,
+        level=options.level,
+        mpp=options.mpp,
+        tile_size=options.tile_size_for(model),
+        stride=options.stride,
+    )
+
+
 def open_job(
     slide_path: str | os.PathLike,
     model_source: Any,
+    options: RunOptions | None = None,
     *,
     config: Any = None,
     tokenizer: Any = None,
-    level: int | None = None,
-    mpp: float | None = None,
-    tile_size: int | None = None,
-    stride: int | None = None,
-    device: Any = None,
-    store_root: str | os.PathLike | None = None,
-    slide_mpp: float | None = None,
+    model: Any = None,
     wait: float | None = None,
+    **overrides: Any,
 ) -> EmbedJob:
     """Open slide, model (cached), grid and store for :func:`embed_slide_iter`.
 
-    ``wait``: seconds to wait for another process writing the same store (see :func:`open_store`).
+    The options are checked first, so a bad value creates nothing on disk. ``model`` is an
+    already loaded model to use instead of loading ``model_source``; ``wait``: seconds to wait
+    for another process writing the same store (see :func:`open_store`); ``overrides`` are
+    single :class:`RunOptions` fields.
     """
-    from napari_conch.model import load_model
-    from napari_conch.slide import make_grid
-
-    slide = open_slide_checked(slide_path, slide_mpp)
-    model = load_model(model_source, config=config, tokenizer=tokenizer, device=device)
-    size = int(tile_size) if tile_size is not None else model.default_tile_size
-    grid = make_grid(slide, level=level, mpp=mpp, tile_size=size, stride=stride)
-    return EmbedJob(slide, model, grid, open_store(slide, model, grid, store_root, wait=wait))
+    opts = run_options(options, **overrides)
+    slide = open_slide_checked(slide_path, opts.slide_mpp)
+    if model is None:
+        model = load_run_model(model_source, opts, config=config, tokenizer=tokenizer)
+    grid = open_grid(slide, model, opts)
+    store = open_store(slide, model, grid, opts.store_root, wait=wait)
+    return EmbedJob(slide, model, grid, store, opts)
 
 
 def embed(
     slide_path: str | os.PathLike,
     model_source: Any,
+    options: RunOptions | None = None,
     *,
     config: Any = None,
     tokenizer: Any = None,
-    level: int | None = None,
-    mpp: float | None = None,
-    tile_size: int | None = None,
-    stride: int | None = None,
-    min_tissue: float = 0.25,
-    batch_size: int = 32,
-    device: Any = None,
-    store_root: str | os.PathLike | None = None,
-    slide_mpp: float | None = None,
     region: Box | None = None,
     cancel: Cancel = None,
     on_progress: Callable[[EmbedProgress], None] | None = None,
+    **overrides: Any,
 ) -> Path:
     """Embed one slide file with a model source; return the store's path.
 
-    ``tile_size`` defaults to the model's own tile size (``LoadedModel.default_tile_size``:
-    448 for CONCH, 128 for the demo model); ``level``/``mpp`` pick the grid's resolution
-    (neither: level 0); ``slide_mpp`` gives the slide's microns per pixel when the file has none.
-    See :func:`embed_slide_iter` for the other options.
+    ``options`` (or single fields as keyword ``overrides``) say how: the tile size defaults to
+    the model's own, ``level``/``mpp`` pick the grid's resolution (neither: level 0),
+    ``slide_mpp`` gives the slide's microns per pixel when the file has none. Tiles that
+    failed are FAILED in the store (see ``counts`` in its attributes, or use
+    :func:`embed_slide` for the summary).
     """
-    job = open_job(
-        slide_path,
-        model_source,
-        config=config,
-        tokenizer=tokenizer,
-        level=level,
-        mpp=mpp,
-        tile_size=tile_size,
-        stride=stride,
-        device=device,
-        store_root=store_root,
-        slide_mpp=slide_mpp,
-    )
+    opts = run_options(options, **overrides)
+    job = open_job(slide_path, model_source, opts, config=config, tokenizer=tokenizer)
     embed_slide(
         job.slide,
         job.model,
         job.grid,
         job.store,
-        batch_size=batch_size,
-        min_tissue=min_tissue,
+        opts,
         region=region,
         cancel=cancel,
         on_progress=on_progress,

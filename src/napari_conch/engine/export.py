@@ -15,7 +15,9 @@
 - ``.npy``: the cell map, the same array as the TIFF.
 
 Every writer writes a temporary sibling file and renames it into place, so a reader never sees a
-half-written file.
+half-written file. An ``OSError`` while writing (full disk, read-only folder, ``path`` naming a
+folder) is raised as :class:`~napari_conch.errors.OutputError` naming the file, and the temporary
+file is removed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 
 from napari_conch.engine.polygons import label_polygons
 from napari_conch.engine.query import QueryResult
-from napari_conch.errors import InputError
+from napari_conch.errors import InputError, OutputError, describe_os_error
 
 #: Colours of labels 1, 2, ... (cycled), RGB.
 LABEL_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -59,16 +61,31 @@ def label_color(label: int) -> tuple[int, int, int]:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it to ``path`` when the block succeeds."""
+    """Yield a temporary sibling of ``path``; rename it to ``path`` when the block succeeds.
+
+    Raises
+    ------
+    InputError
+        When the folder of ``path`` does not exist.
+    OutputError
+        When ``path`` is a folder, or writing or renaming fails with an ``OSError`` (nothing is
+        left behind: neither the temporary file nor a partial ``path``).
+    """
     path = Path(path)
     if not path.parent.is_dir():
-        raise InputError(f"cannot write {path}: folder {path.parent} does not exist")
+        what = "is not a folder" if path.parent.exists() else "does not exist"
+        raise InputError(f"cannot write {path}: folder {path.parent} {what}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path} ({describe_os_error(exc)})") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def export_result(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ class EmbedProgress:
     total
         Tiles the run aims to have done: every tissue tile.
     failed
-        Tiles that could not be read in this run.
+        Tiles that failed in this run (unreadable, or a non-finite embedding).
     computed
         Tiles embedded by this run so far.
     tiles_per_s
@@ -62,8 +63,31 @@ class EmbedSummary:
 
     @property
     def failed(self) -> int:
-        """Number of tiles that could not be read."""
+        """Number of tiles that failed (unreadable, or a non-finite embedding)."""
         return len(self.failed_tiles)
+
+    @property
+    def pending(self) -> int:
+        """Tissue tiles neither embedded nor failed when the run ended (cancelled or stopped)."""
+        return max(0, self.total - self.done - self.failed)
+
+    @property
+    def complete(self) -> bool:
+        """True when every tissue tile is DONE (with a finite embedding) and none failed."""
+        return self.done == self.total and not self.failed_tiles
+
+    def failure_reasons(self) -> list[tuple[str, int]]:
+        """Why tiles failed: ``(reason, count)``, the most frequent first."""
+        return Counter(why for _, _, why in self.failed_tiles).most_common()
+
+    def describe_failures(self, most: int = 3) -> str:
+        """One line: how many tiles failed and why, e.g. ``"3 tiles failed: x (2), y (1)"``."""
+        reasons = self.failure_reasons()
+        parts = [f"{why} ({n})" for why, n in reasons[:most]]
+        if len(reasons) > most:
+            parts.append(f"{len(reasons) - most} other reason(s)")
+        noun = "tile" if self.failed == 1 else "tiles"
+        return f"{self.failed} {noun} failed: " + "; ".join(parts)
 
     @property
     def tiles_per_s(self) -> float:
