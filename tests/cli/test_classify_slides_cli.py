@@ -173,7 +173,7 @@ def test_failed_tiles_exit_1_after_classifying(cohort, tmp_path, monkeypatch, ca
     argv[argv.index("--out") + 1] = str(out)
     assert main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert "1 tile(s) could not be read" in err[-1]
+    assert "1 tile failed: cannot decode (1)" in err[-1] and "1 slide(s) classified" in err[-1]
     assert len(read_csv(out)) == 3
 
 

@@ -105,8 +105,8 @@ def run_options(args: argparse.Namespace) -> Any:
     return RunOptions(**{k: v for k, v in given.items() if v is not None})
 
 
-def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], int]:
-    """Store paths for every input (slide files embedded first); and the failed tile count."""
+def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Any]]:
+    """Store paths for every input (slide files embedded first), and the runs left incomplete."""
     from napari_conch.cli.common import model_source
     from napari_conch.cli.embed import ProgressBar
     from napari_conch.engine.cohort_cluster import embed_cohort
@@ -117,7 +117,7 @@ def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], int]:
             raise InputError(f"{path}: no such file or folder")
     slides = [p for p in paths if not is_embedding_store(p)]
     stores: dict[Path, Path] = {p: p for p in paths if is_embedding_store(p)}
-    failed = 0
+    incomplete = []
     if slides:
         bar = ProgressBar(sys.stderr, enabled=not args.quiet)
 
@@ -143,8 +143,9 @@ def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], int]:
         bar.finish()
         for slide, summary in zip(slides, cohort.summaries, strict=True):
             stores[slide] = Path(summary.store_path)
-            failed += summary.failed
-    return [stores[p] for p in paths], failed
+            if not summary.complete:
+                incomplete.append(summary)
+    return [stores[p] for p in paths], incomplete
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--evidence-top {args.evidence_top}: must be at least 1")
     labels = read_labels_csv(args.labels) if args.labels else None
 
-    store_paths, failed = embed_inputs(args)
+    store_paths, incomplete = embed_inputs(args)
     stores = open_stores(store_paths)
     check_same_model(stores)
     model = load_store_model(stores[0], args)
@@ -208,10 +209,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"no label for {len(missing)} slide(s), e.g. {missing[0]}: not in the metrics")
         for metrics in evaluate(results, labels):
             print(metrics.line())
-    if failed:
+    if incomplete:
+        parts = [s.describe_failures() for s in incomplete if s.failed]
+        pending = sum(s.pending for s in incomplete)
+        if pending:
+            parts.append(f"{pending} tissue tiles not embedded")
         print(
-            f"napari-conch classify-slides: {failed} tile(s) could not be read; slides were "
-            "classified from the tiles that were (run again to retry them)",
+            f"napari-conch classify-slides: {'; '.join(parts)}; {len(incomplete)} slide(s) "
+            "classified from the tiles that were embedded (run again to retry the others)",
             file=sys.stderr,
         )
         return 1

@@ -99,29 +99,12 @@ def _embed_here(
 ) -> EmbedSummary:
     from napari_conch.engine.embed import drain, embed_slide_iter, open_job
 
-    job = open_job(
-        slide_path,
-        model_source,
-        config=config,
-        tokenizer=tokenizer,
-        device=options.device,
-        level=options.level,
-        mpp=options.mpp,
-        tile_size=options.tile_size,
-        stride=options.stride,
-        store_root=options.store_root,
-        slide_mpp=options.slide_mpp,
-    )
-    events = embed_slide_iter(
-        job.slide,
-        job.model,
-        job.grid,
-        job.store,
-        batch_size=options.batch_size,
-        min_tissue=options.min_tissue,
-        num_readers=options.num_readers,
-    )
-    return drain(events, on_progress)
+    job = open_job(slide_path, model_source, options, config=config, tokenizer=tokenizer)
+    try:
+        events = embed_slide_iter(job.slide, job.model, job.grid, job.store, job.options)
+        return drain(events, on_progress)
+    finally:
+        job.store.close()  # give the writer lock back
 
 
 def embed_slide_task(
@@ -254,19 +237,7 @@ def embed_cohort(
     if chosen == "slides":
         summaries = _embed_slides_as_tasks(client, slides, source, config_arg, options, on_progress)
     else:
-        cluster_options = {
-            k: getattr(options, k)
-            for k in ("level", "mpp", "tile_size", "stride", "min_tissue", "batch_size")
-        }
         summaries = embed_on_cluster(
-            client,
-            slides,
-            source,
-            config=config_arg,
-            device=options.device,
-            on_progress=on_progress,
-            store_root=options.store_root,
-            slide_mpp=options.slide_mpp,
-            **cluster_options,
+            client, slides, source, options, config=config_arg, on_progress=on_progress
         )
     return CohortSummary(chosen, summaries, time.perf_counter() - start, workers)
