@@ -3,7 +3,7 @@
 Uses the tiny random test model of the shared fixtures (``$NAPARI_CONCH_FIXTURES``, default
 ``../shared/fixtures`` next to the repository), embedded at a coarse grid. Run under an X server::
 
-    xvfb-run -a -s "-screen 0 2000x1100x24" python docs/images/make_caption_screenshot.py
+    xvfb-run -a -s "-screen 0 1366x768x24" python docs/images/make_caption_screenshot.py
 """
 
 import json
@@ -15,6 +15,7 @@ import time
 import napari
 import numpy as np
 import torch
+from napari._qt.dialogs.qt_notification import NapariQtNotification
 from qtpy.QtWidgets import QApplication
 
 from napari_conch._napari.caption_widget import viewer_camera
@@ -46,8 +47,11 @@ def wait(cond, t=120):
 
 viewer = napari.Viewer(show=True)
 app = QApplication.instance()
-viewer.window._qt_window.resize(1900, 1050)
+window = viewer.window._qt_window
+window.move(0, 0)
+window.resize(1366, 768)
 [slide_layer] = viewer.open(str(SVS), plugin="napari-conch")
+viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
 _, w = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
 m = w.model_panel
 m.source.value = str(d / "pytorch_model.bin")
@@ -73,6 +77,18 @@ viewer.reset_view()
 w.go_to_hit(0)
 camera = viewer_camera(viewer)
 camera.zoom = camera.zoom / 4
+end = time.time() + 1
+while time.time() < end:
+    app.processEvents()
+    time.sleep(0.01)
+for toast in window.findChildren(NapariQtNotification):
+    toast.close()
+w.sections["Model"].collapse(animate=False)
+w.sections["Region"].collapse(animate=False)
+pause_until = time.time() + 0.5
+while time.time() < pause_until:
+    app.processEvents()
+w.native.verticalScrollBar().setValue(w.sections["Caption"].y())
 end = time.time() + 1
 while time.time() < end:
     app.processEvents()

@@ -251,6 +251,11 @@ def test_scheduler_that_is_not_an_address_is_one_line(tmp_path, svs_path, tiny_c
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("napari-conch embed: error: scheduler notanaddress: cannot connect")
+    import dask.array
+
+    # the failed client leaves dask's default scheduler as it was: local work still computes
+    assert dask.config.get("scheduler", None) != "dask.distributed"
+    assert int(dask.array.ones(4).sum().compute()) == 4
 
 
 def test_cluster_without_workers_gives_up_after_the_timeout(

@@ -133,6 +133,8 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
     assert out.read_text().startswith("row,col,x0,y0,x1,y1,tumor")
     with pytest.raises(InputError, match="choose a file to export to"):
         session.export(" ")
+    with pytest.raises(InputError, match=r"choose a file to export to .*: .* is a folder"):
+        session.export(tmp_path)
 
     # found again, whatever grid is asked now; a second run computes nothing
     other = Session(RunOptions(store_root=str(tmp_path)))
@@ -141,6 +143,33 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
     assert other.find_store().path == store.path
     again = session.embed()
     assert again.computed == 0 and again.done == summary.done
+
+
+def test_prompt_sets_with_synonyms(session, tiny_model):
+    from napari_conch.engine.prompts import PromptSet
+
+    session.embed()
+    store = session.store
+    prompt_set = PromptSet(
+        {"tumour": ("tumor", "carcinoma"), "fat": ("adipose tissue",)},
+        ("an H&E image of CLASSNAME.", "CLASSNAME"),
+    )
+    request = PromptRequest.from_prompt_set(prompt_set, background="glass")
+    assert request.classes == ["tumour", "fat", "glass"]
+    assert request.sentences("tumour") == (
+        "an H&E image of tumor.", "tumor", "an H&E image of carcinoma.", "carcinoma",
+    )  # fmt: skip
+    result = session.query(request)
+    names, queries = text_queries(tiny_model, prompt_set)
+    bg_names, bg = text_queries(tiny_model, ["glass"], "conch")
+    expected = run_query(
+        QueryIndex.from_store(store), [*names, *bg_names], np.vstack([queries, bg]),
+        store.grid, logit_scale=float(tiny_model.logit_scale), background="glass",
+    )  # fmt: skip
+    np.testing.assert_allclose(result.cell_cosine, expected.cell_cosine, atol=1e-5)
+    np.testing.assert_array_equal(result.cell_labels, expected.cell_labels)
+    # a plain prompt named like a class of the set is another query: not taken from the cache
+    assert session.missing_texts(PromptRequest(("tumour",))) == ["tumour"]
 
 
 def test_a_run_fixes_the_state_until_it_ends(session):

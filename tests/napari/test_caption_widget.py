@@ -83,10 +83,14 @@ def test_rectangle_and_click_captions(
 ):
     viewer, widget, slide_layer = _open(make_napari_viewer, svs_path)
     assert not widget.caption_panel.caption.enabled  # no model yet
+    assert "decoder" not in widget.model_panel.note.value  # nothing said of a model not loaded
     _load(widget, qtbot, *tiny_checkpoint, tokenizer_path)
     model = widget.model
     assert model.has_decoder and widget.caption_panel.caption.enabled
     assert widget.caption_panel.reason.value == ""
+    # every message of the dock is true to the model: it has a decoder
+    assert "Captioning decoder loaded" in widget.model_panel.note.value
+    assert "no captioning decoder" not in widget.model_panel.info.value
     c = widget.caption_panel
     c.strategy.value, c.max_length.value, c.num_beams.value = "beam", 8, 2
     cfg = GenerationConfig("beam", max_length=8, min_length=5, num_beams=2)
@@ -141,6 +145,7 @@ def test_checkpoint_without_decoder(
     assert not widget.caption_panel.caption.enabled
     assert "no captioning decoder" in widget.caption_panel.reason.value
     assert "no captioning decoder" in widget.model_panel.info.value
+    assert widget.model_panel.info.tooltip == model.describe()
 
     layer = widget.draw_region()
     world = _world_rectangle(slide_layer, BOX)
@@ -203,7 +208,8 @@ def test_top_tiles_list_and_camera(
     qtbot.waitUntil(lambda: highlighter.model is not None, timeout=WAIT_MS)
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     assert widget.model.fingerprint == highlighter.model.fingerprint == job.model.fingerprint
-    assert widget.model_panel.info.value == highlighter.model.describe()
+    assert widget.model_panel.note.value == highlighter.model_panel.note.value
+    assert widget.model_panel.info.tooltip == highlighter.model.describe()
 
     t = widget.tiles_panel
     t.store_root.value, t.prompt.value, t.k.value = root, "tumor", 5

@@ -55,10 +55,20 @@ def _type(widget, qtbot, text, layer_name=L.HEATMAP):
     widget.prompt_panel.text.value = text
     wanted = text.split("\n")
     qtbot.waitUntil(
-        lambda: widget.result is not None and widget.result.names[: len(wanted)] == wanted,
+        lambda: (
+            widget.result is not None
+            and widget.result.names[: len(wanted)] == wanted
+            and not widget.drawing  # the layers are updated one per event-loop turn
+        ),
         timeout=WAIT_MS,
     )
+    assert widget.viewer.layers[layer_name].visible
     return widget.viewer.layers[layer_name]
+
+
+def _shown(cells, result, slide_layer):
+    """A map as the dock shows it: cut at the image's edges."""
+    return L.clip_to_image(cells, result.geometry, L.image_shape(slide_layer))[0]
 
 
 def _engine_result(store, model, prompts):
@@ -69,7 +79,10 @@ def _engine_result(store, model, prompts):
 
 def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     viewer, widget, slide_layer = viewer_widget
-    assert widget.model_panel.info.value == widget.model.describe()
+    assert widget.model_panel.info.tooltip == widget.model.describe()  # the full path
+    assert widget.model_panel.info.value.endswith("cpu fp32, captioning decoder")
+    assert "pytorch_model.bin" in widget.model_panel.info.value
+    assert str(widget.model.source) not in widget.model_panel.info.value
     assert "Captioning decoder loaded" in widget.model_panel.note.value  # the tiny model has one
     assert slide_layer.metadata["napari_conch"]["mpp"] == pytest.approx(0.499, abs=1e-3)
 
@@ -103,29 +116,63 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
 
     heat = _type(widget, qtbot, "tumor")
     expected = _engine_result(store, widget.model, ["tumor"])
-    np.testing.assert_allclose(heat.data, expected.cell_cosine[0], atol=1e-5, equal_nan=True)
-    # the heatmap's world extent is the tiles' extent on the slide (in microns here)
+    np.testing.assert_allclose(
+        heat.data, _shown(expected.cell_cosine[0], expected, slide_layer), atol=1e-5,
+        equal_nan=True,
+    )  # fmt: skip
+    # the heatmap's world extent is the slide's (in microns here): edge cells are cut there
     scale, translate = np.asarray(slide_layer.scale), np.asarray(slide_layer.translate)
-    rows, cols = session.grid.shape
-    edge = np.array([[0, 0], [rows, cols]]) * session.grid.cell_size_level0
     extent = heat.extent
     edges = extent.world + np.array([[-0.5], [0.5]]) * extent.step
-    np.testing.assert_allclose(edges, (edge - 0.5) * scale + translate)
+    image = np.array([[0, 0], list(L.image_shape(slide_layer))])
+    step = heat.scale[-1] / scale[-1]  # a sub-cell, in level-0 pixels
+    assert np.abs((edges - translate) / scale + 0.5 - image).max() <= step / 2
     assert np.isnan(heat.data).any() and np.isfinite(heat.data).any()
+    assert heat.colorbar.visible
 
     labels = _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
     names_in_viewer = [ly.name for ly in viewer.layers]
     assert names_in_viewer.count(L.HEATMAP) == 1 and L.PROBABILITY in names_in_viewer
     assert list(labels.features["class"]) == ["none", "tumor", "stroma", "fat"]
     expected = _engine_result(store, widget.model, ["tumor", "stroma", "fat"])
-    np.testing.assert_array_equal(labels.data, expected.cell_labels)
+    np.testing.assert_array_equal(labels.data, _shown(expected.cell_labels, expected, slide_layer))
     np.testing.assert_allclose(
-        viewer.layers[L.PROBABILITY].data, expected.cell_probs[0], atol=1e-5, equal_nan=True
+        viewer.layers[L.PROBABILITY].data,
+        _shown(expected.cell_probs[0], expected, slide_layer),
+        atol=1e-5,
+        equal_nan=True,
     )
+    # a CONCH prompt file replaces the typed prompts
+    prompt_file = tmp_path / "classes.json"
+    prompt_file.write_text(json.dumps({"classnames": {"tumour": ["tumor", "carcinoma"]}}))
+    widget.prompt_panel.prompt_file.value = prompt_file
+    qtbot.waitUntil(
+        lambda: widget.result is not None and list(widget.result.names) == ["tumour"],
+        timeout=WAIT_MS,
+    )
+    widget.prompt_panel.prompt_file.value = None
+    qtbot.waitUntil(
+        lambda: list(widget.result.names) == ["tumor", "stroma", "fat"] and not widget.drawing,
+        timeout=WAIT_MS,
+    )
+    # the legend, in the dock and on the canvas; the colour range shared by the prompts
+    assert L.legend_shown(viewer) == ["tumor", "stroma", "fat"]
+    legend = widget.prompt_panel.legend.value
+    assert all(name in legend for name in ("tumor", "stroma", "fat"))
+    finite = expected.cell_cosine[np.isfinite(expected.cell_cosine)]
+    limits = viewer.layers[L.HEATMAP].contrast_limits
+    np.testing.assert_allclose(limits, (finite.min(), finite.max()), atol=1e-6)
+    widget.prompt_panel.range.value = "per prompt"
+    own = expected.cell_cosine[0][np.isfinite(expected.cell_cosine[0])]
+    limits = viewer.layers[L.HEATMAP].contrast_limits
+    np.testing.assert_allclose(limits, (own.min(), own.max()), atol=1e-6)
 
     widget.prompt_panel.show_class.value = "stroma"
     np.testing.assert_allclose(
-        viewer.layers[L.HEATMAP].data, expected.cell_cosine[1], atol=1e-5, equal_nan=True
+        viewer.layers[L.HEATMAP].data,
+        _shown(expected.cell_cosine[1], expected, slide_layer),
+        atol=1e-5,
+        equal_nan=True,
     )
     assert [ly.name for ly in viewer.layers].count(L.LABELS) == 1
 
@@ -135,10 +182,23 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     viewer.cursor.position = tuple(center * scale + translate)
     assert "tumor" in widget.prompt_panel.cursor.value
     assert widget.cursor_status.text in str(viewer.status)
+    # moved: the new values replace the old ones in the status bar, once
+    viewer.cursor.position = tuple((center + session.grid.cell_size_level0) * scale + translate)
+    viewer.cursor.position = tuple(center * scale + translate)
+    assert str(viewer.status).count("CONCH:") == 1
 
+    widget.export_panel.path.line_edit.value = ""  # the user cleared the box
+    assert widget.export() is None
+    assert widget.errors[-1] == "choose a file to export to (.tif, .geojson, .csv or .npy)"
+    widget.export_panel.path.value = ""  # magicgui makes this the current folder
+    assert widget.export() is None
+    assert widget.errors[-1].startswith("choose a file to export to (.tif, .geojson, .csv or .npy)")
     for suffix in (".tif", ".csv", ".geojson"):
         widget.export_panel.path.value = tmp_path / f"map{suffix}"
-        assert widget.export() == tmp_path / f"map{suffix}"
+        assert widget.export() is not None  # written in a worker
+        qtbot.waitUntil(lambda: not widget.busy("export"), timeout=WAIT_MS)
+        assert (tmp_path / f"map{suffix}").is_file()
+        assert widget.errors[-1].startswith("choose a file")  # no new error
     collection = json.loads((tmp_path / "map.geojson").read_text())
     assert collection["type"] == "FeatureCollection"
     assert (tmp_path / "map.csv").read_text().startswith("row,col,x0,y0,x1,y1,tumor")
@@ -146,7 +206,9 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     # more like this: the tile's own cell is the most similar (cosine 1)
     result = widget.more_like_this_at(tuple(center * scale + translate))
     assert result is not None
-    assert viewer.layers[L.HEATMAP].data[r, c] == pytest.approx(1.0, abs=1e-4)
+    assert result.cell_cosine[0, r, c] == pytest.approx(1.0, abs=1e-4)
+    assert np.nanmax(viewer.layers[L.HEATMAP].data) == pytest.approx(1.0, abs=1e-4)
+    assert L.LABELS not in viewer.layers and L.legend_shown(viewer) == []
     assert [ly.name for ly in viewer.layers].count(L.HEATMAP) == 1
 
     # reopening: the store is found and reused, nothing recomputed
@@ -154,6 +216,10 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     worker = _embed(widget, qtbot)
     assert worker is not None
     assert EmbeddingStore.open(store.path).attrs["last_run"]["computed"] == 0
+    done = EmbeddingStore.open(store.path).counts()["done"]
+    status = widget.slide_panel.status.value
+    assert status == f"Nothing to compute: {done} tiles already embedded."
+    assert "tiles/s" not in status
 
 
 def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
@@ -166,6 +232,8 @@ def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     assert 0 <= region[0] < region[2] <= width + 1 and 0 <= region[1] < region[3] <= height + 1
     worker = widget.start_embedding(visible_first=True)
     assert worker is not None, widget.errors
+    # until the first batch: a busy bar and the time spent finding tissue
+    assert s.status.value.startswith("Finding tissue") and s.progress.max == 0
 
     def cancel_after_first_batch(item):
         if item[0].computed > 0:

@@ -6,6 +6,8 @@ named in ``napari.yaml`` and imported by napari on use:
 - :mod:`.reader`: whole-slide files as multiscale RGB image layers.
 - :mod:`.sample_data`: a lazily generated synthetic slide and the real CC0 slide.
 - :mod:`.dock_base`: the base of every dock (session, notices, slide layer, clicks, workers).
+- :mod:`.layout`: compact docks (a scroll area napari docks, foldable sections, tabs).
+- :mod:`.warmup`: what the first model and maps import, imported in a background thread.
 - :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
 - :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
 - :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).

@@ -19,15 +19,15 @@ from magicgui.widgets import (
     TextEdit,
 )
 
-from napari_conch.model.generation import STRATEGIES
+from napari_conch._napari.panels import MORE_OPTIONS, advanced
+
+#: The generation strategies offered: ``napari_conch.model.generation.STRATEGIES``, written out
+#: here so that opening the dock does not import torch (a test checks they agree).
+STRATEGIES = ("greedy", "beam", "top_k", "top_p")
 
 DRAW_TEXT = "Draw a rectangle"
 CLICK_TEXT = "Click a point (a tile-sized box)"
 CLICK_ARMED_TEXT = "Click on the slide (click here to stop)"
-
-
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
 
 
 def _wrapping_label(value: str = "") -> Label:
@@ -40,9 +40,13 @@ def _wrapping_label(value: str = "") -> Label:
 
 
 def _table(columns: tuple[str, ...]) -> Table:
+    from qtpy.QtWidgets import QHeaderView
+
     table = Table(columns=list(columns))
     table.read_only = True
     table.min_height = 120
+    header = table.native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # no sideways scrolling
     return table
 
 
@@ -62,18 +66,11 @@ class RegionPanel(Container):
         self.click = PushButton(text=CLICK_TEXT)
         self.auto = CheckBox(text="Caption and rank each new region", value=True)
         self.box = Label(value="No region yet.")
+        self.more = advanced(self.level, self.box_size)
         super().__init__(
-            widgets=[
-                _header("Region"),
-                self.layer,
-                self.level,
-                self.box_size,
-                self.draw,
-                self.click,
-                self.auto,
-                self.box,
-            ]
+            widgets=[self.layer, self.draw, self.click, self.auto, self.box, self.more]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class CaptionPanel(Container):
@@ -86,17 +83,9 @@ class CaptionPanel(Container):
         self.caption = PushButton(text="Caption")
         self.reason = _wrapping_label()
         self.text = _wrapping_label()
-        super().__init__(
-            widgets=[
-                _header("Caption"),
-                self.strategy,
-                self.num_beams,
-                self.max_length,
-                self.caption,
-                self.reason,
-                self.text,
-            ]
-        )
+        self.more = advanced(self.strategy, self.num_beams, self.max_length)
+        super().__init__(widgets=[self.caption, self.reason, self.text, self.more])
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class RankPanel(Container):
@@ -112,16 +101,9 @@ class RankPanel(Container):
         self.templates = CheckBox(text="CONCH templates", value=False)
         self.rank = PushButton(text="Rank texts")
         self.table = _table(("text", "probability", "cosine"))
-        super().__init__(
-            widgets=[
-                _header("Rank texts for the region"),
-                self.texts,
-                self.prompt_file,
-                self.templates,
-                self.rank,
-                self.table,
-            ]
-        )
+        self.more = advanced(self.prompt_file, self.templates)
+        super().__init__(widgets=[self.texts, self.more, self.rank, self.table])
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class TopTilesPanel(Container):
@@ -139,15 +121,8 @@ class TopTilesPanel(Container):
         self.find = PushButton(text="Find top tiles")
         self.table = _table(("row", "col", "cosine"))  # rows numbered by rank
         self.status = _wrapping_label()
+        self.more = advanced(self.templates, self.store_root)
         super().__init__(
-            widgets=[
-                _header("Top tiles for a prompt"),
-                self.prompt,
-                self.k,
-                self.templates,
-                self.store_root,
-                self.find,
-                self.table,
-                self.status,
-            ]
+            widgets=[self.prompt, self.k, self.more, self.find, self.table, self.status]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]

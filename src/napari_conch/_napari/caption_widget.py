@@ -84,11 +84,11 @@ class CaptionRetrieval(DockBase):
         super().__init__(
             napari_viewer,
             [
-                self.model_panel,
-                self.region_panel,
-                self.caption_panel,
-                self.rank_panel,
-                self.tiles_panel,
+                ("Model", self.model_panel, _no_model(napari_viewer)),
+                ("Region", self.region_panel),
+                ("Caption", self.caption_panel),
+                ("Rank texts for the region", self.rank_panel),
+                ("Top tiles for a prompt", self.tiles_panel),
             ],
         )
         self.caption_text: str | None = None
@@ -211,11 +211,16 @@ class CaptionRetrieval(DockBase):
         return layer
 
     def arm_click_region(self, *_: Any) -> None:
-        """The next click on the slide makes a tile-sized region around the clicked point."""
+        """The next click on the slide makes a tile-sized region around the clicked point.
+
+        The region layer is made now (when there is a slide), so the click itself only adds a
+        box: making a Shapes layer is one of napari's longer pauses.
+        """
         armed = self.arm_click(self.region_panel.click, CLICK_ARMED_TEXT, self.region_at)
-        layer = self.region_layer()
+        layer = self.region_layer(create=armed and self.slide_layer is not None)
         if armed and layer is not None:
             layer.mode = "pan_zoom"  # the click must not start a rectangle as well
+            self.viewer.layers.selection.active = self.slide_layer
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:
@@ -377,6 +382,13 @@ class CaptionRetrieval(DockBase):
             colors[index] = CHOSEN_COLOR
             layer.edge_color = colors
         return centre
+
+
+def _no_model(viewer: Any) -> bool:
+    """Whether the viewer's session has no model yet (the Model section then starts open)."""
+    from napari_conch._napari.session_registry import session_for
+
+    return session_for(viewer).model is None
 
 
 def viewer_camera(viewer: Any) -> Any:

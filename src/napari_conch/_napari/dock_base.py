@@ -28,15 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
+from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
+from napari_conch._napari.warmup import warm_up
 from napari_conch._napari.workers import USER_ERRORS, Failure, background, one_line
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
     import napari
-    from magicgui.widgets import ComboBox, PushButton, Widget
+    from magicgui.widgets import ComboBox, PushButton
 
 logger = logging.getLogger("napari_conch")
 
@@ -62,8 +65,10 @@ class DockBase(Container):
     ----------
     napari_viewer : napari.Viewer
         The viewer (napari passes it when the dock is opened from the Plugins menu).
-    widgets : list of Widget
-        The dock's sections, top to bottom.
+    sections : list of (title, Container), (title, Container, expanded) or Widget
+        The dock's sections, top to bottom, each in a collapsible box (expanded unless told);
+        a section's ``folds`` attribute, a list of ``(sub-container, title)``, names advanced
+        options folded away inside it. A bare widget is placed as it is, without a box.
 
     Attributes
     ----------
@@ -74,7 +79,7 @@ class DockBase(Container):
         Every error shown, oldest first.
     """
 
-    def __init__(self, napari_viewer: napari.Viewer, widgets: list[Widget]) -> None:
+    def __init__(self, napari_viewer: napari.Viewer, sections: list[tuple]) -> None:
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.errors: list[str] = []
@@ -86,8 +91,24 @@ class DockBase(Container):
         self._model_panel: Any = None
         self._syncing = False
         self._closed = False
-        super().__init__(widgets=widgets)
+        self._scroll: DockScrollArea | None = None
+        parts = [part if isinstance(part, tuple) else (None, part) for part in sections]
+        super().__init__(widgets=[part[1] for part in parts], labels=False)
+        #: The collapsible sections by title, and the folded advanced options inside them.
+        self.sections: dict[str, Any] = {}
+        self.advanced_sections: list[Any] = []
+        for title, panel, *expanded in parts:
+            compact(panel)
+            if title is not None:
+                box = fold(panel, title, expanded=expanded[0] if expanded else True)
+                self.sections[title] = box
+            for sub, sub_title in getattr(panel, "folds", ()):
+                self.advanced_sections.append(fold(sub, sub_title, expanded=False))
+        self._scroll = DockScrollArea(self._widget._mgui_get_native_widget())
+        self._scroll._magic_widget = self
         self.native.destroyed.connect(self._on_destroyed)
+        QTimer.singleShot(0, self.tabify)
+        warm_up()
         layers = self.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             event.connect(self.reset_choices)
@@ -96,6 +117,22 @@ class DockBase(Container):
         self._listening: list[tuple[Any, Callable[..., Any]]] = []
         self.listen(self.session.events.slide_changed, self._on_session_slide)
         self.listen(self.session.events.model_changed, self._on_session_model)
+
+    @property
+    def native(self) -> Any:
+        """The dock's outer Qt widget: the scroll area napari puts in the dock."""
+        scroll = self.__dict__.get("_scroll")
+        return scroll if scroll is not None else super().native
+
+    def tabify(self) -> bool:
+        """Share one dock area with the other napari-conch docks, as tabs; returns whether done."""
+        if self._closed:
+            return False
+
+        def ours(dock: Any) -> bool:
+            return isinstance(getattr(dock.widget(), "_magic_widget", None), DockBase)
+
+        return tabify_with_siblings(self.native, ours)
 
     # ------------------------------------------------------------------ notices
     def notify_error(self, message: str) -> None:
@@ -215,6 +252,9 @@ class DockBase(Container):
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
+        import gc
+
+        gc.freeze()  # the model's objects stay out of full collections (see widget.py)
         self.session.set_model(model)
         self._show_model(model)
 
@@ -232,10 +272,10 @@ class DockBase(Container):
         self.on_model_changed(model)
 
     def _show_model(self, model: Any) -> None:
-        from napari_conch._napari.panels import model_note
+        from napari_conch._napari.panels import model_note, model_summary
 
         panel = self._model_panel
-        panel.info.value = model.describe()
+        panel.info.value = model_summary(model)
         panel.info.tooltip = model.describe()
         panel.note.value = model_note(model)
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_conch.engine.export import label_color
 
@@ -28,6 +27,14 @@ if TYPE_CHECKING:
 HEATMAP = "CONCH similarity"
 PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
+#: Metadata key of the steps that reveal a layer added hidden.
+REVEAL = "napari_conch_reveal"
+#: Keys of the canvas text overlays that make the labels' legend (one per class).
+LEGEND_KEY = "napari_conch_legend_{}"
+#: Largest subdivision of a map cell used to cut the map at the image's edges.
+MAX_SUBDIVISION = 8
+#: Most cells a map layer may hold after subdivision (memory and texture size stay small).
+MAX_LAYER_CELLS = 262_144
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,51 @@ def map_placement(geometry: MapGeometry, slide_layer: Any) -> Placement:
     cell = np.asarray(geometry.scale, float) * scale
     origin = translate + np.asarray(geometry.napari_translate, float) * scale
     return Placement(tuple(float(v) for v in cell), tuple(float(v) for v in origin))
+
+
+def clip_to_image(
+    data: np.ndarray, geometry: MapGeometry, image_shape: tuple[int, int]
+) -> tuple[np.ndarray, MapGeometry]:
+    """The map cut at the image's edges: cells past the slide are not drawn past it.
+
+    Edge tiles are padded, so a map's last row and column of cells usually reach past the
+    image. The cells are split into ``f x f`` sub-cells (``f`` at most :data:`MAX_SUBDIVISION`,
+    chosen so the cut falls closest to the edge, within :data:`MAX_LAYER_CELLS`) and those
+    outside the image dropped; each sub-cell keeps its cell's value.
+
+    Returns
+    -------
+    data, geometry
+        The array to show and where it lies (level-0 pixels).
+    """
+    from napari_conch.engine.overlap import MapGeometry
+
+    rows, cols = geometry.shape
+    cell = float(geometry.cell_size)
+    (oy, ox), (height, width) = geometry.origin, image_shape
+    edges = [(0 - oy) / cell, (height - oy) / cell, (0 - ox) / cell, (width - ox) / cell]
+    inside = (
+        edges[0] <= 0 and edges[1] >= rows and edges[2] <= 0 and edges[3] >= cols
+    )  # fmt: skip
+    if inside or rows == 0 or cols == 0:
+        return data, geometry
+    largest = max(1, int(np.sqrt(MAX_LAYER_CELLS / max(1, rows * cols))))
+    factors = range(1, min(MAX_SUBDIVISION, largest) + 1)
+    factor = min(factors, key=lambda f: max(abs(e * f - round(e * f)) / f for e in edges))
+    y0, y1 = max(0, round(edges[0] * factor)), min(rows * factor, round(edges[1] * factor))
+    x0, x1 = max(0, round(edges[2] * factor)), min(cols * factor, round(edges[3] * factor))
+    y1, x1 = max(y1, y0 + 1), max(x1, x0 + 1)
+    sub_rows = np.arange(y0, y1) // factor
+    sub_cols = np.arange(x0, x1) // factor
+    clipped = np.asarray(data)[np.ix_(sub_rows, sub_cols)]
+    sub = cell / factor
+    return clipped, MapGeometry(clipped.shape, sub, (oy + y0 * sub, ox + x0 * sub))
+
+
+def image_shape(slide_layer: Any) -> tuple[int, int]:
+    """``(height, width)`` of the slide layer's level 0, in pixels."""
+    data = slide_layer.data[0] if slide_layer.multiscale else slide_layer.data
+    return int(data.shape[0]), int(data.shape[1])
 
 
 def world_to_level0(slide_layer: Any, world_yx: Any) -> tuple[float, float]:
@@ -74,10 +126,15 @@ def upsert_image(
     opacity: float,
     contrast_limits: tuple[float, float],
 ) -> Any:
-    """Show ``data`` in the image layer ``name``, adding it only when it is not there."""
+    """Show ``data`` in the image layer ``name``, adding it only when it is not there.
+
+    The layer shows its colour bar (value range) on the canvas. A new layer is added hidden;
+    ``layer.metadata["napari_conch_reveal"]`` then holds the steps that show it and its colour
+    bar (see :func:`reveal_steps`), for the caller to run one per event-loop turn.
+    """
     layer = find_layer(viewer, name)
     if layer is None:
-        return viewer.add_image(
+        layer = viewer.add_image(
             data,
             name=name,
             scale=placement.scale,
@@ -87,7 +144,10 @@ def upsert_image(
             contrast_limits=contrast_limits,
             blending="translucent",
             units=units,
+            visible=False,
         )
+        layer.metadata[REVEAL] = ["layer", "colorbar"]
+        return layer
     place(layer, placement)
     layer.data = data
     if layer.colormap.name != colormap:
@@ -134,12 +194,20 @@ def upsert_labels(
     layer = find_layer(viewer, LABELS)
     if layer is None:
         layer = viewer.add_labels(
-            data, name=LABELS, scale=placement.scale, translate=placement.translate, units=units
+            data,
+            name=LABELS,
+            scale=placement.scale,
+            translate=placement.translate,
+            units=units,
+            visible=False,
         )
+        layer.metadata[REVEAL] = ["layer"]
     else:
         place(layer, placement)
         layer.data = data
     if layer.metadata.get("class_names") != list(names):
+        import pandas as pd  # imported here: opening a dock stays light (warm-up imports it)
+
         layer.colormap = label_colormap(len(names))
         layer.features = pd.DataFrame(
             {"index": np.arange(len(names) + 1), "class": ["none", *names]}
@@ -148,6 +216,101 @@ def upsert_labels(
     if layer.opacity != opacity:
         layer.opacity = opacity
     return layer
+
+
+def legend_html(names: list[str]) -> str:
+    """The labels' legend for a Qt label: a coloured square and the class name per line."""
+    rows = []
+    for label, name in enumerate(names, start=1):
+        r, g, b = label_color(label)
+        rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {_escape(name)}')
+    return "<br>".join(rows)
+
+
+def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) -> list[Any]:
+    """The steps that show the labels' legend on the canvas, one class per step.
+
+    Each class is a text overlay in the class's colour (napari stacks them in the top-left
+    corner); overlays of classes no longer there are hidden. The first drawing of a text costs
+    napari its glyphs, so each class goes in its own event-loop turn.
+    """
+
+    def show(label: int, name: str) -> None:
+        from napari.components.overlays import TextOverlay
+
+        overlays = viewer.canvas.overlays
+        key = LEGEND_KEY.format(label)
+        color = np.array([*label_color(label), 255], float) / 255
+        text = f"\u25a0 {name}"
+        if key not in overlays:
+            overlays[key] = TextOverlay(
+                text=text, color=color, position="top_left", box=True, font_size=10
+            )
+        overlay = overlays[key]
+        if overlay.text != text:
+            overlay.text = text
+        if not np.allclose(overlay.color, color):
+            overlay.color = color
+        overlay.visible = visible
+
+    def hide_the_rest() -> None:
+        overlays, label = viewer.canvas.overlays, len(names) + 1
+        while LEGEND_KEY.format(label) in overlays:
+            overlays[LEGEND_KEY.format(label)].visible = False
+            label += 1
+
+    steps: list[Any] = [lambda n=n, i=i: show(i, n) for i, n in enumerate(names, start=1)]
+    return [*steps, hide_the_rest]
+
+
+def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -> None:
+    """The labels' legend on the canvas at once (see :func:`legend_steps`)."""
+    for step in legend_steps(viewer, names, visible):
+        step()
+
+
+def hide_legend(viewer: napari.Viewer) -> None:
+    """Hide the labels' legend on the canvas."""
+    show_legend(viewer, [], visible=False)
+
+
+def legend_shown(viewer: napari.Viewer) -> list[str]:
+    """The class names the canvas legend shows now, in order."""
+    overlays, names, label = viewer.canvas.overlays, [], 1
+    while LEGEND_KEY.format(label) in overlays:
+        overlay = overlays[LEGEND_KEY.format(label)]
+        if overlay.visible:
+            names.append(overlay.text[2:])
+        label += 1
+    return names
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def reveal_steps(layer: Any) -> list[Any]:
+    """The steps still needed to show a layer added hidden (callables; none once shown).
+
+    Making a layer and drawing it for the first time each cost napari a long pause on the GUI
+    thread; run in separate event-loop turns they do not add up. A step is forgotten only once
+    it has run, so steps dropped by a newer display are given again by the next call.
+    """
+
+    def stage(name: str) -> Any:
+        def run() -> None:
+            remaining = layer.metadata.get(REVEAL, [])
+            if name not in remaining:
+                return
+            if name == "layer":
+                layer.visible = True
+            else:
+                layer.colorbar.visible = True
+            layer.metadata[REVEAL] = [s for s in remaining if s != name]
+
+        return run
+
+    return [stage(name) for name in layer.metadata.get(REVEAL, ())]
 
 
 def remove_layer(viewer: napari.Viewer, name: str) -> None:

@@ -30,15 +30,24 @@ from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
 COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
+#: The prompt box's placeholder before a model tells what it knows.
+PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
+#: Title of the folded section of advanced options in every panel.
+MORE_OPTIONS = "More options"
+#: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
+RANGES = ("shared by the prompts", "per prompt")
 #: Devices offered; "auto" picks CUDA, then MPS, then CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PUBLIC_CONCH_NOTE = (
-    "The public CONCH checkpoint has no captioning decoder: prompts and maps work, captions do not."
+#: What the Model section says before a model is loaded.
+NO_MODEL_NOTE = (
+    "Load CONCH's checkpoint (pytorch_model.bin, or hf_hub:MahmoodLab/conch with a token), "
+    "or try the demo model shipped with the plugin."
 )
 
 
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
+def advanced(*widgets: Any) -> Container:
+    """A sub-container of advanced options (folded away by the dock)."""
+    return Container(widgets=list(widgets), label="")
 
 
 class ModelPanel(Container):
@@ -70,26 +79,25 @@ class ModelPanel(Container):
             "plugin: for trying it without CONCH's weights; not for diagnosis",
         )
         self.info = Label(value="No model loaded.")
-        self.note = Label(value=PUBLIC_CONCH_NOTE)
+        self.note = Label(value=NO_MODEL_NOTE)
+        self.more = advanced(self.token, self.config, self.tokenizer, self.device)
         super().__init__(
             widgets=[
-                _header("Model"),
                 self.source,
                 self.browse,
-                self.token,
-                self.config,
-                self.tokenizer,
-                self.device,
+                self.more,
                 self.load,
                 self.demo,
                 self.info,
                 self.note,
             ]
         )
+        #: Sub-containers the dock folds away: (container, title).
+        self.folds = [(self.more, MORE_OPTIONS)]
         self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
 
     def load_arguments(self) -> dict[str, Any]:
-        """What the panel names, as keyword arguments of ``load_model_worker``.
+        """What the panel names, as keyword arguments of ``Session.prepare_model``.
 
         Raises
         ------
@@ -143,17 +151,19 @@ class SlidePanel(Container):
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
         self.status = Label(value="")
+        self.more = advanced(
+            self.level,
+            self.mpp,
+            self.tile_size,
+            self.stride,
+            self.min_tissue,
+            self.batch_size,
+            self.store_root,
+        )
         super().__init__(
             widgets=[
-                _header("Slide"),
                 self.layer,
-                self.level,
-                self.mpp,
-                self.tile_size,
-                self.stride,
-                self.min_tissue,
-                self.batch_size,
-                self.store_root,
+                self.more,
                 self.embed,
                 self.embed_visible,
                 self.cancel,
@@ -161,6 +171,7 @@ class SlidePanel(Container):
                 self.status,
             ]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]
 
     #: The widgets whose values make the run options.
     OPTION_WIDGETS = (
@@ -203,6 +214,8 @@ class PromptPanel(Container):
 
     def __init__(self) -> None:
         self.text = TextEdit(label="Prompts", tooltip="one prompt per line")
+        self.text.native.setPlaceholderText(PROMPT_PLACEHOLDER)
+        self.text.max_height = 90
         self.templates = CheckBox(text="CONCH templates", value=True)
         self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
         self.threshold = FloatSpinBox(
@@ -212,22 +225,35 @@ class PromptPanel(Container):
         self.show_class = ComboBox(label="Show", choices=())
         self.colormap = ComboBox(label="Colormap", choices=COLORMAPS, value="inferno")
         self.opacity = FloatSlider(label="Opacity", min=0.0, max=1.0, value=0.6)
+        self.range = ComboBox(
+            label="Range", choices=RANGES, value=RANGES[0],
+            tooltip="similarity colours: one range for every prompt (comparable), or each "
+            "prompt's own (more contrast)",
+        )  # fmt: skip
         self.more_like_this = PushButton(text="More like this (click a tile)")
+        self.legend = Label(value="")
         self.cursor = Label(value="")
+        self.prompt_file = FileEdit(
+            label="Or prompt set", mode="r", nullable=True, filter="*.json",
+            tooltip='a CONCH prompt file {"classnames": {CLASS: [synonyms]}, "templates": [...]}'
+            ": its classes replace the prompts typed above",
+        )  # fmt: skip
+        self.more = advanced(
+            self.prompt_file, self.background, self.threshold, self.colormap, self.opacity
+        )
         super().__init__(
             widgets=[
-                _header("Prompts"),
                 self.text,
                 self.templates,
-                self.background,
-                self.threshold,
                 self.show_class,
-                self.colormap,
-                self.opacity,
+                self.range,
+                self.legend,
+                self.more,
                 self.more_like_this,
                 self.cursor,
             ]
         )
+        self.folds = [(self.more, MORE_OPTIONS)]
 
 
 class ExportPanel(Container):
@@ -238,7 +264,7 @@ class ExportPanel(Container):
             label="Export to", mode="w", filter="*.tif *.tiff *.geojson *.csv *.npy"
         )
         self.export = PushButton(text="Export")
-        super().__init__(widgets=[_header("Export"), self.path, self.export])
+        super().__init__(widgets=[self.path, self.export])
 
 
 def optional_path(value: Any) -> str | None:
@@ -247,6 +273,36 @@ def optional_path(value: Any) -> str | None:
         return None
     text = str(value).strip()
     return None if text in ("", ".") else text
+
+
+def model_summary(model: Any) -> str:
+    """The loaded model in a few words: the checkpoint's file name, not its whole path.
+
+    The dock shows this; the full :meth:`~napari_conch.model.LoadedModel.describe` (with the
+    path) is its tooltip.
+    """
+    from pathlib import Path
+
+    source = str(model.source)
+    shown = source if source.startswith("hf_hub:") or "/" not in source else Path(source).name
+    decoder = "captioning decoder" if model.has_decoder else "no captioning decoder"
+    return f"{model.config.name}: {shown}, {model.device} {model.precision}, {decoder}"
+
+
+def prompt_hint(model: Any) -> str:
+    """The prompt box's placeholder for ``model``: the demo model lists the concepts it knows.
+
+    The concepts come from ``napari_conch.demo.DEMO_CONCEPTS`` when the package has it.
+    """
+    import napari_conch.demo as demo
+
+    concepts = getattr(demo, "DEMO_CONCEPTS", None)
+    is_demo = getattr(model, "is_demo", None)
+    if is_demo is None:
+        is_demo = model is not None and model.config.name == demo.DEMO_MODEL_NAME
+    if model is None or not is_demo or not concepts:
+        return PROMPT_PLACEHOLDER
+    return "one prompt per line; the demo model knows:\n" + "\n".join(concepts)
 
 
 def model_note(model: Any) -> str:

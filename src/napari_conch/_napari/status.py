@@ -2,8 +2,9 @@
 
 napari writes the active layer's value to the status bar on every cursor move (from a thread in
 the Qt viewer). :class:`CursorStatus` computes the values of every map of the current result at
-the cursor (cosine per class, probabilities, the winning label's name) and appends them to
-whatever napari wrote, so they show whichever layer is active.
+the cursor (cosine per class, probabilities, the winning label's name) and puts them after
+whatever napari wrote, replacing those of the previous position, so they show once whichever
+layer is active.
 """
 
 from __future__ import annotations
@@ -42,8 +43,25 @@ def values_at(result: Any, slide_layer: Any, world_position: Any) -> str:
     return "CONCH: " + ", ".join(parts)
 
 
+#: What starts the maps' values in napari's status bar.
+MARKER = "CONCH: "
+#: Between napari's own status and ours.
+SEPARATOR = "  "
+
+
+def _without_ours(text: str) -> str:
+    """``text`` without the values a previous cursor position appended."""
+    cut = text.find(SEPARATOR + MARKER)
+    if cut < 0 and text.startswith(MARKER):
+        cut = 0
+    return text if cut < 0 else text[:cut]
+
+
 class CursorStatus:
-    """Keeps the widget's cursor label and napari's status bar showing the maps' values."""
+    """Keeps the dock's cursor label and napari's status bar showing the maps' values.
+
+    The values appear once: those of the previous position are replaced, never piled up.
+    """
 
     def __init__(self, widget: Any) -> None:
         self.widget = widget
@@ -61,20 +79,22 @@ class CursorStatus:
         self.on_status()
 
     def on_status(self, event: Any = None) -> None:
-        """Append the values to napari's status (after napari wrote the layer's own)."""
-        if self._writing or not self.text:
+        """Put the values after napari's own status (once; the previous ones replaced)."""
+        if self._writing:
             return
         viewer = self.widget.viewer
         status = viewer.status
         if isinstance(status, dict):
-            coordinates = str(status.get("coordinates", ""))
-            if self.text in coordinates:
+            own = _without_ours(str(status.get("coordinates", "")))
+            wanted = f"{own}{SEPARATOR}{self.text}" if self.text else own
+            if wanted == status.get("coordinates", ""):
                 return
-            new: Any = {**status, "coordinates": f"{coordinates}  {self.text}".strip()}
+            new: Any = {**status, "coordinates": wanted}
         else:
-            if self.text in str(status):
+            own = _without_ours(str(status))
+            new = f"{own}{SEPARATOR}{self.text}" if self.text else own
+            if new == status:
                 return
-            new = f"{status}  {self.text}".strip()
         self._writing = True
         try:
             viewer.status = new

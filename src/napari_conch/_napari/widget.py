@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,11 +31,13 @@ from qtpy.QtCore import QTimer
 from napari_conch._napari import layers as L
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import (
+    RANGES,
     ExportPanel,
     ModelPanel,
     PromptPanel,
     SlidePanel,
     optional_path,
+    prompt_hint,
 )
 from napari_conch._napari.status import CursorStatus
 from napari_conch._napari.workers import background, background_generator
@@ -53,6 +54,8 @@ DEBOUNCE_MS = 200
 #: While a run is under way, the maps are redrawn with the new tiles at most this often: each
 #: redraw costs napari tens of milliseconds on the GUI thread, a batch can take less.
 LIVE_MAP_INTERVAL_S = 0.5
+#: Milliseconds between two layer updates of one display (the canvas redraws in between).
+STEP_GAP_MS = 15
 MORE_LIKE_THIS_TEXT = "More like this (click a tile)"
 MORE_LIKE_THIS_ARMED = "Click a tile (click here to stop)"
 
@@ -80,11 +83,21 @@ class PromptHighlighter(DockBase):
         self.export_panel = ExportPanel()
         super().__init__(
             napari_viewer,
-            [self.model_panel, self.slide_panel, self.prompt_panel, self.export_panel],
+            [
+                ("Model", self.model_panel),
+                ("Slide and embedding", self.slide_panel),
+                ("Prompts and maps", self.prompt_panel),
+                ("Export", self.export_panel),
+            ],
         )
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
+        self._pending: list[Any] = []
+        self._preparing_since = 0.0
+        self._preparing_timer = QTimer(self.native)
+        self._preparing_timer.setInterval(1000)
+        self._preparing_timer.timeout.connect(self._tick_preparing)
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -106,9 +119,9 @@ class PromptHighlighter(DockBase):
         for name in s.OPTION_WIDGETS:
             getattr(s, name).changed.connect(self._options_edited)
         p.text.native.textChanged.connect(self.schedule_refresh)  # magicgui drops this one
-        for widget in (p.templates, p.background, p.threshold):
+        for widget in (p.templates, p.background, p.threshold, p.prompt_file):
             widget.changed.connect(self.schedule_refresh)
-        for widget in (p.show_class, p.colormap, p.opacity):
+        for widget in (p.show_class, p.colormap, p.opacity, p.range):
             widget.changed.connect(self._redisplay)
         p.more_like_this.changed.connect(self.arm_more_like_this)
         e.export.changed.connect(self.export)
@@ -131,7 +144,8 @@ class PromptHighlighter(DockBase):
         return self.session.result
 
     def on_model_changed(self, model: Any) -> None:
-        """A new model: the maps follow."""
+        """A new model: the maps follow; the prompt box says what the model knows."""
+        self.prompt_panel.text.native.setPlaceholderText(prompt_hint(model))
         self.schedule_refresh()
 
     def on_slide_changed(self, slide: Any) -> None:
@@ -170,7 +184,7 @@ class PromptHighlighter(DockBase):
         self._cancel = cancel
         worker = background_generator(events)
         worker.errored.connect(lambda _exc: self._end_run(None))
-        self.slide_panel.status.value = "Finding tissue ..."
+        self._start_preparing()
         return self.run(
             "embed",
             worker,
@@ -204,7 +218,24 @@ class PromptHighlighter(DockBase):
             getattr(s, name).enabled = not running
         self.update_busy()
 
+    def _start_preparing(self) -> None:
+        """Until the first batch: a busy bar and the seconds spent finding tissue."""
+        self._preparing_since = time.monotonic()
+        self.slide_panel.progress.max = 0  # Qt draws a busy indicator
+        self._tick_preparing()
+        self._preparing_timer.start()
+
+    def _tick_preparing(self) -> None:
+        elapsed = time.monotonic() - self._preparing_since
+        self.slide_panel.status.value = f"Finding tissue and tiles to embed ... {elapsed:.0f} s"
+
+    def _stop_preparing(self) -> None:
+        self._preparing_timer.stop()
+        if self.slide_panel.progress.max == 0:
+            self.slide_panel.progress.max = 1
+
     def _on_progress(self, event: Any) -> None:
+        self._stop_preparing()
         bar = self.slide_panel.progress
         bar.max = max(1, event.total)
         bar.value = min(event.done + event.failed, bar.max)
@@ -224,9 +255,14 @@ class PromptHighlighter(DockBase):
 
     def _on_run_finished(self, summary: Any) -> None:
         self._cancel = None
+        self._stop_preparing()
         if summary is not None:
             done = f"{summary.done}/{summary.total} tissue tiles embedded"
-            if summary.cancelled:
+            if summary.computed == 0 and not summary.cancelled and not summary.failed:
+                message = f"Nothing to compute: {summary.done} tiles already embedded."
+                self.slide_panel.status.value = message
+                self.notify_info(f"{message} Store: {summary.store_path}")
+            elif summary.cancelled:
                 self.slide_panel.status.value = f"Cancelled: {done}."
                 self.notify_info(f"Embedding cancelled: {done}; the store keeps them.")
             else:
@@ -255,8 +291,19 @@ class PromptHighlighter(DockBase):
         self._timer.start()
 
     def request(self) -> PromptRequest:
-        """The prompt panel's request."""
+        """The prompt panel's request: the prompt-set file's classes when one is chosen."""
         p = self.prompt_panel
+        path = optional_path(p.prompt_file.value)
+        if path is not None:
+            from napari_conch.engine.prompts import load_prompt_set
+
+            templates = "conch" if p.templates.value else "none"
+            return PromptRequest.from_prompt_set(
+                load_prompt_set(path, templates),
+                templates=p.templates.value,
+                background=p.background.value,
+                threshold=p.threshold.value,
+            )
         return PromptRequest.from_text(
             p.text.value,
             templates=p.templates.value,
@@ -284,11 +331,11 @@ class PromptHighlighter(DockBase):
             return
         missing = session.missing_texts(request)
         if missing:
-            self._encode(missing, request.templates)
+            self._encode(request, missing)
         else:
             self._update_maps()
 
-    def _encode(self, classes: list[str], templates: str) -> None:
+    def _encode(self, request: PromptRequest, classes: list[str]) -> None:
         if self.busy("text"):
             return  # the worker under way refreshes the maps when it ends
 
@@ -296,7 +343,7 @@ class PromptHighlighter(DockBase):
             self.session.remember_texts(encoded)
             self.refresh_maps()
 
-        worker = background(self.session.encode_texts, classes, templates)
+        worker = background(self.session.encode_texts, request, classes)
         self.run("text", worker, done)
 
     @reports_errors
@@ -305,8 +352,11 @@ class PromptHighlighter(DockBase):
 
     def _on_result(self, result: Any) -> None:
         if result is None:
+            self._pending = []
             for name in (L.HEATMAP, L.PROBABILITY, L.LABELS):
                 L.remove_layer(self.viewer, name)
+            L.hide_legend(self.viewer)
+            self.prompt_panel.legend.value = ""
             return
         self.display(result)
 
@@ -315,8 +365,14 @@ class PromptHighlighter(DockBase):
             self.display(self.session.result)
 
     def display(self, result: QueryResult) -> None:
-        """Show a query result: heatmap, and with several classes probability and labels."""
-        if self.slide_layer is None:
+        """Show a query result: heatmap, and with several classes probability and labels.
+
+        The maps are cut at the image's edges; the heatmap's colour range is shared by the
+        prompts or each prompt's own (Range); the labels' legend is shown in the dock and on
+        the canvas.
+        """
+        layer = self.slide_layer
+        if layer is None:
             return
         p = self.prompt_panel
         names = list(result.names)
@@ -327,28 +383,74 @@ class PromptHighlighter(DockBase):
             finally:
                 self._displaying = False
         k = names.index(p.show_class.value) if p.show_class.value in names else 0
-        place = L.map_placement(result.geometry, self.slide_layer)
-        units = self.slide_layer.units[-2:]
+        shape = L.image_shape(layer)
+        units = layer.units[-2:]
         style = {"colormap": p.colormap.value, "opacity": p.opacity.value, "units": units}
-        heat = result.cell_cosine[k]
-        L.upsert_image(
-            self.viewer, L.HEATMAP, heat, place, contrast_limits=L.contrast_for(heat), **style
-        )
+        shared = p.range.value == RANGES[0]
+        limits = L.contrast_for(result.cell_cosine if shared else result.cell_cosine[k])
+        heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
+        place = L.map_placement(geometry, layer)
+        viewer, opacity = self.viewer, p.opacity.value
+        legend = [f"similarity of {names[k]!r}: {limits[0]:.3f} to {limits[1]:.3f}"]
+        steps = [
+            lambda: L.reveal_steps(
+                L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+            )
+        ]
         if result.cell_probs is not None:
-            probs = result.cell_probs[k]
-            L.upsert_image(
-                self.viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
+            probs, _ = L.clip_to_image(result.cell_probs[k], result.geometry, shape)
+            steps.append(
+                lambda: L.reveal_steps(
+                    L.upsert_image(
+                        viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
+                    )
+                )
             )
         else:
-            L.remove_layer(self.viewer, L.PROBABILITY)
+            L.remove_layer(viewer, L.PROBABILITY)
         if result.cell_labels is not None:
-            names = result.label_names if result.cell_probs is not None else names
-            L.upsert_labels(
-                self.viewer, result.cell_labels, names, place, units=units, opacity=p.opacity.value
-            )
+            classes = result.label_names if result.cell_probs is not None else names
+            labels, _ = L.clip_to_image(result.cell_labels, result.geometry, shape)
+
+            def show_labels() -> list[Any]:
+                layer = L.upsert_labels(
+                    viewer, labels, classes, place, units=units, opacity=opacity
+                )
+                return [*L.reveal_steps(layer), *L.legend_steps(viewer, classes)]
+
+            steps.append(show_labels)
+            legend.append(L.legend_html(classes))
         else:
-            L.remove_layer(self.viewer, L.LABELS)
+            L.remove_layer(viewer, L.LABELS)
+            L.hide_legend(viewer)
+        p.legend.value = "<br>".join(legend)
+        self._show_in_turns(steps)
+
+    def _show_in_turns(self, steps: list[Any]) -> None:
+        """Run the first layer update now and the others one per event-loop turn.
+
+        Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
+        thread; one layer per turn keeps each pause to one layer's. A step may return further
+        steps (a new layer's reveal), run next. A newer display drops the steps of an older one
+        that are still waiting.
+        """
+        self._pending = list(steps)
+        self._next_step()
+
+    def _next_step(self) -> None:
+        if not self._pending or self._closed:
+            return
+        more = self._pending.pop(0)()
+        if more:
+            self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
+        if self._pending:
+            QTimer.singleShot(STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
+
+    @property
+    def drawing(self) -> bool:
+        """Whether layer updates of the last display are still waiting for their turn."""
+        return bool(self._pending)
 
     def _select_slide_layer(self) -> None:
         """Keep the slide layer active, so adding map layers does not change the choice."""
@@ -378,11 +480,19 @@ class PromptHighlighter(DockBase):
 
     # ------------------------------------------------------------------ export
     @reports_errors
-    def export(self, *_: Any) -> Path | None:
-        """Write the map on show to the Export panel's file (format by extension)."""
-        out = self.session.export(optional_path(self.export_panel.path.value))
-        self.notify_info(f"Exported {out}")
-        return out
+    def export(self, *_: Any) -> Any:
+        """Write the map on show to the Export panel's file (format by extension) in a worker.
+
+        The file and the map are checked at once (a mistake is a notice and returns None);
+        returns the worker, whose ``returned`` signal carries the path written.
+        """
+        self.check_idle("export", "an export")
+        typed = self.export_panel.path.line_edit.value.strip()  # magicgui turns "" into "."
+        job = self.session.export_job(
+            optional_path(self.export_panel.path.value) if typed else None
+        )
+        done = lambda out: self.notify_info(f"Exported {out}")  # noqa: E731
+        return self.run("export", background(job), done)
 
 
 def freeze_long_lived_objects() -> None:

@@ -119,8 +119,11 @@ def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
         ) from exc
     if isinstance(scheduler, Client):
         return scheduler
+    # Not the default client: it would make dask.distributed the scheduler of every dask
+    # computation in this process (and a client that failed to connect would stay so), while
+    # the engine sends work to the cluster explicitly and reads slides locally.
     try:
-        return Client(str(scheduler), timeout=f"{timeout}s")
+        return Client(str(scheduler), timeout=f"{timeout}s", set_as_default=False)
     except (OSError, ValueError, TypeError, TimeoutError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ClusterError(f"scheduler {scheduler}: cannot connect ({reason})") from exc
@@ -246,7 +249,8 @@ class ClusterWatch:
 
         while True:
             try:
-                wait(list(futures), timeout=POLL_S, return_when="FIRST_COMPLETED")
+                with self.client.as_current():  # this client is not the process's default
+                    wait(list(futures), timeout=POLL_S, return_when="FIRST_COMPLETED")
             except TimeoutError:
                 self.check()
                 continue

@@ -1,8 +1,9 @@
-"""What a prompt box asks for: classes (one per line), templates, background, threshold."""
+"""What a prompt box asks for: classes (one per line, or a CONCH prompt set), templates,
+background, threshold."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from napari_conch.engine.prompts import PromptSet
 from napari_conch.errors import InputError
@@ -22,12 +23,41 @@ class PromptRequest:
         A class whose wins become label 0.
     threshold : float, optional
         Label 0 below this winning probability (one prompt: below this cosine).
+    prompt_set : PromptSet, optional
+        CONCH's classes with synonyms and templates (a prompt file); its class names are the
+        prompts, each embedded as CONCH does (synonyms x templates, averaged).
     """
 
     prompts: tuple[str, ...]
     templates: str = "conch"
     background: str | None = None
     threshold: float | None = None
+    prompt_set: PromptSet | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_prompt_set(
+        cls,
+        prompt_set: PromptSet,
+        *,
+        templates: bool = True,
+        background: str = "",
+        threshold: float = 0.0,
+    ) -> PromptRequest:
+        """The classes of a prompt set (``templates``: for the background class only)."""
+        bg = background.strip() or None
+        mode = "conch" if templates else "none"
+        return cls(tuple(prompt_set.names), mode, bg, threshold or None, prompt_set)
+
+    def class_set(self, name: str) -> PromptSet:
+        """The one-class prompt set that ``name`` is embedded from."""
+        if self.prompt_set is not None and name in self.prompt_set.classnames:
+            synonyms = self.prompt_set.classnames[name]
+            return PromptSet({name: synonyms}, self.prompt_set.templates)
+        return PromptSet.from_prompts([name], self.templates)
+
+    def sentences(self, name: str) -> tuple[str, ...]:
+        """The sentences whose embeddings, averaged, make class ``name``'s query."""
+        return tuple(self.class_set(name).sentences()[0])
 
     @classmethod
     def from_text(

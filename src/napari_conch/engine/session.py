@@ -30,7 +30,7 @@ from psygnal import Signal, SignalGroup
 from napari_conch.engine.live_index import LiveIndex
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.prompt_request import PromptRequest
-from napari_conch.errors import InputError
+from napari_conch.errors import InputError, StoreError
 
 #: A run's region: a level-0 box ``(x0, y0, x1, y1)`` whose tiles go first.
 Box = tuple[float, float, float, float]
@@ -114,6 +114,7 @@ class Session:
         self.slide_source: Any = None
         self.options: RunOptions = options if options is not None else DEFAULTS
         self.store: Any = None
+        self._writer: Any = None  # the store's handle holding its writer lock during a run
         self.index: LiveIndex | None = None
         self.request: PromptRequest | None = None
         self.result: Any = None
@@ -121,7 +122,7 @@ class Session:
         self.showing_example = False
         self._grid: tuple[tuple, Any] | None = None
         self._store_key: tuple | None = None
-        self._texts: dict[tuple[str, str, str], np.ndarray] = {}
+        self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ model
     @staticmethod
@@ -271,8 +272,12 @@ class Session:
     def open_store(self, *, create: bool = True) -> Any:
         """The store of (slide, model, grid), opened (and made when ``create``) once.
 
-        With ``create=False``, returns None when there is no store yet. An existing store is
-        reused; one whose signature differs raises :class:`~napari_conch.errors.StoreError`.
+        With ``create=False``, returns None when there is no store yet. The store is opened for
+        reading: showing maps takes no writer lock, so a ``napari-conch embed`` of the same
+        slide can run while the viewer is open; :meth:`embed_run` takes the lock for the run
+        only. A store of another slide, model or grid raises
+        :class:`~napari_conch.errors.StoreError`; one made in another compute precision is read
+        as it is (continuing it in this precision is refused when a run starts).
         """
         if self.running:
             return self.store
@@ -281,11 +286,28 @@ class Session:
             return self.store
         from napari_conch.engine.embed import open_store
         from napari_conch.engine.query import QueryIndex
+        from napari_conch.engine.store import (
+            EmbeddingStore,
+            describe_mismatch,
+            make_signature,
+            signature_matches,
+        )
 
-        grid = self.grid
-        if not create and not self.store_path().exists():
+        path = self.store_path()
+        if path.exists():
+            store = EmbeddingStore.open(path)
+            wanted = make_signature(self.slide, self.model, self.grid)
+            if not signature_matches(store.signature, wanted, writing=False):
+                raise StoreError(
+                    f"{path}: store was made from something else: "
+                    f"{describe_mismatch(store.signature, wanted)}; "
+                    "choose another store folder or delete this one"
+                )
+        elif create:
+            store = open_store(self.slide, self.model, self.grid, self.options.store_root)
+            store.close()  # made; the writer lock is taken again for each run
+        else:
             return None
-        store = open_store(self.slide, self.model, grid, self.options.store_root)
         self.store, self._store_key = store, key
         self.index = LiveIndex(QueryIndex.from_store(store))
         self.events.store_changed.emit(store)
@@ -327,22 +349,22 @@ class Session:
         :class:`~napari_conch.engine.progress.EmbedSummary`. The caller hands each item to
         :meth:`add_progress` and the end to :meth:`finish_run`, on this session's thread.
         """
-        from napari_conch.engine.embed import embed_slide_iter
+        from napari_conch.engine.embed import embed_slide_iter, open_store
 
         self._check_idle("start another run")
-        store = self.open_store(create=True)
+        self.open_store(create=True)
         slide, model, grid, options = self.slide, self.model, self.grid, self.options
-        events = embed_slide_iter(
-            slide,
-            model,
-            grid,
-            store,
-            batch_size=options.batch_size,
-            min_tissue=options.min_tissue,
-            num_readers=options.num_readers,
-            region=region,
-            cancel=cancel,
-        )
+        # the run writes through its own handle, which holds the store's writer lock until
+        # finish_run: another process (a CLI run) is told who writes the store meanwhile
+        store = open_store(slide, model, grid, options.store_root)
+        try:
+            events = embed_slide_iter(
+                slide, model, grid, store, options, region=region, cancel=cancel
+            )
+        except BaseException:
+            store.close()
+            raise
+        self._writer = self.store = store  # same store: the map's index stays as it is
         self.running = True
         self.events.running_changed.emit(True)
         return _with_vectors(events, store)
@@ -356,7 +378,10 @@ class Session:
             self.events.tiles_added.emit(event.rows, event.cols)
 
     def finish_run(self, summary: Any = None) -> None:
-        """End the run (``summary`` None when it failed)."""
+        """End the run (``summary`` None when it failed); the store's writer lock is given back."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self.running = False
         self.events.running_changed.emit(False)
         self.events.run_finished.emit(summary)
@@ -402,20 +427,24 @@ class Session:
             return []
         fingerprint = self.require_model().fingerprint
         cached = self._texts
-        return [c for c in request.classes if (fingerprint, c, request.templates) not in cached]
+        return [c for c in request.classes if (fingerprint, request.sentences(c)) not in cached]
 
-    def encode_texts(self, classes: list[str], templates: str) -> dict[tuple, np.ndarray]:
-        """Text embeddings of classes with the current model (slow; no state change).
+    def encode_texts(
+        self, request: PromptRequest, classes: list[str] | None = None
+    ) -> dict[tuple, np.ndarray]:
+        """Text embeddings of ``classes`` of ``request`` (default: all) with the current model.
 
-        Safe to run in a worker thread; pass the result to :meth:`remember_texts`.
+        Slow (the text tower); no state change: safe to run in a worker thread. Pass the result
+        to :meth:`remember_texts`. Embeddings are cached per (model, sentences), so a class
+        typed again, or the same class in another request, is not encoded twice.
         """
-        from napari_conch.engine.prompts import text_queries
+        from napari_conch.engine.prompts import embed_prompt_sets
 
         model = self.require_model()
         out = {}
-        for name in classes:
-            _, vectors = text_queries(model, [name], templates)
-            out[(model.fingerprint, name, templates)] = vectors[0]
+        for name in request.classes if classes is None else classes:
+            _, vectors = embed_prompt_sets(model, request.class_set(name))
+            out[(model.fingerprint, request.sentences(name))] = vectors[0]
         return out
 
     def remember_texts(self, encoded: dict[tuple, np.ndarray]) -> None:
@@ -435,7 +464,7 @@ class Session:
 
         fingerprint = self.model.fingerprint
         names = request.classes
-        queries = np.stack([self._texts[(fingerprint, n, request.templates)] for n in names])
+        queries = np.stack([self._texts[(fingerprint, request.sentences(n))] for n in names])
         result = run_query(
             self.index,
             names,
@@ -457,7 +486,7 @@ class Session:
             raise InputError("embed the slide first: no tile embeddings to query")
         missing = self.missing_texts(request)
         if missing:
-            self.remember_texts(self.encode_texts(missing, request.templates))
+            self.remember_texts(self.encode_texts(request, missing))
         return self.update_maps()
 
     def set_result(self, result: Any) -> None:
@@ -486,10 +515,23 @@ class Session:
 
     def export(self, path: str | os.PathLike | None) -> Path:
         """Write the map on show (format by the file's extension); returns the file written."""
+        return self.export_job(path)()
+
+    def export_job(self, path: str | os.PathLike | None) -> Callable[[], Path]:
+        """Check ``path`` and what there is to export now; returns the writing, to run later.
+
+        The returned call holds the map on show and writes it (safe in a worker thread);
+        :meth:`export` runs it at once.
+        """
+        from functools import partial
+
         from napari_conch.engine.export import export_result
 
+        choose = "choose a file to export to (.tif, .geojson, .csv or .npy)"
         if path is None or str(path).strip() in ("", "."):
-            raise InputError("choose a file to export to (.tif, .geojson, .csv or .npy)")
+            raise InputError(choose)
+        if Path(path).expanduser().is_dir():
+            raise InputError(f"{choose}: {path} is a folder")
         if self.result is None or self.store is None:
             raise InputError("nothing to export yet: type a prompt first")
         metadata = {
@@ -497,9 +539,10 @@ class Session:
             "model_source": str(self.model.source),
             "slide": str(self.slide.path),
         }
-        return export_result(
-            path, self.result, self.store.grid, mpp=self.slide.mpp, metadata=metadata
-        )
+        return partial(
+            export_result, path, self.result, self.store.grid, mpp=self.slide.mpp,
+            metadata=metadata,
+        )  # fmt: skip
 
 
 def tile_at(grid: Any, y: float, x: float) -> tuple[int, int] | None:

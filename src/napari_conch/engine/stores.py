@@ -19,6 +19,7 @@ from napari_conch.engine.store import (
     TileStatus,
     default_cache_root,
     make_signature,
+    signature_matches,
 )
 from napari_conch.errors import InputError, StoreError
 
@@ -42,7 +43,8 @@ def matching_stores(
     for path in sorted(base.glob("*.zarr")):
         try:
             store = EmbeddingStore.open(path)
-            if store.signature == make_signature(slide, model, store.grid):
+            wanted = make_signature(slide, model, store.grid)
+            if signature_matches(store.signature, wanted, writing=False):
                 found.append(store)
         except (StoreError, KeyError, TypeError, ValueError):
             continue  # not a store of ours, or damaged: it is not this slide's store

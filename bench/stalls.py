@@ -1,0 +1,264 @@
+"""Event-loop pauses of napari while the napari-conch docks work, step by step.
+
+Usage (needs a display; Xvfb is enough, see ``docs/benchmarks.md``)::
+
+    xvfb-run -a -s "-screen 0 1366x768x24" python bench/stalls.py
+    xvfb-run -a -s "-screen 0 1366x768x24" python bench/stalls.py --slide SLIDE --repeat 3
+
+The suite's event-loop probe (a 10 ms ``QTimer`` whose gaps between ticks are the pauses of the
+Qt event loop) runs while the real docks drive the whole flow with the demo model on the shipped
+sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
+
+``idle (reference)``  3 s with the slide shown and nothing done: this machine's floor
+``open docks``  both docks opened, until their warm-up thread (imports) has ended
+``load``        the demo model button (Prompt highlighter)
+``embed``       Embed, from the click until the run has ended
+``first maps``  one prompt typed: encoded, the heatmap layer made and drawn
+``re-prompt``   another prompt typed
+``labels``      three prompts: probability and labels layers, the legend
+``export``      the Export button (a GeoJSON)
+``arm a click`` "Click a point" pressed in the Caption dock (the region layer is made)
+``caption``     a tile-sized region clicked on the slide, captioned
+
+With ``--synthetic SECONDS`` it measures instead the lazy 50,000 x 50,000 synthetic sample:
+``embed visible`` (Embed visible region first, at MPP 2 so the tissue search reads a coarse
+level, for SECONDS, then Cancel until the run has ended) and ``first maps`` during the run.
+
+Each step is measured from its trigger until what it makes is on screen plus ``--settle``
+seconds. Printed per step: the longest pause, the second longest, and how many pauses exceeded
+100 ms. The stores go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+#: A pause counts from this long (seconds).
+PAUSE_S = 0.100
+
+
+class Probe:
+    """Gaps between the ticks of a 10 ms timer on the Qt event loop."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self.last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self.last)
+        self.last = now
+
+    def reset(self) -> None:
+        self.gaps.clear()
+        self.last = time.perf_counter()
+
+
+def wait_until(app, condition, timeout: float, settle: float) -> float:
+    """Run the event loop until ``condition()``, then ``settle`` seconds more; returns seconds."""
+    start = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("the step did not finish in time")
+        app.processEvents()
+        time.sleep(0.001)
+    done = time.perf_counter() - start
+    end = time.perf_counter() + settle
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.001)
+    return done
+
+
+def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, float, list[float]]]:
+    """The flow once in a new viewer; returns ``(step, seconds, gaps)`` per step."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari import layers as L
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.move(0, 0)
+    window.resize(1366, 768)
+    [slide_layer] = viewer.open(str(slide), plugin="napari-conch")
+    app = QApplication.instance()
+    probe = Probe()
+    wait_until(app, lambda: True, 5, 1.0)
+    out = []
+
+    def step(name, trigger, condition, timeout=300.0, settle_s=None):
+        probe.reset()
+        trigger()
+        seconds = wait_until(app, condition, timeout, settle if settle_s is None else settle_s)
+        out.append((name, seconds, list(probe.gaps)))
+        longest = max(probe.gaps) * 1000
+        print(f"  {name}: {seconds:.1f} s, longest pause {longest:.0f} ms", flush=True)
+
+    from napari_conch._napari.warmup import warmed_up
+
+    docks = {}
+
+    def open_docks():
+        for name in ("Prompt highlighter", "Caption and retrieval"):
+            docks[name] = viewer.window.add_plugin_dock_widget("napari-conch", name)[1]
+
+    step("idle (reference)", lambda: None, lambda: True, settle_s=3.0)
+    step("open docks", open_docks, warmed_up)
+    dock, caption = docks["Prompt highlighter"], docks["Caption and retrieval"]
+    dock.slide_panel.store_root.value = store_root
+    dock.model_panel.device.value = "cpu"
+    session = dock.session
+    demo = dock.model_panel.demo
+    step("load", lambda: demo.changed.emit(True), lambda: session.model is not None)
+    step(
+        "embed",
+        lambda: dock.slide_panel.embed.changed.emit(True),
+        lambda: not dock.embedding and session.store is not None,
+    )
+
+    def shows(names):
+        return lambda: session.result is not None and list(session.result.names) == names
+
+    def typed(text):
+        return lambda: setattr(dock.prompt_panel.text, "value", text)
+
+    def drawn(names, layer):
+        return lambda: shows(names)() and layer in viewer.layers and not dock.drawing
+
+    step("first maps", typed("stroma"), drawn(["stroma"], L.HEATMAP))
+    step("re-prompt", typed("tumor cells"), shows(["tumor cells"]))
+    three = ["tumor cells", "stroma", "inflammatory cells"]
+    step("labels", typed("\n".join(three)), drawn(three, L.LABELS))
+    target = Path(store_root) / "map.geojson"
+    dock.export_panel.path.value = str(target)
+    step(
+        "export",
+        lambda: dock.export_panel.export.changed.emit(True),
+        lambda: target.exists() and not dock.busy("export"),
+    )
+
+    from types import SimpleNamespace
+
+    height, width = L.image_shape(slide_layer)
+    centre = slide_layer.data_to_world((height / 2, width / 2))
+    caption.caption_panel.max_length.value = 12
+
+    def click():
+        for callback in viewer.mouse_drag_callbacks:
+            callback(viewer, SimpleNamespace(type="mouse_press", position=tuple(centre)))
+
+    step("arm a click", caption.arm_click_region, lambda: caption.click_armed)
+    step("caption", click, lambda: caption.caption_text is not None and not caption.busy())
+    probe.timer.stop()
+    viewer.close()
+    return out
+
+
+def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
+    """The lazy synthetic slide: Embed visible region first for ``seconds``, then Cancel."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari import layers as L
+    from napari_conch._napari.warmup import warmed_up
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.move(0, 0)
+    window.resize(1366, 768)
+    viewer.open_sample("napari-conch", "synthetic-slide")
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    app = QApplication.instance()
+    probe = Probe()
+    wait_until(app, warmed_up, 120, 1.0)
+    dock.slide_panel.store_root.value = store_root
+    dock.model_panel.device.value = "cpu"
+    session = dock.session
+    dock.model_panel.demo.changed.emit(True)
+    wait_until(app, lambda: session.model is not None, 120, 0.5)
+    dock.slide_panel.mpp.value = 2.0
+    out = []
+    probe.reset()
+    dock.slide_panel.embed_visible.changed.emit(True)
+    wait_until(app, lambda: session.index is not None and session.index.size > 0, 600, 0)
+    dock.prompt_panel.text.value = "stroma"
+    wait_until(app, lambda: L.HEATMAP in viewer.layers and not dock.drawing, 120, 0)
+    out.append(("first maps during the run", 0.0, list(probe.gaps)))
+    probe.reset()
+    wait_until(app, lambda: True, 0, seconds)
+    dock.cancel_embedding()
+    wait_until(app, lambda: not dock.embedding, 300, settle)
+    out.append(("embedding, live map, cancel", seconds, list(probe.gaps)))
+    print(f"  embedded {session.index.size} tiles", flush=True)
+    probe.timer.stop()
+    viewer.close()
+    return out
+
+
+def machine() -> str:
+    """A one-line description of the machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the flow ``--repeat`` times and print per-step pauses."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--slide", type=Path, help="slide file (default: the shipped sample)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs, each in a new viewer")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds measured after a step")
+    parser.add_argument(
+        "--synthetic", type=float, metavar="SECONDS",
+        help="measure the lazy 50k x 50k synthetic sample for SECONDS of embedding instead",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    from napari_conch._napari.sample_data import CMU_SMALL_REGION
+
+    slide = args.slide or CMU_SMALL_REGION
+    name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
+    print(f"napari-conch event-loop pauses: {name}, 1366 x 768, {machine()}")
+    runs = []
+    for i in range(args.repeat):
+        print(f"run {i + 1}/{args.repeat}", flush=True)
+        with tempfile.TemporaryDirectory() as root:
+            if args.synthetic:
+                runs.append(run_synthetic(args.synthetic, args.settle, root))
+            else:
+                runs.append(run_flow(slide, args.settle, root))
+    print()
+    print("| step | seconds | longest pause (ms) | second longest (ms) | pauses > 100 ms |")
+    print("|---|---|---|---|---|")
+    for k, (name, _, _) in enumerate(runs[0]):
+        gaps = sorted((g for run in runs for g in run[k][2]), reverse=True)
+        seconds = max(run[k][1] for run in runs)
+        over = sum(g > PAUSE_S for g in gaps)
+        second = gaps[1] * 1000 if len(gaps) > 1 else 0.0
+        print(f"| {name} | {seconds:.1f} | {gaps[0] * 1000:.0f} | {second:.0f} | {over} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Compact dock layout: a scroll area that really scrolls, foldable sections, tabbed docks.
+
+napari docks a magicgui widget's ``native``; magicgui's own ``scrollable=True`` puts the scroll
+area *around* ``native``, so napari docks the inner widget and the scroll area is left without a
+parent: a tall dock then forces the window taller than the screen. :class:`DockScrollArea` is
+returned as the dock's ``native`` instead (see :class:`~.dock_base.DockBase`), with a narrow
+size hint, so the canvas keeps most of the window.
+
+Sections are superqt's :class:`~superqt.QCollapsible`; :func:`fold` moves a magicgui widget
+into one, in place. :func:`tabify_with_siblings` puts the napari-conch docks of a window in one
+area as tabs instead of stacking them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy, QWidget
+from superqt import QCollapsible
+
+#: Width a dock asks for (pixels): about a quarter of a 1366 px laptop screen.
+DOCK_WIDTH = 300
+#: Narrowest a dock may be made.
+DOCK_MIN_WIDTH = 240
+
+
+class DockScrollArea(QScrollArea):
+    """A vertical scroll area with a narrow size hint, holding a dock's content."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setMinimumWidth(DOCK_MIN_WIDTH)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        content.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.setWidget(content)
+
+    def sizeHint(self) -> QSize:
+        """Narrow, and no taller than the content."""
+        content = self.widget()
+        height = content.sizeHint().height() if content is not None else 200
+        return QSize(DOCK_WIDTH, min(height, 600))
+
+    def minimumSizeHint(self) -> QSize:
+        """Any height: the content scrolls."""
+        return QSize(DOCK_MIN_WIDTH, 80)
+
+
+def section(title: str, content: QWidget, *, expanded: bool = True) -> QCollapsible:
+    """A collapsible section titled ``title`` holding ``content``."""
+    box = QCollapsible(title)
+    box.setDuration(0)  # no animation: the canvas does not redraw for each step
+    box.addWidget(content)
+    if expanded:
+        box.expand(animate=False)
+    else:
+        box.collapse(animate=False)
+    return box
+
+
+def fold(widget: Any, title: str, *, expanded: bool = False) -> QCollapsible:
+    """Move a magicgui widget into a collapsible section, where it was in its parent's layout."""
+    native = widget.native
+    holder = native.parentWidget()
+    outer = native
+    # magicgui may wrap the widget in a labelled row: replace the row itself
+    while holder is not None and holder.layout() is not None and holder.layout().indexOf(outer) < 0:
+        outer, holder = holder, holder.parentWidget()
+    if holder is None or holder.layout() is None:
+        raise ValueError(f"{widget!r} is not in a layout")
+    layout = holder.layout()
+    index = layout.indexOf(outer)
+    box = section(title, native, expanded=expanded)
+    layout.insertWidget(index, box)
+    if outer is not native:
+        outer.hide()
+    return box
+
+
+def compact_label(label: Any) -> None:
+    """Let a magicgui Label wrap its text, left-aligned, and never widen its dock."""
+    native = label.native
+    native.setWordWrap(True)
+    native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+    native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+    native.setMinimumWidth(1)
+
+
+def compact(widget: Any) -> None:
+    """Make a magicgui widget (a container: each of its rows) shrink with the dock.
+
+    Labels wrap, text fields and tables shrink; containers lose their margins.
+    """
+    from magicgui.widgets import Container, FileEdit, Label, LineEdit, Table, TextEdit
+
+    if isinstance(widget, FileEdit):
+        compact_row(widget.line_edit)
+    elif isinstance(widget, Label):
+        compact_label(widget)
+    elif isinstance(widget, LineEdit | TextEdit | Table):
+        compact_row(widget)
+    elif isinstance(widget, Container):
+        widget.margins = (0, 0, 0, 0)
+        for child in widget:
+            compact(child)
+
+
+def compact_row(widget: Any) -> None:
+    """Let a magicgui widget (line edit, file edit, combo) shrink with its dock."""
+    native = widget.native
+    native.setMinimumWidth(1)
+    policy = native.sizePolicy()
+    native.setSizePolicy(QSizePolicy.Policy.Ignored, policy.verticalPolicy())
+
+
+def dock_of(widget: QWidget) -> QDockWidget | None:
+    """The QDockWidget holding ``widget``, or None."""
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def tabify_with_siblings(widget: QWidget, is_sibling: Any) -> bool:
+    """Put the dock holding ``widget`` in a tab with the other docks for which ``is_sibling``.
+
+    ``is_sibling(dock_widget)`` says whether another QDockWidget is one of ours. Returns whether
+    the dock was tabified.
+    """
+    dock = dock_of(widget)
+    if dock is None:
+        return False
+    window = dock.parentWidget()
+    while window is not None and not isinstance(window, QMainWindow):
+        window = window.parentWidget()
+    if window is None:
+        return False
+    area = window.dockWidgetArea(dock)
+    others = [
+        d
+        for d in window.findChildren(QDockWidget)
+        if d is not dock and not d.isFloating() and window.dockWidgetArea(d) == area
+        and d.isVisible() and is_sibling(d)
+    ]  # fmt: skip
+    if not others:
+        return False
+    if dock in window.tabifiedDockWidgets(others[0]):
+        return False
+    window.tabifyDockWidget(others[0], dock)
+    dock.show()
+    dock.raise_()
+    return True

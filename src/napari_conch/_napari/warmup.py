@@ -1,0 +1,74 @@
+"""Warming up, off the GUI thread, what the first model, maps and regions would import.
+
+The first map layers of a session cost napari, on the GUI thread, the import of several modules
+(pandas for layer features, napari's labels, shapes and colour-bar code, vispy's line and text
+visuals) and the first labels colormap; the first model costs the import of torch. A dock starts
+:func:`warm_up` when it opens: the work runs in a background thread while the user reads the
+dock, instead of freezing the viewer when they press a button. It changes nothing the user sees.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+
+import numpy as np
+
+logger = logging.getLogger("napari_conch")
+
+#: Modules napari imports the first time a map layer, its colour bar or the legend is shown.
+MODULES = (
+    "torch",
+    "pandas",
+    "napari.layers.shapes.shapes",
+    "napari.layers.labels.labels",
+    "napari.layers.image.image",
+    "napari.utils.colormaps.colormap_utils",
+    "napari._vispy.utils.visual",
+    "napari._vispy.layers.image",
+    "napari._vispy.layers.labels",
+    "napari._vispy.overlays.colorbar",
+    "napari._vispy.overlays.labels_polygon",
+    "napari._vispy.overlays.text",
+    "vispy.visuals.line",
+    "vispy.visuals.text",
+    "vispy.scene.visuals",
+)
+
+_LOCK = threading.Lock()
+_THREAD: threading.Thread | None = None
+
+
+def warm_up_imports() -> None:
+    """Import :data:`MODULES` and make one labels layer model (no viewer, no Qt)."""
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another napari version: nothing to warm up there
+            logger.debug("warm-up: no module %s", name)
+    from napari.layers import Image, Labels, Shapes
+
+    Labels(np.zeros((2, 2), np.int32))
+    Image(np.zeros((2, 2), np.float32))
+    Shapes([np.array([[0.0, 0.0], [0.0, 4.0], [4.0, 4.0], [4.0, 0.0]])])
+    import gc
+
+    gc.freeze()  # what was imported stays out of full collections (see widget.py)
+
+
+def warm_up() -> threading.Thread:
+    """Start :func:`warm_up_imports` in a daemon thread, once per process; returns the thread."""
+    global _THREAD
+    with _LOCK:
+        if _THREAD is None:
+            _THREAD = threading.Thread(
+                target=warm_up_imports, name="napari-conch-warm-up", daemon=True
+            )
+            _THREAD.start()
+        return _THREAD
+
+
+def warmed_up() -> bool:
+    """Whether the warm-up has run to its end."""
+    return _THREAD is not None and not _THREAD.is_alive()

@@ -1,0 +1,81 @@
+"""Map placement helpers without a viewer: maps cut at the image's edges, the legend's HTML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_conch._napari import layers as L
+from napari_conch.engine.export import label_color
+from napari_conch.engine.overlap import MapGeometry
+
+
+def _edges(geometry: MapGeometry) -> np.ndarray:
+    """Level-0 ``[[y0, x0], [y1, x1]]`` of a map."""
+    origin = np.asarray(geometry.origin)
+    return np.array([origin, origin + np.asarray(geometry.shape) * geometry.cell_size])
+
+
+@pytest.mark.parametrize(
+    ("image", "cell"), [((2967, 2220), 512.0), ((1000, 700), 128.0), ((300, 301), 96.0)]
+)
+def test_maps_are_cut_at_the_image_edges(image, cell):
+    rows, cols = -(-image[0] // int(cell)), -(-image[1] // int(cell))
+    data = np.arange(rows * cols, dtype=np.float32).reshape(rows, cols)
+    geometry = MapGeometry((rows, cols), cell, (0.0, 0.0))
+    shown, where = L.clip_to_image(data, geometry, image)
+    factor = round(cell / where.cell_size)
+    assert 1 <= factor <= L.MAX_SUBDIVISION and where.cell_size * factor == pytest.approx(cell)
+    # within half a sub-cell of the image's edges, never a whole cell past them
+    np.testing.assert_allclose(_edges(where), [[0, 0], list(image)], atol=where.cell_size / 2)
+    # every sub-cell keeps its cell's value, and every cell is still shown
+    np.testing.assert_array_equal(shown[::factor, ::factor], data)
+    centres = (np.arange(shown.shape[0]) + 0.5) * where.cell_size
+    np.testing.assert_array_equal(shown[:, 0], data[(centres // cell).astype(int), 0])
+
+
+def test_a_map_inside_the_image_is_unchanged():
+    data = np.ones((4, 5), np.float32)
+    geometry = MapGeometry((4, 5), 100.0, (0.0, 0.0))
+    shown, where = L.clip_to_image(data, geometry, (400, 500))
+    assert shown is data and where is geometry
+
+
+def test_large_maps_are_not_subdivided_beyond_the_cell_budget():
+    rows, cols = 1200, 1000  # 1.2 million tiles
+    geometry = MapGeometry((rows, cols), 256.0, (0.0, 0.0))
+    shown, where = L.clip_to_image(np.zeros((rows, cols), np.uint8), geometry, (307_100, 255_900))
+    assert shown.shape == (rows, cols) and where.cell_size == 256.0
+    assert shown.size <= max(L.MAX_LAYER_CELLS, rows * cols)
+
+
+def test_legend_html_names_each_class_in_its_colour():
+    html = L.legend_html(["tumor", "a <b> & c"])
+    r, g, b = label_color(1)
+    assert f"#{r:02x}{g:02x}{b:02x}" in html and "tumor" in html
+    assert "a &lt;b&gt; &amp; c" in html
+
+
+def test_the_caption_dock_offers_the_engines_strategies():
+    from napari_conch._napari.caption_panels import STRATEGIES
+    from napari_conch.model import generation
+
+    assert STRATEGIES == generation.STRATEGIES
+
+
+@pytest.mark.gui
+def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_napari_viewer):
+    viewer = make_napari_viewer()
+    place = L.Placement((1.0, 1.0), (0.0, 0.0))
+    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
+    data = np.ones((3, 4), np.float32)
+    layer = L.upsert_image(viewer, L.HEATMAP, data, place, contrast_limits=(0, 1), **style)
+    assert not layer.visible and not layer.colorbar.visible
+    first = L.reveal_steps(layer)
+    first[0]()  # the layer is shown; the colour-bar step is dropped (a newer display came)
+    assert layer.visible and not layer.colorbar.visible
+    again = L.upsert_image(viewer, L.HEATMAP, data * 0.5, place, contrast_limits=(0, 1), **style)
+    assert again is layer
+    for step in L.reveal_steps(layer):  # the next display is given what is still missing
+        step()
+    assert layer.visible and layer.colorbar.visible and L.reveal_steps(layer) == []
