@@ -11,7 +11,7 @@ from napari_conch._napari.panels import PROMPT_PLACEHOLDER, model_summary, promp
 def _model(name, source="/models/conch/pytorch_model.bin", decoder=False):
     return SimpleNamespace(
         config=SimpleNamespace(name=name), source=source, device="cpu", precision="fp32",
-        has_decoder=decoder,
+        has_decoder=decoder, is_demo=source == "demo",
     )  # fmt: skip
 
 
@@ -21,6 +21,9 @@ def test_the_prompt_box_lists_what_the_demo_model_knows(monkeypatch):
     assert hint.endswith("tumor cells\nstroma") and "demo model knows" in hint
     assert prompt_hint(_model("conch_ViT-B-16")) == PROMPT_PLACEHOLDER
     assert prompt_hint(None) == PROMPT_PLACEHOLDER
+    assert model_summary(_model(demo.DEMO_MODEL_NAME, "demo")).startswith(
+        f"{demo.DEMO_MODEL_NAME} (not CONCH): demo,"
+    )
 
 
 def test_the_model_summary_names_the_file_not_the_path():

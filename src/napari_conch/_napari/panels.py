@@ -286,30 +286,25 @@ def model_summary(model: Any) -> str:
     source = str(model.source)
     shown = source if source.startswith("hf_hub:") or "/" not in source else Path(source).name
     decoder = "captioning decoder" if model.has_decoder else "no captioning decoder"
-    return f"{model.config.name}: {shown}, {model.device} {model.precision}, {decoder}"
+    name = f"{model.config.name} (not CONCH)" if model.is_demo else model.config.name
+    return f"{name}: {shown}, {model.device} {model.precision}, {decoder}"
 
 
 def prompt_hint(model: Any) -> str:
     """The prompt box's placeholder for ``model``: the demo model lists the concepts it knows.
 
-    The concepts come from ``napari_conch.demo.DEMO_CONCEPTS`` when the package has it.
+    The concepts are ``napari_conch.demo.DEMO_CONCEPTS``.
     """
-    import napari_conch.demo as demo
+    from napari_conch.demo import DEMO_CONCEPTS
 
-    concepts = getattr(demo, "DEMO_CONCEPTS", None)
-    is_demo = getattr(model, "is_demo", None)
-    if is_demo is None:
-        is_demo = model is not None and model.config.name == demo.DEMO_MODEL_NAME
-    if model is None or not is_demo or not concepts:
+    if model is None or not model.is_demo:
         return PROMPT_PLACEHOLDER
-    return "one prompt per line; the demo model knows:\n" + "\n".join(concepts)
+    return "one prompt per line; the demo model knows:\n" + "\n".join(DEMO_CONCEPTS)
 
 
 def model_note(model: Any) -> str:
     """What a user should know about a loaded model, in one line."""
-    from napari_conch.demo import DEMO_MODEL_NAME
-
-    if model.config.name == DEMO_MODEL_NAME:
+    if model.is_demo:
         return (
             "Demo model, not CONCH: trained on a few openly licensed images to try the plugin; "
             "not for diagnosis."

@@ -31,6 +31,7 @@ COMMANDS = (
     "embed",
     "verify",
     "query",
+    "learn",
     "top-tiles",
     "region",
     "classify-slides",

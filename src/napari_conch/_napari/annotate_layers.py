@@ -1,0 +1,191 @@
+"""The Annotate dock's layers: the examples painted over the grid, and the learned maps.
+
+- ``CONCH examples``: a labels layer with one pixel per tile of the store's grid, each drawn as
+  the stride-sized square centred on its tile (:func:`~napari_conch.engine.overlap.tile_geometry`);
+  label ``k`` is the ``k``-th class of the dock, 0 no example.
+- ``CONCH example shapes``: a shapes layer in the slide's level-0 pixels, for drawing examples;
+  each finished shape is turned into example tiles (:func:`drawn_shapes`) and removed.
+- ``CONCH learned labels`` and ``CONCH learned probability``: the classifier's cell maps, placed
+  like the Prompt highlighter's (:mod:`.layers`).
+
+Colours are set only when they change: each change rebuilds napari's colour table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from napari_conch._napari import layers as L
+from napari_conch.engine.annotations import Color, Examples
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_conch.engine.query import QueryResult
+
+EXAMPLES = "CONCH examples"
+SHAPES = "CONCH example shapes"
+LEARNED_LABELS = "CONCH learned labels"
+LEARNED_PROBABILITY = "CONCH learned probability"
+
+
+def colormap(colors: list[Color]) -> Any:
+    """Label 0 transparent, label ``k`` the ``k``-th colour."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
+    for k, rgb in enumerate(colors, start=1):
+        table[k] = np.array([*rgb, 255], float) / 255
+    return DirectLabelColormap(color_dict=table)
+
+
+def set_colors(layer: Any, colors: list[Color]) -> None:
+    """Give a labels layer label ``k`` the ``k``-th colour, only when the colours change."""
+    key = [list(map(int, c)) for c in colors]
+    if layer.metadata.get("napari_conch_colors") != key:
+        layer.colormap = colormap(colors)
+        layer.metadata["napari_conch_colors"] = key
+
+
+def read_examples(layer: Any | None, classes: list[str]) -> Examples:
+    """The example tiles of an examples layer whose label ``k`` is ``classes[k - 1]``."""
+    if layer is None:
+        return Examples()
+    data = np.asarray(layer.data)
+    rows, cols = np.nonzero(data)
+    keep = data[rows, cols] <= len(classes)
+    rows, cols = rows[keep], cols[keep]
+    return Examples(rows, cols, [classes[v - 1] for v in data[rows, cols]])
+
+
+def write_examples(layer: Any, examples: Examples, classes: list[str], colors: list[Color]) -> None:
+    """Replace an examples layer's data by ``examples`` (label ``k``: ``classes[k - 1]``)."""
+    data = np.zeros(layer.data.shape, np.uint8)
+    numbers = np.asarray([classes.index(n) + 1 for n in examples.names], dtype=np.uint8)
+    data[examples.rows, examples.cols] = numbers
+    layer.data = data
+    set_colors(layer, colors)
+
+
+def examples_layer(viewer: napari.Viewer, grid: Any, slide_layer: Any) -> tuple[Any, bool]:
+    """The examples layer over ``grid`` on the slide layer, and whether it was just made."""
+    from napari_conch.engine.overlap import tile_geometry
+
+    placement = L.map_placement(tile_geometry(grid), slide_layer)
+    layer = L.find_layer(viewer, EXAMPLES)
+    if layer is not None and layer.data.shape == tuple(grid.shape):
+        L.place(layer, placement)
+        return layer, False
+    if layer is not None:
+        viewer.layers.remove(layer)
+    layer = viewer.add_labels(
+        np.zeros(grid.shape, np.uint8),
+        name=EXAMPLES,
+        scale=placement.scale,
+        translate=placement.translate,
+        units=slide_layer.units[-2:],
+        opacity=0.8,
+    )
+    return layer, True
+
+
+def show_learned(
+    viewer: napari.Viewer,
+    result: QueryResult,
+    slide_layer: Any,
+    colors: dict[str, Color],
+    shown: str | None,
+) -> None:
+    """Put a learned result into the labels and probability layers (made when missing).
+
+    ``shown``: the class whose probability the probability layer shows (default the first).
+    The probability layer starts hidden; the examples layer stays on top.
+    """
+    place = L.map_placement(result.geometry, slide_layer)
+    units = slide_layer.units[-2:]
+    names = list(result.names)
+    layer = L.find_layer(viewer, LEARNED_LABELS)
+    if layer is None:
+        layer = viewer.add_labels(
+            result.cell_labels,
+            name=LEARNED_LABELS,
+            scale=place.scale,
+            translate=place.translate,
+            units=units,
+            opacity=0.5,
+        )
+    else:
+        L.place(layer, place)
+        layer.data = result.cell_labels
+    set_colors(layer, [colors[n] for n in names])
+    k = names.index(shown) if shown in names else 0
+    new = L.find_layer(viewer, LEARNED_PROBABILITY) is None
+    L.upsert_image(
+        viewer,
+        LEARNED_PROBABILITY,
+        result.cell_probs[k],
+        place,
+        units=units,
+        colormap="magma",
+        opacity=0.5,
+        contrast_limits=(0.0, 1.0),
+    )
+    if new:
+        viewer.layers[LEARNED_PROBABILITY].visible = False
+    examples = L.find_layer(viewer, EXAMPLES)
+    if examples is not None and viewer.layers.index(examples) != len(viewer.layers) - 1:
+        viewer.layers.move(viewer.layers.index(examples), len(viewer.layers))
+
+
+def tile_centre_world(slide_layer: Any, grid: Any, row: int, col: int) -> np.ndarray:
+    """World ``(y, x)`` of tile ``(row, col)``'s centre on the slide layer."""
+    x0, y0, x1, y1 = grid.tile_box(row, col)
+    scale, translate = L.slide_transform(slide_layer)
+    return translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
+
+
+def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:
+    """The shapes layer to draw examples in, over the slide's level-0 pixels; whether new."""
+    layer = L.find_layer(viewer, SHAPES)
+    if layer is not None:
+        return layer, False
+    scale, translate = L.slide_transform(slide_layer)
+    layer = viewer.add_shapes(
+        name=SHAPES,
+        scale=tuple(scale),
+        translate=tuple(translate),
+        units=slide_layer.units[-2:],
+        edge_width=2,
+        face_color="transparent",
+        edge_color="yellow",
+    )
+    return layer, True
+
+
+def _ellipse(corners: np.ndarray, points: int = 48) -> np.ndarray:
+    centre = corners.mean(axis=0)
+    radii = (corners.max(axis=0) - corners.min(axis=0)) / 2
+    angle = np.linspace(0, 2 * np.pi, points, endpoint=False)
+    return centre + np.stack([np.sin(angle), np.cos(angle)], axis=1) * radii
+
+
+def drawn_shapes(layer: Any, name: str) -> list[Any]:
+    """The closed shapes of a shapes layer as examples' shapes of class ``name``.
+
+    Vertices are the slide's level-0 pixel coordinates (pixel centres at integers, as napari
+    draws them); they are moved by half a pixel to the pixel-edge coordinates of the tile grid
+    and of QuPath. Lines and paths (not closed) are left out.
+    """
+    from napari_conch.engine.annotations import Shape
+
+    out = []
+    for vertices, kind in zip(layer.data, layer.shape_type, strict=True):
+        yx = np.asarray(vertices, dtype=np.float64)[:, -2:]
+        if kind == "ellipse":
+            yx = _ellipse(yx)
+        elif kind not in ("polygon", "rectangle"):
+            continue
+        out.append(Shape(name, None, [[yx[:, ::-1] + 0.5]]))
+    return out

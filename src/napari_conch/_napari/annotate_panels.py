@@ -1,0 +1,132 @@
+"""The parts of the Annotate dock: magicgui containers with their widgets as attributes.
+
+They hold no behaviour (see :mod:`.annotate_widget`), so a test sets ``.value`` on any part and
+calls the dock's handlers, as a user would.
+"""
+
+from __future__ import annotations
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    Select,
+    Table,
+)
+
+
+def _header(text: str) -> Label:
+    return Label(value=f"<b>{text}</b>")
+
+
+def _row(*widgets) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)
+
+
+class ClassPanel(Container):
+    """The slide layer, the class to paint, adding a class, painting and correcting tiles."""
+
+    def __init__(self) -> None:
+        self.layer = ComboBox(label="Slide layer", tooltip="the RGB image layer of the slide")
+        self.klass = ComboBox(
+            label="Class",
+            tooltip="the class painted, or given to a corrected tile: the prompts of the "
+            "Prompt highlighter, then the classes you add",
+        )
+        self.new_class = LineEdit(label="New class", tooltip="a class learned from examples alone")
+        self.add = PushButton(text="Add class")
+        self.paint = PushButton(
+            text="Paint",
+            tooltip="brush over tiles in the 'CONCH examples' layer: a tile whose centre you "
+            "paint becomes an example of the class",
+        )
+        self.draw = PushButton(
+            text="Draw",
+            tooltip="draw polygons, rectangles or ellipses in the 'CONCH example shapes' layer: "
+            "the tiles whose centre lies in a finished shape become examples of the class",
+        )
+        self.correct = PushButton(
+            text="Correct (click)",
+            tooltip="click a tile of the map: it becomes an example of the chosen class",
+        )
+        self.erase = PushButton(text="Clear")
+        super().__init__(
+            widgets=[
+                _header("Classes and examples"),
+                self.layer,
+                self.klass,
+                _row(self.new_class, self.add),
+                _row(self.paint, self.draw, self.correct, self.erase),
+            ]
+        )
+
+
+class LearnPanel(Container):
+    """Live retraining, the cross-validated table and the tiles to check next."""
+
+    def __init__(self) -> None:
+        self.live = CheckBox(text="Retrain as I annotate", value=True)
+        self.retrain = PushButton(text="Retrain now")
+        self.status = Label(value="No examples yet: the map is the prompts' zero-shot map.")
+        self.status.native.setWordWrap(True)
+        self.table = Table(value={"class": [], "precision": [], "recall": [], "examples": []})
+        self.table.read_only = True
+        self.table.min_height = self.table.max_height = 80
+        self.validation = Label(value="")
+        self.validation.native.setWordWrap(True)
+        self.check_next = Select(
+            label="Check next",
+            choices=[],
+            tooltip="the tiles the classifier is least sure about; click one to go there",
+        )
+        self.check_next.max_height = 60
+        super().__init__(
+            widgets=[
+                _header("Learning"),
+                _row(self.live, self.retrain),
+                self.status,
+                self.table,
+                self.validation,
+                self.check_next,
+            ]
+        )
+
+
+class ProjectPanel(Container):
+    """QuPath import, project save/load (inside the store), and export."""
+
+    def __init__(self) -> None:
+        self.geojson = FileEdit(
+            label="QuPath GeoJSON",
+            mode="r",
+            nullable=True,
+            filter="*.geojson *.json",
+            tooltip="QuPath GeoJSON annotations to import: their tiles become examples",
+        )
+        self.import_ = PushButton(text="Import")
+        self.save = PushButton(text="Save", tooltip="save the project in the store")
+        self.load = PushButton(text="Load", tooltip="load the project saved in the store")
+        self.path = FileEdit(
+            label="Export to",
+            mode="w",
+            nullable=True,
+            filter="*.tif *.tiff *.geojson *.csv *.npy",
+        )
+        self.export_map = PushButton(
+            text="Export map", tooltip="the learned map: .csv, .tif, .geojson or .npy"
+        )
+        self.export_examples = PushButton(
+            text="Export examples", tooltip="the examples as QuPath annotations (.geojson)"
+        )
+        super().__init__(
+            widgets=[
+                _header("Project"),
+                _row(self.geojson, self.import_),
+                self.path,
+                _row(self.save, self.load, self.export_map, self.export_examples),
+            ]
+        )
