@@ -61,8 +61,10 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
 
     # no example: exactly the zero-shot map of the prompts
     live = session.live_embeddings()
-    texts = session.encode_texts(list(PROMPTS), "none")
-    queries = np.stack([texts[(session.model.fingerprint, n, "none")] for n in PROMPTS])
+    request = PromptRequest(PROMPTS, "none")
+    texts = session.encode_texts(request)
+    fingerprint = session.model.fingerprint
+    queries = np.stack([texts[(fingerprint, request.sentences(n))] for n in PROMPTS])
     zero = run_query(
         live[0], PROMPTS, queries, live[1], logit_scale=float(session.model.logit_scale)
     )

@@ -36,6 +36,7 @@ from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import optional_path
 from napari_conch._napari.workers import background
 from napari_conch.engine.annotations import Examples, class_colors
+from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -351,11 +352,15 @@ class AnnotateDock(DockBase):
         index, grid, _ = live
         model = self.session.require_model()
         names, templates = self.prompts
-        keys = {n: (model.fingerprint, n, templates) for n in names}
+        shown = self.session.request  # a prompt file's synonyms and templates, when one is used
+        request = PromptRequest(
+            tuple(names), templates, prompt_set=shown.prompt_set if shown is not None else None
+        )
+        keys = {n: (model.fingerprint, request.sentences(n)) for n in names}
         missing = [n for n in names if keys[n] not in self._texts]
         if missing:
             if not self.busy("text"):
-                worker = background(self.session.encode_texts, missing, templates)
+                worker = background(self.session.encode_texts, request, missing)
                 self.run("text", worker, self._texts_encoded)
             return None
         text = {n: self._texts[keys[n]] for n in names}
