@@ -75,7 +75,9 @@ def _expected_damaged(grid, level_box):
     """Tiles whose level-0 box overlaps ``level_box`` (x0, y0, x1, y1) of a level-0 chunk."""
     boxes = grid.boxes()
     x0, y0, x1, y1 = level_box
-    return (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
+    return (
+        (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
+    )
 
 
 @pytest.mark.parametrize("how", ["start", "eoi"])
