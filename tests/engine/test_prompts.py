@@ -127,3 +127,72 @@ def test_text_queries_with_the_tiny_model(tiny_model) -> None:
     _, ensembled = text_queries(tiny_model, ["tumor"], templates="conch")
     np.testing.assert_allclose(np.linalg.norm(ensembled), 1.0, atol=1e-6)
     assert not np.allclose(ensembled[0], direct[0], atol=1e-3)
+
+
+#: CONCH's released NSCLC prompt file, in the form its repository ships it (wrapped in "0").
+NSCLC_WRAPPED = {
+    "0": {
+        "classnames": {
+            "LUAD": [
+                "adenocarcinoma",
+                "lung adenocarcinoma",
+                "adenocarcinoma of the lung",
+                "LUAD",
+            ],
+            "LUSC": [
+                "squamous cell carcinoma",
+                "lung squamous cell carcinoma",
+                "squamous cell carcinoma of the lung",
+                "LUSC",
+            ],
+        },
+        "templates": list(CONCH_TEMPLATES),
+    }
+}
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped", "bare"])
+def test_conch_prompt_files_load_in_both_forms(tmp_path, wrapped) -> None:
+    path = tmp_path / "nsclc_prompts_all_per_class.json"
+    data = NSCLC_WRAPPED if wrapped else NSCLC_WRAPPED["0"]
+    path.write_text(json.dumps(data, indent=4))
+    ps = load_prompt_set(path, templates="none")  # the file's own templates win
+    assert ps.names == ["LUAD", "LUSC"]
+    assert ps.classnames["LUSC"][0] == "squamous cell carcinoma"
+    assert ps.templates == CONCH_TEMPLATES
+    assert [len(s) for s in ps.sentences()] == [4 * 22, 4 * 22]
+
+
+def test_expansion_is_conchs_zero_shot_classifier_brute_force(tmp_path) -> None:
+    """Every synonym x every template, each normalised, averaged, re-normalised, per class."""
+    path = tmp_path / "nsclc.json"
+    path.write_text(json.dumps(NSCLC_WRAPPED))
+    ps = load_prompt_set(path)
+    encoder = FakeEncoder()
+    names, emb = embed_prompt_sets(encoder, ps)
+    embedded = [t for call in encoder.calls for t in call]
+    assert names == ["LUAD", "LUSC"]
+    inner = NSCLC_WRAPPED["0"]
+    for k, cls in enumerate(inner["classnames"]):
+        per_synonym = []
+        expected_sentences = []
+        for synonym in inner["classnames"][cls]:
+            texts = [t.replace("CLASSNAME", synonym) for t in inner["templates"]]
+            expected_sentences += texts
+            raw = encoder.embed_texts(texts).astype(np.float64)
+            per_synonym.append(raw / np.linalg.norm(raw, axis=1, keepdims=True))
+        mean = np.stack(per_synonym).mean(axis=(0, 1))
+        np.testing.assert_allclose(emb[k], mean / np.linalg.norm(mean), atol=1e-6)
+        assert ps.sentences()[k] == expected_sentences
+    assert embedded == [t for s in ps.sentences() for t in s]  # each sentence embedded once
+
+
+def test_a_wrapper_with_several_sets_is_refused(tmp_path) -> None:
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"0": NSCLC_WRAPPED["0"], "1": NSCLC_WRAPPED["0"]}))
+    with pytest.raises(InputError, match="holds 2 prompt sets") as info:
+        load_prompt_set(path)
+    assert str(path) in str(info.value)
+    path.write_text(json.dumps({"0": {"templates": ["CLASSNAME."]}}))
+    with pytest.raises(InputError, match="classnames"):
+        load_prompt_set(path)

@@ -35,7 +35,7 @@ def test_manifest_is_valid_and_shipped():
     manifest = PluginManifest.from_file(MANIFEST)
     assert manifest.name == "napari-conch"
     widgets = {w.display_name for w in manifest.contributions.widgets}
-    assert widgets == {"Prompt highlighter", "Caption and retrieval", "Annotate"}
+    assert widgets == {"Prompt highlighter", "Caption and retrieval", "Annotate", "Cohort"}
     shipped = Path(importlib.import_module("napari_conch").__file__).parent / "napari.yaml"
     assert shipped.resolve() == MANIFEST
 

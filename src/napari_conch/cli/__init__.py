@@ -24,7 +24,19 @@ from napari_conch import __version__
 from napari_conch.errors import NapariConchError, describe_os_error
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("view", "demo", "info", "embed", "verify", "query", "learn", "top-tiles", "region")
+COMMANDS = (
+    "view",
+    "demo",
+    "info",
+    "embed",
+    "verify",
+    "query",
+    "learn",
+    "top-tiles",
+    "region",
+    "classify-slides",
+    "search",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,9 @@ Prompt sets load from JSON files in CONCH's format::
     {"classnames": {"tumor": ["tumor", "carcinoma"], "stroma": ["stroma"]},
      "templates": ["a photomicrograph showing CLASSNAME.", "CLASSNAME."]}
 
-``templates`` may be left out; the caller's default templates are used then.
+``templates`` may be left out; the caller's default templates are used then. CONCH's released
+prompt files (``prompts/*.json`` in its repository) wrap that object in one more level,
+``{"0": {"classnames": ..., "templates": ...}}``; both forms load unchanged.
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ def load_prompt_set(path: str | Path, templates: str | Sequence[str] = "conch") 
     Parameters
     ----------
     path
-        JSON file ``{"classnames": {CLASS: [synonyms]}, "templates": [...]}``.
+        JSON file ``{"classnames": {CLASS: [synonyms]}, "templates": [...]}``, or that object
+        wrapped as CONCH ships its prompt files: ``{"0": {...}}``.
     templates
         Templates used when the file has no ``"templates"`` entry.
 
@@ -175,6 +178,7 @@ def prompt_set_from_dict(
     data: Any, templates: str | Sequence[str] = "conch", source: str = "prompt set"
 ) -> PromptSet:
     """Build a :class:`PromptSet` from CONCH's prompt dictionary (see :func:`load_prompt_set`)."""
+    data = unwrap_prompt_dict(data, source)
     if not isinstance(data, dict) or "classnames" not in data:
         raise InputError(f"{source}: expected an object with a 'classnames' entry")
     unknown = sorted(set(data) - {"classnames", "templates"})
@@ -193,6 +197,24 @@ def prompt_set_from_dict(
         return PromptSet(classnames, resolve_templates(chosen))
     except InputError as exc:
         raise InputError(f"{source}: {exc}") from None
+
+
+def unwrap_prompt_dict(data: Any, source: str = "prompt set") -> Any:
+    """Return the inner object of CONCH's wrapped form ``{"0": {"classnames": ...}}``.
+
+    An object with a ``classnames`` entry (or anything that is not an object) is returned as it
+    is. A wrapper must hold exactly one prompt set; several are refused (name the one to use by
+    writing it to its own file).
+    """
+    if not isinstance(data, dict) or "classnames" in data or not data:
+        return data
+    inner = [v for v in data.values() if isinstance(v, dict) and "classnames" in v]
+    if len(inner) != len(data):
+        return data  # not a wrapper: reported as a missing 'classnames' entry
+    if len(inner) > 1:
+        keys = ", ".join(repr(k) for k in data)
+        raise InputError(f"{source}: holds {len(inner)} prompt sets ({keys}); give a file with one")
+    return inner[0]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

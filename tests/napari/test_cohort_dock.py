@@ -1,0 +1,140 @@
+"""The Cohort dock in a real napari viewer (Xvfb): two real slides classified, tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from napari_conch._napari import regions as R
+from napari_conch._napari.caption_widget import viewer_camera
+from napari_conch._napari.cohort_dock import EVIDENCE, HIT, LABELS, PROBABILITY
+from napari_conch._napari.reader import META_KEY
+from napari_conch.cli import main
+from napari_conch.engine.search import SearchHit, write_hits_csv
+from napari_conch.engine.store import EmbeddingStore
+from tests.cli.test_region_cli import model_args
+from tests.conftest import require_fixture
+
+pytestmark = pytest.mark.gui
+
+WAIT_MS = 60_000
+PROMPTS = {
+    "0": {
+        "classnames": {"tumor": ["tumor", "carcinoma"], "glass": ["glass"]},
+        "templates": ["CLASSNAME.", "an image of CLASSNAME."],
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, tiny_checkpoint, tokenizer_path):
+    """Two slides (JPEG, PNG) classified by ``classify-slides`` with the tiny model."""
+    folder = tmp_path_factory.mktemp("cohort_dock")
+    slides = []
+    for name in ("hgsc_nest.jpg", "ihc.png"):
+        slides.append(folder / name)
+        shutil.copy(require_fixture(f"images/{name}"), slides[-1])
+    prompts = folder / "prompts.json"
+    prompts.write_text(json.dumps(PROMPTS))
+    out = folder / "slides.csv"
+    argv = ["classify-slides", *map(str, slides), "--prompts", str(prompts), "--topk", "1,5"]
+    argv += ["--out", str(out), "--level", "0", "--tile-size", "256", "--quiet"]
+    argv += ["--store", str(folder / "stores"), *model_args(tiny_checkpoint, tokenizer_path)]
+    assert main(argv) == 0
+    return {"csv": out, "prompts": prompts, "folder": folder}
+
+
+def _dock(make_napari_viewer, cohort):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
+    dock.slides_csv.value = cohort["csv"]
+    dock.prompts.value = cohort["prompts"]
+    return viewer, dock
+
+
+def _wait_idle(dock, qtbot):
+    qtbot.waitUntil(lambda: not dock.busy(), timeout=WAIT_MS)
+
+
+def test_slides_table_sorts_and_opens_a_slide_with_maps(make_napari_viewer, qtbot, cohort):
+    viewer, dock = _dock(make_napari_viewer, cohort)
+    table = dock.load_slides()
+    assert dock.pooling.value == "top-5" and dock.slides.native.rowCount() == 2
+    dock.slides.sort(3, descending=False)  # tiles: numbers sort as numbers (4 < 36)
+    tiles = dock.slides.column(3)
+    assert tiles == sorted(tiles) and tiles[0] == 4
+    dock.slides.sort(2, descending=True)  # probability of the predicted class
+    probs = dock.slides.column(2)
+    assert probs == sorted(probs, reverse=True)
+    expected = sorted((r.probability(5) for r in table.rows), reverse=True)
+    assert probs == pytest.approx(expected, abs=1e-4) and min(probs) > 0
+    assert float(dock.slides.text(0, 2)) == pytest.approx(probs[0], abs=1e-4)  # as drawn
+    shown = dock.slides.source_row(1)  # the second row as sorted
+    row = table.rows[shown]
+    assert dock.slides.column(0)[1] == row.slide and dock.slides.column(1)[1] == row.preds[5]
+
+    dock.slides.native.setCurrentCell(1, 0)
+    dock.open_selected()
+    _wait_idle(dock, qtbot)
+    assert dock.errors == []
+    opened = dock.opened
+    assert opened.store.path == row.store and opened.predicted == row.preds[5]
+    slide_layers = [ly for ly in viewer.layers if META_KEY in ly.metadata]
+    assert [ly.metadata[META_KEY]["path"] for ly in slide_layers] == [str(opened.slide.path)]
+    k = opened.maps.names.index(opened.predicted)
+    np.testing.assert_array_equal(viewer.layers[PROBABILITY].data, opened.maps.cell_probs[k])
+    np.testing.assert_array_equal(viewer.layers[LABELS].data, opened.maps.cell_labels)
+    assert len(viewer.layers[EVIDENCE].data) == min(5, row.tiles)
+    # the session (every napari-conch dock of the viewer) now works on this slide and store
+    assert dock.session.slide is opened.slide and dock.session.model is opened.model
+    assert dock.session.store is not None and dock.session.store.path == opened.store.path
+
+
+def test_search_and_hits_navigate_to_the_slide_and_tile(make_napari_viewer, qtbot, cohort):
+    viewer, dock = _dock(make_napari_viewer, cohort)
+    table = dock.load_slides()
+    dock.query.value = "tumor"
+    dock.k.value = 3
+    dock.search_cohort()
+    _wait_idle(dock, qtbot)
+    assert dock.errors == [] and len(dock.hits) == 3
+    assert [h.score for h in dock.hits] == sorted((h.score for h in dock.hits), reverse=True)
+
+    # a hits CSV naming a tile of each slide: opening one opens its slide and centres on the tile
+    hits = []
+    for r in table.rows:
+        store = EmbeddingStore.open(r.store)
+        row, col = np.argwhere(store.status() == 1)[-1]
+        box = store.grid.tile_box(int(row), int(col))
+        hits.append(SearchHit(r.slide, r.store, int(row), int(col), box, 0.5))
+    dock.hits_csv.value = write_hits_csv(cohort["folder"] / "hits.csv", hits)
+    dock.load_hits_csv()
+    for i, hit in enumerate(hits):
+        dock.go_to_hit(i)
+        _wait_idle(dock, qtbot)
+        assert dock.errors == []
+        assert dock.opened.store.path == hit.store
+        slide_layer = dock._slide_layer(dock.opened.slide)
+        centre = R.box_center_world(slide_layer, hit.box)
+        np.testing.assert_allclose(viewer_camera(viewer).center[-2:], centre, atol=1e-6)
+        np.testing.assert_allclose(viewer.layers[HIT].data[0], R.box_rectangle(hit.box))
+
+
+def test_mistakes_are_one_line_notices(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
+    dock.load_slides()  # nothing chosen yet
+    dock.open_selected()
+    dock.search_cohort()
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    dock.slides_csv.value = tmp_path / "bad.csv"
+    dock.load_slides()
+    assert dock.errors == [
+        "choose the slides CSV that classify-slides wrote",
+        "select a slide in the table first",
+        "type what to look for",
+        f"{tmp_path / 'bad.csv'}: not a classify-slides CSV (slide,store,tiles,pred_top<j>,...)",
+    ]
