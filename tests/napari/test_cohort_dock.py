@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from napari_conch._napari import layers as L
 from napari_conch._napari import regions as R
 from napari_conch._napari.caption_widget import viewer_camera
 from napari_conch._napari.cohort_dock import EVIDENCE, HIT, LABELS, PROBABILITY
@@ -85,8 +86,16 @@ def test_slides_table_sorts_and_opens_a_slide_with_maps(make_napari_viewer, qtbo
     slide_layers = [ly for ly in viewer.layers if META_KEY in ly.metadata]
     assert [ly.metadata[META_KEY]["path"] for ly in slide_layers] == [str(opened.slide.path)]
     k = opened.maps.names.index(opened.predicted)
-    np.testing.assert_array_equal(viewer.layers[PROBABILITY].data, opened.maps.cell_probs[k])
-    np.testing.assert_array_equal(viewer.layers[LABELS].data, opened.maps.cell_labels)
+    # the maps as the docks show them: cut at the slide's edge
+    shape, geometry = L.image_shape(slide_layers[0]), opened.maps.geometry
+    probs, _ = L.clip_to_image(opened.maps.cell_probs[k], geometry, shape)
+    labels, _ = L.clip_to_image(opened.maps.cell_labels, geometry, shape)
+    np.testing.assert_array_equal(viewer.layers[PROBABILITY].data, probs)
+    np.testing.assert_array_equal(viewer.layers[LABELS].data, labels)
+    ys = (np.arange(probs.shape[0]) + 1) * viewer.layers[PROBABILITY].scale[-2]
+    assert ys[-1] + viewer.layers[PROBABILITY].translate[-2] <= (
+        slide_layers[0].extent.world[1][-2] + viewer.layers[PROBABILITY].scale[-2]
+    )
     assert len(viewer.layers[EVIDENCE].data) == min(5, row.tiles)
     # the session (every napari-conch dock of the viewer) now works on this slide and store
     assert dock.session.slide is opened.slide and dock.session.model is opened.model

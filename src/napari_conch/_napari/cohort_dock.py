@@ -292,15 +292,18 @@ class CohortView(DockBase):
 
     def _draw_maps(self, opened: CohortSlide, slide_layer: Any) -> None:
         maps, result = opened.maps, opened.result
-        placement = L.map_placement(maps.geometry, slide_layer)
         units = slide_layer.units[-2:]
         k = maps.names.index(opened.predicted)
+        shape = L.image_shape(slide_layer)  # maps are cut at the slide's edge, as in the docks
+        probs, geometry = L.clip_to_image(maps.cell_probs[k], maps.geometry, shape)
+        cell_labels, _ = L.clip_to_image(maps.cell_labels, maps.geometry, shape)
+        placement = L.map_placement(geometry, slide_layer)
         L.upsert_image(
-            self.viewer, PROBABILITY, maps.cell_probs[k], placement, units=units,
+            self.viewer, PROBABILITY, probs, placement, units=units,
             colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0),
         )  # fmt: skip
         labels = self.viewer.add_labels(
-            maps.cell_labels, name=LABELS, scale=placement.scale,
+            cell_labels, name=LABELS, scale=placement.scale,
             translate=placement.translate, units=units, opacity=0.35,
         )  # fmt: skip
         labels.colormap = L.label_colormap(len(maps.names))

@@ -329,6 +329,7 @@ class ClusterRunner:
                 self.options,
                 cluster_timeout=self.args.cluster_timeout,
                 facts=self.facts,
+                wait=self.args.wait,
             )
             return drain(events, bar.update)
         except ClusterError:

@@ -358,6 +358,7 @@ def embed_slide_cluster_iter(
     cancel: Cancel = None,
     cluster_timeout: float = DEFAULT_CLUSTER_TIMEOUT,
     facts: ModelFacts | None = None,
+    wait: float | None = None,
     **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Like :func:`~napari_conch.engine.embed.embed_slide_iter`, with the model on the cluster.
@@ -365,7 +366,8 @@ def embed_slide_cluster_iter(
     ``options`` (or single fields as ``overrides``) as for a local run; ``device`` and
     ``precision`` are those of ``spec`` (the workers'). ``cluster_timeout`` bounds the wait for
     a worker (see :class:`ClusterWatch`). ``facts`` are the model's, from
-    :func:`cluster_model_facts` (asked of a worker when not given).
+    :func:`cluster_model_facts` (asked of a worker when not given). ``wait``: seconds to wait
+    for another process writing the same store (the client holds the store's writer lock).
     """
     opts = run_options(options, **overrides)
     watch = ClusterWatch(client, cluster_timeout)
@@ -381,6 +383,7 @@ def embed_slide_cluster_iter(
                 make_signature(slide, facts, grid),
                 shape=tuple(grid.shape),
                 info=make_info(slide, facts),
+                wait=wait,
             )
         except OSError as exc:
             reason = describe_os_error(exc)
