@@ -13,8 +13,6 @@ import importlib
 import logging
 import threading
 
-import numpy as np
-
 logger = logging.getLogger("napari_conch")
 
 #: Modules napari imports the first time a map layer, its colour bar or the legend is shown.
@@ -41,17 +39,20 @@ _THREAD: threading.Thread | None = None
 
 
 def warm_up_imports() -> None:
-    """Import :data:`MODULES` and make one labels layer model (no viewer, no Qt)."""
+    """Import :data:`MODULES` and make napari's default labels colormap (no viewer, no Qt).
+
+    No layer model is made here: a layer's transform reads pint's unit registry, which pint
+    builds on first use without a lock, so a first use in this thread racing napari's on the GUI
+    thread leaves one of them with a half-built registry ("'pixel' is not defined").
+    """
     for name in MODULES:
         try:
             importlib.import_module(name)
         except ImportError:  # another napari version: nothing to warm up there
             logger.debug("warm-up: no module %s", name)
-    from napari.layers import Image, Labels, Shapes
+    from napari.utils.colormaps import label_colormap
 
-    Labels(np.zeros((2, 2), np.int32))
-    Image(np.zeros((2, 2), np.float32))
-    Shapes([np.array([[0.0, 0.0], [0.0, 4.0], [4.0, 4.0], [4.0, 0.0]])])
+    label_colormap(49)
     import gc
 
     gc.freeze()  # what was imported stays out of full collections (see widget.py)
