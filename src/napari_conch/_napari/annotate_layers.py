@@ -103,13 +103,15 @@ def show_learned(
     ``shown``: the class whose probability the probability layer shows (default the first).
     The probability layer starts hidden; the examples layer stays on top.
     """
-    place = L.map_placement(result.geometry, slide_layer)
+    shape = L.image_shape(slide_layer)  # cut at the slide's edge, as the other docks' maps
+    cell_labels, geometry = L.clip_to_image(result.cell_labels, result.geometry, shape)
+    place = L.map_placement(geometry, slide_layer)
     units = slide_layer.units[-2:]
     names = list(result.names)
     layer = L.find_layer(viewer, LEARNED_LABELS)
     if layer is None:
         layer = viewer.add_labels(
-            result.cell_labels,
+            cell_labels,
             name=LEARNED_LABELS,
             scale=place.scale,
             translate=place.translate,
@@ -118,14 +120,14 @@ def show_learned(
         )
     else:
         L.place(layer, place)
-        layer.data = result.cell_labels
+        layer.data = cell_labels
     set_colors(layer, [colors[n] for n in names])
     k = names.index(shown) if shown in names else 0
     new = L.find_layer(viewer, LEARNED_PROBABILITY) is None
     L.upsert_image(
         viewer,
         LEARNED_PROBABILITY,
-        result.cell_probs[k],
+        L.clip_to_image(result.cell_probs[k], result.geometry, shape)[0],
         place,
         units=units,
         colormap="magma",
