@@ -74,25 +74,15 @@ def prompt_sets(args: argparse.Namespace) -> tuple[list, str | None]:
 
 def load_store_model(store: Any, args: argparse.Namespace) -> Any:
     """Load the model that made ``store`` (or the one the arguments name) and check it."""
-    from napari_conch.model import load_model
+    from napari_conch.engine.stores import model_for_store
 
-    attrs = store.attrs
-    source = args.model or attrs.get("model_source")
-    if not source:
-        raise StoreError(f"{store.path}: the store does not record its model; give --model")
-    model = load_model(
-        source,
-        config=args.config or attrs.get("model_config"),
-        tokenizer=args.tokenizer or attrs.get("model_tokenizer"),
+    return model_for_store(
+        store,
+        source=args.model,
+        config=args.config,
+        tokenizer=args.tokenizer,
         device=args.device,
     )
-    wanted = store.signature.get("model_fingerprint")
-    if wanted and model.fingerprint != wanted:
-        raise StoreError(
-            f"{store.path}: made by another model than {source} (fingerprint differs); "
-            "give the --model (and --config) used to embed"
-        )
-    return model
 
 
 def check_out_file(out: Path) -> None:

@@ -22,34 +22,8 @@ from napari_conch.engine.prompts import PromptSet, embed_prompt_sets, text_queri
 from napari_conch.engine.query import QueryIndex, QueryResult, run_query
 from napari_conch.engine.search import SearchHit, check_same_model, open_stores, search_stores
 from napari_conch.engine.store import EmbeddingStore
-from napari_conch.errors import InputError, SlideError, StoreError
-
-
-def model_for_store(store: EmbeddingStore, *, device: str | None = None) -> Any:
-    """The model a store records (source, config, tokenizer), loaded and checked.
-
-    Raises
-    ------
-    StoreError
-        When the store does not record its model, or the model found is another one (its
-        fingerprint differs from the store's).
-    """
-    from napari_conch.model import load_model
-
-    attrs = store.attrs
-    source = attrs.get("model_source")
-    if not source:
-        raise StoreError(f"{store.path}: the store does not record its model")
-    model = load_model(
-        source,
-        config=attrs.get("model_config"),
-        tokenizer=attrs.get("model_tokenizer"),
-        device=device,
-    )
-    wanted = store.signature.get("model_fingerprint")
-    if wanted and model.fingerprint != wanted:
-        raise StoreError(f"{store.path}: {source} is not the model that made the store")
-    return model
+from napari_conch.engine.stores import model_for_store
+from napari_conch.errors import InputError, SlideError
 
 
 def slide_for_store(store: EmbeddingStore) -> Any:

@@ -61,6 +61,46 @@ def find_store(
     return max(stores, key=lambda s: int((s.status() == TileStatus.DONE).sum()))
 
 
+def model_for_store(
+    store: EmbeddingStore,
+    *,
+    source: Any = None,
+    config: Any = None,
+    tokenizer: Any = None,
+    device: str | None = None,
+) -> Any:
+    """The model that made ``store``, loaded and checked against the store's fingerprint.
+
+    The model, config and tokenizer are the ones the store records, unless given (``source``,
+    ``config``, ``tokenizer``: e.g. a CONCH checkpoint now found elsewhere).
+
+    Raises
+    ------
+    StoreError
+        When the store does not record its model and none is given, or the model found is
+        another one (its fingerprint differs from the store's).
+    """
+    from napari_conch.model import load_model
+
+    attrs = store.attrs
+    source = source or attrs.get("model_source")
+    if not source:
+        raise StoreError(f"{store.path}: the store does not record its model; give the model")
+    model = load_model(
+        source,
+        config=config or attrs.get("model_config"),
+        tokenizer=tokenizer or attrs.get("model_tokenizer"),
+        device=device,
+    )
+    wanted = store.signature.get("model_fingerprint")
+    if wanted and model.fingerprint != wanted:
+        raise StoreError(
+            f"{store.path}: made by another model than {source} (fingerprint differs); "
+            "give the model (and config) used to embed"
+        )
+    return model
+
+
 @dataclass(frozen=True)
 class TopTiles:
     """The best tiles for a prompt, their grid and the store their embeddings came from."""
