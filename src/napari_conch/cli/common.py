@@ -62,3 +62,28 @@ def no_embeddings_reason(store: Any) -> str:
             "napari-conch embed again to resume"
         )
     return f"{head} yet (run napari-conch embed)"
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -> None:
+    """``--prompt TEXT`` (repeatable), ``--prompts JSON`` and ``--templates conch|none``."""
+    parser.add_argument(
+        "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
+    )
+    parser.add_argument(
+        "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
+    )
+    parser.add_argument(
+        "--templates", choices=("conch", "none"), default="conch", help=templates_help
+    )
+
+
+def named_prompt_sets(args: argparse.Namespace) -> list:
+    """The prompt sets of ``--prompt`` and ``--prompts`` (see :func:`add_prompt_arguments`)."""
+    from napari_conch.engine.prompts import PromptSet, load_prompt_set
+
+    sets = []
+    if args.prompt:
+        sets.append(PromptSet.from_prompts(args.prompt, args.templates))
+    if args.prompts:
+        sets.append(load_prompt_set(args.prompts, args.templates))
+    return sets

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.common import add_prompt_arguments, named_prompt_sets
 from napari_conch.errors import InputError, StoreError
 
 HELP = "learn classes from annotated example tiles, with text prompts as the prior"
@@ -30,18 +31,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--annotations", metavar="GEOJSON", help="QuPath GeoJSON of example shapes")
-    p.add_argument(
-        "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
-    )
-    p.add_argument(
-        "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
-    )
-    p.add_argument(
-        "--templates",
-        choices=("conch", "none"),
-        default="conch",
-        help="templates for --prompt and prompt files without any (default conch)",
-    )
+    add_prompt_arguments(p, "templates for --prompt and prompt files without any (default conch)")
     p.add_argument(
         "--strength",
         type=float,
@@ -80,13 +70,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def _prompt_sets(args: argparse.Namespace, project: Any) -> list:
-    from napari_conch.engine.prompts import PromptSet, load_prompt_set
+    from napari_conch.engine.prompts import PromptSet
 
-    sets = []
-    if args.prompt:
-        sets.append(PromptSet.from_prompts(args.prompt, args.templates))
-    if args.prompts:
-        sets.append(load_prompt_set(args.prompts, args.templates))
+    sets = named_prompt_sets(args)
     if not sets and project is not None and project.prompts:
         sets.append(PromptSet(project.prompts, project.templates))
     return sets

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import no_embeddings_reason
+from napari_conch.cli.common import add_prompt_arguments, named_prompt_sets, no_embeddings_reason
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -27,17 +27,8 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
-    p.add_argument(
-        "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
-    )
-    p.add_argument(
-        "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
-    )
-    p.add_argument(
-        "--templates",
-        choices=("conch", "none"),
-        default="conch",
-        help="templates for --prompt/--background and prompt files without any (default conch)",
+    add_prompt_arguments(
+        p, "templates for --prompt/--background and prompt files without any (default conch)"
     )
     p.add_argument("--background", metavar="TEXT", help="a class whose wins become label 0")
     p.add_argument(
@@ -58,13 +49,9 @@ def register(subparsers: Any) -> None:
 
 def prompt_sets(args: argparse.Namespace) -> tuple[list, str | None]:
     """The prompt sets the arguments name, and the background class name."""
-    from napari_conch.engine.prompts import PromptSet, load_prompt_set
+    from napari_conch.engine.prompts import PromptSet
 
-    sets = []
-    if args.prompt:
-        sets.append(PromptSet.from_prompts(args.prompt, args.templates))
-    if args.prompts:
-        sets.append(load_prompt_set(args.prompts, args.templates))
+    sets = named_prompt_sets(args)
     if not sets:
         raise InputError("give at least one --prompt or a --prompts file")
     if args.background:
