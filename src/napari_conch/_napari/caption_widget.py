@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_conch._napari import regions as R
 from napari_conch._napari.caption_panels import (
@@ -32,7 +33,7 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layers import find_layer
+from napari_conch._napari.layers import STEP_GAP_MS, find_layer
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
 from napari_conch._napari.workers import USER_ERRORS, background
@@ -153,8 +154,12 @@ class CaptionRetrieval(DockBase):
             panel.reason.value = "" if has_decoder else NO_DECODER_REASON
 
     # ------------------------------------------------------------------ region
-    def region_layer(self, *, create: bool = False) -> Any:
-        """The ``CONCH caption region`` Shapes layer (added on the slide when ``create``)."""
+    def region_layer(self, *, create: bool = False, hidden: bool = False) -> Any:
+        """The ``CONCH caption region`` Shapes layer (added on the slide when ``create``).
+
+        With ``hidden``, a new layer is added hidden, to be shown in a later turn (see
+        :func:`~napari_conch._napari.regions.shapes_layer`).
+        """
         layer = find_layer(self.viewer, R.REGION_LAYER)
         if create:
             slide_layer = self.slide_layer
@@ -162,7 +167,7 @@ class CaptionRetrieval(DockBase):
                 raise InputError("open a slide first: no RGB image layer to draw on")
             width = max(2.0, max(self.slide().shape) / 500)
             layer = R.shapes_layer(
-                self.viewer, R.REGION_LAYER, slide_layer,
+                self.viewer, R.REGION_LAYER, slide_layer, hidden=hidden,
                 edge_color="lime", face_color="transparent", edge_width=width,
             )  # fmt: skip
             self._watch_region_layer()
@@ -214,13 +219,21 @@ class CaptionRetrieval(DockBase):
         """The next click on the slide makes a tile-sized region around the clicked point.
 
         The region layer is made now (when there is a slide), so the click itself only adds a
-        box: making a Shapes layer is one of napari's longer pauses.
+        box: making a Shapes layer and drawing it the first time are two of napari's longer
+        pauses, so a new layer is added hidden and shown in the next event-loop turn.
         """
         armed = self.arm_click(self.region_panel.click, CLICK_ARMED_TEXT, self.region_at)
-        layer = self.region_layer(create=armed and self.slide_layer is not None)
+        layer = self.region_layer(create=armed and self.slide_layer is not None, hidden=True)
         if armed and layer is not None:
             layer.mode = "pan_zoom"  # the click must not start a rectangle as well
-            self.viewer.layers.selection.active = self.slide_layer
+            if layer.visible:
+                self.viewer.layers.selection.active = self.slide_layer
+            else:
+                QTimer.singleShot(STEP_GAP_MS, lambda: self._show_region_layer(layer))
+
+    def _show_region_layer(self, layer: Any) -> None:
+        if not self._closed and layer in self.viewer.layers:
+            layer.visible = True
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:
@@ -238,6 +251,7 @@ class CaptionRetrieval(DockBase):
         layer = self.region_layer(create=True)
         layer.selected_data = set()  # the new box is the last shape, and no other is selected
         layer.add_rectangles([R.box_rectangle(R.box_around(slide.shape, y, x, side))])
+        layer.visible = True  # when clicked before its first showing
         return self.current_region()
 
     def run_region(self) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from napari_conch._napari.glyphs import warm_glyphs
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
@@ -109,6 +111,8 @@ class DockBase(Container):
         self.native.destroyed.connect(self._on_destroyed)
         QTimer.singleShot(0, self.tabify)
         warm_up()
+        me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
+        warm_glyphs(self.viewer, alive=lambda: (dock := me()) is not None and not dock._closed)
         layers = self.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             event.connect(self.reset_choices)

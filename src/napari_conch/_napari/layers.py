@@ -12,11 +12,13 @@ Layers are found again by name and updated in place; a layer the user deleted is
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_conch._napari.session_registry import unwrap
 from napari_conch.engine.export import label_color
 
 if TYPE_CHECKING:
@@ -35,6 +37,12 @@ LEGEND_KEY = "napari_conch_legend_{}"
 MAX_SUBDIVISION = 8
 #: Most cells a map layer may hold after subdivision (memory and texture size stay small).
 MAX_LAYER_CELLS = 262_144
+#: Milliseconds between two steps of showing layers (the canvas redraws in between).
+STEP_GAP_MS = 15
+#: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
+DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
+#: The overlays held back from layers just added, until their "overlays" step.
+_HELD_OVERLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,9 @@ def upsert_image(
     """
     layer = find_layer(viewer, name)
     if layer is None:
-        layer = viewer.add_image(
+        from napari.layers import Image
+
+        layer = Image(
             data,
             name=name,
             scale=placement.scale,
@@ -146,7 +156,8 @@ def upsert_image(
             units=units,
             visible=False,
         )
-        layer.metadata[REVEAL] = ["layer", "colorbar"]
+        add_in_parts(viewer, layer)
+        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer", "colorbar"]
         return layer
     place(layer, placement)
     layer.data = data
@@ -157,6 +168,42 @@ def upsert_image(
     if tuple(layer.contrast_limits) != tuple(contrast_limits):
         layer.contrast_limits = contrast_limits
     return layer
+
+
+def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
+    """Add a new (hidden) layer, leaving the costly parts of napari's work for later turns.
+
+    Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
+    canvas side of its overlays, all in one call. Two parts are left out here:
+
+    - the layer does not become the active one (napari would build its controls panel, and
+      the docks would then make the slide layer active again: two panel switches);
+    - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
+      70-100 ms here, as much as the rest of the layer) are held back and given back, one per
+      step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
+      layer is shown, so the tools work as usual.
+
+    Both use napari's private attributes; on a napari without them the layer is added as
+    ``viewer.add_layer`` would.
+    """
+    overlays = getattr(layer, "_overlays", None)  # napari keeps a layer's overlays private
+    held = {}
+    for key in DEFERRED_OVERLAYS:
+        if overlays is not None and key in overlays:
+            held[key] = overlays.pop(key)
+    layers = unwrap(viewer).layers
+    activate = getattr(layers, "_activate_on_insert", None)
+    if activate is not None:
+        layers._activate_on_insert = False
+    try:
+        layers.append(layer)
+    finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
+    if held:
+        _HELD_OVERLAYS[layer] = held
+        steps = [f"overlay:{key}" for key in held]
+        layer.metadata[REVEAL] = [*steps, *layer.metadata.get(REVEAL, [])]
 
 
 def place(layer: Any, placement: Placement) -> None:
@@ -193,7 +240,9 @@ def upsert_labels(
     """
     layer = find_layer(viewer, LABELS)
     if layer is None:
-        layer = viewer.add_labels(
+        from napari.layers import Labels
+
+        layer = Labels(
             data,
             name=LABELS,
             scale=placement.scale,
@@ -201,7 +250,8 @@ def upsert_labels(
             units=units,
             visible=False,
         )
-        layer.metadata[REVEAL] = ["layer"]
+        add_in_parts(viewer, layer)
+        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer"]
     else:
         place(layer, placement)
         layer.data = data
@@ -304,6 +354,11 @@ def reveal_steps(layer: Any) -> list[Any]:
                 return
             if name == "layer":
                 layer.visible = True
+            elif name.startswith("overlay:"):
+                held = _HELD_OVERLAYS.get(layer, {})
+                key = name.split(":", 1)[1]
+                if key in held:
+                    layer._overlays[key] = held.pop(key)
             else:
                 layer.colorbar.visible = True
             layer.metadata[REVEAL] = [s for s in remaining if s != name]

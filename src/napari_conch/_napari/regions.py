@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.layers import find_layer, slide_transform, world_to_level0
+from napari_conch._napari.layers import add_in_parts, find_layer, slide_transform, world_to_level0
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -99,17 +99,29 @@ def box_world_size(slide_layer: Any, box: Box) -> float:
     return float(max((y1 - y0) * scale[0], (x1 - x0) * scale[1]))
 
 
-def shapes_layer(viewer: napari.Viewer, name: str, slide_layer: Any, **style: Any) -> Any:
-    """The Shapes layer ``name`` lying on the slide layer, added when it is not there."""
+def shapes_layer(
+    viewer: napari.Viewer, name: str, slide_layer: Any, *, hidden: bool = False, **style: Any
+) -> Any:
+    """The Shapes layer ``name`` lying on the slide layer, added when it is not there.
+
+    With ``hidden``, a new layer is added hidden and not made active (see
+    :func:`~napari_conch._napari.layers.add_in_parts`), for the caller to show it in a later
+    event-loop turn: making the layer and drawing it the first time are then two shorter pauses
+    instead of one long one.
+    """
     layer = find_layer(viewer, name)
     scale, translate = slide_transform(slide_layer)
     if layer is None:
-        return viewer.add_shapes(
-            name=name,
-            scale=tuple(scale),
-            translate=tuple(translate),
-            units=slide_layer.units[-2:],
-            **style,
-        )
+        kwargs = dict(
+            name=name, scale=tuple(scale), translate=tuple(translate),
+            units=slide_layer.units[-2:], **style,
+        )  # fmt: skip
+        if not hidden:
+            return viewer.add_shapes(**kwargs)
+        from napari.layers import Shapes
+
+        layer = Shapes(visible=False, **kwargs)
+        add_in_parts(viewer, layer)
+        return layer
     layer.scale, layer.translate = tuple(scale), tuple(translate)
     return layer

@@ -54,8 +54,6 @@ DEBOUNCE_MS = 200
 #: While a run is under way, the maps are redrawn with the new tiles at most this often: each
 #: redraw costs napari tens of milliseconds on the GUI thread, a batch can take less.
 LIVE_MAP_INTERVAL_S = 0.5
-#: Milliseconds between two layer updates of one display (the canvas redraws in between).
-STEP_GAP_MS = 15
 MORE_LIKE_THIS_TEXT = "More like this (click a tile)"
 MORE_LIKE_THIS_ARMED = "Click a tile (click here to stop)"
 
@@ -445,7 +443,7 @@ class PromptHighlighter(DockBase):
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
         if self._pending:
-            QTimer.singleShot(STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
+            QTimer.singleShot(L.STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
 
     @property
     def drawing(self) -> bool:
