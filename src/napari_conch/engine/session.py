@@ -509,6 +509,7 @@ class Session:
                 if on_progress is not None:
                     on_progress(event)
         finally:
+            events.close()  # stopped early (an interruption): the run is recorded, then ended
             self.finish_run(summary)
 
     # ------------------------------------------------------------------ prompts and maps
