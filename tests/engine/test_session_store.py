@@ -74,8 +74,9 @@ def test_a_run_waits_for_another_writer_or_names_it(session, embedded):
         with pytest.raises(StoreError, match=r"after waiting 0\.2 s"):
             session.embed(wait=0.2)
         proc.stdin.close()  # the other writer finishes
-        summary = session.embed(wait=60, live=False)
+        summary = session.embed(wait=60)  # live: the index is read again after the wait
         assert summary.computed == 0 and not session.running
+        assert session.index.size == summary.done
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -443,12 +443,14 @@ class Session:
         self._check_idle("start another run")
         slide, model = self.require_slide(), self.require_model()
         grid, options = self.grid, self.options
+        if live:
+            self.open_store(create=True)  # shown (and its index read) even when another writes it
         # the run writes through its own handle, which holds the store's writer lock until
         # finish_run: another process (a CLI run) is told who writes the store meanwhile
         store = open_store(slide, model, grid, options.store_root, wait=wait)
         try:
-            if live:
-                self.open_store(create=True)  # the index: after the wait, with what was written
+            if live and wait is not None:
+                self.index = _index_of(store)  # with what the other writer wrote meanwhile
             events = embed_slide_iter(
                 slide, model, grid, store, options, region=region, cancel=cancel
             )
