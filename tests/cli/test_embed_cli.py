@@ -326,3 +326,25 @@ def test_progress_bar_draws_nothing_when_nothing_is_left():
     bar.update(event(7, 7))
     bar.finish()
     assert stream.getvalue() == ""
+
+
+def test_a_damaged_store_is_repaired_with_one_warning_line(tmp_path, capsys):
+    """A flipped byte in an embeddings chunk: the next embed says so once and recomputes."""
+    from tests.engine.test_store_repair_run import write_small_slide
+
+    slide = write_small_slide(tmp_path / "small.tif")
+    argv = ["embed", str(slide), "--model", "demo", "--device", "cpu", "--quiet"]
+    argv += ["--store", str(tmp_path / "stores")]
+    assert main(argv) == 0
+    path = Path(capsys.readouterr().out.strip())
+    done = EmbeddingStore.open(path).counts()["done"]
+    chunk = path / "embeddings" / "c" / "0" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 3] ^= 0x55
+    chunk.write_bytes(bytes(data))
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(path)
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"napari-conch embed: warning: {path}") and "repaired" in line
+    assert EmbeddingStore.open(path).attrs["last_run"]["computed"] == done

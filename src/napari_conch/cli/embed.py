@@ -241,43 +241,57 @@ def overall(outcomes: list[SlideOutcome], asked: int) -> str:
 
 
 class LocalRunner:
-    """Embeds slides in this process with a model loaded once."""
+    """Embeds slides in this process through one :class:`~napari_conch.engine.session.Session`.
+
+    The session holds the run options and the model (loaded once, on the options' device and
+    precision); each slide is opened in it and embedded with :meth:`Session.embed
+    <napari_conch.engine.session.Session.embed>`, without the live index (nothing shows maps
+    during a CLI run), the progress bar fed by its ``on_progress``.
+    """
 
     def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
+        from napari_conch.engine.session import Session
+
         self.args, self.options = args, options
         self.source = model_source(args)
-        self.model: Any = None
+        self.session = Session(options)
         self.fatal = False  # set when the model cannot load: no slide can be done then
 
     def close(self) -> None:
-        """Nothing to release (the model stays cached for the process)."""
+        """Nothing to release (each run gave its store back; the model stays cached)."""
 
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide; return its summary."""
-        from napari_conch.engine.embed import drain, embed_slide_iter, load_run_model, open_job
-
-        if self.model is None:
+        session = self.session
+        if session.model is None:
             self.fatal = True
-            self.model = load_run_model(
-                self.source,
-                self.options,
-                config=self.args.config,
-                tokenizer=self.args.tokenizer,
-            )
+            session.set_model(self._load_model())
             self.fatal = False
-        job = open_job(slide, None, self.options, model=self.model, wait=self.args.wait)
+        session.open_slide(slide)
         bar.start(Path(slide).name)
         try:
-            return drain(
-                embed_slide_iter(job.slide, job.model, job.grid, job.store, self.options),
-                bar.update,
-            )
+            return session.embed(live=False, wait=self.args.wait, on_progress=bar.update)
         finally:
             bar.finish()
 
+    def _load_model(self) -> Any:
+        """The model of the run, on the options' device and precision."""
+        from napari_conch.engine.embed import load_run_model
+
+        return load_run_model(
+            self.source, self.options, config=self.args.config, tokenizer=self.args.tokenizer
+        )
+
 
 class ClusterRunner:
-    """Embeds slides on a dask.distributed cluster (model and tiles on the workers)."""
+    """Embeds slides on a dask.distributed cluster (model and tiles on the workers).
+
+    This path does not go through a :class:`~napari_conch.engine.session.Session`: a session
+    holds a model loaded in this process, while here the model exists only on the workers (the
+    client knows its spec and facts), and ``distributed.embed_slide_cluster_iter`` opens the
+    slide, grid and store itself, with the same options, writer lock (``--wait``) and store as
+    a local run.
+    """
 
     def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
         from napari_conch.engine.distributed import get_client, model_spec

@@ -1,4 +1,10 @@
-"""``napari-conch query``: text prompts against an embedding store, exported as files."""
+"""``napari-conch query``: text prompts against an embedding store, exported as files.
+
+The work goes through a :class:`~napari_conch.engine.session.Session` on the store alone
+(:func:`store_session`): the prompts become one ``PromptRequest`` (:func:`prompt_request`),
+``Session.query`` makes the maps and ``Session.export`` writes them, as the Prompt highlighter
+dock does.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import add_prompt_arguments, named_prompt_sets, no_embeddings_reason
+from napari_conch.cli.common import add_prompt_arguments, no_embeddings_reason
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -47,16 +53,28 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def prompt_sets(args: argparse.Namespace) -> tuple[list, str | None]:
-    """The prompt sets the arguments name, and the background class name."""
-    from napari_conch.engine.prompts import PromptSet
+def prompt_request(args: argparse.Namespace) -> Any:
+    """The classes the arguments name, as a checked :class:`PromptRequest`.
 
-    sets = named_prompt_sets(args)
-    if not sets:
+    The ``--prompt`` classes come first, then those of the ``--prompts`` file (each with its
+    synonyms and the file's templates), then the ``--background`` class.
+
+    Raises
+    ------
+    InputError
+        When no class is named, a class is named twice, or the prompt file cannot be read.
+    """
+    from napari_conch.engine.prompt_request import PromptRequest
+    from napari_conch.engine.prompts import load_prompt_set
+
+    prompt_set = load_prompt_set(args.prompts, args.templates) if args.prompts else None
+    names = (*args.prompt, *(prompt_set.names if prompt_set is not None else ()))
+    if not names:
         raise InputError("give at least one --prompt or a --prompts file")
-    if args.background:
-        sets.append(PromptSet.from_prompts([args.background], args.templates))
-    return sets, args.background
+    background = args.background or None
+    request = PromptRequest(names, args.templates, background, args.threshold, prompt_set)
+    request.check()
+    return request
 
 
 def load_store_model(store: Any, args: argparse.Namespace) -> Any:
@@ -72,6 +90,25 @@ def load_store_model(store: Any, args: argparse.Namespace) -> Any:
     )
 
 
+def store_session(args: argparse.Namespace) -> Any:
+    """A session on the store ``args.store`` alone, with the model that made it.
+
+    Raises
+    ------
+    StoreError
+        When the folder is not a store, or the store has no embedded tile (saying why, before
+        any model is loaded), or the model given is not the one that made it.
+    """
+    from napari_conch.engine.session import Session
+
+    session = Session()
+    store = session.open_store_at(args.store)
+    if session.index.size == 0:
+        raise StoreError(no_embeddings_reason(store))
+    session.set_model(load_store_model(store, args))
+    return session
+
+
 def check_out_file(out: Path) -> None:
     """Refuse an ``--out`` that cannot be a new file: its folder is missing, or it is a folder."""
     if not out.parent.is_dir():
@@ -83,42 +120,31 @@ def check_out_file(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Query the store and write every ``--out`` file."""
-    from napari_conch.engine.export import FORMATS, export_result
-    from napari_conch.engine.prompts import embed_prompt_sets
-    from napari_conch.engine.query import QueryIndex, run_query
-    from napari_conch.engine.store import EmbeddingStore
+    request = prompt_request(args)
+    check_outputs(args.out, len(request.classes), args.threshold)
+    session = store_session(args)
+    session.query(request)
+    metadata = {
+        "templates": args.templates,
+        "prompt_file": args.prompts,
+        "logit_scale": float(session.model.logit_scale),
+    }
+    for out in args.out:
+        print(session.export(out, metadata=metadata))
+    return 0
 
-    sets, background = prompt_sets(args)
-    n_classes = sum(len(s.names) for s in sets)
-    for out in map(Path, args.out):
+
+def check_outputs(outs: list[str], n_classes: int, threshold: float | None) -> None:
+    """Refuse the ``--out`` files that cannot be written.
+
+    An unknown format, a path that cannot be a new file, or a GeoJSON of one class without
+    ``--threshold`` (it would hold no region) is an :class:`InputError`.
+    """
+    from napari_conch.engine.export import FORMATS
+
+    for out in map(Path, outs):
         if out.suffix.lower() not in FORMATS:
             raise InputError(f"--out {out}: unknown extension (use {', '.join(FORMATS)})")
         check_out_file(out)
-        if out.suffix.lower() == ".geojson" and n_classes == 1 and args.threshold is None:
+        if out.suffix.lower() == ".geojson" and n_classes == 1 and threshold is None:
             raise InputError(f"--out {out}: GeoJSON of one prompt needs --threshold")
-    store = EmbeddingStore.open(args.store)
-    index = QueryIndex.from_store(store)
-    if index.size == 0:
-        raise StoreError(no_embeddings_reason(store))
-    model = load_store_model(store, args)
-    names, queries = embed_prompt_sets(model, *sets)
-    result = run_query(
-        index,
-        names,
-        queries,
-        store.grid,
-        logit_scale=float(model.logit_scale),
-        background=background,
-        threshold=args.threshold,
-    )
-    metadata = {
-        "store": str(store.path),
-        "model_source": str(model.source),
-        "templates": args.templates,
-        "prompt_file": args.prompts,
-        "logit_scale": float(model.logit_scale),
-    }
-    mpp = store.attrs.get("slide_mpp")
-    for out in args.out:
-        print(export_result(out, result, store.grid, mpp=mpp, metadata=metadata))
-    return 0

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import no_embeddings_reason
-from napari_conch.cli.query import check_out_file, load_store_model
-from napari_conch.errors import StoreError
+from napari_conch.cli.query import check_out_file, store_session
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
 
@@ -38,19 +36,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print (and optionally write) the top tiles."""
-    from napari_conch.engine.query import QueryIndex
+    """Print (and optionally write) the top tiles of the store, through a session on it."""
     from napari_conch.engine.retrieval import top_tiles_for_prompt
-    from napari_conch.engine.store import EmbeddingStore
 
     if args.out:
         check_out_file(Path(args.out))
-    store = EmbeddingStore.open(args.store)
-    index = QueryIndex.from_store(store)
-    if index.size == 0:
-        raise StoreError(no_embeddings_reason(store))
-    model = load_store_model(store, args)
-    hits = top_tiles_for_prompt(index, store.grid, model, args.prompt, args.k, args.templates)
+    session = store_session(args)
+    index, grid, _ = session.live_embeddings()
+    hits = top_tiles_for_prompt(index, grid, session.model, args.prompt, args.k, args.templates)
     rows = [(h.rank, h.row, h.col, *(round(v, 1) for v in h.box), round(h.score, 5)) for h in hits]
     writer = csv.writer(sys.stdout)
     writer.writerow(COLUMNS)

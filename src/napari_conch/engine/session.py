@@ -13,6 +13,9 @@ signals are emitted on it. The slow parts come as calls that do not touch the st
 in a worker: :meth:`Session.prepare_model`, :meth:`Session.encode_texts` and the generator that
 :meth:`Session.embed_run` returns. Blocking forms for scripts: :meth:`Session.load_model`,
 :meth:`Session.embed`, :meth:`Session.query`.
+
+A session can also work on a store alone, without its slide (:meth:`Session.open_store_at`: the
+CLI's ``query`` and ``top-tiles``, which are given a store folder): the grid is then the store's.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ from napari_conch.errors import InputError, StoreError
 
 #: A run's region: a level-0 box ``(x0, y0, x1, y1)`` whose tiles go first.
 Box = tuple[float, float, float, float]
-#: What the generator of :meth:`Session.embed_run` yields: the event and the batch's vectors.
-ProgressItem = tuple[Any, np.ndarray]
+#: What the generator of :meth:`Session.embed_run` yields: the event and the batch's vectors
+#: (None for a run without the live index).
+ProgressItem = tuple[Any, np.ndarray | None]
+#: The first item of the key of a store opened by its path (:meth:`Session.open_store_at`).
+_BY_PATH = "store at"
 
 
 class SessionEvents(SignalGroup):
@@ -164,8 +170,20 @@ class Session:
             return
         self._check_idle("change the model")
         self.model = model
-        self.close_store()
+        if not self._store_fits(model):
+            self.close_store()
         self.events.model_changed.emit(model)
+
+    def _store_fits(self, model: Any) -> bool:
+        """Whether the open store stays open with ``model``.
+
+        A store opened by its path does when the model is None or the one that made it; a
+        slide's store never does (its key holds the model).
+        """
+        if not self._by_path():
+            return False
+        wanted = self.store.signature.get("model_fingerprint")
+        return model is None or not wanted or model.fingerprint == wanted
 
     # ------------------------------------------------------------------ slide and options
     def set_slide(self, slide: Any, source: Any = None) -> None:
@@ -199,7 +217,7 @@ class Session:
             return self.options
         self._check_idle("change the run options")
         self.options = new
-        if self._store_key is not None and self._store_key != self._key():
+        if self._store_key is not None and not self._by_path() and self._store_key != self._key():
             self.close_store()
         self.events.options_changed.emit(new)
         return new
@@ -213,6 +231,8 @@ class Session:
     def grid(self) -> Any:
         """The tile grid of the slide for the options and the model (made on first use).
 
+        For a store opened by its path (:meth:`open_store_at`), and during a run: the store's.
+
         Raises
         ------
         InputError
@@ -220,7 +240,7 @@ class Session:
         SlideError
             For options the slide cannot take (an MPP on a slide without one, a missing level).
         """
-        if self.running and self.store is not None:
+        if self.store is not None and (self.running or self._by_path()):
             return self.store.grid
         key = self._grid_key()
         if self._grid is None or self._grid[0] != key:
@@ -258,6 +278,10 @@ class Session:
     def _key(self) -> tuple:
         return (*self._grid_key(), self.options.store_root)
 
+    def _by_path(self) -> bool:
+        """Whether the open store was opened by its path, without a slide."""
+        return self._store_key is not None and self._store_key[0] == _BY_PATH
+
     def _check_idle(self, what: str) -> None:
         if self.running:
             raise InputError(f"cannot {what} while an embedding run is under way: cancel it first")
@@ -277,15 +301,19 @@ class Session:
         slide can run while the viewer is open; :meth:`embed_run` takes the lock for the run
         only. A store of another slide, model or grid raises
         :class:`~napari_conch.errors.StoreError`; one made in another compute precision is read
-        as it is (continuing it in this precision is refused when a run starts).
+        as it is (continuing it in this precision is refused when a run starts). A store opened
+        by its path (:meth:`open_store_at`) is the one returned.
         """
         if self.running:
             return self.store
+        if self._by_path():
+            return self.store
         key = self._key()
         if self.store is not None and self._store_key == key:
+            if self.index is None:  # left by a run without the live index
+                self.index = _index_of(self.store)
             return self.store
         from napari_conch.engine.embed import open_store
-        from napari_conch.engine.query import QueryIndex
         from napari_conch.engine.store import (
             EmbeddingStore,
             describe_mismatch,
@@ -309,7 +337,40 @@ class Session:
         else:
             return None
         self.store, self._store_key = store, key
-        self.index = LiveIndex(QueryIndex.from_store(store))
+        self.index = _index_of(store)
+        self.events.store_changed.emit(store)
+        return store
+
+    def open_store_at(self, path: str | os.PathLike) -> Any:
+        """Work on the existing store at ``path``, read only, without its slide; returns it.
+
+        For a store given by its folder (the CLI's ``query`` and ``top-tiles``): nothing is
+        created and no writer lock is taken. The slide is set to None (a slide set later closes
+        this store); the grid is the store's; the store stays open when the model set is the
+        one that made it (see :meth:`set_model`), so the model may be set before or after.
+
+        Raises
+        ------
+        StoreError
+            When ``path`` is not an embedding store (or a damaged one), or the model set did
+            not make it.
+        InputError
+            While a run is under way.
+        """
+        from napari_conch.engine.store import EmbeddingStore
+
+        self._check_idle("open another store")
+        store = EmbeddingStore.open(path)
+        wanted = store.signature.get("model_fingerprint")
+        if self.model is not None and wanted and self.model.fingerprint != wanted:
+            raise StoreError(
+                f"{store.path}: made by another model than {self.model.source} (fingerprint "
+                "differs)"
+            )
+        self.set_slide(None)
+        self.close_store()
+        self.store, self._store_key = store, (_BY_PATH, store.path)
+        self.index = _index_of(store)
         self.events.store_changed.emit(store)
         return store
 
@@ -339,39 +400,75 @@ class Session:
 
     # ------------------------------------------------------------------ embedding
     def embed_run(
-        self, *, region: Box | None = None, cancel: threading.Event | None = None
+        self,
+        *,
+        region: Box | None = None,
+        cancel: threading.Event | None = None,
+        wait: float | None = None,
+        live: bool = True,
     ) -> Generator[ProgressItem, None, Any]:
         """Start a run on (slide, model, grid): returns the engine's generator.
 
-        The store is opened (made) here and the session is marked running. The generator may
-        run in a worker thread: it yields ``(event, vectors)`` per batch (the batch's
-        embeddings read back from the store) and returns the
-        :class:`~napari_conch.engine.progress.EmbedSummary`. The caller hands each item to
-        :meth:`add_progress` and the end to :meth:`finish_run`, on this session's thread.
+        The store is opened (made) here, its writer lock taken, and the session is marked
+        running. The generator may run in a worker thread: it yields ``(event, vectors)`` per
+        batch and returns the :class:`~napari_conch.engine.progress.EmbedSummary`. The caller
+        hands each item to :meth:`add_progress` and the end to :meth:`finish_run`, on this
+        session's thread.
+
+        Parameters
+        ----------
+        region
+            A level-0 box whose tiles go first (the viewport).
+        cancel
+            A ``threading.Event``; checked between batches.
+        wait
+            Seconds to wait while another process writes the store (``None``: refuse at once,
+            naming it; ``float("inf")``: as long as it takes).
+        live
+            Keep the live index growing: the store is read into :attr:`index` before the run
+            and each batch's embeddings are read back (``vectors``). False for a run whose maps
+            nobody shows meanwhile (the CLI): no index is read (``vectors`` is None); one is
+            built from the store when asked for later (:meth:`open_store`).
+
+        Raises
+        ------
+        InputError
+            Without a model or a slide, or while a run is under way.
+        StoreError
+            When the store cannot be opened or made, or another process writes it (after
+            ``wait``).
         """
         from napari_conch.engine.embed import embed_slide_iter, open_store
 
         self._check_idle("start another run")
-        self.open_store(create=True)
-        slide, model, grid, options = self.slide, self.model, self.grid, self.options
+        slide, model = self.require_slide(), self.require_model()
+        grid, options = self.grid, self.options
+        if live:
+            self.open_store(create=True)  # shown (and its index read) even when another writes it
         # the run writes through its own handle, which holds the store's writer lock until
         # finish_run: another process (a CLI run) is told who writes the store meanwhile
-        store = open_store(slide, model, grid, options.store_root)
+        store = open_store(slide, model, grid, options.store_root, wait=wait)
         try:
+            if live and wait is not None:
+                self.index = _index_of(store)  # with what the other writer wrote meanwhile
             events = embed_slide_iter(
                 slide, model, grid, store, options, region=region, cancel=cancel
             )
         except BaseException:
             store.close()
             raise
+        if not live:
+            self.close_store()
+            self._store_key = self._key()
+            self.events.store_changed.emit(store)
         self._writer = self.store = store  # same store: the map's index stays as it is
         self.running = True
         self.events.running_changed.emit(True)
-        return _with_vectors(events, store)
+        return _with_vectors(events, store) if live else _without_vectors(events)
 
-    def add_progress(self, event: Any, vectors: np.ndarray) -> None:
+    def add_progress(self, event: Any, vectors: np.ndarray | None) -> None:
         """Take one step of the run: add the batch to the live index, announce it."""
-        if self.index is not None and len(event.rows):
+        if self.index is not None and vectors is not None and len(event.rows):
             self.index.add(event.rows, event.cols, vectors)
         self.events.progress.emit(event)
         if len(event.rows):
@@ -392,9 +489,16 @@ class Session:
         region: Box | None = None,
         cancel: threading.Event | None = None,
         on_progress: Callable[[Any], None] | None = None,
+        wait: float | None = None,
+        live: bool = True,
     ) -> Any:
-        """Blocking run (scripts, CLI): returns the :class:`EmbedSummary`."""
-        events = self.embed_run(region=region, cancel=cancel)
+        """Blocking run (scripts, CLI): returns the :class:`EmbedSummary`.
+
+        ``on_progress`` is called with each progress event (after the ``progress`` signal);
+        the other arguments are :meth:`embed_run`'s. The run is ended (:meth:`finish_run`)
+        whatever happens, a failure or an interruption included.
+        """
+        events = self.embed_run(region=region, cancel=cancel, wait=wait, live=live)
         summary = None
         try:
             while True:
@@ -407,6 +511,7 @@ class Session:
                 if on_progress is not None:
                     on_progress(event)
         finally:
+            events.close()  # stopped early (an interruption): the run is recorded, then ended
             self.finish_run(summary)
 
     # ------------------------------------------------------------------ prompts and maps
@@ -513,15 +618,20 @@ class Session:
         self.set_result(result)
         return result
 
-    def export(self, path: str | os.PathLike | None) -> Path:
+    def export(
+        self, path: str | os.PathLike | None, *, metadata: dict[str, Any] | None = None
+    ) -> Path:
         """Write the map on show (format by the file's extension); returns the file written."""
-        return self.export_job(path)()
+        return self.export_job(path, metadata=metadata)()
 
-    def export_job(self, path: str | os.PathLike | None) -> Callable[[], Path]:
+    def export_job(
+        self, path: str | os.PathLike | None, *, metadata: dict[str, Any] | None = None
+    ) -> Callable[[], Path]:
         """Check ``path`` and what there is to export now; returns the writing, to run later.
 
         The returned call holds the map on show and writes it (safe in a worker thread);
-        :meth:`export` runs it at once.
+        :meth:`export` runs it at once. ``metadata``: entries added to what the file records
+        (the store, the model source, the slide).
         """
         from functools import partial
 
@@ -534,15 +644,23 @@ class Session:
             raise InputError(f"{choose}: {path} is a folder")
         if self.result is None or self.store is None:
             raise InputError("nothing to export yet: type a prompt first")
-        metadata = {
-            "store": str(self.store.path),
-            "model_source": str(self.model.source),
-            "slide": str(self.slide.path),
-        }
+        slide, mpp = self._slide_facts()
+        recorded = {"store": str(self.store.path)}
+        if self.model is not None:
+            recorded["model_source"] = str(self.model.source)
+        if slide:
+            recorded["slide"] = str(slide)
+        recorded.update(metadata or {})
         return partial(
-            export_result, path, self.result, self.store.grid, mpp=self.slide.mpp,
-            metadata=metadata,
-        )  # fmt: skip
+            export_result, path, self.result, self.store.grid, mpp=mpp, metadata=recorded
+        )
+
+    def _slide_facts(self) -> tuple[Any, float | None]:
+        """The slide's path and level-0 MPP: the slide's, else what the store records."""
+        if self.slide is not None:
+            return self.slide.path, self.slide.mpp
+        attrs = self.store.attrs
+        return attrs.get("slide_path"), attrs.get("slide_mpp")
 
 
 def tile_at(grid: Any, y: float, x: float) -> tuple[int, int] | None:
@@ -558,6 +676,26 @@ def tile_at(grid: Any, y: float, x: float) -> tuple[int, int] | None:
     x0, y0, x1, y1 = grid.tile_box(row, col)
     inside = x0 <= x + 0.5 < x1 and y0 <= y + 0.5 < y1
     return (int(row), int(col)) if inside else None
+
+
+def _index_of(store: Any) -> LiveIndex:
+    """A live index of the store's embedded tiles (reads the store's embeddings)."""
+    from napari_conch.engine.query import QueryIndex
+
+    return LiveIndex(QueryIndex.from_store(store))
+
+
+def _without_vectors(events: Generator) -> Generator[ProgressItem, None, Any]:
+    """Each event with None for its vectors (a run without the live index)."""
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return stop.value
+            yield event, None
+    finally:
+        events.close()
 
 
 def _with_vectors(events: Generator, store: Any) -> Generator[ProgressItem, None, Any]:
