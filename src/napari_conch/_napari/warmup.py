@@ -15,7 +15,8 @@ import threading
 
 logger = logging.getLogger("napari_conch")
 
-#: Modules napari imports the first time a map layer, its colour bar or the legend is shown.
+#: Modules napari imports the first time a map layer, its colour bar or the legend is shown,
+#: and the modules of the docks (they only define classes: no Qt object is made on import).
 MODULES = (
     "torch",
     "pandas",
@@ -32,6 +33,11 @@ MODULES = (
     "vispy.visuals.line",
     "vispy.visuals.text",
     "vispy.scene.visuals",
+    # the docks themselves: the second dock opened finds its module imported
+    "napari_conch._napari.widget",
+    "napari_conch._napari.caption_widget",
+    "napari_conch._napari.annotate_widget",
+    "napari_conch._napari.cohort_dock",
 )
 
 _LOCK = threading.Lock()
