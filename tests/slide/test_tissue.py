@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -75,9 +76,7 @@ def _expected_damaged(grid, level_box):
     """Tiles whose level-0 box overlaps ``level_box`` (x0, y0, x1, y1) of a level-0 chunk."""
     boxes = grid.boxes()
     x0, y0, x1, y1 = level_box
-    return (
-        (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
-    )
+    return (boxes[..., 0] < x1) & (boxes[..., 2] > x0) & (boxes[..., 1] < y1) & (boxes[..., 3] > y0)
 
 
 @pytest.mark.parametrize("how", ["start", "eoi"])
@@ -199,3 +198,70 @@ def test_skimage_otsu_and_scipy_morphology_keep_the_fixture_counts(svs):
     tissue tiles of 140; now 52 (the cells are exact: 14 px, not 14.06 px)."""
     scan = scan_tissue(svs, make_grid(svs, tile_size=224))
     assert 50 <= scan.mask.sum() <= 57
+
+
+# --------------------------------------------------------------------------- progress
+def _assert_same_scan(scan, reference):
+    np.testing.assert_array_equal(scan.mask, reference.mask)
+    np.testing.assert_array_equal(scan.fraction, reference.fraction)
+    np.testing.assert_array_equal(scan.damaged, reference.damaged)
+    assert scan.reasons == reference.reasons and scan.method == reference.method
+    assert scan.threshold == reference.threshold
+
+
+def _assert_steps_rise_to_the_total(calls):
+    """From (0, total) to (total, total): done never goes back, each call brings news."""
+    assert calls[0][0] == 0 and calls[-1][0] == calls[-1][1] > 0
+    for (d0, t0), (d1, t1) in itertools.pairwise(calls):
+        assert d1 >= d0 and t1 >= t0 and (d1, t1) != (d0, t0)
+    assert all(d <= t for d, t in calls)
+
+
+@pytest.mark.parametrize("band_cells", [None, 64])
+def test_progress_steps_rise_to_the_total_and_change_nothing(svs, monkeypatch, band_cells):
+    """Blocks read, colour bands (many with tiny bands), a last step; the same scan."""
+    from napari_conch.slide import tissue
+
+    grid = make_grid(svs, tile_size=224)
+    reference = scan_tissue(svs, grid)
+    if band_cells is not None:
+        monkeypatch.setattr(tissue, "BAND_CELLS", band_cells)
+    calls = []
+    scan = scan_tissue(svs, grid, progress=lambda done, total: calls.append((done, total)))
+    _assert_same_scan(scan, reference)
+    _assert_steps_rise_to_the_total(calls)
+    assert len({t for _, t in calls}) == 1  # nothing damaged: the total is known at once
+    assert [d for d, _ in calls] == list(range(len(calls)))  # then one step at a time
+    if band_cells is not None:  # bands of one row of cells (224 / 16 = 14 px a cell)
+        assert calls[-1][1] > -(-svs.shape[0] // 14)
+
+
+def test_progress_total_grows_when_a_damaged_level_is_read_again(tmp_path, nest):
+    """The coarse levels of a cut pyramid are lost: the finer levels' blocks join the total."""
+    from tests.slide.damage import truncated_pyramid
+
+    image = np.concatenate([nest, nest[::-1]])[:1024, :384]
+    path = truncated_pyramid(image, tmp_path / "cut.tif", 0.9, "zlib")
+    with open_slide(path) as slide:
+        grid = make_grid(slide, tile_size=128)
+        reference = scan_tissue(slide, grid, min_tissue=0.0)
+        calls = []
+        scan = scan_tissue(slide, grid, 0.0, lambda done, total: calls.append((done, total)))
+    _assert_same_scan(scan, reference)
+    _assert_steps_rise_to_the_total(calls)
+    totals = [t for _, t in calls]
+    assert totals == sorted(totals) and totals[-1] > totals[0]
+
+
+def test_an_error_in_progress_stops_the_scan(svs):
+    grid = make_grid(svs, tile_size=224)
+    calls = []
+
+    def stop(done, total):
+        calls.append(done)
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        scan_tissue(svs, grid, progress=stop)
+    assert calls == [0, 1, 2]

@@ -6,7 +6,9 @@ time, and keeps only the per-cell sums, so memory is that of the small image wha
 the slide. A block that cannot be read is read again chunk by chunk: the chunks that still fail
 are recorded as damaged (with the reader's reason) and left out of the averages; the rest of the
 slide is unaffected. Cells at the right and bottom edges average the pixels they hold (nothing is
-trimmed), so even a 1 x 1 image gives one cell.
+trimmed), so even a 1 x 1 image gives one cell. :func:`iter_low_resolution` is the same read
+as a generator of ``(blocks read, blocks)`` steps (:mod:`~napari_conch.slide.steps`), for
+callers that report progress.
 
 :func:`read_region_reduced` reads a large region shrunk by an integer factor, band by band, with
 the same cell averaging, so that the memory it needs is bounded by its output.
@@ -23,6 +25,7 @@ import numpy as np
 
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
+from napari_conch.slide.steps import Steps, run_steps
 
 #: Level pixels per side of one read (a few native chunks together).
 BLOCK_PIXELS = 1024
@@ -87,52 +90,98 @@ def read_low_resolution(
 
     ``level`` forces the level read (default: :func:`choose_level`'s).
     """
+    return run_steps(iter_low_resolution(slide, downsample, level=level, threads=threads))
+
+
+def iter_low_resolution(
+    slide: Slide, downsample: float, *, level: int | None = None, threads: int = READ_THREADS
+) -> Steps[LowResolution]:
+    """:func:`read_low_resolution` as steps: yields ``(blocks read, blocks)``.
+
+    The first step, ``(0, blocks)``, comes before any read; then one per block, in the order
+    the blocks are added (a damaged block re-read chunk by chunk is one step). Closing the
+    generator cancels the blocks not yet started.
+    """
     if level is None:
         level, step = choose_level(slide, downsample)
     else:
         step = max(1, round(downsample / slide.downsamples[level]))
-    height, width = slide.level_shape(level)
-    ch, cw = _chunk_shape(slide, level)
-    by = ch * max(1, BLOCK_PIXELS // ch)
-    bx = cw * max(1, BLOCK_PIXELS // cw)
-    h, w = math.ceil(height / step), math.ceil(width / step)
-    sums = np.zeros((h, w, 3), np.float32)  # exact up to 2**24: cells of 256 x 256 px
-    counts = np.zeros((h, w), np.float32)
-    damaged = np.zeros((math.ceil(height / ch), math.ceil(width / cw)), bool)
-    reasons: dict[tuple[int, int], str] = {}
-    blocks = [
-        (y, min(y + by, height), x, min(x + bx, width))
-        for y in range(0, height, by)
-        for x in range(0, width, bx)
-    ]
+    chunk = _chunk_shape(slide, level)
+    sums = _CellSums(slide.level_shape(level), step, chunk)
+    boxes = _blocks(slide.level_shape(level), chunk)
 
     def work(box: tuple[int, int, int, int]):
         try:
             return [_binned(slide, level, box, step)], []
         except SlideError:
-            return _chunk_by_chunk(slide, level, box, step, (ch, cw))
+            return _chunk_by_chunk(slide, level, box, step, chunk)
 
-    def add(parts, failures) -> None:
-        for cy, cx, part_sums, part_counts in parts:
-            ny, nx = part_counts.shape
-            sums[cy : cy + ny, cx : cx + nx] += part_sums
-            counts[cy : cy + ny, cx : cx + nx] += part_counts
-        for (y0, x0), reason in failures:
-            damaged[y0 // ch, x0 // cw] = True
-            reasons[(y0 // ch, x0 // cw)] = reason
-
+    yield 0, len(boxes)
     threads = max(1, threads)
     pending: deque = deque()
+    done = 0
     with ThreadPoolExecutor(threads, thread_name_prefix="napari-conch-lowres") as pool:
-        for box in blocks:  # at most 2 x threads blocks in flight: memory stays bounded
-            pending.append(pool.submit(work, box))
-            if len(pending) >= 2 * threads:
-                add(*pending.popleft().result())
-        while pending:
-            add(*pending.popleft().result())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sums /= counts[..., None]  # in place: the mean colours, NaN where nothing was read
-    return LowResolution(sums, level, step, (height, width), (ch, cw), damaged, reasons)
+        try:
+            for box in boxes:  # at most 2 x threads blocks in flight: memory stays bounded
+                pending.append(pool.submit(work, box))
+                if len(pending) >= 2 * threads:
+                    sums.add(*pending.popleft().result())
+                    done += 1
+                    yield done, len(boxes)
+            while pending:
+                sums.add(*pending.popleft().result())
+                done += 1
+                yield done, len(boxes)
+        finally:
+            for future in pending:
+                future.cancel()
+    return sums.result(level)
+
+
+class _CellSums:
+    """Per-cell sums and pixel counts of a level, and its damaged chunks, filled block by block."""
+
+    def __init__(self, shape: tuple[int, int], step: int, chunk: tuple[int, int]) -> None:
+        height, width = shape
+        ch, cw = chunk
+        h, w = math.ceil(height / step), math.ceil(width / step)
+        self.shape, self.step, self.chunk = (height, width), step, chunk
+        self.sums = np.zeros((h, w, 3), np.float32)  # exact up to 2**24: cells of 256 x 256 px
+        self.counts = np.zeros((h, w), np.float32)
+        self.damaged = np.zeros((math.ceil(height / ch), math.ceil(width / cw)), bool)
+        self.reasons: dict[tuple[int, int], str] = {}
+
+    def add(self, parts, failures) -> None:
+        """Add a block's parts ``(cell_row, cell_col, sums, counts)`` and failed chunks."""
+        ch, cw = self.chunk
+        for cy, cx, part_sums, part_counts in parts:
+            ny, nx = part_counts.shape
+            self.sums[cy : cy + ny, cx : cx + nx] += part_sums
+            self.counts[cy : cy + ny, cx : cx + nx] += part_counts
+        for (y0, x0), reason in failures:
+            self.damaged[y0 // ch, x0 // cw] = True
+            self.reasons[(y0 // ch, x0 // cw)] = reason
+
+    def result(self, level: int) -> LowResolution:
+        """The mean colours (NaN where nothing was read), computed in place."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.sums /= self.counts[..., None]
+        return LowResolution(
+            self.sums, level, self.step, self.shape, self.chunk, self.damaged, self.reasons
+        )
+
+
+def _blocks(shape: tuple[int, int], chunk: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(y0, y1, x0, x1)`` of the reads: a few native chunks, about BLOCK_PIXELS a side."""
+    height, width = shape
+    ch, cw = chunk
+    by = ch * max(1, BLOCK_PIXELS // ch)
+    bx = cw * max(1, BLOCK_PIXELS // cw)
+    return [
+        (y, min(y + by, height), x, min(x + bx, width))
+        for y in range(0, height, by)
+        for x in range(0, width, bx)
+    ]
 
 
 def read_region_reduced(

@@ -20,18 +20,24 @@
    read instead if fewer tiles are damaged there (a truncated pyramid loses its coarse levels
    first). The tissue of the tiles still damaged cannot be known: :func:`scan_tissue` reports
    them with the reader's reason and leaves them out of the mask.
+
+:func:`scan_tissue_steps` is the scan as a generator of ``(done, total)`` steps (blocks read,
+bands of colour measured, a last step), for a caller that reports progress while it goes on;
+:func:`scan_tissue` drains it, passing the steps to its optional ``progress`` callback.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from napari_conch.slide.base import Slide
 from napari_conch.slide.grid import TileGrid
-from napari_conch.slide.lowres import LowResolution, read_low_resolution
+from napari_conch.slide.lowres import LowResolution, choose_level, iter_low_resolution
+from napari_conch.slide.steps import Progress, StepCount, Steps, counted, run_steps
 
 logger = logging.getLogger("napari_conch")
 
@@ -43,6 +49,9 @@ MIN_SATURATION = 0.05
 MIN_DARKNESS = 0.1
 #: Largest finer level (pixels) read again when the scanned level has damaged chunks.
 FALLBACK_PIXELS = 2**28
+#: Cells of the low-resolution image per progress step of the colour measure: about the work of
+#: reading one block of the level (measured on the 50k x 50k synthetic sample).
+BAND_CELLS = 2**19
 
 
 @dataclass
@@ -73,7 +82,9 @@ class TissueScan:
     threshold: float = MIN_SATURATION
 
 
-def scan_tissue(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> TissueScan:
+def scan_tissue(
+    slide: Slide, grid: TileGrid, min_tissue: float = 0.25, progress: Progress | None = None
+) -> TissueScan:
     """Find the tissue tiles of a grid, and the tiles whose data is damaged.
 
     Parameters
@@ -83,13 +94,31 @@ def scan_tissue(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> Tissu
     min_tissue : float
         Minimum tissue fraction of a tile for it to count as tissue (0 keeps every tile that
         can be read).
+    progress : callable, optional
+        Called as ``progress(done, total)`` at each step of :func:`scan_tissue_steps` (a block
+        of the low-resolution level read, a band of its colours measured, the last step).
 
     Returns
     -------
     TissueScan
     """
-    low, damaged, reasons = _read_least_damaged(slide, grid)
-    values = saturation_of(low.rgb)
+    return run_steps(scan_tissue_steps(slide, grid, min_tissue), progress)
+
+
+def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> Steps[TissueScan]:
+    """:func:`scan_tissue` as a generator of ``(done, total)`` steps; returns the scan.
+
+    The steps are units of similar work: each block of the low-resolution level read (most of
+    the time), each band of :data:`BAND_CELLS` cells whose colour is measured, then one last
+    step for the threshold and the tiles' fractions. The first step, before any read, says the
+    total; a damaged level read again at a finer level adds that level's blocks to it.
+    """
+    downsample = _scan_downsample(grid)
+    reserved = _colour_bands(_low_shape(slide, downsample)) + 1
+    count = StepCount(total=reserved)
+    low, damaged, reasons = yield from _read_least_damaged(slide, grid, count)
+    count.total += _colour_bands(low.rgb.shape[:2]) + 1 - reserved
+    values = yield from _saturation_steps(low.rgb, count)
     method, floor = "saturation", MIN_SATURATION
     colourless = _colourless(values)
     if colourless:
@@ -105,6 +134,7 @@ def scan_tissue(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> Tissu
     tissue, threshold = tissue_pixels(values, floor)
     fraction = _box_fractions(tissue, low, grid, slide.downsamples[low.level])
     mask = (fraction >= min_tissue) & ~damaged
+    yield count.advance()
     return TissueScan(mask, fraction, damaged, reasons, method, threshold)
 
 
@@ -170,11 +200,11 @@ def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
 
 
 def _read_least_damaged(
-    slide: Slide, grid: TileGrid
-) -> tuple[LowResolution, np.ndarray, dict[tuple[int, int], str]]:
+    slide: Slide, grid: TileGrid, count: StepCount
+) -> Steps[tuple[LowResolution, np.ndarray, dict[tuple[int, int], str]]]:
     """The low-resolution image, from a finer level when that spares damaged tiles."""
-    downsample = grid.tile_size_level0 / PIXELS_PER_TILE
-    low = read_low_resolution(slide, downsample)
+    downsample = _scan_downsample(grid)
+    low = yield from counted(iter_low_resolution(slide, downsample), count)
     damaged, reasons = _damaged_tiles(low, grid, slide.downsamples[low.level])
     level = low.level
     while damaged.any() and level > 0:
@@ -182,11 +212,45 @@ def _read_least_damaged(
         height, width = slide.level_shape(level)
         if height * width > FALLBACK_PIXELS:
             break
-        finer = read_low_resolution(slide, downsample, level=level)
+        finer = yield from counted(iter_low_resolution(slide, downsample, level=level), count)
         finer_damaged, finer_reasons = _damaged_tiles(finer, grid, slide.downsamples[level])
         if finer_damaged.sum() < damaged.sum():
             low, damaged, reasons = finer, finer_damaged, finer_reasons
     return low, damaged, reasons
+
+
+def _scan_downsample(grid: TileGrid) -> float:
+    """Level-0 pixels per cell of the low-resolution image."""
+    return grid.tile_size_level0 / PIXELS_PER_TILE
+
+
+def _low_shape(slide: Slide, downsample: float) -> tuple[int, int]:
+    """``(h, w)``: cells of the low-resolution image first read at ``downsample``."""
+    level, step = choose_level(slide, downsample)
+    height, width = slide.level_shape(level)
+    return math.ceil(height / step), math.ceil(width / step)
+
+
+def _band_rows(width: int) -> int:
+    """Rows of cells in one band of :data:`BAND_CELLS` cells."""
+    return max(1, BAND_CELLS // max(1, width))
+
+
+def _colour_bands(shape: tuple[int, int]) -> int:
+    """Bands of :func:`_saturation_steps` over a low-resolution image of ``shape`` cells."""
+    height, width = shape
+    return math.ceil(height / _band_rows(width))
+
+
+def _saturation_steps(rgb: np.ndarray, count: StepCount) -> Steps[np.ndarray]:
+    """:func:`saturation_of` band by band, one step per band."""
+    height, width = rgb.shape[:2]
+    rows = _band_rows(width)
+    values = np.empty((height, width), np.float32)
+    for top in range(0, height, rows):
+        values[top : top + rows] = saturation_of(rgb[top : top + rows])
+        yield count.advance()
+    return values
 
 
 def _colourless(saturation: np.ndarray) -> bool:
