@@ -22,6 +22,7 @@ from napari_conch.engine.distributed import (
 )
 from napari_conch.engine.embed import embed
 from napari_conch.engine.options import RunOptions
+from napari_conch.engine.progress import EMBED, TISSUE
 from napari_conch.engine.store import BLOCK, EmbeddingStore, TileStatus
 from napari_conch.errors import ClusterError, InputError
 
@@ -100,6 +101,8 @@ def test_more_blocks_than_twice_the_workers_are_all_embedded(
     assert summary.complete and summary.computed == summary.total == remote.tissue().sum() > 0
     assert_same_store(remote, local_store)
     assert events[-1].done == events[-1].total
+    phases = [e.phase for e in events]  # the tissue search's steps (here), then the tiles
+    assert phases[0] == TISSUE and phases == sorted(phases, key=[TISSUE, EMBED].index)
 
 
 @pytest.mark.slow
@@ -157,6 +160,8 @@ def test_a_lost_scheduler_ends_the_run_and_keeps_what_was_computed(
         client = distributed.Client(cluster, timeout="3s")
 
         def close_the_scheduler(path, event):
+            if event.phase != EMBED:
+                return  # the tissue search's steps: no tiles yet
             seen.append(event)
             if event.computed and len(seen) == 2:
                 cluster.sync(cluster.scheduler.close)

@@ -25,6 +25,7 @@ from napari_conch.engine.embed import (
     open_store,
 )
 from napari_conch.engine.options import RunOptions
+from napari_conch.engine.progress import EMBED, TISSUE
 from napari_conch.engine.store import EmbeddingStore, TileStatus, make_signature
 from napari_conch.engine.tiles import region_mask, tile_order
 from napari_conch.errors import InputError, SlideError, StoreError
@@ -107,7 +108,8 @@ def test_store_holds_the_model_embeddings_of_each_tissue_tile(tmp_path, slide, g
     expected = reference_embeddings(tiny_model, slide, grid, rows, cols)
     np.testing.assert_allclose(store.embeddings()[rows, cols], expected, atol=2e-3)
     assert np.isnan(store.embeddings()[~mask]).all()
-    # progress: a first event before any batch, then one per batch up to done == total
+    # progress: the tissue search's steps, a first event before any batch, then one per batch
+    events = [e for e in events if e.phase == EMBED]
     assert events[0].done == 0 and len(events[0].rows) == 0
     assert events[-1].done == events[-1].total and events[-1].fraction == 1.0
     assert events[-1].eta_s == 0.0 and events[-1].tiles_per_s > 0
@@ -162,11 +164,33 @@ def test_cancel_stops_after_the_batch_in_progress(tmp_path, slide, grid, tiny_mo
     assert rest.done == rest.total and rest.computed == rest.total - 4
 
 
+def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid, tiny_model):
+    store = open_store(slide, tiny_model, grid, tmp_path)
+    events = []
+    summary = embed_slide(slide, tiny_model, grid, store, batch_size=8, on_progress=events.append)
+    phases = [e.phase for e in events]
+    tissue = events[: phases.index(EMBED)]
+    assert len(tissue) >= 3 and set(phases[len(tissue) :]) == {EMBED}  # then only tiles
+    assert all(e.phase == TISSUE and len(e.rows) == len(e.cols) == 0 for e in tissue)
+    assert all(e.computed == e.failed == 0 and e.eta_s is None for e in tissue)
+    fractions = [e.fraction for e in tissue]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
+    assert sum(len(e.rows) for e in events) == summary.computed
+
+
+def _next_tiles(events):
+    """The next event of the tiles, past those of the tissue search."""
+    event = next(events)
+    while event.phase == TISSUE:
+        event = next(events)
+    return event
+
+
 def test_closing_the_generator_stops_cleanly(tmp_path, slide, grid, tiny_model):
     store = open_store(slide, tiny_model, grid, tmp_path)
     events = embed_slide_iter(slide, tiny_model, grid, store, batch_size=4)
-    next(events)
-    next(events)
+    _next_tiles(events)
+    _next_tiles(events)
     events.close()  # what a GUI worker's quit() does
     assert (store.status() == TileStatus.DONE).sum() == 4
     assert store.attrs["last_run"]["computed"] == 4
@@ -387,8 +411,9 @@ KILLED_RUN = textwrap.dedent(
     store = open_store(slide, model, grid, root)
 
     def report(event):
-        print(event.done, flush=True)
-        time.sleep(0.01)
+        if event.phase == "embed":
+            print(event.done, flush=True)
+            time.sleep(0.01)
 
     embed_slide(slide, model, grid, store, batch_size=3, on_progress=report)
     print("finished", flush=True)

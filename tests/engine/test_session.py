@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from napari_conch.engine.options import DEFAULTS, RunOptions
+from napari_conch.engine.progress import TISSUE
 from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex, run_query
@@ -184,7 +185,14 @@ def test_a_run_fixes_the_state_until_it_ends(session):
     ):
         with pytest.raises(InputError, match="embedding run is under way"):
             change()
+    seen = _recorder(session)
     first, vectors = next(events)  # drained by hand, as a worker thread does
+    while first.phase == TISSUE:  # the tissue search: no tiles, nothing for the index
+        assert len(first.rows) == 0 and vectors.shape == (0, session.model.embed_dim)
+        session.add_progress(first, vectors)
+        first, vectors = next(events)
+    assert len(seen["progress"]) >= 3 and seen["progress"][-1].fraction == 1.0
+    assert session.index.size == 0 and not seen["tiles_added"]
     session.add_progress(first, vectors)
     event, vectors = next(events)
     assert vectors.shape == (len(event.rows), session.model.embed_dim)
@@ -207,7 +215,7 @@ def test_a_failed_run_ends_cleanly(session, monkeypatch):
     def broken(*_args, **_kwargs):
         raise SlideError("cmu_small_region.svs: unreadable tile (simulated)")
 
-    monkeypatch.setattr("napari_conch.slide.scan_tissue", broken)
+    monkeypatch.setattr("napari_conch.slide.scan_tissue_steps", broken)
     seen = _recorder(session)
     with pytest.raises(SlideError, match="simulated"):
         session.embed()

@@ -14,6 +14,7 @@ def test_public_names():
         "make_grid",
         "open_slide",
         "scan_tissue",
+        "scan_tissue_steps",
         "tissue_mask",
     }
 

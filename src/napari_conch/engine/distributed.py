@@ -37,7 +37,7 @@ from napari_conch.engine.embed import (
     model_batches,
     open_grid,
     open_slide_checked,
-    plan_run,
+    plan_run_iter,
     run_batches,
     run_options,
 )
@@ -188,6 +188,24 @@ def _local_dask() -> Any:
     import dask
 
     return dask.config.set(scheduler="threads")
+
+
+def _each_step_here(events: Generator) -> Generator[EmbedProgress, None, Any]:
+    """Run each step of ``events`` with the slide computed here (:func:`_local_dask`).
+
+    The setting is dask's global configuration: it holds while a step runs, not while the
+    caller handles the event the step yielded.
+    """
+    try:
+        while True:
+            with _local_dask():
+                try:
+                    event = next(events)
+                except StopIteration as stop:
+                    return stop.value
+            yield event
+    finally:
+        events.close()
 
 
 def _blocks(rows: np.ndarray, cols: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -388,7 +406,8 @@ def embed_slide_cluster_iter(
         except OSError as exc:
             reason = describe_os_error(exc)
             raise StoreError(f"{path}: cannot open the store ({reason})") from exc
-        plan = plan_run(slide, grid, store, min_tissue=opts.min_tissue, region=region)
+    planning = plan_run_iter(slide, grid, store, min_tissue=opts.min_tissue, region=region)
+    plan = yield from _each_step_here(planning)
     results = cluster_batches(
         client,
         spec,

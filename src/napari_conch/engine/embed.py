@@ -1,7 +1,8 @@
 """Streaming a slide's tissue tiles through the image encoder into an embedding store.
 
 :func:`embed_slide_iter` is the one implementation: a generator of
-:class:`~napari_conch.engine.progress.EmbedProgress` events whose return value is an
+:class:`~napari_conch.engine.progress.EmbedProgress` events (those of the tissue search first,
+then those of the tiles) whose return value is an
 :class:`~napari_conch.engine.progress.EmbedSummary`. :func:`embed_slide` drains it (scripts, tests),
 the napari widget runs it in a thread worker, and :func:`embed` opens slide, model, grid and store
 from paths first (the CLI). The distributed form (:mod:`napari_conch.engine.distributed`) feeds the
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from napari_conch.engine.options import DEFAULTS, RunOptions
-from napari_conch.engine.progress import EmbedProgress, EmbedSummary, RateMeter
+from napari_conch.engine.progress import EmbedProgress, EmbedSummary, RateMeter, tissue_event
 from napari_conch.engine.store import (
     EmbeddingStore,
     TileStatus,
@@ -129,6 +130,7 @@ def plan_run(
     Tiles over slide data that cannot be decoded (see :func:`napari_conch.slide.scan_tissue`)
     are recorded as tissue, marked FAILED with their reason and left out of the plan; a later run
     tries them again. Damaged store chunks are repaired first (their tiles become PENDING).
+    :func:`plan_run_iter` is the same with the tissue search's progress.
 
     Raises
     ------
@@ -136,14 +138,29 @@ def plan_run(
         When no tile has tissue at ``min_tissue`` (and none was embedded or failed before): a
         run that would embed nothing is an error with its reason, not an empty success.
     """
-    from napari_conch.slide import scan_tissue
+    return drain(plan_run_iter(slide, grid, store, min_tissue=min_tissue, region=region))
+
+
+def plan_run_iter(
+    slide: Any, grid: Any, store: EmbeddingStore, *, min_tissue: float, region: Box | None
+) -> Generator[EmbedProgress, None, EmbedPlan]:
+    """:func:`plan_run` as a generator of tissue-phase events; returns the plan.
+
+    The tissue search is a generator of steps
+    (:func:`~napari_conch.slide.tissue.scan_tissue_steps`), run here in the caller's thread:
+    each step becomes a :func:`~napari_conch.engine.progress.tissue_event` as soon as it is
+    done, so no thread or queue is needed, and closing this generator stops the search after
+    the blocks being read.
+    """
+    from napari_conch.slide import scan_tissue_steps
 
     if tuple(store.shape) != tuple(grid.shape):
         raise StoreError(
             f"{store.path}: grid {grid.shape} does not match the store's {store.shape}"
         )
     store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
-    scan = scan_tissue(slide, grid, min_tissue=min_tissue)
+    steps = scan_tissue_steps(slide, grid, min_tissue=min_tissue)
+    scan = yield from _tissue_events(steps)
     with writing(store):
         status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
         store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
@@ -161,6 +178,19 @@ def plan_run(
     if done + len(rows) + len(failed) == 0:
         raise InputError(no_tissue_message(slide, min_tissue, scan.fraction))
     return EmbedPlan(rows, cols, done, background, failed)
+
+
+def _tissue_events(steps: Generator) -> Generator[EmbedProgress, None, Any]:
+    """Each ``(done, total)`` step as a tissue-phase event; return the steps' result."""
+    try:
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            yield tissue_event(done, total)
+    finally:
+        steps.close()
 
 
 def no_tissue_message(slide: Any, min_tissue: float, fraction: np.ndarray) -> str:
@@ -333,7 +363,9 @@ def embed_slide_iter(
     Yields
     ------
     EmbedProgress
-        One event before the first batch, then one per batch.
+        First the tissue search's events (``phase`` :data:`~.progress.TISSUE`: ``done`` /
+        ``total`` count its steps, no tiles), then the tiles' (``phase``
+        :data:`~.progress.EMBED`): one before the first batch, then one per batch.
 
     Returns
     -------
@@ -349,7 +381,7 @@ def embed_slide_iter(
     """
     opts = run_options(options, **overrides)
     is_cancelled = _is_cancelled(cancel)
-    plan = plan_run(slide, grid, store, min_tissue=opts.min_tissue, region=region)
+    plan = yield from plan_run_iter(slide, grid, store, min_tissue=opts.min_tissue, region=region)
     results = model_batches(
         model,
         slide,

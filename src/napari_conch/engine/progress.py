@@ -1,4 +1,16 @@
-"""Progress events of an embedding run and its final summary."""
+"""Progress events of an embedding run and its final summary.
+
+A run has two phases, told apart by :attr:`EmbedProgress.phase`:
+
+- :data:`TISSUE`: finding the tissue (the slide's low-resolution image read block by block, its
+  colours measured, the tiles' fractions). ``done`` / ``total`` count the scan's steps
+  (:func:`~napari_conch.slide.tissue.scan_tissue_steps`), not tiles; the other counts are 0 and
+  ``rows`` / ``cols`` are empty. Made by :func:`tissue_event`.
+- :data:`EMBED`: tiles, as below; every event of a run after the tissue phase.
+
+A consumer that only knows tiles skips the tissue events (``event.phase != EMBED``); one that
+only reads ``rows`` / ``cols`` (adding batches to an index) or ``computed`` is right as it is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+#: Phase of the events of the tissue search, before any tile is embedded.
+TISSUE = "tissue"
+#: Phase of the events counting tiles.
+EMBED = "embed"
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,9 @@ class EmbedProgress:
     rows, cols
         The tiles of the last batch (empty for the first event), so a viewer refreshes only
         those cells of its map.
+    phase
+        :data:`EMBED` (tiles), or :data:`TISSUE`: then ``done`` / ``total`` count the steps of
+        the tissue search (see the module's doc).
     """
 
     done: int
@@ -41,11 +61,29 @@ class EmbedProgress:
     eta_s: float | None
     rows: np.ndarray = field(repr=False)
     cols: np.ndarray = field(repr=False)
+    phase: str = EMBED
 
     @property
     def fraction(self) -> float:
-        """Share of the tiles handled (done or failed), 1.0 when there is nothing to do."""
+        """Share of the phase's work done: tiles handled (done or failed), or tissue steps; 1.0
+        when there is nothing to do."""
         return 1.0 if self.total == 0 else min(1.0, (self.done + self.failed) / self.total)
+
+
+def tissue_event(done: int, total: int) -> EmbedProgress:
+    """An event of the tissue phase: ``done`` of ``total`` steps of the tissue search."""
+    empty = np.zeros(0, dtype=np.int64)
+    return EmbedProgress(
+        done=done,
+        total=total,
+        failed=0,
+        computed=0,
+        tiles_per_s=0.0,
+        eta_s=None,
+        rows=empty,
+        cols=empty,
+        phase=TISSUE,
+    )
 
 
 @dataclass
