@@ -297,8 +297,8 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def event(done, total, failed=0):
-    return SimpleNamespace(done=done, total=total, failed=failed)
+def event(done, total, failed=0, phase="embed"):
+    return SimpleNamespace(done=done, total=total, failed=failed, phase=phase)
 
 
 def test_progress_bar_is_tqdm_on_a_terminal_only():
@@ -317,6 +317,29 @@ def test_progress_bar_is_tqdm_on_a_terminal_only():
     off = FakeTerminal()  # --quiet
     ProgressBar(off, enabled=False).update(event(1, 2))
     assert off.getvalue() == ""
+
+
+def test_a_slow_tissue_search_has_its_own_bar(monkeypatch):
+    from napari_conch.cli import embed as cli_embed
+
+    quick = FakeTerminal()  # under the delay: nothing drawn for the tissue search
+    bar = ProgressBar(quick)
+    bar.start("slide.svs")
+    for done in range(4):
+        bar.update(event(done, 3 + (done > 1), phase="tissue"))
+    bar.finish()
+    assert quick.getvalue() == ""
+    monkeypatch.setattr(cli_embed, "TISSUE_BAR_DELAY_S", 0.0)
+    slow = FakeTerminal()
+    bar = ProgressBar(slow)
+    bar.start("slide.svs")
+    bar.update(event(0, 4, phase="tissue"))
+    bar.update(event(2, 4, phase="tissue"))
+    bar.update(event(2, 5))
+    bar.finish()
+    text = slow.getvalue()
+    assert text.startswith("\rslide.svs: finding tissue   0%|") and "tile" not in text[:40]
+    assert "2/5" in text and "tile/s" in text  # then the tiles' bar, as before
 
 
 def test_progress_bar_draws_nothing_when_nothing_is_left():

@@ -18,9 +18,12 @@ from typing import Any, TextIO
 from napari_conch.cli.common import add_model_argument, model_source
 from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
 from napari_conch.engine.options import DEFAULTS, RunOptions
+from napari_conch.engine.progress import TISSUE
 from napari_conch.errors import ClusterError, InputError, NapariConchError, describe_os_error
 
 HELP = "embed the tissue tiles of slides into embedding stores"
+#: Seconds the tissue search runs before its bar is drawn: a quick one shows nothing.
+TISSUE_BAR_DELAY_S = 1.0
 
 #: Exit statuses (also in README.md and docs/reliability.md).
 COMPLETE, FAILED_TILES, ERROR = 0, 1, 2
@@ -357,7 +360,9 @@ class ProgressBar:
     """A tqdm progress bar of one slide's run on ``stream``, drawn only on a terminal.
 
     No bar is drawn when ``enabled`` is False (``--quiet``), when the stream is not a terminal,
-    or when the run has nothing to compute.
+    or when the run has nothing to compute. The tissue search has a bar of its own (percent and
+    seconds), drawn once it has taken :data:`TISSUE_BAR_DELAY_S` and cleared when the tiles'
+    bar begins.
     """
 
     def __init__(self, stream: TextIO, *, enabled: bool = True) -> None:
@@ -365,6 +370,7 @@ class ProgressBar:
         self.enabled = enabled and hasattr(stream, "isatty") and stream.isatty()
         self.name = ""
         self._bar: Any = None
+        self._tissue: Any = None
 
     def start(self, name: str) -> None:
         """Begin a bar for one slide (drawn at its first progress event)."""
@@ -372,9 +378,14 @@ class ProgressBar:
         self.name = name
 
     def update(self, event: Any) -> None:
-        """Show a progress event: tiles handled of the total, failed ones, rate and ETA."""
+        """Show a progress event: the tissue search's share done, or tiles handled of the total,
+        failed ones, rate and ETA."""
         if not self.enabled:
             return
+        if event.phase == TISSUE:
+            self._update_tissue(event)
+            return
+        self._close_tissue()
         handled = event.done + event.failed
         if self._bar is None:
             if handled >= event.total:  # nothing to compute: no "0.0 tiles/s" bar
@@ -393,9 +404,30 @@ class ProgressBar:
 
     def finish(self) -> None:
         """Close the current bar (its last state stays on screen)."""
+        self._close_tissue()
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+    def _update_tissue(self, event: Any) -> None:
+        if self._tissue is None:
+            self._tissue = _tqdm(
+                total=event.total,
+                desc=f"{self.name[:30]}: finding tissue",
+                bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}",
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.1,
+                delay=TISSUE_BAR_DELAY_S,
+                leave=False,
+            )
+        self._tissue.total = event.total  # grows when a damaged level is read again
+        self._tissue.update(event.done - self._tissue.n)
+
+    def _close_tissue(self) -> None:
+        if self._tissue is not None:
+            self._tissue.close()
+            self._tissue = None
 
 
 def _tqdm(**kwargs: Any) -> Any:
