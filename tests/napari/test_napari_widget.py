@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_conch._napari import layers as L
+from napari_conch.engine.progress import TISSUE, RateMeter, tissue_event
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex, run_query
 from napari_conch.engine.store import EmbeddingStore, TileStatus
@@ -232,15 +233,20 @@ def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     assert 0 <= region[0] < region[2] <= width + 1 and 0 <= region[1] < region[3] <= height + 1
     worker = widget.start_embedding(visible_first=True)
     assert worker is not None, widget.errors
-    # until the first batch: a busy bar and the time spent finding tissue
+    # until the tissue search's first step: a busy bar and the time spent finding tissue
     assert s.status.value.startswith("Finding tissue") and s.progress.max == 0
+    searching = []  # the bar and status as each step of the tissue search left them
 
     def cancel_after_first_batch(item):
+        if item[0].phase == TISSUE:
+            searching.append((s.progress.value, s.progress.max, s.status.value))
         if item[0].computed > 0:
             widget.cancel_embedding()
 
     worker.yielded.connect(cancel_after_first_batch)
     qtbot.waitUntil(lambda: not widget.embedding, timeout=WAIT_MS)
+    assert len(searching) >= 3 and searching[-1][0] == searching[-1][1] > 1
+    assert all(text.startswith("Finding tissue ... ") and " % (" in text for *_, text in searching)
     store = EmbeddingStore.open(widget.session.store.path)
     status = store.status()
     done = status == TileStatus.DONE
@@ -254,6 +260,29 @@ def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     # still usable: the run resumes and completes
     _embed(widget, qtbot)
     assert EmbeddingStore.open(store.path).counts()["pending"] == 0
+
+
+def test_the_tissue_search_shows_its_share_done(make_napari_viewer):
+    """Driven with made-up events: a busy bar, then the search's steps, then the tiles."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    session, bar, status = widget.session, widget.slide_panel.progress, widget.slide_panel.status
+    no_vectors = np.zeros((0, 8), np.float32)
+    widget._start_preparing()  # what Embed does once the run's worker is made
+    assert bar.max == 0 and status.value.startswith("Finding tissue ... ")
+    session.add_progress(tissue_event(0, 120), no_vectors)
+    session.add_progress(tissue_event(52, 120), no_vectors)
+    assert (bar.value, bar.max) == (52, 120)
+    assert status.value.startswith("Finding tissue ... 43 % (") and status.value.endswith(" s)")
+    widget._tick_preparing()  # the seconds go on, the share stays
+    assert status.value.startswith("Finding tissue ... 43 % (")
+    session.add_progress(tissue_event(130, 130), no_vectors)  # a damaged level read again
+    assert (bar.value, bar.max) == (130, 130) and "100 %" in status.value
+    empty = np.zeros(0, np.int64)
+    tiles = RateMeter().event(done=0, total=30, failed=0, computed=0, rows=empty, cols=empty)
+    session.add_progress(tiles, no_vectors)
+    assert (bar.value, bar.max) == (0, 30) and status.value.startswith("0/30 tiles")
+    assert not widget._preparing_timer.isActive()  # no more "Finding tissue" ticks
 
 
 def test_user_errors_are_notifications(

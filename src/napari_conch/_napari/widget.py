@@ -7,6 +7,8 @@ The dock is a :class:`~.dock_base.DockBase` of four panels (:mod:`.panels`) over
 - **Embed** / **Embed visible region first** run the generator of
   :meth:`~napari_conch.engine.session.Session.embed_run` in a worker; each batch goes to the
   session (live index, progress signal), which moves the progress bar and fills the maps in.
+  Before the first batch the bar shows the tissue search's share done ("Finding tissue ...
+  43 %") and the seconds spent.
   **Cancel** sets the cancel event the engine checks between batches. The store of
   (slide, model, grid) is found and reused.
 - Typing in **Prompts** restarts a 200 ms timer; when it fires, new prompts are encoded (text
@@ -41,6 +43,7 @@ from napari_conch._napari.panels import (
 )
 from napari_conch._napari.status import CursorStatus
 from napari_conch._napari.workers import background, background_generator
+from napari_conch.engine.progress import TISSUE
 from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.errors import InputError
 
@@ -93,6 +96,7 @@ class PromptHighlighter(DockBase):
         self._displaying = False
         self._pending: list[Any] = []
         self._preparing_since = 0.0
+        self._tissue_share: float | None = None  # of the tissue search, once it says it
         self._preparing_timer = QTimer(self.native)
         self._preparing_timer.setInterval(1000)
         self._preparing_timer.timeout.connect(self._tick_preparing)
@@ -217,15 +221,23 @@ class PromptHighlighter(DockBase):
         self.update_busy()
 
     def _start_preparing(self) -> None:
-        """Until the first batch: a busy bar and the seconds spent finding tissue."""
+        """Until the first batch: the tissue search's share done and the seconds spent (a busy
+        bar until the search says its first step)."""
         self._preparing_since = time.monotonic()
+        self._tissue_share = None
         self.slide_panel.progress.max = 0  # Qt draws a busy indicator
         self._tick_preparing()
         self._preparing_timer.start()
 
     def _tick_preparing(self) -> None:
         elapsed = time.monotonic() - self._preparing_since
-        self.slide_panel.status.value = f"Finding tissue and tiles to embed ... {elapsed:.0f} s"
+        cancelling = self._cancel is not None and self._cancel.is_set()
+        doing = "Cancelling when the tissue is found" if cancelling else "Finding tissue"
+        if self._tissue_share is None:
+            text = f"{doing} ... {elapsed:.0f} s"
+        else:
+            text = f"{doing} ... {100 * self._tissue_share:.0f} % ({elapsed:.0f} s)"
+        self.slide_panel.status.value = text
 
     def _stop_preparing(self) -> None:
         self._preparing_timer.stop()
@@ -233,6 +245,9 @@ class PromptHighlighter(DockBase):
             self.slide_panel.progress.max = 1
 
     def _on_progress(self, event: Any) -> None:
+        if event.phase == TISSUE:
+            self._on_tissue_progress(event)
+            return
         self._stop_preparing()
         bar = self.slide_panel.progress
         bar.max = max(1, event.total)
@@ -241,6 +256,14 @@ class PromptHighlighter(DockBase):
         self.slide_panel.status.value = (
             f"{event.done}/{event.total} tiles, {event.tiles_per_s:.1f} tiles/s, ETA {eta}"
         )
+
+    def _on_tissue_progress(self, event: Any) -> None:
+        """A step of the tissue search: the bar shows its share done (steps, not tiles)."""
+        bar = self.slide_panel.progress
+        bar.max = max(1, event.total)
+        bar.value = min(event.done, bar.max)
+        self._tissue_share = event.fraction
+        self._tick_preparing()
 
     def _on_tiles_added(self, _rows: Any, _cols: Any) -> None:
         session = self.session

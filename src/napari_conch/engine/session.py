@@ -61,7 +61,8 @@ class SessionEvents(SignalGroup):
     running_changed : Signal(bool)
         An embedding run started (True) or ended (False).
     progress : Signal(object)
-        An :class:`~napari_conch.engine.progress.EmbedProgress` of the run under way.
+        An :class:`~napari_conch.engine.progress.EmbedProgress` of the run under way: first
+        the tissue search's steps (``phase == "tissue"``, no tiles), then the tiles'.
     tiles_added : Signal(object, object)
         ``rows, cols`` of tiles just added to the live index.
     run_finished : Signal(object)
@@ -410,8 +411,9 @@ class Session:
         """Start a run on (slide, model, grid): returns the engine's generator.
 
         The store is opened (made) here, its writer lock taken, and the session is marked
-        running. The generator may run in a worker thread: it yields ``(event, vectors)`` per
-        batch and returns the :class:`~napari_conch.engine.progress.EmbedSummary`. The caller
+        running. The generator may run in a worker thread: it yields ``(event, vectors)`` for
+        each step of the tissue search (no tiles, no vectors) and then per batch, and returns
+        the :class:`~napari_conch.engine.progress.EmbedSummary`. The caller
         hands each item to :meth:`add_progress` and the end to :meth:`finish_run`, on this
         session's thread.
 
@@ -467,7 +469,11 @@ class Session:
         return _with_vectors(events, store) if live else _without_vectors(events)
 
     def add_progress(self, event: Any, vectors: np.ndarray | None) -> None:
-        """Take one step of the run: add the batch to the live index, announce it."""
+        """Take one step of the run: add the batch to the live index, announce it.
+
+        A step of the tissue search (or any event without tiles) is only announced on
+        ``progress``: nothing is added to the index and ``tiles_added`` is not emitted.
+        """
         if self.index is not None and vectors is not None and len(event.rows):
             self.index.add(event.rows, event.cols, vectors)
         self.events.progress.emit(event)
