@@ -28,6 +28,7 @@ bands of colour measured, a last step), for a caller that reports progress while
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -114,11 +115,10 @@ def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) ->
     total; a damaged level read again at a finer level adds that level's blocks to it.
     """
     downsample = _scan_downsample(grid)
-    reserved = _colour_bands(_low_shape(slide, downsample)) + 1
-    count = StepCount(total=reserved)
+    bands = _colour_bands(_low_shape(slide, downsample))
+    count = StepCount(total=bands + 1)  # the read's blocks join at its first step
     low, damaged, reasons = yield from _read_least_damaged(slide, grid, count)
-    count.total += _colour_bands(low.rgb.shape[:2]) + 1 - reserved
-    values = yield from _saturation_steps(low.rgb, count)
+    values = yield from _saturation_steps(low.rgb, bands, count)
     method, floor = "saturation", MIN_SATURATION
     colourless = _colourless(values)
     if colourless:
@@ -242,13 +242,17 @@ def _colour_bands(shape: tuple[int, int]) -> int:
     return math.ceil(height / _band_rows(width))
 
 
-def _saturation_steps(rgb: np.ndarray, count: StepCount) -> Steps[np.ndarray]:
-    """:func:`saturation_of` band by band, one step per band."""
+def _saturation_steps(rgb: np.ndarray, bands: int, count: StepCount) -> Steps[np.ndarray]:
+    """:func:`saturation_of` in ``bands`` bands of rows, one step each.
+
+    ``bands`` is said before the read (a finer level read instead gives about the same cells),
+    so the total of the scan's steps never has to shrink.
+    """
     height, width = rgb.shape[:2]
-    rows = _band_rows(width)
     values = np.empty((height, width), np.float32)
-    for top in range(0, height, rows):
-        values[top : top + rows] = saturation_of(rgb[top : top + rows])
+    edges = np.linspace(0, height, bands + 1).round().astype(int)
+    for top, bottom in itertools.pairwise(edges):
+        values[top:bottom] = saturation_of(rgb[top:bottom])
         yield count.advance()
     return values
 
