@@ -67,18 +67,30 @@ def test_the_caption_dock_offers_the_engines_strategies():
 def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_napari_viewer):
     viewer = make_napari_viewer()
     place = L.Placement((1.0, 1.0), (0.0, 0.0))
-    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
-    data = np.ones((3, 4), np.float32)
-    layer = L.upsert_image(viewer, L.HEATMAP, data, place, contrast_limits=(0, 1), **style)
-    assert not layer.visible and not layer.colorbar.visible
+    data = np.ones((4, 4), np.int32)
+    layer = L.upsert_labels(viewer, data, ["a"], place, units=("pixel", "pixel"), opacity=1)
     first = L.reveal_steps(layer)
-    first[0]()  # the layer is shown; the colour-bar step is dropped (a newer display came)
-    assert layer.visible and not layer.colorbar.visible
-    again = L.upsert_image(viewer, L.HEATMAP, data * 0.5, place, contrast_limits=(0, 1), **style)
+    assert len(first) >= 2 and not layer.visible
+    first[0]()  # one step runs; the others are dropped (a newer display came)
+    again = L.upsert_labels(viewer, data * 2, ["a"], place, units=("pixel", "pixel"), opacity=1)
     assert again is layer
-    for step in L.reveal_steps(layer):  # the next display is given what is still missing
+    rest = L.reveal_steps(layer)  # the next display is given what is still missing
+    assert len(rest) == len(first) - 1
+    for step in rest:
         step()
-    assert layer.visible and layer.colorbar.visible and L.reveal_steps(layer) == []
+    assert layer.visible and L.reveal_steps(layer) == []
+
+
+def test_the_colour_bar_spans_the_colormap_and_names_its_range():
+    from napari.utils.colormaps import ensure_colormap
+
+    html = L.colorbar_html("inferno", 0.25, 0.75, cells=10)
+    first, last = ensure_colormap("inferno").map(np.array([0.0, 1.0]))[:, :3]
+    for rgb in (first, last):
+        r, g, b = (np.clip(rgb, 0, 1) * 255).round().astype(int)
+        assert f"#{r:02x}{g:02x}{b:02x}" in html
+    assert html.count("<td bgcolor=") == 10
+    assert "0.250" in html and "0.500" in html and "0.750" in html
 
 
 @pytest.mark.gui

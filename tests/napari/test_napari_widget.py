@@ -129,7 +129,8 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     step = heat.scale[-1] / scale[-1]  # a sub-cell, in level-0 pixels
     assert np.abs((edges - translate) / scale + 0.5 - image).max() <= step / 2
     assert np.isnan(heat.data).any() and np.isfinite(heat.data).any()
-    assert heat.colorbar.visible
+    assert not heat.colorbar.visible  # the colour bar is in the dock (see layers.upsert_image)
+    assert "<table" in widget.prompt_panel.legend.value
 
     labels = _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
     names_in_viewer = [ly.name for ly in viewer.layers]

@@ -1,11 +1,10 @@
 """Rendering the canvas font's glyphs ahead of time, a few per event-loop turn.
 
-napari draws every text on the canvas (a colour bar's tick labels, the labels' legend, the
-text of a Shapes layer) from one font atlas per canvas, and renders a character's glyph (a
+napari draws every text on the canvas (the labels' legend, the text of a Shapes layer, a
+colour bar's tick labels) from one font atlas per canvas, and renders a character's glyph (a
 signed distance field computed on the CPU) the first time a text uses it: 5-9 ms per character
-on a laptop-class CPU, all inside one canvas draw. The first colour bar (digits, point, minus)
-and the first legend (every letter of the class names) thus paused napari 120-260 ms in the
-stall benchmark. :func:`warm_glyphs` renders the characters of :data:`CHARACTERS` while the
+on a laptop-class CPU, all inside one canvas draw. The first legend (every letter of the class
+names) and the first Shapes layer thus paused napari 120-260 ms in the stall benchmark. :func:`warm_glyphs` renders the characters of :data:`CHARACTERS` while the
 viewer is idle, a few per turn of the event loop, so that those first draws find them ready.
 
 The atlas is reached through the canvas's font information, which napari keeps private
@@ -27,7 +26,7 @@ from napari_conch._napari.session_registry import unwrap
 
 logger = logging.getLogger("napari_conch")
 
-#: The characters rendered ahead: the colour bar's numbers first, then the legend's text.
+#: The characters rendered ahead: numbers first, then the legend's text.
 CHARACTERS = (
     "0123456789.-+e\u25a0 "
     "abcdfghijklmnopqrstuvwxyz"

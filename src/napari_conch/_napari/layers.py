@@ -136,9 +136,11 @@ def upsert_image(
 ) -> Any:
     """Show ``data`` in the image layer ``name``, adding it only when it is not there.
 
-    The layer shows its colour bar (value range) on the canvas. A new layer is added hidden;
-    ``layer.metadata["napari_conch_reveal"]`` then holds the steps that show it and its colour
-    bar (see :func:`reveal_steps`), for the caller to run one per event-loop turn.
+    A new layer is added hidden; ``layer.metadata["napari_conch_reveal"]`` then holds the steps
+    that show it (see :func:`reveal_steps`), for the caller to run one per event-loop turn. Its
+    colour bar is drawn in the dock (:func:`colorbar_html`), not with napari's canvas colour bar:
+    in napari 0.9.2 deleting a layer whose canvas colour bar was shown crashed the viewer at the
+    next draw (reproduced with software OpenGL), and its first drawing paused napari 100-150 ms.
     """
     layer = find_layer(viewer, name)
     if layer is None:
@@ -157,7 +159,7 @@ def upsert_image(
             visible=False,
         )
         add_in_parts(viewer, layer)
-        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer", "colorbar"]
+        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer"]
         return layer
     place(layer, placement)
     layer.data = data
@@ -273,8 +275,33 @@ def legend_html(names: list[str]) -> str:
     rows = []
     for label, name in enumerate(names, start=1):
         r, g, b = label_color(label)
-        rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {_escape(name)}')
+        rows.append(
+            f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {escape_html(name)}'
+        )
     return "<br>".join(rows)
+
+
+def colorbar_html(colormap: str, low: float, high: float, cells: int = 40) -> str:
+    """A colour bar for a Qt label: the colormap from ``low`` to ``high`` and the values.
+
+    ``cells`` coloured table cells make the gradient (Qt's rich text has no gradients); the
+    values at both ends and in the middle are written under it.
+    """
+    from napari.utils.colormaps import ensure_colormap
+
+    rgba = ensure_colormap(colormap).map(np.linspace(0.0, 1.0, cells))
+    hexes = ["#{:02x}{:02x}{:02x}".format(*(np.clip(c[:3], 0, 1) * 255).round().astype(int))
+             for c in rgba]  # fmt: skip
+    strip = "".join(f'<td bgcolor="{h}" width="5" height="12"></td>' for h in hexes)
+    middle = (low + high) / 2
+    values = (
+        f'<td align="left">{low:.3f}</td><td align="center">{middle:.3f}</td>'
+        f'<td align="right">{high:.3f}</td>'
+    )
+    return (
+        f'<table cellspacing="0" cellpadding="0"><tr>{strip}</tr></table>'
+        f'<table width="{5 * cells}" cellspacing="0" cellpadding="0"><tr>{values}</tr></table>'
+    )
 
 
 def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) -> list[Any]:
@@ -335,7 +362,8 @@ def legend_shown(viewer: napari.Viewer) -> list[str]:
     return names
 
 
-def _escape(text: str) -> str:
+def escape_html(text: str) -> str:
+    """``text`` safe inside Qt rich text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -359,8 +387,6 @@ def reveal_steps(layer: Any) -> list[Any]:
                 key = name.split(":", 1)[1]
                 if key in held:
                     layer._overlays[key] = held.pop(key)
-            else:
-                layer.colorbar.visible = True
             layer.metadata[REVEAL] = [s for s in remaining if s != name]
 
         return run

@@ -1,7 +1,7 @@
 """Warming up, off the GUI thread, what the first model, maps and regions would import.
 
 The first map layers of a session cost napari, on the GUI thread, the import of several modules
-(pandas for layer features, napari's labels, shapes and colour-bar code, vispy's line and text
+(pandas for layer features, napari's labels and shapes code, vispy's line and text
 visuals) and the first labels colormap; the first model costs the import of torch. A dock starts
 :func:`warm_up` when it opens: the work runs in a background thread while the user reads the
 dock, instead of freezing the viewer when they press a button. It changes nothing the user sees.
@@ -15,7 +15,7 @@ import threading
 
 logger = logging.getLogger("napari_conch")
 
-#: Modules napari imports the first time a map layer, its colour bar or the legend is shown,
+#: Modules napari imports the first time a map layer or the legend is shown,
 #: and the modules of the docks (they only define classes: no Qt object is made on import).
 MODULES = (
     "torch",
@@ -27,7 +27,6 @@ MODULES = (
     "napari._vispy.utils.visual",
     "napari._vispy.layers.image",
     "napari._vispy.layers.labels",
-    "napari._vispy.overlays.colorbar",
     "napari._vispy.overlays.labels_polygon",
     "napari._vispy.overlays.text",
     "vispy.visuals.line",

@@ -412,7 +412,10 @@ class PromptHighlighter(DockBase):
         heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
         place = L.map_placement(geometry, layer)
         viewer, opacity = self.viewer, p.opacity.value
-        legend = [f"similarity of {names[k]!r}: {limits[0]:.3f} to {limits[1]:.3f}"]
+        legend = [
+            f"similarity of '{L.escape_html(names[k])}': {limits[0]:.3f} to {limits[1]:.3f}",
+            L.colorbar_html(p.colormap.value, *limits),
+        ]
         steps = [
             lambda: L.reveal_steps(
                 L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
@@ -444,7 +447,7 @@ class PromptHighlighter(DockBase):
         else:
             L.remove_layer(viewer, L.LABELS)
             L.hide_legend(viewer)
-        p.legend.value = "<br>".join(legend)
+        p.legend.value = "".join(legend)  # the colour bar's tables start and end their lines
         self._show_in_turns(steps)
 
     def _show_in_turns(self, steps: list[Any]) -> None:
