@@ -130,6 +130,12 @@ def test_search_and_hits_navigate_to_the_slide_and_tile(make_napari_viewer, qtbo
         centre = R.box_center_world(slide_layer, hit.box)
         np.testing.assert_allclose(viewer_camera(viewer).center[-2:], centre, atol=1e-6)
         np.testing.assert_allclose(viewer.layers[HIT].data[0], R.box_rectangle(hit.box))
+        if i == 0:
+            outlines = (viewer.layers[HIT], viewer.layers[EVIDENCE])
+    # opening the other slides emptied and reused the outline layers, never deleted them
+    # (deleting a Shapes layer can crash napari: docs/reliability.md)
+    assert viewer.layers[HIT] is outlines[0] and viewer.layers[EVIDENCE] is outlines[1]
+    assert len(viewer.layers[HIT].data) == 1
 
 
 def test_mistakes_are_one_line_notices(make_napari_viewer, tmp_path):

@@ -266,8 +266,10 @@ class CohortView(DockBase):
     def show_slide(self, opened: CohortSlide) -> None:
         """Draw an opened slide: the slide layer, its maps and evidence; hand it to the session."""
         slide_layer = self._slide_layer(opened.slide)
-        for name in (PROBABILITY, LABELS, EVIDENCE, HIT):
+        for name in (PROBABILITY, LABELS):
             L.remove_layer(self.viewer, name)
+        for name in (EVIDENCE, HIT):  # emptied, not deleted (see L.clear_shapes)
+            L.clear_shapes(self.viewer, name)
         self.opened = opened
         if opened.maps is not None:
             self._draw_maps(opened, slide_layer)

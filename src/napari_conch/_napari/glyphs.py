@@ -4,8 +4,9 @@ napari draws every text on the canvas (the labels' legend, the text of a Shapes 
 colour bar's tick labels) from one font atlas per canvas, and renders a character's glyph (a
 signed distance field computed on the CPU) the first time a text uses it: 5-9 ms per character
 on a laptop-class CPU, all inside one canvas draw. The first legend (every letter of the class
-names) and the first Shapes layer thus paused napari 120-260 ms in the stall benchmark. :func:`warm_glyphs` renders the characters of :data:`CHARACTERS` while the
-viewer is idle, a few per turn of the event loop, so that those first draws find them ready.
+names) and the first Shapes layer thus paused napari 120-260 ms in the stall benchmark.
+:func:`warm_glyphs` renders the characters of :data:`CHARACTERS` while the viewer is idle, a few
+per turn of the event loop, so that those first draws find them ready.
 
 The atlas is reached through the canvas's font information, which napari keeps private
 (``QtViewer.canvas._font_info``); where a napari version lacks it, nothing is warmed (the only

@@ -394,6 +394,17 @@ def reveal_steps(layer: Any) -> list[Any]:
     return [stage(name) for name in layer.metadata.get(REVEAL, ())]
 
 
+def clear_shapes(viewer: napari.Viewer, name: str) -> None:
+    """Empty the Shapes layer ``name`` when it is there, keeping the layer.
+
+    A Shapes layer is never deleted by the plugin: in napari 0.9.2 with software OpenGL,
+    deleting a layer that draws text crashes napari at the next redraw (docs/reliability.md).
+    """
+    layer = find_layer(viewer, name)
+    if layer is not None and layer.nshapes:
+        layer.data = []
+
+
 def remove_layer(viewer: napari.Viewer, name: str) -> None:
     """Remove the layer ``name`` when it is there."""
     if name in viewer.layers:
