@@ -35,7 +35,7 @@ from napari_conch._napari.glyphs import warm_glyphs
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
-from napari_conch._napari.warmup import warm_up
+from napari_conch._napari.warmup import WARM_UP_DELAY_MS, warm_up
 from napari_conch._napari.workers import USER_ERRORS, Failure, background, one_line
 from napari_conch.errors import InputError
 
@@ -110,7 +110,7 @@ class DockBase(Container):
         self._scroll._magic_widget = self
         self.native.destroyed.connect(self._on_destroyed)
         QTimer.singleShot(0, self.tabify)
-        warm_up()
+        QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
         warm_glyphs(self.viewer, alive=lambda: (dock := me()) is not None and not dock._closed)
         layers = self.viewer.layers

@@ -39,6 +39,11 @@ MODULES = (
     "napari_conch._napari.cohort_dock",
 )
 
+#: Milliseconds between a dock's opening and the warm-up's start: the import of torch holds the
+#: interpreter about 200 ms in one C call; started with the dock, it lengthened the dock's own
+#: pause (building and first drawing it) to 500-650 ms in one piece.
+WARM_UP_DELAY_MS = 600
+
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
 
