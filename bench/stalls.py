@@ -27,7 +27,9 @@ With ``--synthetic SECONDS`` it measures instead the lazy 50,000 x 50,000 synthe
 level, for SECONDS, then Cancel until the run has ended) and ``first maps`` during the run.
 
 Each step is measured from its trigger until what it makes is on screen plus ``--settle``
-seconds. Printed per step: the longest pause, the second longest, and how many pauses exceeded
+seconds. Printed per step: the longest pause with the CPU time the GUI thread spent in it (a
+pause much longer than its CPU time was spent waiting: for the interpreter lock held by another
+thread, or for cores taken by other processes), the second longest, and how many pauses exceeded
 100 ms. The stores go to a temporary folder.
 """
 
@@ -46,12 +48,6 @@ sys.path.insert(0, str(REPO / "src"))
 
 #: A pause counts from this long (seconds).
 PAUSE_S = 0.100
-SAMPLER = None
-if os.environ.get("STALL_TRACE"):
-    sys.path.insert(0, "/tmp/tr")
-    import trace as _t
-
-    SAMPLER = _t.Sampler()
 
 
 class Probe:
@@ -67,7 +63,6 @@ class Probe:
 
         self.gaps: list[float] = []
         self.cpu: list[float] = []
-        self.ticks: list[tuple[float, float]] = []
         self.reset()
         self.timer = QTimer()
         self.timer.setInterval(10)
@@ -78,7 +73,6 @@ class Probe:
         now, cpu = time.perf_counter(), time.thread_time()
         self.gaps.append(now - self.last)
         self.cpu.append(cpu - self.last_cpu)
-        self.ticks.append((now, now - self.last))
         self.last, self.last_cpu = now, cpu
 
     def pairs(self) -> list[tuple[float, float]]:
@@ -86,7 +80,7 @@ class Probe:
         return list(zip(self.gaps, self.cpu, strict=True))
 
     def reset(self) -> None:
-        self.gaps, self.cpu, self.ticks = [], [], []
+        self.gaps, self.cpu = [], []
         self.last, self.last_cpu = time.perf_counter(), time.thread_time()
 
 
@@ -134,8 +128,6 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
             f"  {name}: {seconds:.1f} s, longest pause {longest:.0f} ms ({cpu:.0f} ms CPU)",
             flush=True,
         )
-        if SAMPLER is not None:
-            SAMPLER.report(probe.ticks)
 
     from napari_conch._napari.warmup import warmed_up
 
