@@ -178,6 +178,29 @@ def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid
     assert sum(len(e.rows) for e in events) == summary.computed
 
 
+def test_cancel_during_the_tissue_search_stops_it_and_computes_nothing(
+    tmp_path, slide, grid, tiny_model
+):
+    store = open_store(slide, tiny_model, grid, tmp_path)
+    cancel = threading.Event()
+    events = []
+
+    def cancel_at_the_first_step(event):
+        events.append(event)
+        cancel.set()
+
+    summary = embed_slide(
+        slide, tiny_model, grid, store, batch_size=8, cancel=cancel,
+        on_progress=cancel_at_the_first_step,
+    )  # fmt: skip
+    assert [e.phase for e in events] == [TISSUE]  # no further step of the search, no tile
+    assert summary.cancelled and summary.computed == 0 and summary.done == 0
+    assert (store.status() == TileStatus.DONE).sum() == 0
+    assert store.attrs["last_run"]["cancelled"] is True and store.attrs["last_run"]["computed"] == 0
+    rest = embed_slide(slide, tiny_model, grid, store, batch_size=8)  # the next run does it all
+    assert rest.done == rest.total > 0 and not rest.cancelled
+
+
 def _next_tiles(events):
     """The next event of the tiles, past those of the tissue search."""
     event = next(events)

@@ -232,7 +232,7 @@ class PromptHighlighter(DockBase):
     def _tick_preparing(self) -> None:
         elapsed = time.monotonic() - self._preparing_since
         cancelling = self._cancel is not None and self._cancel.is_set()
-        doing = "Cancelling when the tissue is found" if cancelling else "Finding tissue"
+        doing = "Cancelling" if cancelling else "Finding tissue"
         if self._tissue_share is None:
             text = f"{doing} ... {elapsed:.0f} s"
         else:

@@ -193,6 +193,45 @@ def _tissue_events(steps: Generator) -> Generator[EmbedProgress, None, Any]:
         steps.close()
 
 
+def _unless_cancelled(
+    planning: Generator[EmbedProgress, None, EmbedPlan], cancelled: Callable[[], bool]
+) -> Generator[EmbedProgress, None, EmbedPlan | None]:
+    """The planning's events; None (the planning stopped) once ``cancelled()`` after one."""
+    try:
+        while True:
+            try:
+                event = next(planning)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            if cancelled():
+                return None
+    finally:
+        planning.close()
+
+
+def _cancelled_before_embedding(store: EmbeddingStore, elapsed_s: float) -> EmbedSummary:
+    """The summary of a run cancelled during its tissue search: nothing computed or changed.
+
+    The counts are the store's as they stand (a store searched before knows its tissue tiles).
+    """
+    counts = store.counts()
+    done = counts["done"]
+    summary = EmbedSummary(
+        store_path=store.path,
+        total=done + counts["pending"] + counts["failed"],
+        done=done,
+        computed=0,
+        failed_tiles=[],
+        background=counts["background"],
+        cancelled=True,
+        elapsed_s=elapsed_s,
+    )
+    with writing(store):
+        _record_run(store, summary, None)
+    return summary
+
+
 def no_tissue_message(slide: Any, min_tissue: float, fraction: np.ndarray) -> str:
     """Why a run has nothing to embed: no tile reaches ``min_tissue``."""
     fraction = np.asarray(fraction, dtype=np.float32)
@@ -356,7 +395,8 @@ def embed_slide_iter(
     region
         A level-0 box ``(x0, y0, x1, y1)`` (e.g. the viewport) whose tiles go first.
     cancel
-        A ``threading.Event`` or a callable; checked between batches.
+        A ``threading.Event`` or a callable; checked between the tissue search's steps (a run
+        cancelled there computes nothing and changes no tile) and between batches.
     **overrides
         Single :class:`RunOptions` fields overriding ``options`` (e.g. ``batch_size=8``).
 
@@ -381,7 +421,11 @@ def embed_slide_iter(
     """
     opts = run_options(options, **overrides)
     is_cancelled = _is_cancelled(cancel)
-    plan = yield from plan_run_iter(slide, grid, store, min_tissue=opts.min_tissue, region=region)
+    started = time.monotonic()
+    planning = plan_run_iter(slide, grid, store, min_tissue=opts.min_tissue, region=region)
+    plan = yield from _unless_cancelled(planning, is_cancelled)
+    if plan is None:  # cancelled while the tissue was searched
+        return _cancelled_before_embedding(store, time.monotonic() - started)
     results = model_batches(
         model,
         slide,
