@@ -76,12 +76,26 @@ def slide_path(value: str | None, *, demo: bool = False) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Start napari with the slide and the widget; return when the window closes."""
+    import napari
+
+    open_view(args)
+    napari.run()
+    return 0
+
+
+def open_view(args: argparse.Namespace) -> tuple:
+    """The viewer with the slide and the Prompt highlighter, its model loading; ``(viewer, dock)``.
+
+    torch is imported before the window is made: its initialisation holds the interpreter about
+    200 ms in one piece, which here delays the window instead of freezing it once shown.
+    """
     from napari_conch.model.sources import source_info
 
     model = args.model or os.environ.get("NAPARI_CONCH_MODEL")
     demo = not model or source_info(model).is_demo
     path = slide_path(args.slide, demo=demo)
     import napari
+    import torch  # noqa: F401 - see above
 
     title = f"napari-conch: {path.name}" + (" (demo model, not CONCH)" if demo else "")
     viewer = napari.Viewer(title=title)
@@ -92,16 +106,14 @@ def run(args: argparse.Namespace) -> int:
         panel.device.value = args.device
     if demo:
         start_demo_view(widget, args.prompt, sample=args.slide is None)
-        napari.run()
-        return 0
+        return viewer, widget
     panel.source.value = str(model)
     if args.config:
         panel.config.value = args.config
     if args.tokenizer:
         panel.tokenizer.value = args.tokenizer
     widget.load_model()  # in the background; the panel says when it is loaded
-    napari.run()
-    return 0
+    return viewer, widget
 
 
 def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:

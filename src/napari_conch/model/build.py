@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from napari_conch.errors import CheckpointError
 from napari_conch.model.coca import CoCa, split_decoder_keys
@@ -42,13 +43,29 @@ def build_model(
         In eval mode.
     """
     cfg = resolve_config(config)
-    with torch.device("meta"):
+    with torch.device("meta"), _SkipInitialisation():
         model = CoCa(cfg)
     if str(device) != "meta":
         model = model.to_empty(device=device)
         if init:
             init_weights(model)
     return model.eval()
+
+
+class _SkipInitialisation(TorchFunctionMode):
+    """Skips ``torch.nn.init`` while modules are made on the meta device.
+
+    Parameters on the meta device hold no values, so their initialisation does nothing, but the
+    first one in a process costs about a second: ``Tensor.normal_`` on a meta tensor goes through
+    a Python decomposition that imports ``torch._dynamo`` (and sympy), holding a model load (and,
+    in napari, the GUI thread's turns) meanwhile. Values come later from :func:`init_weights` or
+    a checkpoint.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
 
 
 @torch.no_grad()
