@@ -231,3 +231,17 @@ def test_a_block_that_kills_every_worker_is_one_error(distributed):
         watch.result(FakeFuture("cancelled"))
     with pytest.raises(InputError, match="must be greater than 0"):
         ClusterWatch(FakeClient(), timeout=0)
+
+
+def test_a_client_that_cannot_connect_is_freed_at_once():
+    # left to the garbage collector, it would be closed in whichever thread collects it: in a
+    # thread dask.distributed starts for the next client, the two wait for each other for ever
+    import gc
+
+    from napari_conch.engine.distributed import get_client
+
+    dask_distributed = pytest.importorskip("distributed")
+    gc.collect()  # the clients of earlier tests, if any are still waiting to be collected
+    with pytest.raises(ClusterError, match="cannot connect"):
+        get_client("tcp://127.0.0.1:9", timeout=1)
+    assert [o for o in gc.get_objects() if isinstance(o, dask_distributed.Client)] == []

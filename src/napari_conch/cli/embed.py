@@ -10,6 +10,7 @@ user/environment error before any slide).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,8 +301,8 @@ class ClusterRunner:
         from napari_conch.engine.distributed import get_client, model_spec
 
         self.args, self.options = args, options
-        self.client = get_client(args.scheduler)
-        self.spec = model_spec(model_source(args), options, args.config)
+        self.spec = model_spec(model_source(args), options, args.config)  # before the client:
+        self.client = get_client(args.scheduler)  # a bad model leaves no client unclosed
         self.facts: Any = None  # the model's facts, asked of a worker once
         self.fatal = False  # set when the cluster is lost: no slide can be done then
 
@@ -320,6 +321,8 @@ class ClusterRunner:
             log.setLevel(logging.CRITICAL)
         try:
             self.client.close()
+            self.client = None
+            gc.collect()  # what is left of it goes now, on this thread (see client_for)
         finally:
             log.setLevel(level)
 

@@ -228,16 +228,18 @@ def embed_cohort(
             summaries.append(_embed_local(s, source, options, config, tokenizer, report))
         return CohortSummary("local", summaries, time.perf_counter() - start, 1)
 
-    from napari_conch.engine.distributed import embed_on_cluster, get_client
+    from napari_conch.engine.distributed import client_for, embed_on_cluster
 
-    client = get_client(scheduler)
-    workers = _worker_count(client)
-    chosen = choose_mode(len(slides), workers, mode)
     config_arg = None if config is None else str(config)
-    if chosen == "slides":
-        summaries = _embed_slides_as_tasks(client, slides, source, config_arg, options, on_progress)
-    else:
-        summaries = embed_on_cluster(
-            client, slides, source, options, config=config_arg, on_progress=on_progress
-        )
+    with client_for(scheduler) as client:
+        workers = _worker_count(client)
+        chosen = choose_mode(len(slides), workers, mode)
+        if chosen == "slides":
+            summaries = _embed_slides_as_tasks(
+                client, slides, source, config_arg, options, on_progress
+            )
+        else:
+            summaries = embed_on_cluster(
+                client, slides, source, options, config=config_arg, on_progress=on_progress
+            )
     return CohortSummary(chosen, summaries, time.perf_counter() - start, workers)

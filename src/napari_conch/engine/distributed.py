@@ -17,7 +17,9 @@ or a cluster without a worker for ``cluster_timeout`` seconds, ends the run with
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import itertools
 import os
 import time
@@ -126,7 +128,29 @@ def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
         return Client(str(scheduler), timeout=f"{timeout}s", set_as_default=False)
     except (OSError, ValueError, TypeError, TimeoutError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ClusterError(f"scheduler {scheduler}: cannot connect ({reason})") from exc
+    # Out of the except block, the client that failed to connect is no longer held by the
+    # exception's frames: collected here, on this thread, it stops its event loop now, rather
+    # than in a thread dask.distributed starts later for another client (see client_for).
+    gc.collect()
+    raise ClusterError(f"scheduler {scheduler}: cannot connect ({reason})")
+
+
+@contextlib.contextmanager
+def client_for(scheduler: Any, *, timeout: float = 20.0) -> Iterator[Any]:
+    """A client for ``scheduler`` (see :func:`get_client`), closed at the end when made here.
+
+    A client left to the garbage collector is closed from whichever thread collects it; when
+    that is a thread dask.distributed is starting for another client, the two wait for each
+    other for ever (seen in the test suite). A given client is left open: its owner closes it.
+    """
+    client = get_client(scheduler, timeout=timeout)
+    try:
+        yield client
+    finally:
+        if client is not scheduler:
+            client.close()
+            client = None
+            gc.collect()  # what is left of it goes now, on this thread
 
 
 @functools.lru_cache(maxsize=2)
@@ -441,18 +465,18 @@ def embed_on_cluster(
     ends the call (the CLI goes on with the next slide instead).
     """
     opts = run_options(options, **overrides)
-    client = get_client(client)
     spec = model_spec(model_source, opts, config)
-    facts = cluster_model_facts(client, spec, ClusterWatch(client, cluster_timeout))
     summaries = []
-    for slide_path in slide_paths:
-        events = embed_slide_cluster_iter(
-            client, slide_path, spec, opts, cluster_timeout=cluster_timeout, facts=facts
-        )
+    with client_for(client) as cluster:
+        facts = cluster_model_facts(cluster, spec, ClusterWatch(cluster, cluster_timeout))
+        for slide_path in slide_paths:
+            events = embed_slide_cluster_iter(
+                cluster, slide_path, spec, opts, cluster_timeout=cluster_timeout, facts=facts
+            )
 
-        def report(event: EmbedProgress, path: Path = Path(slide_path)) -> None:
-            if on_progress is not None:
-                on_progress(path, event)
+            def report(event: EmbedProgress, path: Path = Path(slide_path)) -> None:
+                if on_progress is not None:
+                    on_progress(path, event)
 
-        summaries.append(drain(events, report))
+            summaries.append(drain(events, report))
     return summaries
