@@ -367,6 +367,18 @@ def escape_html(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def keep_hidden(layer: Any) -> Any:
+    """A layer just added hidden stays hidden (its ``"layer"`` reveal step is dropped).
+
+    For the maps kept under others, which the user shows with the layer's eye; a layer already
+    shown is left as it is. Returns the layer.
+    """
+    steps = layer.metadata.get(REVEAL)
+    if steps and "layer" in steps:
+        layer.metadata[REVEAL] = [s for s in steps if s != "layer"]
+    return layer
+
+
 def reveal_steps(layer: Any) -> list[Any]:
     """The steps still needed to show a layer added hidden (callables; none once shown).
 

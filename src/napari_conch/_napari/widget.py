@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 
 #: Milliseconds between the last keystroke and the map update.
 DEBOUNCE_MS = 200
+#: Under the colour bar with several prompts: where the class chosen in Show is drawn.
+CLASS_MAPS_NOTE = (
+    "The class in Show: layers CONCH similarity and CONCH probability, under the labels "
+    "(hidden at first: their eye in the layer list shows them).<br>"
+)
 #: While a run is under way, the maps are redrawn with the new tiles at most this often: each
 #: redraw costs napari tens of milliseconds on the GUI thread, a batch can take less.
 LIVE_MAP_INTERVAL_S = 0.5
@@ -416,30 +421,43 @@ class PromptHighlighter(DockBase):
             f"similarity of '{L.escape_html(names[k])}': {limits[0]:.3f} to {limits[1]:.3f}",
             L.colorbar_html(p.colormap.value, *limits),
         ]
-        steps = [
-            lambda: L.reveal_steps(
-                L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
-            )
-        ]
-        if result.cell_probs is not None:
+        # several prompts: the labels are the map; the class maps stay under them, hidden
+        several = result.cell_probs is not None
+
+        def show_heatmap() -> list[Any]:
+            layer = L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+            if several:
+                L.keep_hidden(layer)
+            return L.reveal_steps(layer)
+
+        steps = [show_heatmap]
+        if several:
             probs, _ = L.clip_to_image(result.cell_probs[k], result.geometry, shape)
-            steps.append(
-                lambda: L.reveal_steps(
-                    L.upsert_image(
-                        viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
-                    )
+
+            def show_probability() -> list[Any]:
+                layer = L.upsert_image(
+                    viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
                 )
-            )
+                return L.reveal_steps(L.keep_hidden(layer))
+
+            steps.append(show_probability)
+            legend.append(CLASS_MAPS_NOTE)
         else:
             L.remove_layer(viewer, L.PROBABILITY)
         if result.cell_labels is not None:
-            classes = result.label_names if result.cell_probs is not None else names
+            classes = result.label_names if several else names
             labels, _ = L.clip_to_image(result.cell_labels, result.geometry, shape)
 
             def show_labels() -> list[Any]:
+                new = L.find_layer(viewer, L.LABELS) is None
                 layer = L.upsert_labels(
                     viewer, labels, classes, place, units=units, opacity=opacity
                 )
+                heatmap = L.find_layer(viewer, L.HEATMAP)
+                if new and several and heatmap is not None and heatmap.visible:
+                    heatmap.visible = (
+                        False  # once, when the labels first come: not against the user
+                    )
                 return [*L.reveal_steps(layer), *L.legend_steps(viewer, classes)]
 
             steps.append(show_labels)
