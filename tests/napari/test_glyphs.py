@@ -38,3 +38,13 @@ def test_a_napari_without_the_canvas_font_is_left_alone():
 
     assert glyphs.canvas_font(NoCanvas()) is None
     assert not glyphs.warm_glyphs(NoCanvas())
+
+
+def test_glyphs_can_be_rendered_at_once_before_the_window_answers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    font = glyphs.canvas_font(viewer)
+    wanted = "\u25a0 tumor cells"
+    missing = glyphs.missing_characters(font, wanted)
+    assert glyphs.render_glyphs(viewer, wanted) == len(missing) > 0
+    assert glyphs.missing_characters(font, wanted) == []
+    assert glyphs.render_glyphs(viewer, wanted) == 0

@@ -27,13 +27,12 @@ from napari_conch._napari.session_registry import unwrap
 
 logger = logging.getLogger("napari_conch")
 
-#: The characters rendered ahead: numbers first, then the legend's text.
+#: The characters rendered ahead, those of the labels' legend first.
 CHARACTERS = (
-    "0123456789.-+e\u25a0 "
-    "abcdfghijklmnopqrstuvwxyz"
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "\u25a0 abcdefghijklmnopqrstuvwxyz"  # the legend ("■ tumor cells") first
+    "\u00c5\u00c9\u00d1\u0150"  # napari measures every text's height with these
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-+"
     "()[],:;'/_%&!?#<>=*\"|~"
-    "\u00c5\u00c9\u00d1\u0150"  # napari measures a text's height with these
 )
 #: Longest work per event-loop turn (seconds): well under a frame on a 60 Hz screen.
 TURN_BUDGET_S = 0.012
@@ -60,6 +59,21 @@ def missing_characters(font: Any, characters: str = CHARACTERS) -> list[str]:
     """The characters of ``characters`` whose glyph ``font`` has not rendered yet, in order."""
     glyphs = getattr(unwrap(font), "_glyphs", {})
     return [c for c in dict.fromkeys(characters) if c not in glyphs]
+
+
+def render_glyphs(viewer: Any, characters: str) -> int:
+    """Render the glyphs of ``characters`` now (for a window not shown yet); returns how many.
+
+    ``napari-conch view`` knows its prompts before its window opens: their legend is rendered
+    then, while the window is not yet answering anyone, instead of in the turns of a busy start.
+    """
+    font = canvas_font(viewer)
+    if font is None:
+        return 0
+    todo = missing_characters(font, characters)
+    for character in todo:
+        font[character]
+    return len(todo)
 
 
 def warm_glyphs(

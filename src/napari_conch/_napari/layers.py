@@ -188,6 +188,7 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     Both use napari's private attributes; on a napari without them the layer is added as
     ``viewer.add_layer`` would.
     """
+    layer = unwrap(layer)
     overlays = getattr(layer, "_overlays", None)  # napari keeps a layer's overlays private
     held = {}
     for key in DEFERRED_OVERLAYS:
@@ -395,10 +396,10 @@ def reveal_steps(layer: Any) -> list[Any]:
             if name == "layer":
                 layer.visible = True
             elif name.startswith("overlay:"):
-                held = _HELD_OVERLAYS.get(layer, {})
+                held = _HELD_OVERLAYS.get(unwrap(layer), {})
                 key = name.split(":", 1)[1]
-                if key in held:
-                    layer._overlays[key] = held.pop(key)
+                if key in held:  # napari's private overlays: the layer itself, not its proxy
+                    unwrap(layer)._overlays[key] = held.pop(key)
             layer.metadata[REVEAL] = [s for s in remaining if s != name]
 
         return run

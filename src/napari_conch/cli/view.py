@@ -105,7 +105,11 @@ def open_view(args: argparse.Namespace) -> tuple:
     if args.device:
         panel.device.value = args.device
     if demo:
-        start_demo_view(widget, args.prompt, sample=args.slide is None)
+        from napari_conch._napari.glyphs import render_glyphs
+
+        prompts = list(args.prompt or DEMO_VIEW_PROMPTS)
+        render_glyphs(viewer, "\u25a0 " + "".join(prompts))  # the legend, before the window
+        start_demo_view(widget, prompts, sample=args.slide is None)
         return viewer, widget
     panel.source.value = str(model)
     if args.config:
