@@ -63,24 +63,6 @@ def test_the_caption_dock_offers_the_engines_strategies():
     assert STRATEGIES == generation.STRATEGIES
 
 
-@pytest.mark.gui
-def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_napari_viewer):
-    viewer = make_napari_viewer()
-    place = L.Placement((1.0, 1.0), (0.0, 0.0))
-    data = np.ones((4, 4), np.int32)
-    layer = L.upsert_labels(viewer, data, ["a"], place, units=("pixel", "pixel"), opacity=1)
-    first = L.reveal_steps(layer)
-    assert len(first) >= 2 and not layer.visible
-    first[0]()  # one step runs; the others are dropped (a newer display came)
-    again = L.upsert_labels(viewer, data * 2, ["a"], place, units=("pixel", "pixel"), opacity=1)
-    assert again is layer
-    rest = L.reveal_steps(layer)  # the next display is given what is still missing
-    assert len(rest) == len(first) - 1
-    for step in rest:
-        step()
-    assert layer.visible and L.reveal_steps(layer) == []
-
-
 def test_the_colour_bar_spans_the_colormap_and_names_its_range():
     from napari.utils.colormaps import ensure_colormap
 
@@ -91,43 +73,3 @@ def test_the_colour_bar_spans_the_colormap_and_names_its_range():
         assert f"#{r:02x}{g:02x}{b:02x}" in html
     assert html.count("<td bgcolor=") == 10
     assert "0.250" in html and "0.500" in html and "0.750" in html
-
-
-@pytest.mark.gui
-def test_a_new_map_layer_leaves_the_active_layer_alone(make_napari_viewer):
-    viewer = make_napari_viewer()
-    slide = viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True, name="slide")
-    assert viewer.layers.selection.active is slide
-    place = L.Placement((8.0, 8.0), (0.0, 0.0))
-    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
-    heat = L.upsert_image(
-        viewer, L.HEATMAP, np.ones((8, 8)), place, contrast_limits=(0, 1), **style
-    )
-    assert heat in viewer.layers and viewer.layers.selection.active is slide
-    labels = L.upsert_labels(
-        viewer, np.ones((8, 8), np.int32), ["a"], place, units=("pixel", "pixel"), opacity=0.5
-    )
-    assert viewer.layers.selection.active is slide
-    # a later layer added the usual way still becomes active: the switch was given back
-    points = viewer.add_points(np.zeros((1, 2)))
-    assert viewer.layers.selection.active is points and labels in viewer.layers
-
-
-@pytest.mark.gui
-def test_a_labels_layers_drawing_tools_are_given_back_before_it_is_shown(make_napari_viewer):
-    viewer = make_napari_viewer()
-    place = L.Placement((1.0, 1.0), (0.0, 0.0))
-    layer = L.upsert_labels(
-        viewer, np.ones((4, 4), np.int32), ["a", "b"], place, units=("pixel", "pixel"), opacity=1
-    )
-    held = [key for key in L.DEFERRED_OVERLAYS if key not in layer._overlays]
-    assert held, "this napari makes the tools' overlays with the layer: nothing is deferred"
-    steps = L.reveal_steps(layer)
-    assert len(steps) == len(held) + 1  # one turn per overlay, then the layer is shown
-    for step in steps[:-1]:
-        step()
-        assert not layer.visible
-    steps[-1]()
-    assert layer.visible and all(key in layer._overlays for key in L.DEFERRED_OVERLAYS)
-    layer.mode = "polygon"  # the polygon tool works with its overlay back
-    assert layer.mode == "polygon" and L.reveal_steps(layer) == []

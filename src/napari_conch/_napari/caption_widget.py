@@ -33,7 +33,8 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layers import STEP_GAP_MS, find_layer
+from napari_conch._napari.layer_steps import STEP_GAP_MS
+from napari_conch._napari.layers import find_layer
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
 from napari_conch._napari.workers import USER_ERRORS, background

@@ -12,13 +12,12 @@ Layers are found again by name and updated in place; a layer the user deleted is
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.session_registry import unwrap
+from napari_conch._napari.layer_steps import REVEAL, add_in_parts
 from napari_conch.engine.export import label_color
 
 if TYPE_CHECKING:
@@ -29,20 +28,12 @@ if TYPE_CHECKING:
 HEATMAP = "CONCH similarity"
 PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
-#: Metadata key of the steps that reveal a layer added hidden.
-REVEAL = "napari_conch_reveal"
 #: Keys of the canvas text overlays that make the labels' legend (one per class).
 LEGEND_KEY = "napari_conch_legend_{}"
 #: Largest subdivision of a map cell used to cut the map at the image's edges.
 MAX_SUBDIVISION = 8
 #: Most cells a map layer may hold after subdivision (memory and texture size stay small).
 MAX_LAYER_CELLS = 262_144
-#: Milliseconds between two steps of showing layers (the canvas redraws in between).
-STEP_GAP_MS = 15
-#: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
-DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
-#: The overlays held back from layers just added, until their "overlays" step.
-_HELD_OVERLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -170,43 +161,6 @@ def upsert_image(
     if tuple(layer.contrast_limits) != tuple(contrast_limits):
         layer.contrast_limits = contrast_limits
     return layer
-
-
-def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
-    """Add a new (hidden) layer, leaving the costly parts of napari's work for later turns.
-
-    Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
-    canvas side of its overlays, all in one call. Two parts are left out here:
-
-    - the layer does not become the active one (napari would build its controls panel, and
-      the docks would then make the slide layer active again: two panel switches);
-    - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
-      70-100 ms here, as much as the rest of the layer) are held back and given back, one per
-      step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
-      layer is shown, so the tools work as usual.
-
-    Both use napari's private attributes; on a napari without them the layer is added as
-    ``viewer.add_layer`` would.
-    """
-    layer = unwrap(layer)
-    overlays = getattr(layer, "_overlays", None)  # napari keeps a layer's overlays private
-    held = {}
-    for key in DEFERRED_OVERLAYS:
-        if overlays is not None and key in overlays:
-            held[key] = overlays.pop(key)
-    layers = unwrap(viewer).layers
-    activate = getattr(layers, "_activate_on_insert", None)
-    if activate is not None:
-        layers._activate_on_insert = False
-    try:
-        layers.append(layer)
-    finally:
-        if activate is not None:
-            layers._activate_on_insert = activate
-    if held:
-        _HELD_OVERLAYS[layer] = held
-        steps = [f"overlay:{key}" for key in held]
-        layer.metadata[REVEAL] = [*steps, *layer.metadata.get(REVEAL, [])]
 
 
 def place(layer: Any, placement: Placement) -> None:
@@ -366,45 +320,6 @@ def legend_shown(viewer: napari.Viewer) -> list[str]:
 def escape_html(text: str) -> str:
     """``text`` safe inside Qt rich text."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def keep_hidden(layer: Any) -> Any:
-    """A layer just added hidden stays hidden (its ``"layer"`` reveal step is dropped).
-
-    For the maps kept under others, which the user shows with the layer's eye; a layer already
-    shown is left as it is. Returns the layer.
-    """
-    steps = layer.metadata.get(REVEAL)
-    if steps and "layer" in steps:
-        layer.metadata[REVEAL] = [s for s in steps if s != "layer"]
-    return layer
-
-
-def reveal_steps(layer: Any) -> list[Any]:
-    """The steps still needed to show a layer added hidden (callables; none once shown).
-
-    Making a layer and drawing it for the first time each cost napari a long pause on the GUI
-    thread; run in separate event-loop turns they do not add up. A step is forgotten only once
-    it has run, so steps dropped by a newer display are given again by the next call.
-    """
-
-    def stage(name: str) -> Any:
-        def run() -> None:
-            remaining = layer.metadata.get(REVEAL, [])
-            if name not in remaining:
-                return
-            if name == "layer":
-                layer.visible = True
-            elif name.startswith("overlay:"):
-                held = _HELD_OVERLAYS.get(unwrap(layer), {})
-                key = name.split(":", 1)[1]
-                if key in held:  # napari's private overlays: the layer itself, not its proxy
-                    unwrap(layer)._overlays[key] = held.pop(key)
-            layer.metadata[REVEAL] = [s for s in remaining if s != name]
-
-        return run
-
-    return [stage(name) for name in layer.metadata.get(REVEAL, ())]
 
 
 def clear_shapes(viewer: napari.Viewer, name: str) -> None:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.layers import add_in_parts, find_layer, slide_transform, world_to_level0
+from napari_conch._napari.layer_steps import add_in_parts
+from napari_conch._napari.layers import find_layer, slide_transform, world_to_level0
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def shapes_layer(
     """The Shapes layer ``name`` lying on the slide layer, added when it is not there.
 
     With ``hidden``, a new layer is added hidden and not made active (see
-    :func:`~napari_conch._napari.layers.add_in_parts`), for the caller to show it in a later
+    :func:`~napari_conch._napari.layer_steps.add_in_parts`), for the caller to show it in a later
     event-loop turn: making the layer and drawing it the first time are then two shorter pauses
     instead of one long one.
     """

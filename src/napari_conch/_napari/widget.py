@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import (
@@ -427,8 +428,8 @@ class PromptHighlighter(DockBase):
         def show_heatmap() -> list[Any]:
             layer = L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
             if several:
-                L.keep_hidden(layer)
-            return L.reveal_steps(layer)
+                S.keep_hidden(layer)
+            return S.reveal_steps(layer)
 
         steps = [show_heatmap]
         if several:
@@ -438,7 +439,7 @@ class PromptHighlighter(DockBase):
                 layer = L.upsert_image(
                     viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
                 )
-                return L.reveal_steps(L.keep_hidden(layer))
+                return S.reveal_steps(S.keep_hidden(layer))
 
             steps.append(show_probability)
             legend.append(CLASS_MAPS_NOTE)
@@ -458,7 +459,7 @@ class PromptHighlighter(DockBase):
                     heatmap.visible = (
                         False  # once, when the labels first come: not against the user
                     )
-                return [*L.reveal_steps(layer), *L.legend_steps(viewer, classes)]
+                return [*S.reveal_steps(layer), *L.legend_steps(viewer, classes)]
 
             steps.append(show_labels)
             legend.append(L.legend_html(classes))
@@ -487,7 +488,7 @@ class PromptHighlighter(DockBase):
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
         if self._pending:
-            QTimer.singleShot(L.STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
+            QTimer.singleShot(S.STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
 
     @property
     def drawing(self) -> bool:

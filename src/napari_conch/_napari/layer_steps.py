@@ -1,0 +1,104 @@
+"""Showing a new napari layer in steps, one per event-loop turn.
+
+Adding a layer and drawing it for the first time each cost napari, on the GUI thread, tens to
+hundreds of milliseconds (its Qt controls, its vispy visual, the canvas side of its overlays,
+the shaders of its first drawing). Done in one go they add up to one long pause; here a layer is
+added hidden (:func:`add_in_parts`), with what can wait held back, and ``layer.metadata``
+:data:`REVEAL` lists the steps left (:func:`reveal_steps`), which the caller runs
+:data:`STEP_GAP_MS` apart so that napari redraws and answers input in between.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from napari_conch._napari.session_registry import unwrap
+
+if TYPE_CHECKING:
+    import napari
+
+#: Metadata key of the steps that reveal a layer added hidden.
+REVEAL = "napari_conch_reveal"
+#: Milliseconds between two steps of showing layers (the canvas redraws in between).
+STEP_GAP_MS = 15
+#: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
+DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
+#: The overlays held back from layers just added, until their "overlays" step.
+_HELD_OVERLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
+    """Add a new (hidden) layer, leaving the costly parts of napari's work for later turns.
+
+    Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
+    canvas side of its overlays, all in one call. Two parts are left out here:
+
+    - the layer does not become the active one (napari would build its controls panel, and
+      the docks would then make the slide layer active again: two panel switches);
+    - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
+      70-100 ms here, as much as the rest of the layer) are held back and given back, one per
+      step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
+      layer is shown, so the tools work as usual.
+
+    Both use napari's private attributes; on a napari without them the layer is added as
+    ``viewer.add_layer`` would.
+    """
+    layer = unwrap(layer)
+    overlays = getattr(layer, "_overlays", None)  # napari keeps a layer's overlays private
+    held = {}
+    for key in DEFERRED_OVERLAYS:
+        if overlays is not None and key in overlays:
+            held[key] = overlays.pop(key)
+    layers = unwrap(viewer).layers
+    activate = getattr(layers, "_activate_on_insert", None)
+    if activate is not None:
+        layers._activate_on_insert = False
+    try:
+        layers.append(layer)
+    finally:
+        if activate is not None:
+            layers._activate_on_insert = activate
+    if held:
+        _HELD_OVERLAYS[layer] = held
+        steps = [f"overlay:{key}" for key in held]
+        layer.metadata[REVEAL] = [*steps, *layer.metadata.get(REVEAL, [])]
+
+
+def keep_hidden(layer: Any) -> Any:
+    """A layer just added hidden stays hidden (its ``"layer"`` reveal step is dropped).
+
+    For the maps kept under others, which the user shows with the layer's eye; a layer already
+    shown is left as it is. Returns the layer.
+    """
+    steps = layer.metadata.get(REVEAL)
+    if steps and "layer" in steps:
+        layer.metadata[REVEAL] = [s for s in steps if s != "layer"]
+    return layer
+
+
+def reveal_steps(layer: Any) -> list[Any]:
+    """The steps still needed to show a layer added hidden (callables; none once shown).
+
+    Making a layer and drawing it for the first time each cost napari a long pause on the GUI
+    thread; run in separate event-loop turns they do not add up. A step is forgotten only once
+    it has run, so steps dropped by a newer display are given again by the next call.
+    """
+
+    def stage(name: str) -> Any:
+        def run() -> None:
+            remaining = layer.metadata.get(REVEAL, [])
+            if name not in remaining:
+                return
+            if name == "layer":
+                layer.visible = True
+            elif name.startswith("overlay:"):
+                held = _HELD_OVERLAYS.get(unwrap(layer), {})
+                key = name.split(":", 1)[1]
+                if key in held:  # napari's private overlays: the layer itself, not its proxy
+                    unwrap(layer)._overlays[key] = held.pop(key)
+            layer.metadata[REVEAL] = [s for s in remaining if s != name]
+
+        return run
+
+    return [stage(name) for name in layer.metadata.get(REVEAL, ())]
