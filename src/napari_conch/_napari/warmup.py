@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import warnings
 
 logger = logging.getLogger("napari_conch")
 
@@ -43,6 +44,10 @@ MODULES = (
 #: interpreter about 200 ms in one C call; started with the dock, it lengthened the dock's own
 #: pause (building and first drawing it) to 500-650 ms in one piece.
 WARM_UP_DELAY_MS = 600
+
+# napari's random label colours print a note about clipped colour conversions (a
+# UserWarning from its own code) the first time: nothing a user can act on, so not shown.
+warnings.filterwarnings("ignore", message="Conversion from CIE-LAB", category=UserWarning)
 
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
