@@ -1,40 +1,29 @@
-"""Make the user guide's caption screenshot: the caption and retrieval widget on the real slide.
+"""Make the user guide's caption screenshot: the caption and retrieval dock on the H&E sample.
 
-Uses the tiny random test model of the shared fixtures (``$NAPARI_CONCH_FIXTURES``, default
-``../shared/fixtures`` next to the repository), embedded at a coarse grid. Run under an X server::
+Uses the demo model (not CONCH) on its held-out H&E sample, where it is known to work: its
+decoder captions tiles with its training captions, so the caption and the rankings mean
+something. Run under an X server::
 
     xvfb-run -a -s "-screen 0 1366x768x24" python docs/images/make_caption_screenshot.py
 """
 
-import json
-import os
 import pathlib
 import tempfile
 import time
 
 import napari
 import numpy as np
-import torch
 from napari._qt.dialogs.qt_notification import NapariQtNotification
 from qtpy.QtWidgets import QApplication
 
-from napari_conch._napari.caption_widget import viewer_camera
 from napari_conch.engine.embed import embed_slide, open_job
+from napari_conch.samples import HGSC_HELDOUT
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared" / "fixtures"))
 OUT = pathlib.Path(__file__).resolve().parent
-SVS = FIX / "images/cmu_small_region.svs"
-TOKENIZER = FIX / "reference/conch_byte_level_bpe_uncased.json"
-ref = torch.load(FIX / "reference/coca_tiny_a.pt", weights_only=True)
+SLIDE = HGSC_HELDOUT
 d = pathlib.Path(tempfile.mkdtemp())
-torch.save(ref["state_dict"], d / "pytorch_model.bin")
-(d / "coca_tiny.json").write_text(json.dumps(ref["config"]))
-job = open_job(
-    SVS, d / "pytorch_model.bin", config=d / "coca_tiny.json", tokenizer=TOKENIZER,
-    tile_size=256, stride=256, device="cpu", store_root=d,
-)  # fmt: skip
-embed_slide(job.slide, job.model, job.grid, job.store, min_tissue=0.2)
+job = open_job(SLIDE, "demo", device="cpu", store_root=d)
+embed_slide(job.slide, job.model, job.grid, job.store)
 
 
 def wait(cond, t=120):
@@ -50,33 +39,29 @@ app = QApplication.instance()
 window = viewer.window._qt_window
 window.move(0, 0)
 window.resize(1366, 768)
-[slide_layer] = viewer.open(str(SVS), plugin="napari-conch")
+[slide_layer] = viewer.open(str(SLIDE), plugin="napari-conch")
 viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
 _, w = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
 m = w.model_panel
-m.source.value = str(d / "pytorch_model.bin")
-m.config.value = d / "coca_tiny.json"
-m.tokenizer.value = TOKENIZER
+m.source.value = "demo"
 m.device.value = "cpu"
 w.load_model()
 wait(lambda: w.model is not None and not w.busy())
 w.caption_panel.max_length.value = 12
-w.rank_panel.texts.value = "tumor\nstroma\nadipose tissue\nlymphocytes"
+w.rank_panel.texts.value = "tumor cells\nstroma\ninflammatory cells\nbackground glass"
 w.tiles_panel.store_root.value = d
-w.tiles_panel.prompt.value = "tumor"
+w.tiles_panel.prompt.value = "tumor cells"
 w.tiles_panel.k.value = 5
 w.find_top_tiles()
 wait(lambda: len(w.hits) == 5 and not w.busy())
 layer = w.draw_region()
 scale, translate = np.asarray(slide_layer.scale), np.asarray(slide_layer.translate)
-x0, y0, x1, y1 = 1100, 700, 1500, 1100
+x0, y0, x1, y1 = 400, 512, 656, 768  # in the stroma
 corners = translate + (np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]]) - 0.5) * scale
 layer.add_rectangles([np.array([layer.world_to_data(c) for c in corners])])
 wait(lambda: w.caption_text is not None and len(w.ranking) == 4 and not w.busy())
+w.go_to_hit(0)  # the hit is outlined; then the whole sample is shown
 viewer.reset_view()
-w.go_to_hit(0)
-camera = viewer_camera(viewer)
-camera.zoom = camera.zoom / 4
 end = time.time() + 1
 while time.time() < end:
     app.processEvents()
