@@ -65,3 +65,20 @@ def test_a_labels_layers_drawing_tools_are_given_back_before_it_is_shown(make_na
     assert layer.visible and all(key in layer._overlays for key in S.DEFERRED_OVERLAYS)
     layer.mode = "polygon"  # the polygon tool works with its overlay back
     assert layer.mode == "polygon" and S.reveal_steps(layer) == []
+
+
+def test_only_a_layer_the_plugin_hid_is_shown_again():
+    from types import SimpleNamespace
+
+    ours = SimpleNamespace(visible=True, metadata={})
+    S.hide_for_now(ours)
+    assert not ours.visible
+    S.show_again(ours)
+    assert ours.visible and S.KEPT_HIDDEN not in ours.metadata
+    theirs = SimpleNamespace(visible=False, metadata={})  # hidden by the user
+    S.show_again(theirs)
+    assert not theirs.visible
+    new = SimpleNamespace(visible=False, metadata={S.REVEAL: ["layer"]})
+    assert S.reveal_steps(S.keep_hidden(new)) == [] and not new.visible
+    S.show_again(new)
+    assert new.visible

@@ -138,6 +138,10 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     # the labels are the map; the class maps wait under them, hidden, until their eye is ticked
     assert not viewer.layers[L.HEATMAP].visible and not viewer.layers[L.PROBABILITY].visible
     assert "their eye" in widget.prompt_panel.legend.value
+    _type(widget, qtbot, "necrosis")  # one prompt again: the similarity is the map, shown again
+    assert L.LABELS not in viewer.layers and L.PROBABILITY not in viewer.layers
+    _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
+    assert not viewer.layers[L.HEATMAP].visible
     viewer.layers[L.HEATMAP].visible = True  # the user's choice stays as prompts change
     _type(widget, qtbot, "tumor\nstroma", L.LABELS)
     assert viewer.layers[L.HEATMAP].visible and not viewer.layers[L.PROBABILITY].visible

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 #: Metadata key of the steps that reveal a layer added hidden.
 REVEAL = "napari_conch_reveal"
+#: Metadata key marking a layer the plugin (not the user) keeps hidden under another map.
+KEPT_HIDDEN = "napari_conch_kept_hidden"
 #: Milliseconds between two steps of showing layers (the canvas redraws in between).
 STEP_GAP_MS = 15
 #: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
@@ -69,12 +71,27 @@ def keep_hidden(layer: Any) -> Any:
     """A layer just added hidden stays hidden (its ``"layer"`` reveal step is dropped).
 
     For the maps kept under others, which the user shows with the layer's eye; a layer already
-    shown is left as it is. Returns the layer.
+    shown is left as it is. The layer is marked (:data:`KEPT_HIDDEN`) so that
+    :func:`show_again` shows it when it is the map again. Returns the layer.
     """
     steps = layer.metadata.get(REVEAL)
     if steps and "layer" in steps:
         layer.metadata[REVEAL] = [s for s in steps if s != "layer"]
+        layer.metadata[KEPT_HIDDEN] = True
     return layer
+
+
+def hide_for_now(layer: Any) -> None:
+    """Hide a shown layer that another map now covers, marked for :func:`show_again`."""
+    if layer.visible:
+        layer.visible = False
+        layer.metadata[KEPT_HIDDEN] = True
+
+
+def show_again(layer: Any) -> None:
+    """Show a layer hidden by :func:`keep_hidden` or :func:`hide_for_now` (not one the user hid)."""
+    if layer.metadata.pop(KEPT_HIDDEN, False) and not layer.visible:
+        layer.visible = True
 
 
 def reveal_steps(layer: Any) -> list[Any]:

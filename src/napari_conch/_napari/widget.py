@@ -429,6 +429,8 @@ class PromptHighlighter(DockBase):
             layer = L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
             if several:
                 S.keep_hidden(layer)
+            else:
+                S.show_again(layer)  # one prompt again: the similarity is the map
             return S.reveal_steps(layer)
 
         steps = [show_heatmap]
@@ -455,10 +457,8 @@ class PromptHighlighter(DockBase):
                     viewer, labels, classes, place, units=units, opacity=opacity
                 )
                 heatmap = L.find_layer(viewer, L.HEATMAP)
-                if new and several and heatmap is not None and heatmap.visible:
-                    heatmap.visible = (
-                        False  # once, when the labels first come: not against the user
-                    )
+                if new and several and heatmap is not None:
+                    S.hide_for_now(heatmap)  # once, as the labels first come: not against a user
                 return [*S.reveal_steps(layer), *L.legend_steps(viewer, classes)]
 
             steps.append(show_labels)
