@@ -297,6 +297,44 @@ def test_the_tissue_search_shows_its_share_done(make_napari_viewer):
     assert not widget._preparing_timer.isActive()  # no more "Finding tissue" ticks
 
 
+def test_cancel_while_the_tissue_is_searched_stops_the_search(viewer_widget, qtbot, monkeypatch):
+    """Cancel pressed during the tissue search: the search stops, no tile is computed."""
+    import threading
+
+    import napari_conch.slide as slide_module
+
+    _, widget, _ = viewer_widget
+    steps_of = slide_module.scan_tissue_steps
+    release = threading.Event()
+
+    taken = []  # the search's steps as they are taken
+
+    def held_after_the_first_step(*args, **kwargs):
+        steps = steps_of(*args, **kwargs)
+        taken.append(next(steps))
+        yield taken[-1]
+        release.wait(30)  # the search "takes long" until the test lets it go on
+        for step in steps:
+            taken.append(step)
+            yield step
+
+    monkeypatch.setattr(slide_module, "scan_tissue_steps", held_after_the_first_step)
+    s = widget.slide_panel
+    worker = widget.start_embedding()
+    assert worker is not None, widget.errors
+    qtbot.waitUntil(lambda: s.status.value.startswith("Finding tissue ... 0 %"), timeout=WAIT_MS)
+    widget.cancel_embedding()
+    assert s.status.value.startswith("Cancelling")
+    release.set()
+    qtbot.waitUntil(lambda: not widget.embedding, timeout=WAIT_MS)
+    done, total = taken[-1]
+    assert len(taken) == 2 and done < total  # stopped after the step under way, not at the end
+    store = EmbeddingStore.open(widget.session.store.path)
+    assert store.counts()["done"] == 0
+    assert store.attrs["last_run"]["cancelled"] is True and store.attrs["last_run"]["computed"] == 0
+    assert "cancelled" in s.status.value.lower() and s.embed.enabled and not s.cancel.enabled
+
+
 def test_user_errors_are_notifications(
     make_napari_viewer, tiny_checkpoint, tokenizer_path, tmp_path, qtbot
 ):
