@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import sys
 import time
@@ -32,21 +31,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from machine_info import cpu_model  # noqa: E402  (bench/machine_info.py)
 
 
 def machine() -> str:
     """A one-line description of the CPU."""
     import os
 
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, numpy {np.__version__}"
+    return f"{cpu_model()}, {os.cpu_count()} cores, numpy {np.__version__}"
 
 
 def unit(x: np.ndarray) -> np.ndarray:

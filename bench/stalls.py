@@ -48,6 +48,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from machine_info import cpu_model  # noqa: E402  (bench/machine_info.py)
 
 #: A pause counts from this long (seconds).
 PAUSE_S = 0.100
@@ -275,15 +276,7 @@ def run_view(settle: float, store_root: str) -> list:
 
 def machine() -> str:
     """A one-line description of the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
+    return f"{os.cpu_count()} CPU cores ({cpu_model()}), Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
