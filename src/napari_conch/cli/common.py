@@ -17,6 +17,25 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="SRC", help=MODEL_HELP)
 
 
+def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the store's") -> None:
+    """``--model``, ``--config``, ``--tokenizer`` (default: what made the store) and ``--device``.
+
+    For the commands that read stores and only need the text encoder: ``whose`` names the
+    default in the help ("the store's", "the stores'").
+    """
+    parser.add_argument("--model", metavar="SRC", help=f"model source (default: {whose})")
+    parser.add_argument("--config", metavar="JSON", help=f"model config (default: {whose})")
+    parser.add_argument("--tokenizer", metavar="PATH", help=f"tokenizer JSON (default: {whose})")
+    parser.add_argument("--device", metavar="D", help="torch device for the text encoder")
+
+
+def add_wait_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--wait [SECONDS]``: wait for a process writing the store (no number: for ever)."""
+    parser.add_argument(
+        "--wait", nargs="?", type=float, const=float("inf"), metavar="SECONDS", help=help
+    )
+
+
 def model_source(args: argparse.Namespace) -> str:
     """The model the arguments or the environment name; a clear error when none does."""
     source = args.model or os.environ.get(MODEL_ENV)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from napari_conch.cli.common import add_model_argument, model_source
+from napari_conch.cli.common import add_model_argument, add_wait_argument, model_source
 from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.progress import TISSUE
@@ -107,13 +107,9 @@ def register(subparsers: Any) -> None:
         help="folder of the stores (default: user cache)",
     )
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
-    p.add_argument(
-        "--wait",
-        nargs="?",
-        type=float,
-        const=float("inf"),
-        metavar="SECONDS",
-        help="when another process is writing the store, wait for it (at most SECONDS; "
+    add_wait_argument(
+        p,
+        "when another process is writing the store, wait for it (at most SECONDS; "
         "without a number, as long as it takes) instead of stopping",
     )
     p.add_argument(

@@ -6,7 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import add_prompt_arguments, named_prompt_sets
+from napari_conch.cli.common import (
+    add_prompt_arguments,
+    add_store_model_arguments,
+    named_prompt_sets,
+)
 from napari_conch.errors import InputError, StoreError
 
 HELP = "learn classes from annotated example tiles, with text prompts as the prior"
@@ -38,10 +42,7 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="pull of the classifier towards the prompts (default: the engine's)",
     )
-    p.add_argument("--model", metavar="SRC", help="model source (default: the store's)")
-    p.add_argument("--config", metavar="JSON", help="model config (default: the store's)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (default: the store's)")
-    p.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_store_model_arguments(p)
     p.add_argument(
         "--out", action="append", default=[], metavar="FILE", help="output file (repeatable)"
     )

@@ -12,7 +12,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import add_prompt_arguments, no_embeddings_reason
+from napari_conch.cli.common import (
+    add_prompt_arguments,
+    add_store_model_arguments,
+    no_embeddings_reason,
+)
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -43,10 +47,7 @@ def register(subparsers: Any) -> None:
         metavar="F",
         help="label 0 below this winning probability (one prompt: below this cosine)",
     )
-    p.add_argument("--model", metavar="SRC", help="model source (default: the store's)")
-    p.add_argument("--config", metavar="JSON", help="model config (default: the store's)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (default: the store's)")
-    p.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_store_model_arguments(p)
     p.add_argument(
         "--out", action="append", required=True, metavar="FILE", help="output file (repeatable)"
     )

@@ -7,6 +7,7 @@ import csv
 import sys
 from typing import Any
 
+from napari_conch.cli.common import add_store_model_arguments
 from napari_conch.errors import InputError
 
 HELP = "find the tiles that best match a prompt or a tile, over many embedded slides"
@@ -30,10 +31,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-k", type=int, default=20, metavar="N", help="how many tiles (default 20)")
     p.add_argument("--templates", choices=("conch", "none"), default="conch")
     p.add_argument("--out", metavar="FILE.csv", help="write the hits as CSV")
-    p.add_argument("--model", metavar="SRC", help="model source (default: the stores')")
-    p.add_argument("--config", metavar="JSON", help="model config (default: the stores')")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (default: the stores')")
-    p.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_store_model_arguments(p, "the stores'")
     p.set_defaults(func=run)
 
 

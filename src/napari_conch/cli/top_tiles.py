@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.common import add_store_model_arguments
 from napari_conch.cli.query import check_out_file, store_session
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
@@ -28,10 +29,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("-k", type=int, default=10, metavar="N", help="how many tiles (default 10)")
     p.add_argument("--templates", choices=("conch", "none"), default="conch")
     p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
-    p.add_argument("--model", metavar="SRC", help="model source (default: the store's)")
-    p.add_argument("--config", metavar="JSON", help="model config (default: the store's)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (default: the store's)")
-    p.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_store_model_arguments(p)
     p.set_defaults(func=run)
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.common import add_wait_argument
 from napari_conch.errors import NapariConchError
 
 HELP = "check embedding stores for damaged chunks and lost tiles (and repair them)"
@@ -31,14 +32,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="make damaged tiles pending and remove damaged chunks (needs write access)",
     )
-    p.add_argument(
-        "--wait",
-        nargs="?",
-        type=float,
-        const=float("inf"),
-        metavar="SECONDS",
-        help="with --repair: wait for a process writing the store (at most SECONDS)",
-    )
+    add_wait_argument(p, "with --repair: wait for a process writing the store (at most SECONDS)")
     p.set_defaults(func=run)
 
 
