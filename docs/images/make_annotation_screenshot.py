@@ -14,13 +14,11 @@ import os
 import pathlib
 import sys
 import tempfile
-import time
 
 import imagecodecs
-import napari
 import numpy as np
 import tifffile
-from qtpy.QtWidgets import QApplication
+from screens import laptop_viewer, pause, wait
 
 from napari_conch.engine.prompt_request import PromptRequest
 
@@ -31,25 +29,7 @@ FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared
 TMP = pathlib.Path(tempfile.mkdtemp())
 
 
-def wait(cond, t=180):
-    end = time.time() + t
-    while not cond():
-        app.processEvents()
-        time.sleep(0.01)
-        assert time.time() < end
-
-
-def pause(s):
-    end = time.time() + s
-    while time.time() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-viewer = napari.Viewer(show=True)
-app = QApplication.instance()
-viewer.window._qt_window.showMaximized()
-viewer.window._qt_window.resize(1366, 768)
+viewer = laptop_viewer()
 image = TMP / "hgsc_stromal_he.tif"
 pixels = imagecodecs.imread(FIX / "images/hgsc_stromal_he.jpg")
 tifffile.imwrite(image, pixels, tile=(256, 256), resolution=(2e4, 2e4), resolutionunit="CENTIMETER")

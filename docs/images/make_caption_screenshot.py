@@ -9,12 +9,9 @@ something. Run under an X server::
 
 import pathlib
 import tempfile
-import time
 
-import napari
 import numpy as np
-from napari._qt.dialogs.qt_notification import NapariQtNotification
-from qtpy.QtWidgets import QApplication
+from screens import close_notifications, laptop_viewer, pause, wait
 
 from napari_conch.engine.embed import embed_slide, open_job
 from napari_conch.samples import HGSC_HELDOUT
@@ -26,19 +23,7 @@ job = open_job(SLIDE, "demo", device="cpu", store_root=d)
 embed_slide(job.slide, job.model, job.grid, job.store)
 
 
-def wait(cond, t=120):
-    end = time.time() + t
-    while not cond():
-        app.processEvents()
-        time.sleep(0.01)
-        assert time.time() < end
-
-
-viewer = napari.Viewer(show=True)
-app = QApplication.instance()
-window = viewer.window._qt_window
-window.move(0, 0)
-window.resize(1366, 768)
+viewer = laptop_viewer()
 [slide_layer] = viewer.open(str(SLIDE), plugin="napari-conch")
 viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
 _, w = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
@@ -62,22 +47,13 @@ layer.add_rectangles([np.array([layer.world_to_data(c) for c in corners])])
 wait(lambda: w.caption_text is not None and len(w.ranking) == 4 and not w.busy())
 w.go_to_hit(0)  # the hit is outlined; then the whole sample is shown
 viewer.reset_view()
-end = time.time() + 1
-while time.time() < end:
-    app.processEvents()
-    time.sleep(0.01)
-for toast in window.findChildren(NapariQtNotification):
-    toast.close()
+pause(1)
+close_notifications(viewer)
 w.sections["Model"].collapse(animate=False)
 w.sections["Region"].collapse(animate=False)
-pause_until = time.time() + 0.5
-while time.time() < pause_until:
-    app.processEvents()
+pause(0.5)
 w.native.verticalScrollBar().setValue(w.sections["Caption"].y())
-end = time.time() + 1
-while time.time() < end:
-    app.processEvents()
-    time.sleep(0.01)
+pause(1)
 viewer.screenshot(str(OUT / "caption.png"), canvas_only=False)
 print("ok", w.errors, repr(w.caption_text))
 viewer.close()

@@ -12,10 +12,8 @@ import json
 import os
 import pathlib
 import tempfile
-import time
 
-import napari
-from qtpy.QtWidgets import QApplication
+from screens import laptop_viewer, pause, wait
 
 from napari_conch.cli import main
 
@@ -46,17 +44,7 @@ argv += ["--topk", "1,5,10,50", "--out", str(folder / "slides.csv"), "--quiet"]
 assert main(argv) == 0
 
 
-def wait(cond, t=120):
-    end = time.time() + t
-    while not cond():
-        app.processEvents()
-        time.sleep(0.01)
-        assert time.time() < end
-
-
-viewer = napari.Viewer(show=True)
-app = QApplication.instance()
-viewer.window._qt_window.resize(1366, 768)
+viewer = laptop_viewer()
 _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
 dock.slides_csv.value = folder / "slides.csv"
 dock.prompts.value = prompts
@@ -72,8 +60,6 @@ wait(lambda: dock.hits and not dock.busy())
 dock.go_to_hit(0)
 wait(lambda: not dock.busy())
 viewer.camera.zoom = viewer.camera.zoom / 6  # the nest around the hit
-for _ in range(50):
-    app.processEvents()
-    time.sleep(0.02)
+pause(1)
 viewer.screenshot(str(OUT), canvas_only=False)
 print(OUT, dock.errors)

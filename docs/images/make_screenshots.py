@@ -12,12 +12,10 @@ laptop screen with both napari-conch docks open (tabbed). Run under an X server:
 import os
 import pathlib
 import tempfile
-import time
 
 import imagecodecs
-import napari
 import tifffile
-from qtpy.QtWidgets import QApplication
+from screens import close_notifications, laptop_viewer, pause, wait
 
 from napari_conch._napari.demo import start_demo
 from napari_conch.samples import CMU_SMALL_REGION
@@ -28,34 +26,8 @@ FIX = pathlib.Path(os.environ.get("NAPARI_CONCH_FIXTURES", REPO.parent / "shared
 TMP = pathlib.Path(tempfile.mkdtemp())
 
 
-def wait(cond, t=120):
-    end = time.time() + t
-    while not cond():
-        app.processEvents()
-        time.sleep(0.01)
-        assert time.time() < end
-
-
-def close_notifications():
-    """Close napari's toasts (they would cover the canvas in the screenshot)."""
-    from napari._qt.dialogs.qt_notification import NapariQtNotification
-
-    for toast in window.findChildren(NapariQtNotification):
-        toast.close()
-
-
-def pause(s):
-    end = time.time() + s
-    while time.time() < end:
-        app.processEvents()
-        time.sleep(0.01)
-
-
-viewer = napari.Viewer(show=True)
-app = QApplication.instance()
+viewer = laptop_viewer()
 window = viewer.window._qt_window
-window.move(0, 0)
-window.resize(1366, 768)
 viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
 _, caption = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
 _, w = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
@@ -71,7 +43,7 @@ w.sections["Model"].collapse(animate=False)
 pause(1)
 viewer.reset_view()
 pause(1)
-close_notifications()
+close_notifications(viewer)
 pause(0.5)
 viewer.screenshot(str(OUT / "heatmap.png"), canvas_only=False)
 # labels: the tumour nest image as a tiled TIFF (0.5 um/px, like the demo's training tiles)
@@ -91,7 +63,7 @@ viewer.reset_view()
 viewer.layers["CONCH similarity"].visible = False
 viewer.layers["CONCH probability"].visible = False
 pause(1)
-close_notifications()
+close_notifications(viewer)
 pause(0.5)
 viewer.screenshot(str(OUT / "labels.png"), canvas_only=False)
 print("ok", w.errors)
