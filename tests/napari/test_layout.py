@@ -58,6 +58,7 @@ def test_window_fits_the_screen_and_the_canvas_keeps_half(make_napari_viewer, qt
     ours = [d for d in window.findChildren(QDockWidget) if isinstance(_dock_base(d), DockBase)]
     assert len(ours) == len(dock_names()) >= 2
     assert set(window.tabifiedDockWidgets(ours[0])) == set(ours[1:])
+    assert sorted(d.windowTitle() for d in ours) == sorted(dock_names())  # tabs: short names
     for dock_widget, widget in docks:
         assert dock_widget.widget() is widget.native  # the scroll area itself is docked
         assert widget.native.parentWidget() is not None

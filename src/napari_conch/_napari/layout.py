@@ -125,6 +125,18 @@ def dock_of(widget: QWidget) -> QDockWidget | None:
     return parent
 
 
+#: What napari adds to a plugin dock's name; on a tab, where four share 300 px, it only hides
+#: the dock's own name ("C...", "An...").
+PLUGIN_SUFFIX = " (napari-conch)"
+
+
+def shorten_tab_title(dock: QDockWidget) -> None:
+    """The dock's tab says its own name only (napari's title bar keeps the full one)."""
+    title = dock.windowTitle()
+    if title.endswith(PLUGIN_SUFFIX):
+        dock.setWindowTitle(title[: -len(PLUGIN_SUFFIX)])
+
+
 def tabify_with_siblings(widget: QWidget, is_sibling: Any) -> bool:
     """Put the dock holding ``widget`` in a tab with the other docks for which ``is_sibling``.
 
@@ -148,6 +160,8 @@ def tabify_with_siblings(widget: QWidget, is_sibling: Any) -> bool:
     ]  # fmt: skip
     if not others:
         return False
+    for tabbed in (dock, *others):
+        shorten_tab_title(tabbed)
     if dock in window.tabifiedDockWidgets(others[0]):
         return False
     window.tabifyDockWidget(others[0], dock)
