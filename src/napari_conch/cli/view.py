@@ -101,6 +101,10 @@ def open_view(args: argparse.Namespace) -> tuple:
     viewer = napari.Viewer(title=title)
     viewer.open(str(path), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # the dock takes its room first,
+    viewer.reset_view()  # then the slide is fitted to the canvas left
     panel = widget.model_panel
     if args.device:
         panel.device.value = args.device
