@@ -233,3 +233,19 @@ def test_a_store_without_embedded_tiles_says_why(empty_stores, tmp_path, capsys,
     line = run(empty_stores["glass"])
     assert "napari-conch embed found no tissue at --min-tissue 0.3" in line
     assert "lower --min-tissue" in line and "(run napari-conch embed)" not in line
+
+
+def test_a_cut_tiff_is_one_line_without_tifffiles_log(tmp_path, svs_path):
+    # tifffile logs "invalid offset to first page" before our error: only the error is shown.
+    # In a child process: pytest's own log handlers would keep the log line off stderr here.
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.svs"
+    cut.write_bytes(svs_path.read_bytes()[:300_000])
+    argv = ["embed", str(cut), "--model", "demo", "--store", str(tmp_path / "s"), "--quiet"]
+    code = f"import sys; from napari_conch.cli import main; sys.exit(main({argv!r}))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    err = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(err) == 1, err
+    assert err[0].startswith("napari-conch embed: error: ") and "cannot read as TIFF" in err[0]

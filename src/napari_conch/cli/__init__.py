@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -75,6 +76,25 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
         yield
 
 
+#: Libraries whose log lines about a damaged file would stand before our one-line error
+#: (tifffile: "<TiffPages @...> invalid offset to first page"); ``--debug`` shows them.
+QUIET_LOGGERS = ("tifffile",)
+
+
+@contextlib.contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """Only errors of :data:`QUIET_LOGGERS` are logged while a command runs."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -84,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         with _one_line_warnings(f"napari-conch {args.command}"):
-            return int(args.func(args) or 0)
+            if args.debug:
+                return int(args.func(args) or 0)
+            with _quiet_library_logs():
+                return int(args.func(args) or 0)
     except NapariConchError as exc:
         if args.debug:
             raise
