@@ -47,6 +47,7 @@ from napari_conch.errors import (
     StoreError,
     describe_os_error,
 )
+from napari_conch.generators import drain, mapped  # drain: also this module's API
 
 #: A cancel flag: a ``threading.Event`` or a callable returning True to stop.
 Cancel = threading.Event | Callable[[], bool] | None
@@ -160,7 +161,7 @@ def plan_run_iter(
         )
     store.repair()  # damaged chunks: their tiles become PENDING and are embedded again
     steps = scan_tissue_steps(slide, grid, min_tissue=min_tissue)
-    scan = yield from _tissue_events(steps)
+    scan = yield from mapped(steps, lambda step: tissue_event(*step))
     with writing(store):
         status = store.set_tissue(scan.mask | scan.damaged, scan.fraction)
         store.update_info(min_tissue=float(min_tissue), tissue_method=scan.method)
@@ -178,19 +179,6 @@ def plan_run_iter(
     if done + len(rows) + len(failed) == 0:
         raise InputError(no_tissue_message(slide, min_tissue, scan.fraction))
     return EmbedPlan(rows, cols, done, background, failed)
-
-
-def _tissue_events(steps: Generator) -> Generator[EmbedProgress, None, Any]:
-    """Each ``(done, total)`` step as a tissue-phase event; return the steps' result."""
-    try:
-        while True:
-            try:
-                done, total = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            yield tissue_event(done, total)
-    finally:
-        steps.close()
 
 
 def _unless_cancelled(
@@ -436,20 +424,6 @@ def embed_slide_iter(
         num_readers=opts.num_readers,
     )
     return (yield from run_batches(store, plan, results, cancel=is_cancelled))
-
-
-def drain(
-    events: Generator[EmbedProgress, None, EmbedSummary],
-    on_progress: Callable[[EmbedProgress], None] | None = None,
-) -> EmbedSummary:
-    """Run a progress generator to its end, passing each event to ``on_progress``."""
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if on_progress is not None:
-            on_progress(event)
 
 
 def embed_slide(

@@ -34,6 +34,7 @@ from napari_conch.engine.live_index import LiveIndex
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.errors import InputError, StoreError
+from napari_conch.generators import mapped
 
 #: A run's region: a level-0 box ``(x0, y0, x1, y1)`` whose tiles go first.
 Box = tuple[float, float, float, float]
@@ -693,15 +694,7 @@ def _index_of(store: Any) -> LiveIndex:
 
 def _without_vectors(events: Generator) -> Generator[ProgressItem, None, Any]:
     """Each event with None for its vectors (a run without the live index)."""
-    try:
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as stop:
-                return stop.value
-            yield event, None
-    finally:
-        events.close()
+    return mapped(events, lambda event: (event, None))
 
 
 def _with_vectors(events: Generator, store: Any) -> Generator[ProgressItem, None, Any]:
@@ -709,16 +702,10 @@ def _with_vectors(events: Generator, store: Any) -> Generator[ProgressItem, None
 
     Closing this generator closes the engine's, so the run is recorded and its readers stop.
     """
-    try:
-        while True:
-            try:
-                event = next(events)
-            except StopIteration as stop:
-                return stop.value
-            if len(event.rows):
-                vectors = store.embeddings_at(event.rows, event.cols)
-            else:
-                vectors = np.zeros((0, store.embed_dim), np.float32)
-            yield event, vectors
-    finally:
-        events.close()
+
+    def with_vectors(event: Any) -> ProgressItem:
+        if len(event.rows):
+            return event, store.embeddings_at(event.rows, event.cols)
+        return event, np.zeros((0, store.embed_dim), np.float32)
+
+    return mapped(events, with_vectors)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from napari_conch.generators import drain
+
 T = TypeVar("T")
 
 #: A generator of ``(done, total)`` steps returning a ``T``.
@@ -30,16 +32,7 @@ def run_steps(steps: Steps[T], progress: Progress | None = None) -> T:
     When ``progress`` raises, the steps are closed (their threads and files released) and the
     exception goes on.
     """
-    try:
-        while True:
-            try:
-                done, total = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            if progress is not None:
-                progress(done, total)
-    finally:
-        steps.close()
+    return drain(steps, None if progress is None else lambda step: progress(*step))
 
 
 @dataclass
