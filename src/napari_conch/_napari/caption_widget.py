@@ -33,7 +33,7 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layer_steps import STEP_GAP_MS
+from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps
 from napari_conch._napari.layers import find_layer
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
@@ -234,7 +234,8 @@ class CaptionRetrieval(DockBase):
 
     def _show_region_layer(self, layer: Any) -> None:
         if not self._closed and layer in self.viewer.layers:
-            layer.visible = True
+            for step in reveal_steps(layer):
+                step()
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:

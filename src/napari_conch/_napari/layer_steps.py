@@ -43,7 +43,8 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
       step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
       layer is shown, so the tools work as usual.
 
-    Both use napari's private attributes; on a napari without them the layer is added as
+    ``layer.metadata[REVEAL]`` then lists the steps that show it (:func:`reveal_steps`). Both
+    parts left out use napari's private attributes; on a napari without them the layer is added as
     ``viewer.add_layer`` would.
     """
     layer = unwrap(layer)
@@ -61,10 +62,8 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     finally:
         if activate is not None:
             layers._activate_on_insert = activate
-    if held:
-        _HELD_OVERLAYS[layer] = held
-        steps = [f"overlay:{key}" for key in held]
-        layer.metadata[REVEAL] = [*steps, *layer.metadata.get(REVEAL, [])]
+    _HELD_OVERLAYS[layer] = held
+    layer.metadata[REVEAL] = [*(f"overlay:{key}" for key in held), "layer"]
 
 
 def keep_hidden(layer: Any) -> Any:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.layer_steps import REVEAL, add_in_parts
+from napari_conch._napari.layer_steps import add_in_parts
 from napari_conch.engine.export import label_color
 
 if TYPE_CHECKING:
@@ -150,7 +150,6 @@ def upsert_image(
             visible=False,
         )
         add_in_parts(viewer, layer)
-        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer"]
         return layer
     place(layer, placement)
     layer.data = data
@@ -208,7 +207,6 @@ def upsert_labels(
             visible=False,
         )
         add_in_parts(viewer, layer)
-        layer.metadata[REVEAL] = [*layer.metadata.get(REVEAL, []), "layer"]
     else:
         place(layer, placement)
         layer.data = data
