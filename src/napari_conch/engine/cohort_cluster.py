@@ -85,26 +85,15 @@ def _embed_local(
     """
     import dask
 
-    with dask.config.set(scheduler="threads"):
-        return _embed_here(slide_path, model_source, options, config, tokenizer, on_progress)
-
-
-def _embed_here(
-    slide_path: str,
-    model_source: str,
-    options: RunOptions,
-    config: Any,
-    tokenizer: Any,
-    on_progress: Callable[[EmbedProgress], None] | None,
-) -> EmbedSummary:
     from napari_conch.engine.embed import drain, embed_slide_iter, open_job
 
-    job = open_job(slide_path, model_source, options, config=config, tokenizer=tokenizer)
-    try:
-        events = embed_slide_iter(job.slide, job.model, job.grid, job.store, job.options)
-        return drain(events, on_progress)
-    finally:
-        job.store.close()  # give the writer lock back
+    with dask.config.set(scheduler="threads"):
+        job = open_job(slide_path, model_source, options, config=config, tokenizer=tokenizer)
+        try:
+            events = embed_slide_iter(job.slide, job.model, job.grid, job.store, job.options)
+            return drain(events, on_progress)
+        finally:
+            job.store.close()  # give the writer lock back
 
 
 def embed_slide_task(
