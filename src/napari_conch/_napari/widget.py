@@ -56,10 +56,7 @@ if TYPE_CHECKING:
 #: Milliseconds between the last keystroke and the map update.
 DEBOUNCE_MS = 200
 #: Under the colour bar with several prompts: where the class chosen in Show is drawn.
-CLASS_MAPS_NOTE = (
-    "The class in Show: layers CONCH similarity and CONCH probability, under the labels "
-    "(hidden at first: their eye in the layer list shows them).<br>"
-)
+CLASS_MAPS_NOTE = "Maps of the class in Show: hidden under the labels (tick their eye).<br>"
 #: While a run is under way, the maps are redrawn with the new tiles at most this often: each
 #: redraw costs napari tens of milliseconds on the GUI thread, a batch can take less.
 LIVE_MAP_INTERVAL_S = 0.5
