@@ -31,11 +31,12 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from napari_conch._napari.collector import freeze_long_lived_objects
 from napari_conch._napari.glyphs import warm_glyphs
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
-from napari_conch._napari.warmup import WARM_UP_DELAY_MS, warm_up
+from napari_conch._napari.warmup import WARM_UP_DELAY_MS, import_torch, warm_up
 from napari_conch._napari.workers import USER_ERRORS, Failure, background, one_line
 from napari_conch.errors import InputError
 
@@ -243,7 +244,13 @@ class DockBase(Container):
         self.check_idle("model", "loading a model")
         panel = self._model_panel
         arguments = panel.load_arguments()
-        worker = background(self.session.prepare_model, arguments.pop("source"), **arguments)
+        source = arguments.pop("source")
+
+        def prepare() -> Any:
+            import_torch()  # before the model's modules do: see warmup.py
+            return self.session.prepare_model(source, **arguments)
+
+        worker = background(prepare)
         panel.info.value = f"Loading {panel.source.value.strip()} ..."
 
         def failed(_message: str) -> None:
@@ -256,9 +263,7 @@ class DockBase(Container):
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
-        import gc
-
-        gc.freeze()  # the model's objects stay out of full collections (see widget.py)
+        freeze_long_lived_objects()  # the model's objects: see collector.py
         self.session.set_model(model)
         self._show_model(model)
 

@@ -5,14 +5,27 @@ The first map layers of a session cost napari, on the GUI thread, the import of 
 visuals) and the first labels colormap; the first model costs the import of torch. A dock starts
 :func:`warm_up` when it opens: the work runs in a background thread while the user reads the
 dock, instead of freezing the viewer when they press a button. It changes nothing the user sees.
+
+A background thread still freezes napari whenever it holds the interpreter lock for long in one
+piece. Two things did that here, each 100-250 ms: loading torch's C++ core library, which
+``import torch`` does inside one C call (:func:`import_torch` loads it first with the lock
+released), and full garbage collections, which the allocations of the imports set off (the
+collector is paused while the warm-up imports, and what they made is frozen after).
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import importlib
+import importlib.util
 import logging
+import sys
 import threading
 import warnings
+from pathlib import Path
+
+from napari_conch._napari.collector import freeze_long_lived_objects
 
 logger = logging.getLogger("napari_conch")
 
@@ -53,24 +66,78 @@ _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None
 
 
+#: torch's C++ core, the library whose loading (static initialisers registering every operator)
+#: is most of ``import torch``'s time in one C call: about 180 ms on the 2-core test machine.
+TORCH_CORE_LIBRARY = "libtorch_cpu"
+
+
+def torch_core_library() -> Path | None:
+    """The path of torch's C++ core library, found without importing torch; None if not there."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    suffix = ".dylib" if sys.platform == "darwin" else ".so"
+    path = Path(next(iter(spec.submodule_search_locations))) / "lib" / (TORCH_CORE_LIBRARY + suffix)
+    return path if path.is_file() else None
+
+
+def preload_torch_core() -> bool:
+    """Load torch's C++ core library with the interpreter lock released; whether it was loaded.
+
+    The interpreter loads an extension module's libraries holding its lock, so while
+    ``import torch`` loads this one no other thread runs Python, napari's event loop included.
+    Called through ctypes, libc's ``dlopen`` runs with the lock released; with the flags the
+    interpreter itself uses, the import then finds the library loaded (the same handle) and
+    only its own Python set-up is left, which lets other threads in. Where this is not possible
+    (Windows, no such file, ``dlopen`` refuses) nothing is changed: the import loads the library
+    itself, as it always did, and only the pause is longer.
+    """
+    path = torch_core_library()
+    if path is None or sys.platform == "win32":
+        return False
+    libc = ctypes.CDLL(None)
+    libc.dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    libc.dlopen.restype = ctypes.c_void_p
+    if not libc.dlopen(str(path).encode(), sys.getdlopenflags()):
+        logger.debug("warm-up: dlopen refused %s", path)
+        return False
+    return True
+
+
+def import_torch() -> None:
+    """Import torch, its core library first loaded without the interpreter lock (see above)."""
+    if "torch" not in sys.modules:
+        preload_torch_core()
+    import torch  # noqa: F401
+
+
 def warm_up_imports() -> None:
     """Import :data:`MODULES` and make napari's default labels colormap (no viewer, no Qt).
+
+    The garbage collector is paused meanwhile (the imports allocate millions of objects; each
+    full collection they set off held the interpreter 90-170 ms here) and what they made is
+    frozen after, out of later full collections (see :mod:`.collector`).
 
     No layer model is made here: a layer's transform reads pint's unit registry, which pint
     builds on first use without a lock, so a first use in this thread racing napari's on the GUI
     thread leaves one of them with a half-built registry ("'pixel' is not defined").
     """
-    for name in MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # another napari version: nothing to warm up there
-            logger.debug("warm-up: no module %s", name)
-    from napari.utils.colormaps import label_colormap
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        import_torch()
+        for name in MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # another napari version: nothing to warm up there
+                logger.debug("warm-up: no module %s", name)
+        from napari.utils.colormaps import label_colormap
 
-    label_colormap(49)
-    import gc
-
-    gc.freeze()  # what was imported stays out of full collections (see widget.py)
+        label_colormap(49)
+    finally:
+        if collecting:
+            gc.enable()
+    freeze_long_lived_objects()
 
 
 def warm_up() -> threading.Thread:

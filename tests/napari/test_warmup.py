@@ -1,0 +1,73 @@
+"""The warm-up: torch's core library loaded ahead, the collector paused while importing."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from napari_conch._napari import warmup
+
+
+def test_torch_core_library_is_found_without_importing_torch():
+    path = warmup.torch_core_library()
+
+    assert path is not None and path.is_file()
+    assert path.name.startswith(warmup.TORCH_CORE_LIBRARY)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps (Linux)")
+def test_torch_imports_and_computes_after_its_core_was_preloaded():
+    # A fresh interpreter: in this one torch is imported already.
+    script = textwrap.dedent(
+        """
+        import sys
+        from napari_conch._napari import warmup
+
+        assert warmup.preload_torch_core()
+        assert "torch" not in sys.modules
+        maps = open("/proc/self/maps").read()
+        assert warmup.TORCH_CORE_LIBRARY in maps, "the library is not mapped"
+        warmup.import_torch()
+        import torch
+        assert torch.ones(3).sum().item() == 3.0
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch):
+    seen: list[bool] = []
+    monkeypatch.setattr(warmup, "MODULES", ("json", "not_a_module_napari_conch"))
+    real_import = warmup.importlib.import_module
+
+    def recording_import(name):
+        seen.append(gc.isenabled())
+        return real_import(name)
+
+    monkeypatch.setattr(warmup.importlib, "import_module", recording_import)
+    assert gc.isenabled()
+
+    warmup.warm_up_imports()
+
+    assert len(seen) >= 2 and not any(seen)  # our two modules, and what they import
+    assert gc.isenabled()
+
+
+def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
+    monkeypatch.setattr(warmup, "MODULES", ())
+    gc.disable()
+    try:
+        warmup.warm_up_imports()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
