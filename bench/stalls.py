@@ -39,6 +39,7 @@ thread, or for cores taken by other processes), the second longest, and how many
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
@@ -59,33 +60,57 @@ class Probe:
 
     Each gap is kept with the CPU time the GUI thread itself spent in it: a pause whose CPU
     time is much shorter was spent waiting (for the interpreter lock held by another thread,
-    or for the CPU taken by other processes of a busy machine).
+    or for the CPU taken by other processes of a busy machine); and with the time Python's
+    garbage collector ran in it (any thread: a collection holds the interpreter lock).
     """
 
     def __init__(self) -> None:
         from qtpy.QtCore import QTimer
 
-        self.gaps: list[float] = []
-        self.cpu: list[float] = []
+        self.collections: list[tuple[float, float]] = []
+        self._collecting_since = 0.0
+        gc.callbacks.append(self._collector)
         self.reset()
         self.timer = QTimer()
         self.timer.setInterval(10)
         self.timer.timeout.connect(self.tick)
         self.timer.start()
 
+    def _collector(self, phase: str, _info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._collecting_since = now
+        else:
+            self.collections.append((self._collecting_since, now))
+
     def tick(self) -> None:
         now, cpu = time.perf_counter(), time.thread_time()
-        self.gaps.append(now - self.last)
+        self.spans.append((self.last, now))
         self.cpu.append(cpu - self.last_cpu)
         self.last, self.last_cpu = now, cpu
 
-    def pairs(self) -> list[tuple[float, float]]:
-        """``(gap, its CPU time)`` per tick since the last reset (seconds)."""
-        return list(zip(self.gaps, self.cpu, strict=True))
+    @property
+    def gaps(self) -> list[float]:
+        return [end - start for start, end in self.spans]
+
+    def collecting(self, start: float, end: float) -> float:
+        """Seconds the garbage collector ran between ``start`` and ``end``."""
+        return sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.collections)
+
+    def pairs(self) -> list[tuple[float, float, float]]:
+        """``(gap, its CPU time, collector time in it)`` per tick since the last reset (s)."""
+        return [
+            (end - start, cpu, self.collecting(start, end))
+            for (start, end), cpu in zip(self.spans, self.cpu, strict=True)
+        ]
 
     def reset(self) -> None:
-        self.gaps, self.cpu = [], []
+        self.spans, self.cpu, self.collections = [], [], []
         self.last, self.last_cpu = time.perf_counter(), time.thread_time()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        gc.callbacks.remove(self._collector)
 
 
 def wait_until(app, condition, timeout: float, settle: float) -> float:
@@ -126,10 +151,10 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
         trigger()
         seconds = wait_until(app, condition, timeout, settle if settle_s is None else settle_s)
         out.append((name, seconds, probe.pairs()))
-        k = max(range(len(probe.gaps)), key=probe.gaps.__getitem__)
-        longest, cpu = probe.gaps[k] * 1000, probe.cpu[k] * 1000
+        longest, cpu, collecting = (1000 * x for x in max(probe.pairs()))
         print(
-            f"  {name}: {seconds:.1f} s, longest pause {longest:.0f} ms ({cpu:.0f} ms CPU)",
+            f"  {name}: {seconds:.1f} s, longest pause {longest:.0f} ms ({cpu:.0f} ms CPU, "
+            f"{collecting:.0f} ms collecting garbage)",
             flush=True,
         )
 
@@ -190,7 +215,7 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
 
     step("arm a click", caption.arm_click_region, lambda: caption.click_armed)
     step("caption", click, lambda: caption.caption_text is not None and not caption.busy())
-    probe.timer.stop()
+    probe.stop()
     viewer.close()
     return out
 
@@ -231,7 +256,7 @@ def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
     wait_until(app, lambda: not dock.embedding, 300, settle)
     out.append(("embedding, live map, cancel", seconds, probe.pairs()))
     print(f"  embedded {session.index.size} tiles", flush=True)
-    probe.timer.stop()
+    probe.stop()
     viewer.close()
     return out
 
@@ -269,7 +294,7 @@ def run_view(settle: float, store_root: str) -> list:
     seconds = wait_until(app, shown, 300, settle)
     print(f"  view: {seconds:.1f} s until the labels map, {session.index.size} tiles", flush=True)
     out = [("napari-conch view, from the window to the labels map", seconds, probe.pairs())]
-    probe.timer.stop()
+    probe.stop()
     viewer.close()
     return out
 
@@ -312,18 +337,18 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run_flow(slide, args.settle, root))
     print()
     print(
-        "| step | seconds | longest pause (ms) | its GUI-thread CPU (ms) | second longest (ms) "
-        "| pauses > 100 ms |"
+        "| step | seconds | longest pause (ms) | its GUI-thread CPU (ms) | garbage collection "
+        "in it (ms) | second longest (ms) | pauses > 100 ms |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for k, (name, _, _) in enumerate(runs[0]):
         gaps = sorted((g for run in runs for g in run[k][2]), reverse=True)
         seconds = max(run[k][1] for run in runs)
-        over = sum(wall > PAUSE_S for wall, _ in gaps)
-        (wall, cpu), second = gaps[0], gaps[1][0] * 1000 if len(gaps) > 1 else 0.0
+        over = sum(wall > PAUSE_S for wall, _, _ in gaps)
+        (wall, cpu, collecting), second = gaps[0], gaps[1][0] * 1000 if len(gaps) > 1 else 0.0
         print(
-            f"| {name} | {seconds:.1f} | {wall * 1000:.0f} | {cpu * 1000:.0f} | {second:.0f} "
-            f"| {over} |"
+            f"| {name} | {seconds:.1f} | {wall * 1000:.0f} | {cpu * 1000:.0f} "
+            f"| {collecting * 1000:.0f} | {second:.0f} | {over} |"
         )
     return 0
 

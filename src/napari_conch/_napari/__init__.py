@@ -11,4 +11,12 @@ named in ``napari.yaml`` and imported by napari on use:
 - :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
 - :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
 - :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
+- :mod:`.collector`: Python's full garbage collections kept short (they freeze napari).
+
+napari imports this package the first time it uses napari-conch (reader, sample or dock): the
+viewer's own objects, made by then, are frozen out of full garbage collections here.
 """
+
+from napari_conch._napari.collector import freeze_long_lived_objects
+
+freeze_long_lived_objects()

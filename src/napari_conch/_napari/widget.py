@@ -22,7 +22,6 @@ User mistakes become one-line notifications; the dock stays usable.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from qtpy.QtCore import QTimer
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
+from napari_conch._napari.collector import freeze_long_lived_objects
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import (
     RANGES,
@@ -533,15 +533,3 @@ class PromptHighlighter(DockBase):
         )
         done = lambda out: self.notify_info(f"Exported {out}")  # noqa: E731
         return self.run("export", background(job), done)
-
-
-def freeze_long_lived_objects() -> None:
-    """Keep Python's full garbage collections short while a run allocates in the background.
-
-    napari, Qt and torch make a process of millions of long-lived objects; a full (generation 2)
-    collection scans them all and, measured in the test suite, holds the interpreter for about
-    300 ms, from whichever thread triggers it, so napari freezes. ``gc.freeze`` moves the objects
-    alive now out of the collector's reach (they are still freed by reference counting), which
-    brings those pauses down to the size of what the run itself allocates.
-    """
-    gc.freeze()
