@@ -11,12 +11,14 @@ named in ``napari.yaml`` and imported by napari on use:
 - :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
 - :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
 - :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
-- :mod:`.collector`: Python's full garbage collections kept short (they freeze napari).
+- :mod:`.interpreter`: interpreter settings that keep napari's event loop running beside our
+  background threads.
 
 napari imports this package the first time it uses napari-conch (reader, sample or dock): the
-viewer's own objects, made by then, are frozen out of full garbage collections here.
+viewer's objects, made by then, are frozen out of full garbage collections and the interpreter
+lock is passed between threads more often (:func:`.interpreter.keep_event_loop_running`).
 """
 
-from napari_conch._napari.collector import freeze_long_lived_objects
+from napari_conch._napari.interpreter import keep_event_loop_running
 
-freeze_long_lived_objects()
+keep_event_loop_running()

@@ -31,8 +31,8 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_conch._napari.collector import freeze_long_lived_objects
 from napari_conch._napari.glyphs import warm_glyphs
+from napari_conch._napari.interpreter import freeze_long_lived_objects
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
@@ -263,7 +263,7 @@ class DockBase(Container):
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
-        freeze_long_lived_objects()  # the model's objects: see collector.py
+        freeze_long_lived_objects()  # the model's objects: see interpreter.py
         self.session.set_model(model)
         self._show_model(model)
 

@@ -25,7 +25,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from napari_conch._napari.collector import freeze_long_lived_objects
+from napari_conch._napari.interpreter import freeze_long_lived_objects
 
 logger = logging.getLogger("napari_conch")
 
@@ -116,7 +116,7 @@ def warm_up_imports() -> None:
 
     The garbage collector is paused meanwhile (the imports allocate millions of objects; each
     full collection they set off held the interpreter 90-170 ms here) and what they made is
-    frozen after, out of later full collections (see :mod:`.collector`).
+    frozen after, out of later full collections (see :mod:`.interpreter`).
 
     No layer model is made here: a layer's transform reads pint's unit registry, which pint
     builds on first use without a lock, so a first use in this thread racing napari's on the GUI

@@ -31,8 +31,8 @@ from qtpy.QtCore import QTimer
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
-from napari_conch._napari.collector import freeze_long_lived_objects
 from napari_conch._napari.dock_base import DockBase, reports_errors
+from napari_conch._napari.interpreter import freeze_long_lived_objects
 from napari_conch._napari.panels import (
     RANGES,
     ExportPanel,
