@@ -189,3 +189,30 @@ def test_a_tile_outside_the_grid_is_refused(annotate):
     dock.label_tiles([(rows, 0)], "tumour")
     assert dock.errors == [f"tile ({rows}, 0) is outside the {rows} x {cols} grid"]
     assert len(dock.examples()) == 0
+
+
+def test_no_second_labels_map_before_the_first_example(annotate, qtbot):
+    # With the Prompt highlighter's labels on screen, a learned map from no example would be the
+    # same map again: it is drawn only from the first example, and never made the active layer.
+    viewer, dock = annotate
+    _, highlighter = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    highlighter.prompt_panel.text.value = "\n".join(PROMPTS)  # typed there, as a user would
+    qtbot.waitUntil(lambda: L.LABELS in viewer.layers and not highlighter.drawing, timeout=WAIT_MS)
+    _wait_outcome(dock, qtbot, 0)
+    qtbot.wait(50)
+
+    assert A.LEARNED_LABELS not in viewer.layers
+    assert "shown as CONCH labels" in dock.learn_panel.status.value
+
+    [(r, c)] = np.argwhere(dock.session.live_embeddings()[0].valid)[:1]
+    dock.label_tiles([(int(r), int(c))], "stroma")
+    active = viewer.layers.selection.active  # the examples layer, where the user works
+    outcome = _wait_outcome(dock, qtbot, 1)
+
+    learned = viewer.layers[A.LEARNED_LABELS]
+    shown, _ = L.clip_to_image(
+        outcome.result.cell_labels, outcome.result.geometry, L.image_shape(dock.slide_layer)
+    )
+    np.testing.assert_array_equal(learned.data, shown)
+    assert learned.visible
+    assert viewer.layers.selection.active is active

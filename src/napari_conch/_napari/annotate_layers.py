@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
 from napari_conch.engine.annotations import Color, Examples
 
@@ -101,7 +102,8 @@ def show_learned(
     """Put a learned result into the labels and probability layers (made when missing).
 
     ``shown``: the class whose probability the probability layer shows (default the first).
-    The probability layer starts hidden; the examples layer stays on top.
+    The probability layer starts hidden; the examples layer stays on top. New layers are not
+    made active: the active layer stays the one the user was working in.
     """
     shape = L.image_shape(slide_layer)  # cut at the slide's edge, as the other docks' maps
     cell_labels, geometry = L.clip_to_image(result.cell_labels, result.geometry, shape)
@@ -110,14 +112,20 @@ def show_learned(
     names = list(result.names)
     layer = L.find_layer(viewer, LEARNED_LABELS)
     if layer is None:
-        layer = viewer.add_labels(
+        from napari.layers import Labels
+
+        layer = Labels(
             cell_labels,
             name=LEARNED_LABELS,
             scale=place.scale,
             translate=place.translate,
             units=units,
             opacity=0.5,
+            visible=False,
         )
+        S.add_in_parts(viewer, layer)  # not made active
+        for step in S.reveal_steps(layer):
+            step()
     else:
         L.place(layer, place)
         layer.data = cell_labels
@@ -139,6 +147,20 @@ def show_learned(
     examples = L.find_layer(viewer, EXAMPLES)
     if examples is not None and viewer.layers.index(examples) != len(viewer.layers) - 1:
         viewer.layers.move(viewer.layers.index(examples), len(viewer.layers))
+
+
+def repeats_prompt_map(viewer: napari.Viewer, used: int) -> bool:
+    """Whether a learned map would only repeat the Prompt highlighter's labels map.
+
+    With no example the learned map is the prompts' zero-shot map, which the Prompt
+    highlighter already shows as its labels: a second, identical labels layer would only make
+    a new user wonder which one to read. Once learned layers exist they are kept up to date.
+    """
+    return (
+        used == 0
+        and L.find_layer(viewer, L.LABELS) is not None
+        and L.find_layer(viewer, LEARNED_LABELS) is None
+    )
 
 
 def tile_centre_world(slide_layer: Any, grid: Any, row: int, col: int) -> np.ndarray:

@@ -27,6 +27,15 @@ def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
+#: The Learn section's status before the first example.
+NO_EXAMPLES = "No examples yet: the map is the prompts' zero-shot map."
+#: The same when the Prompt highlighter already shows that map (no learned layer is drawn).
+NO_EXAMPLES_SHOWN_BY_PROMPTS = (
+    "No examples yet: the map is the prompts' zero-shot map, shown as CONCH labels; "
+    "paint or draw examples to teach it."
+)
+
+
 class ClassPanel(Container):
     """The slide layer, the class to paint, adding a class, painting and correcting tiles."""
 
@@ -71,7 +80,7 @@ class LearnPanel(Container):
     def __init__(self) -> None:
         self.live = CheckBox(text="Retrain as I annotate", value=True)
         self.retrain = PushButton(text="Retrain now")
-        self.status = Label(value="No examples yet: the map is the prompts' zero-shot map.")
+        self.status = Label(value=NO_EXAMPLES)
         self.status.native.setWordWrap(True)
         self.table = Table(value={"class": [], "precision": [], "recall": [], "examples": []})
         self.table.read_only = True

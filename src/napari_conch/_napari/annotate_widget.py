@@ -31,7 +31,13 @@ from qtpy.QtCore import QTimer
 
 from napari_conch._napari import annotate_layers as AL
 from napari_conch._napari import layers as L
-from napari_conch._napari.annotate_panels import ClassPanel, LearnPanel, ProjectPanel
+from napari_conch._napari.annotate_panels import (
+    NO_EXAMPLES,
+    NO_EXAMPLES_SHOWN_BY_PROMPTS,
+    ClassPanel,
+    LearnPanel,
+    ProjectPanel,
+)
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import optional_path
 from napari_conch._napari.workers import background
@@ -428,7 +434,9 @@ class AnnotateDock(DockBase):
         self.learn_panel.status.value = (
             f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
             if outcome.used
-            else "No examples yet: the map is the prompts' zero-shot map."
+            else NO_EXAMPLES_SHOWN_BY_PROMPTS
+            if AL.repeats_prompt_map(self.viewer, 0)
+            else NO_EXAMPLES
         )
         self._uncertain = {
             f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
@@ -453,6 +461,8 @@ class AnnotateDock(DockBase):
 
     def _redisplay(self) -> None:
         if self.outcome is not None and self.slide_layer is not None:
+            if AL.repeats_prompt_map(self.viewer, self.outcome.used):
+                return
             result = self.outcome.result
             colors = class_colors(result.names, self.given_colors)
             value = self.class_panel.klass.value
