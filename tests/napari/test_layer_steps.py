@@ -82,3 +82,39 @@ def test_only_a_layer_the_plugin_hid_is_shown_again():
     assert S.reveal_steps(S.keep_hidden(new)) == [] and not new.visible
     S.show_again(new)
     assert new.visible
+
+
+@pytest.mark.gui
+def test_a_shapes_layer_without_text_does_not_draw_its_text_until_given_some(make_napari_viewer):
+    from napari.layers import Shapes
+
+    viewer = make_napari_viewer()
+    layer = Shapes(visible=False, name="boxes")
+    S.add_in_parts(viewer, layer)
+    text_visual = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node.text
+    assert not text_visual.visible  # napari's empty string would build the text program
+    for step in S.reveal_steps(layer):
+        step()
+    layer.add_rectangles([np.array([[0, 0], [10, 10]])])
+    assert layer.visible and not text_visual.visible
+
+    layer.text = {"string": {"constant": "box"}}  # text given: napari draws it as usual
+
+    assert text_visual.visible
+
+
+@pytest.mark.gui
+def test_a_shapes_layer_with_text_keeps_its_text_visual(make_napari_viewer):
+    from napari.layers import Shapes
+
+    viewer = make_napari_viewer()
+    layer = Shapes(
+        [np.array([[0, 0], [10, 10]])],
+        shape_type="rectangle",
+        features={"name": ["a"]},
+        text="name",
+        visible=False,
+    )
+    S.add_in_parts(viewer, layer)
+
+    assert viewer.window._qt_viewer.canvas.layer_to_visual[layer].node.text.visible

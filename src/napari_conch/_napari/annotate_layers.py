@@ -185,6 +185,7 @@ def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:
         face_color="transparent",
         edge_color="yellow",
     )
+    S.skip_empty_text(viewer, layer)
     return layer, True
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.layer_steps import add_in_parts
+from napari_conch._napari.layer_steps import add_in_parts, skip_empty_text
 from napari_conch._napari.layers import find_layer, slide_transform, world_to_level0
 from napari_conch.errors import InputError
 
@@ -118,7 +118,9 @@ def shapes_layer(
             units=slide_layer.units[-2:], **style,
         )  # fmt: skip
         if not hidden:
-            return viewer.add_shapes(**kwargs)
+            layer = viewer.add_shapes(**kwargs)
+            skip_empty_text(viewer, layer)
+            return layer
         from napari.layers import Shapes
 
         layer = Shapes(visible=False, **kwargs)
