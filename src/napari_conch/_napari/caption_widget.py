@@ -196,6 +196,13 @@ class CaptionRetrieval(DockBase):
             f"(level-0 px), read at level {region.level}"
         )
         if run and self.region_panel.auto.value:
+            # a turn later: the new box's first drawing then has the cores to itself, before
+            # the model's threads take them (the pause at the click was 118-131 ms, 77-87 of
+            # them the GUI thread's own work)
+            QTimer.singleShot(STEP_GAP_MS, self._run_region_if_open)
+
+    def _run_region_if_open(self) -> None:
+        if not self._closed:
             self.run_region()
 
     def current_region(self) -> Region:
