@@ -48,6 +48,7 @@ def test_torch_imports_and_computes_after_its_core_was_preloaded():
 def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch):
     seen: list[bool] = []
     monkeypatch.setattr(warmup, "MODULES", ("json", "not_a_module_napari_conch"))
+    monkeypatch.setattr(warmup, "DOCK_MODULES", ())
     real_import = warmup.importlib.import_module
 
     def recording_import(name):
@@ -65,9 +66,32 @@ def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch
 
 def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
     monkeypatch.setattr(warmup, "MODULES", ())
+    monkeypatch.setattr(warmup, "DOCK_MODULES", ())
     gc.disable()
     try:
         warmup.warm_up_imports()
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_reading_a_slide_imports_the_docks_modules_in_the_background_without_torch():
+    script = textwrap.dedent(
+        """
+        import sys
+        from napari_conch._napari import warmup
+        from napari_conch._napari.reader import read_slide
+        from napari_conch.samples import CMU_SMALL_REGION
+
+        assert not any(name in sys.modules for name in warmup.DOCK_MODULES)
+        read_slide(str(CMU_SMALL_REGION))
+        warmup._PREFETCH.join(60)
+        print(all(name in sys.modules for name in warmup.DOCK_MODULES), "torch" in sys.modules)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False"]

@@ -99,6 +99,9 @@ def read_slide(path: Any, *, slide: Slide | None = None) -> list[LayerData]:
     SlideError
         When the slide's pixels cannot be decoded.
     """
+    from napari_conch._napari.warmup import prefetch_docks
+
+    prefetch_docks()  # a dock comes next, as a rule
     if slide is None:
         from napari_conch.slide import open_slide
 
