@@ -16,7 +16,8 @@ from napari_conch.engine.progress import TISSUE
 from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex, run_query
-from napari_conch.engine.session import Session, tile_at
+from napari_conch.engine.session import Session
+from napari_conch.engine.session_maps import tile_at
 from napari_conch.engine.store import EmbeddingStore, TileStatus
 from napari_conch.errors import InputError, SlideError
 

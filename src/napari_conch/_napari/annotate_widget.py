@@ -333,7 +333,7 @@ class AnnotateDock(DockBase):
         name = self.class_panel.klass.value
         if name is None:
             raise InputError("choose a class first")
-        from napari_conch.engine.session import tile_at
+        from napari_conch.engine.session_maps import tile_at
 
         y, x = L.world_to_level0(self.slide_layer, world_position)
         tile = tile_at(grid, y, x)

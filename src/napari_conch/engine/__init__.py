@@ -16,7 +16,8 @@ region, retrieval
     Image to text for a region (captions, ranked texts), and text to the best tiles.
 options, session
     :class:`~napari_conch.engine.options.RunOptions` (one set of defaults) and the evented
-    :class:`~napari_conch.engine.session.Session` that docks, CLI and scripts share.
+    :class:`~napari_conch.engine.session.Session` that docks, CLI and scripts share (its
+    store, maps and signals in ``session_store``, ``session_maps`` and ``session_events``).
 
 The names below are imported on first use, so ``import napari_conch.engine`` stays light.
 """

@@ -2,8 +2,8 @@
 
 :class:`LiveIndex` answers what :func:`~napari_conch.engine.query.run_query` asks of an index
 (``shape``, ``valid``, ``cosine_maps``) while tiles arrive, at the cost of one small product per
-batch for the queries on show. The session (:mod:`napari_conch.engine.session`) keeps one per
-store.
+batch for the queries on show. The session keeps one per store
+(:class:`~napari_conch.engine.session_store.SessionStore`).
 """
 
 from __future__ import annotations
