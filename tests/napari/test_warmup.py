@@ -64,6 +64,18 @@ def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch
     assert gc.isenabled()
 
 
+def test_warm_up_has_vispy_compute_its_dash_patterns(monkeypatch):
+    from vispy.visuals.line import dash_atlas
+
+    monkeypatch.setattr(warmup, "MODULES", ())
+    monkeypatch.setattr(warmup, "DOCK_MODULES", ())
+    dash_atlas._make_pattern.cache_clear()
+
+    warmup.warm_up_imports()
+
+    assert dash_atlas._make_pattern.cache_info().currsize == 13  # vispy's 13 named patterns
+
+
 def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
     monkeypatch.setattr(warmup, "MODULES", ())
     monkeypatch.setattr(warmup, "DOCK_MODULES", ())

@@ -137,10 +137,26 @@ def warm_up_imports() -> None:
         from napari.utils.colormaps import label_colormap
 
         label_colormap(49)
+        _compute_dash_patterns()
     finally:
         if collecting:
             gc.enable()
     freeze_long_lived_objects()
+
+
+def _compute_dash_patterns() -> None:
+    """Have vispy compute its line dash patterns once (it keeps them for the process).
+
+    Every vispy line drawn with its "agg" method, such as a Labels layer's polygon tool, makes
+    a dash atlas of 13 patterns computed in Python: 50-80 ms on the GUI thread the first time,
+    which was the longest step of showing the first labels map (vispy caches the patterns).
+    """
+    try:
+        from vispy.visuals.line.dash_atlas import DashAtlas
+    except ImportError:  # another vispy: nothing to compute ahead
+        logger.debug("warm-up: no vispy dash atlas")
+        return
+    DashAtlas()
 
 
 def prefetch_docks() -> None:
