@@ -87,7 +87,7 @@ def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
         gc.enable()
 
 
-def test_reading_a_slide_imports_the_docks_modules_in_the_background_without_torch():
+def test_reading_a_slide_freezes_what_exists_and_imports_the_docks_modules_without_torch():
     script = textwrap.dedent(
         """
         import sys
@@ -95,10 +95,15 @@ def test_reading_a_slide_imports_the_docks_modules_in_the_background_without_tor
         from napari_conch._napari.reader import read_slide
         from napari_conch.samples import CMU_SMALL_REGION
 
+        import gc
+
         assert not any(name in sys.modules for name in warmup.DOCK_MODULES)
+        made_before = [[] for _ in range(1000)]
+        frozen = gc.get_freeze_count()
         read_slide(str(CMU_SMALL_REGION))
         warmup._PREFETCH.join(60)
         print(all(name in sys.modules for name in warmup.DOCK_MODULES), "torch" in sys.modules)
+        print(gc.get_freeze_count() >= frozen + len(made_before))
         """
     )
     out = subprocess.run(
@@ -106,4 +111,4 @@ def test_reading_a_slide_imports_the_docks_modules_in_the_background_without_tor
     )
 
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "False"]
+    assert out.stdout.split() == ["True", "False", "True"]  # what existed is frozen too

@@ -83,6 +83,7 @@ class DockBase(Container):
     """
 
     def __init__(self, napari_viewer: napari.Viewer, sections: list[tuple]) -> None:
+        freeze_long_lived_objects()  # the viewer's and the panels' objects (see interpreter.py)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.errors: list[str] = []

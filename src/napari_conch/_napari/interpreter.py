@@ -10,8 +10,10 @@ Two behaviours of the Python interpreter freeze napari while a background thread
   alive now into a generation the collector never scans; they are still freed by reference
   counting, and only cycles among them that become garbage later are kept. It costs
   microseconds, so :func:`freeze_long_lived_objects` is called wherever many long-lived objects
-  have just been made: when napari first uses this package (the viewer is up), after the
-  warm-up's imports, when a model is loaded and when an embedding run starts.
+  have just been made: when napari first imports this package, when a slide is read and when a
+  dock is made (a viewer made after the first import is not covered by it: one full collection
+  in the first dock's opening took 123 ms so), after the warm-up's imports, when a model is
+  loaded and when an embedding run starts.
 - **The lock's switch interval.** A thread running Python keeps the lock until another asks
   for it and then for up to ``sys.getswitchinterval()`` more (5 ms by default). Qt calls into
   Python many times per event (each signal, paint and timer callback), and each entry waits
