@@ -118,3 +118,45 @@ def test_a_shapes_layer_with_text_keeps_its_text_visual(make_napari_viewer):
     S.add_in_parts(viewer, layer)
 
     assert viewer.window._qt_viewer.canvas.layer_to_visual[layer].node.text.visible
+
+
+def _shapes_parts(viewer, layer):
+    node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
+    return [part for part in node._subvisuals if part is not node.text]
+
+
+@pytest.mark.gui
+def test_a_new_shapes_layer_is_drawn_part_by_part_after_it_is_shown(make_napari_viewer):
+    from napari.layers import Shapes
+
+    viewer = make_napari_viewer()
+    layer = Shapes([np.array([[0, 0], [10, 10]])], shape_type="rectangle", visible=False)
+    S.add_in_parts(viewer, layer)
+    parts = _shapes_parts(viewer, layer)
+    steps = S.reveal_steps(layer)
+    assert layer.metadata[S.REVEAL] == ["layer", *(f"part:{k}" for k in range(len(parts)))]
+    assert len(parts) == 4 and not any(part.visible for part in parts)
+
+    steps[0]()  # the layer is shown, none of its parts drawn yet
+    assert layer.visible and not any(part.visible for part in parts)
+    steps[1]()
+    assert [part.visible for part in parts] == [True, False, False, False]
+    for step in steps[2:]:
+        step()
+
+    assert all(part.visible for part in parts)
+    assert S.reveal_steps(layer) == []
+
+
+@pytest.mark.gui
+def test_a_shapes_layer_shown_by_hand_before_its_steps_is_drawn_whole(make_napari_viewer):
+    from napari.layers import Shapes
+
+    viewer = make_napari_viewer()
+    layer = Shapes([np.array([[0, 0], [10, 10]])], shape_type="rectangle", visible=False)
+    S.add_in_parts(viewer, layer)
+
+    layer.visible = True  # the eye clicked, or a step dropped and the layer shown elsewhere
+
+    assert all(part.visible for part in _shapes_parts(viewer, layer))
+    assert not any(s.startswith("part:") for s in layer.metadata[S.REVEAL])

@@ -73,3 +73,23 @@ def test_the_colour_bar_spans_the_colormap_and_names_its_range():
         assert f"#{r:02x}{g:02x}{b:02x}" in html
     assert html.count("<td bgcolor=") == 10
     assert "0.250" in html and "0.500" in html and "0.750" in html
+
+
+@pytest.mark.gui
+def test_the_canvas_legend_gets_each_new_box_a_turn_after_its_text(make_napari_viewer):
+    viewer = make_napari_viewer()
+    steps = L.legend_steps(viewer, ["tumor", "stroma"])
+    assert len(steps) == 5  # text, box per class; then the classes no longer there hidden
+
+    steps[0]()
+    first = viewer.canvas.overlays[L.LEGEND_KEY.format(1)]
+    assert first.visible and first.text.endswith("tumor") and not first.box
+    steps[1]()
+    assert first.box
+    for step in steps[2:]:
+        step()
+    assert L.legend_shown(viewer) == ["tumor", "stroma"]
+    assert all(viewer.canvas.overlays[L.LEGEND_KEY.format(k)].box for k in (1, 2))
+
+    L.show_legend(viewer, ["fat"])  # one class now: the same overlay, boxed, the rest hidden
+    assert L.legend_shown(viewer) == ["fat"] and first.box

@@ -33,7 +33,7 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps
+from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps, run_in_turns
 from napari_conch._napari.layers import find_layer
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
@@ -241,8 +241,7 @@ class CaptionRetrieval(DockBase):
 
     def _show_region_layer(self, layer: Any) -> None:
         if not self._closed and layer in self.viewer.layers:
-            for step in reveal_steps(layer):
-                step()
+            run_in_turns(reveal_steps(layer))
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:
@@ -260,7 +259,8 @@ class CaptionRetrieval(DockBase):
         layer = self.region_layer(create=True)
         layer.selected_data = set()  # the new box is the last shape, and no other is selected
         layer.add_rectangles([R.box_rectangle(R.box_around(slide.shape, y, x, side))])
-        layer.visible = True  # when clicked before its first showing
+        for step in reveal_steps(layer):  # when clicked before it was all shown: now
+            step()
         return self.current_region()
 
     def run_region(self) -> None:

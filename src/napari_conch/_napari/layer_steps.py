@@ -14,6 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 
 from napari_conch._napari.session_registry import unwrap
 
@@ -30,6 +31,10 @@ STEP_GAP_MS = 15
 DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 #: The overlays held back from layers just added, until their "overlays" step.
 _HELD_OVERLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: The parts of new Shapes layers' visuals held back, until their "part" steps.
+_HELD_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Layers being shown by their "layer" step (their parts then come one per step).
+_SHOWING: weakref.WeakSet = weakref.WeakSet()
 
 
 def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
@@ -43,10 +48,15 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
       70-100 ms here, as much as the rest of the layer) are held back and given back, one per
       step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
-      layer is shown, so the tools work as usual.
+      layer is shown, so the tools work as usual;
+    - a Shapes layer's visual is drawn in parts: its four parts (faces, highlight faces,
+      highlight lines, vertex markers), each with its own shaders to build at its first drawing
+      (20-30 ms each here), are hidden and given back one per ``"part:<k>"`` step after the
+      layer is shown (all at once if the layer is shown some other way); its text waits for
+      text (:func:`skip_empty_text`).
 
-    ``layer.metadata[REVEAL]`` then lists the steps that show it (:func:`reveal_steps`). Both
-    parts left out use napari's private attributes; on a napari without them the layer is added as
+    ``layer.metadata[REVEAL]`` then lists the steps that show it (:func:`reveal_steps`). What is
+    left out uses napari's private attributes; on a napari without them the layer is added as
     ``viewer.add_layer`` would.
     """
     layer = unwrap(layer)
@@ -65,8 +75,60 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
         if activate is not None:
             layers._activate_on_insert = activate
     _HELD_OVERLAYS[layer] = held
-    layer.metadata[REVEAL] = [*(f"overlay:{key}" for key in held), "layer"]
+    parts = _hold_parts(viewer, layer)
+    layer.metadata[REVEAL] = [
+        *(f"overlay:{key}" for key in held), "layer", *(f"part:{k}" for k in range(parts)),
+    ]  # fmt: skip
     skip_empty_text(viewer, layer)
+
+
+def _canvas_node(viewer: napari.Viewer, layer: Any) -> Any | None:
+    """The vispy node drawing ``layer`` (napari's private canvas map), or None."""
+    window = getattr(unwrap(viewer), "window", None)
+    canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
+    visual = getattr(canvas, "layer_to_visual", {}).get(unwrap(layer))
+    return getattr(visual, "node", None)
+
+
+def _hold_parts(viewer: napari.Viewer, layer: Any) -> int:
+    """Hide the parts of a new Shapes layer's visual (see :func:`add_in_parts`); how many."""
+    from napari.layers import Shapes
+
+    node = _canvas_node(viewer, layer)
+    subvisuals = getattr(node, "_subvisuals", None)
+    if not isinstance(layer, Shapes) or not subvisuals:
+        return 0
+    text = getattr(node, "text", None)
+    parts = [part for part in subvisuals if part is not text and part.visible]
+    for part in parts:
+        part.visible = False
+    _HELD_PARTS[layer] = parts
+
+    def shown(_event: Any = None) -> None:
+        if layer.visible and layer not in _SHOWING:  # not by its steps: every part at once
+            _give_back_parts(layer)
+
+    layer.events.visible.connect(shown)
+    return len(parts)
+
+
+def _give_back_parts(layer: Any, upto: int | None = None) -> None:
+    """Show the held parts of a Shapes layer's visual (those before ``upto``, else all)."""
+    parts = _HELD_PARTS.get(layer, [])
+    for part in parts[:upto]:
+        part.visible = True
+    if upto is None or upto >= len(parts):
+        _HELD_PARTS.pop(layer, None)
+        steps = layer.metadata.get(REVEAL, [])
+        layer.metadata[REVEAL] = [s for s in steps if not s.startswith("part:")]
+
+
+def run_in_turns(steps: list[Any]) -> None:
+    """Run ``steps`` one per event-loop turn, :data:`STEP_GAP_MS` apart (the first now)."""
+    if steps:
+        steps[0]()
+        if len(steps) > 1:
+            QTimer.singleShot(STEP_GAP_MS, lambda: run_in_turns(steps[1:]))
 
 
 def skip_empty_text(viewer: napari.Viewer, layer: Any) -> None:
@@ -83,10 +145,7 @@ def skip_empty_text(viewer: napari.Viewer, layer: Any) -> None:
     layer = unwrap(layer)
     if not isinstance(layer, Shapes) or any(str(v) for v in np.atleast_1d(layer.text.values)):
         return
-    window = getattr(unwrap(viewer), "window", None)
-    canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
-    visual = getattr(canvas, "layer_to_visual", {}).get(layer)
-    text = getattr(getattr(visual, "node", None), "text", None)
+    text = getattr(_canvas_node(viewer, layer), "text", None)
     if text is None:
         return
     text.visible = False
@@ -139,7 +198,13 @@ def reveal_steps(layer: Any) -> list[Any]:
             if name not in remaining:
                 return
             if name == "layer":
-                layer.visible = True
+                _SHOWING.add(unwrap(layer))
+                try:
+                    layer.visible = True
+                finally:
+                    _SHOWING.discard(unwrap(layer))
+            elif name.startswith("part:"):
+                _give_back_parts(unwrap(layer), upto=int(name.split(":", 1)[1]) + 1)
             elif name.startswith("overlay:"):
                 held = _HELD_OVERLAYS.get(unwrap(layer), {})
                 key = name.split(":", 1)[1]
