@@ -32,8 +32,9 @@ level, for SECONDS, then Cancel until the run has ended) and ``first maps`` duri
 Each step is measured from its trigger until what it makes is on screen plus ``--settle``
 seconds. Printed per step: the longest pause with the CPU time the GUI thread spent in it (a
 pause much longer than its CPU time was spent waiting: for the interpreter lock held by another
-thread, or for cores taken by other processes), the second longest, and how many pauses exceeded
-100 ms. The stores go to a temporary folder.
+thread, or for cores taken by other processes) and the time Python's garbage collector ran in it
+(any thread), the second longest, and how many pauses exceeded 100 ms. The stores go to a
+temporary folder.
 """
 
 from __future__ import annotations
