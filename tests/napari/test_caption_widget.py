@@ -258,3 +258,21 @@ def test_caption_widget_demo_model_button(make_napari_viewer, qtbot):
     widget.model_panel.demo.changed.emit(True)
     qtbot.waitUntil(lambda: widget.model is not None, timeout=30_000)
     assert widget.model.config.name == "demo model" and widget.model.has_decoder
+
+
+@pytest.mark.gui
+def test_a_click_before_the_region_layer_was_shown_shows_it_whole(make_napari_viewer, svs_path):
+    # "Click a point" adds the region layer hidden, to show it part by part in later turns; a
+    # click that comes first shows it at once, with every part of its drawing.
+    viewer, widget, slide_layer = _open(make_napari_viewer, svs_path)
+    widget.arm_click_region()
+    layer = viewer.layers[R.REGION_LAYER]
+    assert not layer.visible
+    point = np.asarray(slide_layer.translate) + 700.0 * np.asarray(slide_layer.scale)
+    press = SimpleNamespace(type="mouse_press", position=tuple(point))
+    for callback in viewer.mouse_drag_callbacks:
+        callback(viewer, press)
+
+    node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
+    assert layer.visible and len(layer.data) == 1
+    assert all(part.visible for part in node._subvisuals if part is not node.text)
