@@ -29,9 +29,12 @@ from napari_conch._napari.interpreter import freeze_long_lived_objects
 
 logger = logging.getLogger("napari_conch")
 
-#: Modules napari imports the first time a map layer or the legend is shown.
+#: Modules napari imports the first time a map layer or the legend is shown, and the store's
+#: (the first Embed imported zarr on the GUI thread: about 100 ms).
 MODULES = (
     "torch",
+    "zarr",
+    "napari_conch.engine.store",
     "pandas",
     "napari.layers.shapes.shapes",
     "napari.layers.labels.labels",
