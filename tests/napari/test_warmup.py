@@ -112,3 +112,21 @@ def test_reading_a_slide_freezes_what_exists_and_imports_the_docks_modules_witho
 
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "True"]  # what existed is frozen too
+
+
+def test_a_core_library_dlopen_refuses_is_left_to_the_import(monkeypatch, tmp_path):
+    broken = tmp_path / "libtorch_cpu.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(warmup, "torch_core_library", lambda: broken)
+
+    assert warmup.preload_torch_core() is False  # refused: nothing loaded, nothing raised
+    warmup.import_torch()  # torch (imported here already) is still there
+    assert "torch" in sys.modules
+
+
+def test_a_dock_module_that_fails_to_import_is_one_warning(caplog):
+    with caplog.at_level("WARNING", logger="napari_conch"):
+        warmup._import_all(("napari_conch._napari.not_a_dock",))
+
+    [record] = caplog.records
+    assert "could not import napari_conch._napari.not_a_dock ahead" in record.getMessage()

@@ -180,7 +180,10 @@ def prefetch_docks() -> None:
 
 def _import_all(names: tuple[str, ...]) -> None:
     for name in names:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the dock says it when opened; no traceback from a thread
+            logger.warning("napari-conch: could not import %s ahead (%s)", name, exc)
 
 
 def warm_up() -> threading.Thread:
