@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from qtpy.QtWidgets import QDockWidget
+from qtpy.QtWidgets import QDockWidget, QTabBar
 
 from napari_conch._napari.dock_base import DockBase
-from napari_conch._napari.layout import DOCK_WIDTH
+from napari_conch._napari.layout import DOCK_WIDTH, TAB_TITLES
 from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
 pytestmark = pytest.mark.gui
@@ -58,7 +58,12 @@ def test_window_fits_the_screen_and_the_canvas_keeps_half(make_napari_viewer, qt
     ours = [d for d in window.findChildren(QDockWidget) if isinstance(_dock_base(d), DockBase)]
     assert len(ours) == len(dock_names()) >= 2
     assert set(window.tabifiedDockWidgets(ours[0])) == set(ours[1:])
-    assert sorted(d.windowTitle() for d in ours) == sorted(dock_names())  # tabs: short names
+    tabs = sorted(TAB_TITLES.get(name, name) for name in dock_names())
+    assert sorted(d.windowTitle() for d in ours) == tabs  # tabs: short names
+    [bar] = [b for b in window.findChildren(QTabBar) if b.count() == len(ours) and b.isVisible()]
+    assert sorted(bar.tabText(i) for i in range(bar.count())) == tabs
+    for i in range(bar.count()):  # each name whole on its tab, not elided ("C...")
+        assert bar.tabRect(i).width() >= bar.fontMetrics().horizontalAdvance(bar.tabText(i))
     for dock_widget, widget in docks:
         assert dock_widget.widget() is widget.native  # the scroll area itself is docked
         assert widget.native.parentWidget() is not None

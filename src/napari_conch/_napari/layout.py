@@ -128,13 +128,19 @@ def dock_of(widget: QWidget) -> QDockWidget | None:
 #: What napari adds to a plugin dock's name; on a tab, where four share 300 px, it only hides
 #: the dock's own name ("C...", "An...").
 PLUGIN_SUFFIX = " (napari-conch)"
+#: Tab titles of the docks whose names do not fit a quarter of 300 px (with all four docks
+#: open the tabs read "C...", "An...", "Caption and re...", "Prompt high..." otherwise).
+TAB_TITLES = {"Prompt highlighter": "Prompts", "Caption and retrieval": "Caption"}
 
 
 def shorten_tab_title(dock: QDockWidget) -> None:
-    """The dock's tab says its own name only (napari's title bar keeps the full one)."""
+    """The dock's tab says a short form of its own name (napari's title bar keeps the full one)."""
     title = dock.windowTitle()
     if title.endswith(PLUGIN_SUFFIX):
-        dock.setWindowTitle(title[: -len(PLUGIN_SUFFIX)])
+        title = title[: -len(PLUGIN_SUFFIX)]
+    title = TAB_TITLES.get(title, title)
+    if title != dock.windowTitle():
+        dock.setWindowTitle(title)
 
 
 def tabify_with_siblings(widget: QWidget, is_sibling: Any) -> bool:
