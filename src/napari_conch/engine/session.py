@@ -42,6 +42,7 @@ from napari_conch.engine.session_store import (
     without_vectors,
 )
 from napari_conch.errors import InputError
+from napari_conch.generators import drain
 
 #: A run's region: a level-0 box ``(x0, y0, x1, y1)`` whose tiles go first.
 Box = tuple[float, float, float, float]
@@ -426,18 +427,17 @@ class Session(SessionMaps):
         the other arguments are :meth:`embed_run`'s. The run is ended (:meth:`finish_run`)
         whatever happens, a failure or an interruption included.
         """
+
+        def step(item: tuple[Any, np.ndarray | None]) -> None:
+            event, vectors = item
+            self.add_progress(event, vectors)
+            if on_progress is not None:
+                on_progress(event)
+
         events = self.embed_run(region=region, cancel=cancel, wait=wait, live=live)
         summary = None
-        try:
-            while True:
-                try:
-                    event, vectors = next(events)
-                except StopIteration as stop:
-                    summary = stop.value
-                    return summary
-                self.add_progress(event, vectors)
-                if on_progress is not None:
-                    on_progress(event)
+        try:  # drain closes the run when stopped early: it is recorded, then ended
+            summary = drain(events, step)
+            return summary
         finally:
-            events.close()  # stopped early (an interruption): the run is recorded, then ended
             self.finish_run(summary)
