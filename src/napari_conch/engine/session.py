@@ -35,7 +35,6 @@ from napari_conch.engine.session_maps import SessionMaps
 from napari_conch.engine.session_store import (
     ProgressItem,
     SessionStore,
-    index_of,
     read_store_at,
     read_store_for,
     with_vectors,
@@ -375,18 +374,18 @@ class Session(SessionMaps):
         # finish_run: another process (a CLI run) is told who writes the store meanwhile
         store = open_store(slide, model, grid, options.store_root, wait=wait)
         try:
-            if live and wait is not None:
-                self._stores.index = index_of(store)  # with what the other writer wrote meanwhile
             events = embed_slide_iter(
                 slide, model, grid, store, options, region=region, cancel=cancel
             )
+            if live:  # same store: its index read again with what another writer wrote meanwhile
+                self._stores.swap_handle(store, reindex=wait is not None)
         except BaseException:
             store.close()
             raise
         if not live:
             self.close_store()
             self._stores.hold(store, self._key(), index=False)
-        self._writer = self._stores.store = store  # same store: the map's index stays as it is
+        self._writer = store
         self.running = True
         self.events.running_changed.emit(True)
         return with_vectors(events, store) if live else without_vectors(events)
