@@ -329,7 +329,7 @@ class ClusterRunner:
             cluster_model_facts,
             embed_slide_cluster_iter,
         )
-        from napari_conch.engine.embed import drain
+        from napari_conch.generators import drain
 
         watch = ClusterWatch(self.client, self.args.cluster_timeout)
         try:

@@ -10,6 +10,7 @@ from napari_conch.cli.common import (
     add_prompt_arguments,
     add_store_model_arguments,
     named_prompt_sets,
+    no_embeddings_reason,
 )
 from napari_conch.errors import InputError, StoreError
 
@@ -56,6 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
+    from napari_conch.cli.query import check_out_file
     from napari_conch.engine.export import FORMATS
 
     if not args.out and not args.examples_out and not args.save:
@@ -63,9 +65,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for out in map(Path, args.out):
         if out.suffix.lower() not in FORMATS:
             raise InputError(f"--out {out}: unknown extension (use {', '.join(FORMATS)})")
-    for out in map(Path, [*args.out, *([args.examples_out] if args.examples_out else [])]):
-        if not out.parent.is_dir():
-            raise InputError(f"{out}: folder {out.parent} does not exist")
+    for out in map(Path, args.out):
+        check_out_file(out)
+    if args.examples_out:
+        check_out_file(Path(args.examples_out), "--examples-out")
     if args.examples_out and Path(args.examples_out).suffix.lower() != ".geojson":
         raise InputError(f"--examples-out {args.examples_out}: use a .geojson file")
 
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     shapes = read_geojson(args.annotations) if args.annotations else None
     index = QueryIndex.from_store(store)
     if index.size == 0:
-        raise StoreError(f"{store.path}: no embedded tiles yet (run napari-conch embed)")
+        raise StoreError(no_embeddings_reason(store))
     sets = _prompt_sets(args, None if args.annotations else project)
     text, scale = _text(store, args, sets)
     strength = args.strength

@@ -110,13 +110,14 @@ def store_session(args: argparse.Namespace) -> Any:
     return session
 
 
-def check_out_file(out: Path) -> None:
-    """Refuse an ``--out`` that cannot be a new file: its folder is missing, or it is a folder."""
+def check_out_file(out: Path, option: str = "--out") -> None:
+    """Refuse an output file (given as ``option``) that cannot be a new file: its folder is
+    missing, or it is a folder."""
     if not out.parent.is_dir():
         what = "is not a folder" if out.parent.exists() else "does not exist"
-        raise InputError(f"--out {out}: folder {out.parent} {what}")
+        raise InputError(f"{option} {out}: folder {out.parent} {what}")
     if out.is_dir():
-        raise InputError(f"--out {out}: is a folder (give a file name)")
+        raise InputError(f"{option} {out}: is a folder (give a file name)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,7 +85,8 @@ def _embed_local(
     """
     import dask
 
-    from napari_conch.engine.embed import drain, embed_slide_iter, open_job
+    from napari_conch.engine.embed import embed_slide_iter, open_job
+    from napari_conch.generators import drain
 
     with dask.config.set(scheduler="threads"):
         job = open_job(slide_path, model_source, options, config=config, tokenizer=tokenizer)

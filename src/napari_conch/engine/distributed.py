@@ -35,7 +35,6 @@ from napari_conch.engine.embed import (
     BatchResult,
     Cancel,
     _is_cancelled,
-    drain,
     model_batches,
     open_grid,
     open_slide_checked,
@@ -49,6 +48,7 @@ from napari_conch.engine.store import BLOCK, EmbeddingStore, make_info, make_sig
 from napari_conch.engine.store import store_path_for as _store_path_for
 from napari_conch.engine.tiles import Box
 from napari_conch.errors import ClusterError, InputError, StoreError, describe_os_error
+from napari_conch.generators import drain
 
 #: Seconds a run waits while the cluster has no worker before it gives up.
 DEFAULT_CLUSTER_TIMEOUT = 180.0

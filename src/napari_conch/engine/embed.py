@@ -47,7 +47,7 @@ from napari_conch.errors import (
     StoreError,
     describe_os_error,
 )
-from napari_conch.generators import drain, mapped  # drain: also this module's API
+from napari_conch.generators import drain, mapped
 
 #: A cancel flag: a ``threading.Event`` or a callable returning True to stop.
 Cancel = threading.Event | Callable[[], bool] | None

@@ -32,8 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_conch.engine.overlap import cell_geometry, overlap_average, overlap_factor
-from napari_conch.engine.query import QueryIndex, QueryResult, labels_from_probs, softmax_probs
+from napari_conch.engine.query import (
+    QueryIndex,
+    QueryResult,
+    check_grid,
+    result_from_scores,
+    softmax_probs,
+)
 from napari_conch.errors import InputError
 
 #: Default weight of the pull towards the prior (see the module docstring).
@@ -383,28 +388,8 @@ def learned_result(index: QueryIndex, classifier: LinearClassifier, grid: Any) -
     """
     if len(classifier.names) < 2:
         raise InputError("a classifier needs two or more classes")
-    if tuple(grid.shape) != index.shape:
-        raise InputError(f"grid {tuple(grid.shape)} does not fit the index {index.shape}")
-    k = overlap_factor(grid.tile_size, grid.stride)
-    scores = classifier.scores(index)
-    cosine = index.to_map(scores)
-    probs = index.to_map(softmax_probs(scores, classifier.logit_scale))
-    labels = labels_from_probs(probs)
-    if k == 1:  # no overlap: the cell maps are the tile maps
-        cell_cosine, cell_probs, cell_labels = cosine, probs, labels
-    else:
-        cell_cosine, cell_probs = overlap_average(cosine, k), overlap_average(probs, k)
-        cell_labels = labels_from_probs(cell_probs)
-    return QueryResult(
-        names=list(classifier.names),
-        background=None,
-        threshold=None,
-        cosine=cosine,
-        probs=probs,
-        labels=labels,
-        cell_cosine=cell_cosine,
-        cell_probs=cell_probs,
-        cell_labels=cell_labels,
-        geometry=cell_geometry(grid),
-        valid=index.valid,
+    check_grid(index, grid)
+    scores = index.to_map(classifier.scores(index))
+    return result_from_scores(
+        index, list(classifier.names), scores, grid, logit_scale=classifier.logit_scale
     )

@@ -157,12 +157,16 @@ class Learner:
         return self.index.vectors[where[keep]], labels, int(np.count_nonzero(~keep))
 
     # ------------------------------------------------------------------ learning
-    def check_classes(self) -> None:
-        """Raise :class:`InputError` when fewer than two classes or one has nothing to learn."""
+    def check_classes(self, labels: np.ndarray | None = None) -> None:
+        """Raise :class:`InputError` when fewer than two classes or one has nothing to learn.
+
+        ``labels`` are the class numbers of :meth:`training_set` (read from it when None).
+        """
         names = self.classes
         if len(names) < 2:
             raise InputError("teaching needs two or more classes (prompts or annotated classes)")
-        _, labels, _ = self.training_set()
+        if labels is None:
+            _, labels, _ = self.training_set()
         counts = np.bincount(labels, minlength=len(names))
         for k, name in enumerate(names):
             if name not in self.text and counts[k] == 0:
@@ -172,8 +176,8 @@ class Learner:
 
     def validate(self) -> learn.CrossValidation:
         """Cross-validated precision and recall of the classifier on the current examples."""
-        self.check_classes()
         vectors, labels, _ = self.training_set()
+        self.check_classes(labels)
         return learn.cross_validate(
             self.classes, self.text, self.logit_scale, vectors, labels, self.strength
         )
@@ -182,9 +186,9 @@ class Learner:
         """Train on the current examples; return the maps, validation and tiles to check."""
         if self.index.size == 0:
             raise InputError("the store has no embedded tiles")
-        self.check_classes()
-        names = self.classes
         vectors, labels, missing = self.training_set()
+        self.check_classes(labels)
+        names = self.classes
         start = time.perf_counter()
         classifier = learn.train(names, self.text, self.logit_scale, vectors, labels, self.strength)
         trained = time.perf_counter()

@@ -341,10 +341,40 @@ def run_query(
         raise InputError(f"{len(names)} class names for {len(queries)} query vectors")
     if background is not None and background not in names:
         raise InputError(f"background class {background!r} is not one of the prompts")
+    check_grid(index, grid)
+    return result_from_scores(
+        index,
+        names,
+        index.cosine_maps(queries),
+        grid,
+        logit_scale=logit_scale,
+        background=background,
+        threshold=threshold,
+    )
+
+
+def check_grid(index: QueryIndex, grid: Any) -> None:
+    """InputError when ``grid``'s shape is not the index's."""
     if tuple(grid.shape) != index.shape:
         raise InputError(f"grid {tuple(grid.shape)} does not fit the index {index.shape}")
+
+
+def result_from_scores(
+    index: QueryIndex,
+    names: list[str],
+    cosine: np.ndarray,
+    grid: Any,
+    *,
+    logit_scale: float | None = None,
+    background: str | None = None,
+    threshold: float | None = None,
+) -> QueryResult:
+    """A query's result from its per-tile score maps ``cosine [K, rows, cols]`` (NaN where not
+    computed): the probabilities and labels, and the overlap-averaged cell maps.
+
+    The arguments are :func:`run_query`'s, already checked (:func:`check_grid` included).
+    """
     k = overlap_factor(grid.tile_size, grid.stride)
-    cosine = index.cosine_maps(queries)
     cell_cosine = overlap_average(cosine, k)
     probs = labels = cell_probs = cell_labels = None
     if len(names) >= 2:

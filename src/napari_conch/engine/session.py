@@ -35,13 +35,13 @@ from napari_conch.engine.session_maps import SessionMaps
 from napari_conch.engine.session_store import (
     ProgressItem,
     SessionStore,
-    index_of,
     read_store_at,
     read_store_for,
     with_vectors,
     without_vectors,
 )
 from napari_conch.errors import InputError
+from napari_conch.generators import drain
 
 #: A run's region: a level-0 box ``(x0, y0, x1, y1)`` whose tiles go first.
 Box = tuple[float, float, float, float]
@@ -374,18 +374,18 @@ class Session(SessionMaps):
         # finish_run: another process (a CLI run) is told who writes the store meanwhile
         store = open_store(slide, model, grid, options.store_root, wait=wait)
         try:
-            if live and wait is not None:
-                self._stores.index = index_of(store)  # with what the other writer wrote meanwhile
             events = embed_slide_iter(
                 slide, model, grid, store, options, region=region, cancel=cancel
             )
+            if live:  # same store: its index read again with what another writer wrote meanwhile
+                self._stores.swap_handle(store, reindex=wait is not None)
         except BaseException:
             store.close()
             raise
         if not live:
             self.close_store()
             self._stores.hold(store, self._key(), index=False)
-        self._writer = self._stores.store = store  # same store: the map's index stays as it is
+        self._writer = store
         self.running = True
         self.events.running_changed.emit(True)
         return with_vectors(events, store) if live else without_vectors(events)
@@ -426,18 +426,17 @@ class Session(SessionMaps):
         the other arguments are :meth:`embed_run`'s. The run is ended (:meth:`finish_run`)
         whatever happens, a failure or an interruption included.
         """
+
+        def step(item: tuple[Any, np.ndarray | None]) -> None:
+            event, vectors = item
+            self.add_progress(event, vectors)
+            if on_progress is not None:
+                on_progress(event)
+
         events = self.embed_run(region=region, cancel=cancel, wait=wait, live=live)
         summary = None
-        try:
-            while True:
-                try:
-                    event, vectors = next(events)
-                except StopIteration as stop:
-                    summary = stop.value
-                    return summary
-                self.add_progress(event, vectors)
-                if on_progress is not None:
-                    on_progress(event)
+        try:  # drain closes the run when stopped early: it is recorded, then ended
+            summary = drain(events, step)
+            return summary
         finally:
-            events.close()  # stopped early (an interruption): the run is recorded, then ended
             self.finish_run(summary)

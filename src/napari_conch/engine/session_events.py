@@ -21,8 +21,9 @@ class SessionEvents(SignalGroup):
     options_changed : Signal(object)
         The :class:`RunOptions`.
     store_changed : Signal(object)
-        The store of (slide, model, grid) now open, or None when it was closed (slide, model or
-        grid changed).
+        The store now open, the one of (slide, model, grid) or one opened by its path
+        (:meth:`~napari_conch.engine.session.Session.open_store_at`), or None when it was closed
+        (the slide, the grid or a model that did not make it changed, another store opened).
     running_changed : Signal(bool)
         An embedding run started (True) or ended (False).
     progress : Signal(object)

@@ -85,6 +85,15 @@ class SessionStore:
         """Hold ``store``, opened by its path (see :func:`read_store_at`); announce it."""
         self.hold(store, (_BY_PATH, store.path))
 
+    def swap_handle(self, store: Any, *, reindex: bool = False) -> None:
+        """Hold ``store``, another handle on the open store (a run's), without announcing it.
+
+        The map shows the same store, so its index stays, unless ``reindex``: then it is read
+        again from ``store`` (what another writer wrote meanwhile).
+        """
+        index = index_of(store) if reindex else self.index
+        self.store, self.index = store, index
+
     def indexed(self) -> Any:
         """The open store, its live index read first when there is none (after a run without)."""
         if self.index is None:
