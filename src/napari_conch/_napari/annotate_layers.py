@@ -131,7 +131,6 @@ def show_learned(
         layer.data = cell_labels
     set_colors(layer, [colors[n] for n in names])
     k = names.index(shown) if shown in names else 0
-    new = L.find_layer(viewer, LEARNED_PROBABILITY) is None
     L.upsert_image(
         viewer,
         LEARNED_PROBABILITY,
@@ -142,8 +141,6 @@ def show_learned(
         opacity=0.5,
         contrast_limits=(0.0, 1.0),
     )
-    if new:
-        viewer.layers[LEARNED_PROBABILITY].visible = False
     examples = L.find_layer(viewer, EXAMPLES)
     if examples is not None and viewer.layers.index(examples) != len(viewer.layers) - 1:
         viewer.layers.move(viewer.layers.index(examples), len(viewer.layers))
