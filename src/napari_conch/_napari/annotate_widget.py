@@ -474,14 +474,12 @@ class AnnotateDock(DockBase):
 
     def go_to(self, row: int, col: int) -> None:
         """Centre and zoom the camera on tile ``(row, col)``."""
-        from napari_conch._napari.caption_widget import viewer_camera
-
         grid = self._grid()
         centre = AL.tile_centre_world(self.slide_layer, grid, row, col)
         x0, _, x1, _ = grid.tile_box(row, col)
         scale = L.slide_transform(self.slide_layer)[0]
 
-        camera = viewer_camera(self.viewer)
+        camera = L.viewer_camera(self.viewer)
         camera.center = tuple(float(v) for v in centre)
         camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
 

@@ -49,6 +49,12 @@ def slide_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(layer.scale[-2:], float), np.asarray(layer.translate[-2:], float)
 
 
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, else ``viewer.camera``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def map_placement(geometry: MapGeometry, slide_layer: Any) -> Placement:
     """Where a map with ``geometry`` (level-0 pixels) lies in the slide layer's world."""
     scale, translate = slide_transform(slide_layer)
