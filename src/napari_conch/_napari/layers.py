@@ -12,6 +12,7 @@ Layers are found again by name and updated in place; a layer the user deleted is
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -234,9 +235,8 @@ def legend_html(names: list[str]) -> str:
     rows = []
     for label, name in enumerate(names, start=1):
         r, g, b = label_color(label)
-        rows.append(
-            f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {escape_html(name)}'
-        )
+        text = html.escape(name, quote=False)
+        rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {text}')
     return "<br>".join(rows)
 
 
@@ -328,11 +328,6 @@ def legend_shown(viewer: napari.Viewer) -> list[str]:
             names.append(overlay.text[2:])
         label += 1
     return names
-
-
-def escape_html(text: str) -> str:
-    """``text`` safe inside Qt rich text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clear_shapes(viewer: napari.Viewer, name: str) -> None:
