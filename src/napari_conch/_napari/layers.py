@@ -177,14 +177,19 @@ def place(layer: Any, placement: Placement) -> None:
         layer.translate = placement.translate
 
 
-def label_colormap(count: int) -> Any:
-    """Label 0 transparent, labels ``1..count`` in the export's colours (as in the GeoJSON)."""
+def direct_colormap(colors: list[tuple[int, int, int]]) -> Any:
+    """Label 0 transparent, label ``k`` the ``k``-th RGB colour (0-255)."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    colors: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
-    for label in range(1, count + 1):
-        colors[label] = np.array([*label_color(label), 255], float) / 255
-    return DirectLabelColormap(color_dict=colors)
+    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
+    for k, rgb in enumerate(colors, start=1):
+        table[k] = np.array([*rgb, 255], float) / 255
+    return DirectLabelColormap(color_dict=table)
+
+
+def label_colormap(count: int) -> Any:
+    """Label 0 transparent, labels ``1..count`` in the export's colours (as in the GeoJSON)."""
+    return direct_colormap([label_color(label) for label in range(1, count + 1)])
 
 
 def upsert_labels(
