@@ -9,7 +9,7 @@ import pytest
 
 from napari_conch._napari import annotate_layers as A
 from napari_conch._napari import layers as L
-from napari_conch._napari.caption_widget import viewer_camera
+from napari_conch._napari.layers import viewer_camera
 from napari_conch._napari.sample_data import CMU_SMALL_REGION
 from napari_conch.engine.annotation_project import project_path
 from napari_conch.engine.annotations import read_geojson

@@ -11,7 +11,7 @@ import torch
 
 from napari_conch._napari import regions as R
 from napari_conch._napari.caption_panels import CLICK_TEXT
-from napari_conch._napari.caption_widget import viewer_camera
+from napari_conch._napari.layers import viewer_camera
 from napari_conch.engine.embed import embed_slide, open_job
 from napari_conch.engine.prompts import load_prompt_set
 from napari_conch.engine.query import QueryIndex

@@ -10,8 +10,8 @@ import pytest
 
 from napari_conch._napari import layers as L
 from napari_conch._napari import regions as R
-from napari_conch._napari.caption_widget import viewer_camera
 from napari_conch._napari.cohort_dock import EVIDENCE, HIT, LABELS, PROBABILITY
+from napari_conch._napari.layers import viewer_camera
 from napari_conch._napari.reader import META_KEY
 from napari_conch.cli import main
 from napari_conch.engine.search import SearchHit, write_hits_csv

@@ -32,21 +32,11 @@ LEARNED_LABELS = "CONCH learned labels"
 LEARNED_PROBABILITY = "CONCH learned probability"
 
 
-def colormap(colors: list[Color]) -> Any:
-    """Label 0 transparent, label ``k`` the ``k``-th colour."""
-    from napari.utils.colormaps import DirectLabelColormap
-
-    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
-    for k, rgb in enumerate(colors, start=1):
-        table[k] = np.array([*rgb, 255], float) / 255
-    return DirectLabelColormap(color_dict=table)
-
-
 def set_colors(layer: Any, colors: list[Color]) -> None:
     """Give a labels layer label ``k`` the ``k``-th colour, only when the colours change."""
     key = [list(map(int, c)) for c in colors]
     if layer.metadata.get("napari_conch_colors") != key:
-        layer.colormap = colormap(colors)
+        layer.colormap = L.direct_colormap(colors)
         layer.metadata["napari_conch_colors"] = key
 
 
@@ -131,7 +121,6 @@ def show_learned(
         layer.data = cell_labels
     set_colors(layer, [colors[n] for n in names])
     k = names.index(shown) if shown in names else 0
-    new = L.find_layer(viewer, LEARNED_PROBABILITY) is None
     L.upsert_image(
         viewer,
         LEARNED_PROBABILITY,
@@ -142,8 +131,6 @@ def show_learned(
         opacity=0.5,
         contrast_limits=(0.0, 1.0),
     )
-    if new:
-        viewer.layers[LEARNED_PROBABILITY].visible = False
     examples = L.find_layer(viewer, EXAMPLES)
     if examples is not None and viewer.layers.index(examples) != len(viewer.layers) - 1:
         viewer.layers.move(viewer.layers.index(examples), len(viewer.layers))

@@ -89,7 +89,6 @@ class AnnotateDock(DockBase):
         self.prompted: list[str] = []
         self.given_colors: dict[str, tuple[int, int, int]] = {}
         self._layer_classes: list[str] = []
-        self._texts: dict[tuple[str, str, str], np.ndarray] = {}
         self._again = False
         self._generation = 0
         self._uncertain: dict[str, tuple[int, int]] = {}
@@ -362,14 +361,18 @@ class AnnotateDock(DockBase):
         request = PromptRequest(
             tuple(names), templates, prompt_set=shown.prompt_set if shown is not None else None
         )
-        keys = {n: (model.fingerprint, request.sentences(n)) for n in names}
-        missing = [n for n in names if keys[n] not in self._texts]
+        missing = self.session.missing_texts(request)
         if missing:
             if not self.busy("text"):
+
+                def encoded(texts: dict) -> None:
+                    self.session.remember_texts(texts)
+                    self.retrain()
+
                 worker = background(self.session.encode_texts, request, missing)
-                self.run("text", worker, self._texts_encoded)
+                self.run("text", worker, encoded)
             return None
-        text = {n: self._texts[keys[n]] for n in names}
+        text = self.session.text_vectors(request)
         learner = Learner(index, grid, float(model.logit_scale), text, colors=self.given_colors)
         for name in self.extra:
             learner.add_class(name)
@@ -385,10 +388,6 @@ class AnnotateDock(DockBase):
             status.value = "Waiting for two or more classes: type prompts or add classes."
         else:
             self.retrain()
-
-    def _texts_encoded(self, encoded: dict) -> None:
-        self._texts.update(encoded)
-        self.retrain()
 
     @reports_errors
     def retrain(self, *_: Any) -> Any:
@@ -475,14 +474,12 @@ class AnnotateDock(DockBase):
 
     def go_to(self, row: int, col: int) -> None:
         """Centre and zoom the camera on tile ``(row, col)``."""
-        from napari_conch._napari.caption_widget import viewer_camera
-
         grid = self._grid()
         centre = AL.tile_centre_world(self.slide_layer, grid, row, col)
         x0, _, x1, _ = grid.tile_box(row, col)
         scale = L.slide_transform(self.slide_layer)[0]
 
-        camera = viewer_camera(self.viewer)
+        camera = L.viewer_camera(self.viewer)
         camera.center = tuple(float(v) for v in centre)
         camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
 

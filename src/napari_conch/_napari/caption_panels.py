@@ -20,10 +20,7 @@ from magicgui.widgets import (
 )
 
 from napari_conch._napari.panels import MORE_OPTIONS, advanced
-
-#: The generation strategies offered: ``napari_conch.model.generation.STRATEGIES``, written out
-#: here so that opening the dock does not import torch (a test checks they agree).
-STRATEGIES = ("greedy", "beam", "top_k", "top_p")
+from napari_conch.model.config import STRATEGIES
 
 DRAW_TEXT = "Draw a rectangle"
 CLICK_TEXT = "Click a point (a tile-sized box)"

@@ -34,7 +34,7 @@ from napari_conch._napari.caption_panels import (
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps, run_in_turns
-from napari_conch._napari.layers import find_layer
+from napari_conch._napari.layers import find_layer, viewer_camera
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
 from napari_conch._napari.workers import USER_ERRORS, background
@@ -412,12 +412,6 @@ def _no_model(viewer: Any) -> bool:
     from napari_conch._napari.session_registry import session_for
 
     return session_for(viewer).model is None
-
-
-def viewer_camera(viewer: Any) -> Any:
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, else ``viewer.camera``)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
 
 
 def _fill(table: Any, rows: list[list[Any]]) -> None:

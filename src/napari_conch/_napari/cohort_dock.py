@@ -393,8 +393,6 @@ class CohortView(DockBase):
 
     def _show_hit(self, hit: SearchHit) -> tuple[float, float]:
         """Centre and zoom on the hit's tile and outline it; returns its world centre."""
-        from napari_conch._napari.caption_widget import viewer_camera
-
         slide_layer = self._slide_layer(self.opened.slide)
         layer = R.shapes_layer(
             self.viewer, HIT, slide_layer, edge_color="cyan", face_color="transparent",
@@ -402,7 +400,7 @@ class CohortView(DockBase):
         )  # fmt: skip
         layer.data = [R.box_rectangle(hit.box)]
         centre = R.box_center_world(slide_layer, hit.box)
-        camera = viewer_camera(self.viewer)
+        camera = L.viewer_camera(self.viewer)
         camera.center = centre
         camera.zoom = TILE_SCREEN_PX / R.box_world_size(slide_layer, hit.box)
         self.status.value = f"{hit.slide}: tile ({hit.row}, {hit.col}), score {hit.score:.3f}"

@@ -12,6 +12,7 @@ Layers are found again by name and updated in place; a layer the user deleted is
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,12 @@ class Placement:
 def slide_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(scale, translate)`` of the slide layer's level 0 along ``(y, x)``."""
     return np.asarray(layer.scale[-2:], float), np.asarray(layer.translate[-2:], float)
+
+
+def viewer_camera(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, else ``viewer.camera``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
 
 
 def map_placement(geometry: MapGeometry, slide_layer: Any) -> Placement:
@@ -170,14 +177,19 @@ def place(layer: Any, placement: Placement) -> None:
         layer.translate = placement.translate
 
 
-def label_colormap(count: int) -> Any:
-    """Label 0 transparent, labels ``1..count`` in the export's colours (as in the GeoJSON)."""
+def direct_colormap(colors: list[tuple[int, int, int]]) -> Any:
+    """Label 0 transparent, label ``k`` the ``k``-th RGB colour (0-255)."""
     from napari.utils.colormaps import DirectLabelColormap
 
-    colors: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
-    for label in range(1, count + 1):
-        colors[label] = np.array([*label_color(label), 255], float) / 255
-    return DirectLabelColormap(color_dict=colors)
+    table: dict[int | None, Any] = {None: np.zeros(4), 0: np.zeros(4)}
+    for k, rgb in enumerate(colors, start=1):
+        table[k] = np.array([*rgb, 255], float) / 255
+    return DirectLabelColormap(color_dict=table)
+
+
+def label_colormap(count: int) -> Any:
+    """Label 0 transparent, labels ``1..count`` in the export's colours (as in the GeoJSON)."""
+    return direct_colormap([label_color(label) for label in range(1, count + 1)])
 
 
 def upsert_labels(
@@ -228,9 +240,8 @@ def legend_html(names: list[str]) -> str:
     rows = []
     for label, name in enumerate(names, start=1):
         r, g, b = label_color(label)
-        rows.append(
-            f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {escape_html(name)}'
-        )
+        text = html.escape(name, quote=False)
+        rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {text}')
     return "<br>".join(rows)
 
 
@@ -322,11 +333,6 @@ def legend_shown(viewer: napari.Viewer) -> list[str]:
             names.append(overlay.text[2:])
         label += 1
     return names
-
-
-def escape_html(text: str) -> str:
-    """``text`` safe inside Qt rich text."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def clear_shapes(viewer: napari.Viewer, name: str) -> None:

@@ -16,6 +16,11 @@ import numpy as np
 
 from napari_conch._napari.layers import world_to_level0
 
+#: What starts the maps' values in napari's status bar.
+MARKER = "CONCH: "
+#: Between napari's own status and ours.
+SEPARATOR = "  "
+
 
 def values_at(result: Any, slide_layer: Any, world_position: Any) -> str:
     """One line with the maps' values at a world position ("" outside the maps)."""
@@ -30,7 +35,7 @@ def values_at(result: Any, slide_layer: Any, world_position: Any) -> str:
         return ""
     cosine = result.cell_cosine[:, i, j]
     if not np.any(np.isfinite(cosine)):
-        return "CONCH: not embedded here"
+        return MARKER + "not embedded here"
     parts = [f"{n} {c:.3f}" for n, c in zip(result.names, cosine, strict=True)]
     if result.cell_probs is not None:
         probs = result.cell_probs[:, i, j]
@@ -40,13 +45,7 @@ def values_at(result: Any, slide_layer: Any, world_position: Any) -> str:
         label = int(result.cell_labels[i, j])
         names = result.label_names if result.cell_probs is not None else result.names
         parts.append(f"label: {names[label - 1] if label else 'none'}")
-    return "CONCH: " + ", ".join(parts)
-
-
-#: What starts the maps' values in napari's status bar.
-MARKER = "CONCH: "
-#: Between napari's own status and ours.
-SEPARATOR = "  "
+    return MARKER + ", ".join(parts)
 
 
 def _without_ours(text: str) -> str:

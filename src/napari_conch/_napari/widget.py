@@ -22,6 +22,7 @@ User mistakes become one-line notifications; the dock stays usable.
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -415,8 +416,9 @@ class PromptHighlighter(DockBase):
         heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
         place = L.map_placement(geometry, layer)
         viewer, opacity = self.viewer, p.opacity.value
+        name = html.escape(names[k], quote=False)
         legend = [
-            f"similarity of '{L.escape_html(names[k])}': {limits[0]:.3f} to {limits[1]:.3f}",
+            f"similarity of '{name}': {limits[0]:.3f} to {limits[1]:.3f}",
             L.colorbar_html(p.colormap.value, *limits),
         ]
         # several prompts: the labels are the map; the class maps stay under them, hidden

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from napari_conch.cli.common import add_model_argument, model_source
+from napari_conch.model.config import STRATEGIES
 
 
 def _add_region_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def register(subparsers: Any) -> None:
     cap.add_argument(
         "--strategy",
         default="beam",
-        choices=("greedy", "beam", "top_k", "top_p"),
+        choices=STRATEGIES,
         help="decoding strategy (default: beam)",
     )
     cap.add_argument("--beams", type=int, default=4, metavar="N", help="beams (default 4)")

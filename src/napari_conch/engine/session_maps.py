@@ -98,6 +98,14 @@ class SessionMaps:
         """Cache text embeddings from :meth:`encode_texts`."""
         self._texts.update(encoded)
 
+    def text_vectors(self, request: PromptRequest) -> dict[str, np.ndarray]:
+        """The cached text embedding of every class of ``request``, by class name.
+
+        Raises KeyError for a class not encoded yet (see :meth:`missing_texts`).
+        """
+        fingerprint = self.require_model().fingerprint
+        return {n: self._texts[(fingerprint, request.sentences(n))] for n in request.classes}
+
     def update_maps(self) -> Any:
         """The maps of the current prompts over the embedded tiles, set as the result.
 
@@ -109,9 +117,9 @@ class SessionMaps:
             return None
         from napari_conch.engine.query import run_query
 
-        fingerprint = self.model.fingerprint
         names = request.classes
-        queries = np.stack([self._texts[(fingerprint, request.sentences(n))] for n in names])
+        vectors = self.text_vectors(request)
+        queries = np.stack([vectors[n] for n in names])
         result = run_query(
             self.index,
             names,

@@ -22,6 +22,10 @@ from napari_conch.errors import ConfigError
 #: says 4 are only reproduced with 8), so we do the same.
 POOLER_HEADS = 8
 
+#: Caption generation strategies (:class:`~napari_conch.model.generation.GenerationConfig`),
+#: here rather than in the torch module so that the docks and the CLI offer them without torch.
+STRATEGIES = ("greedy", "beam", "top_k", "top_p")
+
 #: ViT trunks known by their timm names: patch size, width, layers, heads.
 TIMM_VIT_TRUNKS: dict[str, dict[str, int]] = {
     "vit_base_patch16_224": {"patch_size": 16, "width": 768, "layers": 12, "num_heads": 12},

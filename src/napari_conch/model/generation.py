@@ -16,9 +16,8 @@ import torch.nn.functional as F
 
 from napari_conch.errors import NapariConchError, NoDecoderError
 from napari_conch.model.coca import CoCa
+from napari_conch.model.config import STRATEGIES
 from napari_conch.model.tokenizer import END_ID, PAD_ID, START_ID
-
-STRATEGIES = ("greedy", "beam", "top_k", "top_p")
 
 
 @dataclass(frozen=True)
