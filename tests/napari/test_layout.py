@@ -14,7 +14,7 @@ import yaml
 from qtpy.QtWidgets import QDockWidget, QTabBar
 
 from napari_conch._napari.dock_base import DockBase
-from napari_conch._napari.layout import DOCK_WIDTH, TAB_TITLES
+from napari_conch._napari.layout import DOCK_WIDTH, TAB_TITLES, dock_of
 from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
 pytestmark = pytest.mark.gui
@@ -90,7 +90,7 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     content = highlighter.native.widget()
     tall = content.sizeHint().height()
     folded[1].expand(animate=False)
-    qtbot.wait(10)
+    qtbot.wait(100)  # the sections refit over a few event-loop turns
     assert content.sizeHint().height() > tall
     highlighter.sections["Export"].collapse(animate=False)
     highlighter.sections["Prompts and maps"].collapse(animate=False)
@@ -128,3 +128,23 @@ class _Renamed:
 
 def _dock_base(dock_widget):
     return getattr(dock_widget.widget(), "_magic_widget", None)
+
+
+@pytest.mark.gui
+def test_a_section_grows_with_a_line_whose_text_grows_later(make_napari_viewer, qtbot):
+    # The status changes while its dock is a tab behind another, as when the Prompt
+    # highlighter's prompts retrain the Annotate dock.
+    viewer = make_napari_viewer(show=True)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+    viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    qtbot.wait(300)
+    status = dock.learn_panel.status
+
+    status.value = "a status line long enough to wrap to several lines in a narrow dock " * 3
+    qtbot.wait(100)
+    dock_of(dock.native).raise_()
+    qtbot.wait(300)
+
+    label = status.native
+    assert label.isVisible()
+    assert label.height() >= label.heightForWidth(label.width())  # no line cut off

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QSizePolicy, QWidget
 from superqt import QCollapsible
 
@@ -50,11 +50,54 @@ class DockScrollArea(QScrollArea):
         return QSize(DOCK_MIN_WIDTH, 80)
 
 
+#: Pixels superqt's section adds under its content.
+SECTION_MARGIN = 10
+#: When a section refits its content: a new layout asked for, shown (a tab raised), resized.
+_REFIT = (QEvent.Type.LayoutRequest, QEvent.Type.Show, QEvent.Type.Resize)
+
+
+class _FollowContent(QObject):
+    """Fits an expanded section to its content's height for its width (see :func:`section`)."""
+
+    def __init__(self, box: QCollapsible) -> None:
+        super().__init__(box)
+        self._box = box
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in _REFIT and self._box.isExpanded():
+            inner = self._box.content()
+            layout = inner.layout()
+            need = inner.sizeHint().height()
+            if layout is not None and layout.hasHeightForWidth() and inner.width() > 0:
+                need = max(need, layout.totalHeightForWidth(inner.width()))  # wrapped lines
+            inner.setMinimumHeight(need + SECTION_MARGIN)  # the dock's layout must give it
+            inner.setMaximumHeight(need + SECTION_MARGIN)
+        return False
+
+    def toggled(self, expanded: bool) -> None:
+        if not expanded:
+            self._box.content().setMinimumHeight(0)  # folded: superqt's zero height holds
+
+
 def section(title: str, content: QWidget, *, expanded: bool = True) -> QCollapsible:
-    """A collapsible section titled ``title`` holding ``content``."""
+    """A collapsible section titled ``title`` holding ``content``.
+
+    superqt's section fixes the expanded content's height at its size hint of the moment (which
+    ignores how many lines wrapped text takes at the dock's width) and updates it only when the
+    content is resized; a line whose text grows later (a status that wraps to four lines) was
+    then cut off. Whenever the content asks for a new layout, is shown or resized, the section
+    takes the height the content needs at its width.
+    """
     box = QCollapsible(title)
     box.setDuration(0)  # no animation: the canvas does not redraw for each step
     box.addWidget(content)
+    # Qt runs the filter installed last first: superqt's own (which sets the height from the
+    # size hint on a resize) goes before ours, so that ours has the last word.
+    follow = _FollowContent(box)
+    content.removeEventFilter(box)
+    content.installEventFilter(follow)
+    content.installEventFilter(box)
+    box.toggled.connect(follow.toggled)
     if expanded:
         box.expand(animate=False)
     else:
