@@ -19,10 +19,6 @@ from magicgui.widgets import (
 )
 
 
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
-
-
 def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
@@ -65,11 +61,11 @@ class ClassPanel(Container):
         self.erase = PushButton(text="Clear")
         super().__init__(
             widgets=[
-                _header("Classes and examples"),
                 self.layer,
                 self.klass,
                 _row(self.new_class, self.add),
-                _row(self.paint, self.draw, self.correct, self.erase),
+                _row(self.paint, self.draw),  # two rows: four buttons cut their texts
+                _row(self.correct, self.erase),
             ]
         )
 
@@ -84,7 +80,7 @@ class LearnPanel(Container):
         self.status.native.setWordWrap(True)
         self.table = Table(value={"class": [], "precision": [], "recall": [], "examples": []})
         self.table.read_only = True
-        self.table.min_height = self.table.max_height = 80
+        self.table.min_height = self.table.max_height = 110  # a header and three classes
         self.validation = Label(value="")
         self.validation.native.setWordWrap(True)
         self.check_next = Select(
@@ -95,8 +91,8 @@ class LearnPanel(Container):
         self.check_next.max_height = 60
         super().__init__(
             widgets=[
-                _header("Learning"),
-                _row(self.live, self.retrain),
+                self.live,  # on a row of its own: beside the button its text was cut
+                self.retrain,
                 self.status,
                 self.table,
                 self.validation,
@@ -133,9 +129,10 @@ class ProjectPanel(Container):
         )
         super().__init__(
             widgets=[
-                _header("Project"),
-                _row(self.geojson, self.import_),
+                self.geojson,  # with its label: in a row with the button it had none
+                self.import_,
+                _row(self.save, self.load),
                 self.path,
-                _row(self.save, self.load, self.export_map, self.export_examples),
+                _row(self.export_map, self.export_examples),
             ]
         )

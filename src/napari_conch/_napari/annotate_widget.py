@@ -51,8 +51,6 @@ if TYPE_CHECKING:
     from napari_conch.engine.learn import CrossValidation
     from napari_conch.engine.learner import Learner, Outcome
 
-#: Widest the dock gets, in pixels.
-MAX_WIDTH = 440
 #: Milliseconds between the last stroke and the retraining.
 DEBOUNCE_MS = 300
 CORRECT_ARMED = "Click a tile (or here: stop)"
@@ -82,8 +80,14 @@ class AnnotateDock(DockBase):
         self.class_panel = ClassPanel()
         self.learn_panel = LearnPanel()
         self.project_panel = ProjectPanel()
-        super().__init__(napari_viewer, [self.class_panel, self.learn_panel, self.project_panel])
-        self.max_width = MAX_WIDTH  # the slide keeps most of a laptop screen
+        super().__init__(
+            napari_viewer,
+            [
+                ("Classes and examples", self.class_panel),
+                ("Learning", self.learn_panel),
+                ("Project", self.project_panel),
+            ],
+        )
         self.outcome: Outcome | None = None
         self.extra: list[str] = []
         self.prompted: list[str] = []

@@ -47,10 +47,6 @@ SLIDE_COLUMNS = ("Slide", "Predicted", "Probability", "Tiles")
 HIT_COLUMNS = ("Slide", "Row", "Col", "Score")
 
 
-def _header(text: str) -> Label:
-    return Label(value=f"<b>{text}</b>")
-
-
 class SortableTable:
     """A read-only QTableWidget sorted by clicking a header; numbers sort as numbers.
 
@@ -164,7 +160,6 @@ class CohortView(DockBase):
         self.status = Label(value="Load a classify-slides CSV.")
         slides = Container(
             widgets=[
-                _header("Slides"),
                 self.slides_csv,
                 self.prompts,
                 self.load,
@@ -175,7 +170,6 @@ class CohortView(DockBase):
         )
         search = Container(
             widgets=[
-                _header("Search across slides"),
                 self.query,
                 self.k,
                 self.search,
@@ -184,7 +178,9 @@ class CohortView(DockBase):
                 self.hit_table.widget,
             ]
         )
-        super().__init__(napari_viewer, [slides, search, self.status])
+        super().__init__(
+            napari_viewer, [("Slides", slides), ("Search across slides", search), self.status]
+        )
         self.load.changed.connect(self.load_slides)
         self.pooling.changed.connect(lambda *_: self._fill_slides())
         self.open.changed.connect(self.open_selected)
