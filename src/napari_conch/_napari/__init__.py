@@ -13,12 +13,16 @@ named in ``napari.yaml`` and imported by napari on use:
 - :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
 - :mod:`.interpreter`: interpreter settings that keep napari's event loop running beside our
   background threads.
+- :mod:`.shader_parsing`: vispy's shader variable parsing in linear time.
 
 napari imports this package the first time it uses napari-conch (reader, sample or dock): the
 viewer's objects, made by then, are frozen out of full garbage collections and the interpreter
-lock is passed between threads more often (:func:`.interpreter.keep_event_loop_running`).
+lock is passed between threads more often (:func:`.interpreter.keep_event_loop_running`), and
+vispy parses its shaders in linear time (:func:`.shader_parsing.speed_up_shader_parsing`).
 """
 
 from napari_conch._napari.interpreter import keep_event_loop_running
+from napari_conch._napari.shader_parsing import speed_up_shader_parsing
 
 keep_event_loop_running()
+speed_up_shader_parsing()
