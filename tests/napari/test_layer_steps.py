@@ -160,3 +160,34 @@ def test_a_shapes_layer_shown_by_hand_before_its_steps_is_drawn_whole(make_napar
 
     assert all(part.visible for part in _shapes_parts(viewer, layer))
     assert not any(s.startswith("part:") for s in layer.metadata[S.REVEAL])
+
+
+@pytest.mark.gui
+def test_adding_a_layer_leaves_the_canvas_redraw_to_a_later_turn(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    native = viewer.window._qt_viewer.canvas.native
+    place = L.Placement((1.0, 1.0), (0.0, 0.0))
+    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
+    L.upsert_image(viewer, L.HEATMAP, np.ones((4, 4)), place, contrast_limits=(0, 1), **style)
+    assert not native.updatesEnabled()  # held for this turn: the layer list repaints alone
+    with S.canvas_redrawn_later(viewer):  # already held: left to the first one
+        assert not native.updatesEnabled()
+    qtbot.waitUntil(native.updatesEnabled, timeout=2000)  # then given back (Qt redraws it)
+
+
+@pytest.mark.gui
+def test_a_canvas_closed_before_its_redraw_is_left_alone(qtbot):
+    from qtpy.QtWidgets import QWidget
+
+    widget = QWidget()
+    widget.deleteLater()
+    qtbot.waitUntil(lambda: not _alive(widget), timeout=2000)
+    S._enable_updates(widget)  # no error: the viewer was closed in between
+
+
+def _alive(widget) -> bool:
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True

@@ -132,7 +132,14 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert not heat.colorbar.visible  # the colour bar is in the dock (see layers.upsert_image)
     assert "<table" in widget.prompt_panel.legend.value
 
+    heat_hidden_with_labels = []  # whether the labels were on screen when the heatmap went
+    heat.events.visible.connect(
+        lambda e: heat_hidden_with_labels.append(
+            L.LABELS in viewer.layers and viewer.layers[L.LABELS].visible
+        )
+    )
     labels = _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
+    assert heat_hidden_with_labels == [True]  # never a turn without a map
     names_in_viewer = [ly.name for ly in viewer.layers]
     assert names_in_viewer.count(L.HEATMAP) == 1 and L.PROBABILITY in names_in_viewer
     # the labels are the map; the class maps wait under them, hidden, until their eye is ticked
@@ -176,11 +183,13 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     limits = viewer.layers[L.HEATMAP].contrast_limits
     np.testing.assert_allclose(limits, (finite.min(), finite.max()), atol=1e-6)
     widget.prompt_panel.range.value = "per prompt"
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=WAIT_MS)  # redrawn in the next turns
     own = expected.cell_cosine[0][np.isfinite(expected.cell_cosine[0])]
     limits = viewer.layers[L.HEATMAP].contrast_limits
     np.testing.assert_allclose(limits, (own.min(), own.max()), atol=1e-6)
 
     widget.prompt_panel.show_class.value = "stroma"
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=WAIT_MS)
     np.testing.assert_allclose(
         viewer.layers[L.HEATMAP].data,
         _shown(expected.cell_cosine[1], expected, slide_layer),
@@ -220,6 +229,7 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     result = widget.more_like_this_at(tuple(center * scale + translate))
     assert result is not None
     assert result.cell_cosine[0, r, c] == pytest.approx(1.0, abs=1e-4)
+    qtbot.waitUntil(lambda: not widget.drawing, timeout=WAIT_MS)
     assert np.nanmax(viewer.layers[L.HEATMAP].data) == pytest.approx(1.0, abs=1e-4)
     assert L.LABELS not in viewer.layers and L.legend_shown(viewer) == []
     assert [ly.name for ly in viewer.layers].count(L.HEATMAP) == 1

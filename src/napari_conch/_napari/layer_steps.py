@@ -11,6 +11,8 @@ added hidden (:func:`add_in_parts`), with what can wait held back, and ``layer.m
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +29,8 @@ REVEAL = "napari_conch_reveal"
 KEPT_HIDDEN = "napari_conch_kept_hidden"
 #: Milliseconds between two steps of showing layers (the canvas redraws in between).
 STEP_GAP_MS = 15
+#: Milliseconds from a layer's adding to the canvas's redraw (see canvas_redrawn_later).
+CANVAS_LATER_MS = 1
 #: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
 DEFERRED_OVERLAYS = ("polygon", "brush_stroke")
 #: The overlays held back from layers just added, until their "overlays" step.
@@ -45,6 +49,8 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
 
     - the layer does not become the active one (napari would build its controls panel, and
       the docks would then make the slide layer active again: two panel switches);
+    - the canvas redraws in a later event-loop turn than the one adding the layer
+      (:func:`canvas_redrawn_later`);
     - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
       70-100 ms here, as much as the rest of the layer) are held back and given back, one per
       step, by the ``"overlay:<name>"`` steps of :func:`reveal_steps`, which come before the
@@ -70,7 +76,8 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     if activate is not None:
         layers._activate_on_insert = False
     try:
-        layers.append(layer)
+        with canvas_redrawn_later(viewer):
+            layers.append(layer)
     finally:
         if activate is not None:
             layers._activate_on_insert = activate
@@ -80,6 +87,40 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
         *(f"overlay:{key}" for key in held), "layer", *(f"part:{k}" for k in range(parts)),
     ]  # fmt: skip
     skip_empty_text(viewer, layer)
+
+
+@contextmanager
+def canvas_redrawn_later(viewer: napari.Viewer) -> Iterator[None]:
+    """Hold the canvas's redraws from the start of this block to a later event-loop turn.
+
+    Adding a layer changes the layer list and the canvas, and Qt repaints both right after the
+    step that added it, before napari answers any input: the canvas alone is 25-30 ms of
+    software OpenGL at 1366 x 768 here, on top of the 40-60 ms of the adding itself. With the
+    canvas widget's updates disabled in the block and enabled again :data:`CANVAS_LATER_MS`
+    after it (which redraws it), the canvas is drawn in a turn of its own. The delay is a real
+    timer: a 0 ms one is a posted event, run before napari's pending input and timers, so the
+    two would still make one pause. Nothing is held when the canvas is not found (napari's
+    private canvas) or its updates are already held.
+    """
+    window = getattr(unwrap(viewer), "window", None)
+    canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
+    native = getattr(canvas, "native", None)
+    if native is None or not native.updatesEnabled():
+        yield
+        return
+    native.setUpdatesEnabled(False)
+    try:
+        yield
+    finally:
+        QTimer.singleShot(CANVAS_LATER_MS, lambda: _enable_updates(native))
+
+
+def _enable_updates(widget: Any) -> None:
+    """Let a widget repaint again (Qt then repaints it); nothing if it was deleted meanwhile."""
+    try:
+        widget.setUpdatesEnabled(True)
+    except RuntimeError:  # the viewer was closed: its C++ widget is gone
+        pass
 
 
 def _canvas_node(viewer: napari.Viewer, layer: Any) -> Any | None:

@@ -206,6 +206,12 @@ def upsert_labels(
     Colours and class names are set only when the classes change: a new batch of embeddings
     during a run changes the data alone.
     """
+    import pandas as pd  # imported here: opening a dock stays light (warm-up imports it)
+
+    def classes() -> dict[str, Any]:
+        features = {"index": np.arange(len(names) + 1), "class": ["none", *names]}
+        return {"colormap": label_colormap(len(names)), "features": pd.DataFrame(features)}
+
     layer = find_layer(viewer, LABELS)
     if layer is None:
         from napari.layers import Labels
@@ -217,18 +223,16 @@ def upsert_labels(
             translate=placement.translate,
             units=units,
             visible=False,
+            metadata={"class_names": list(names)},
+            **classes(),  # made with its colours: napari draws its colour table once
         )
         add_in_parts(viewer, layer)
     else:
         place(layer, placement)
         layer.data = data
     if layer.metadata.get("class_names") != list(names):
-        import pandas as pd  # imported here: opening a dock stays light (warm-up imports it)
-
-        layer.colormap = label_colormap(len(names))
-        layer.features = pd.DataFrame(
-            {"index": np.arange(len(names) + 1), "class": ["none", *names]}
-        )
+        for key, value in classes().items():
+            setattr(layer, key, value)
         layer.metadata["class_names"] = list(names)
     if layer.opacity != opacity:
         layer.opacity = opacity

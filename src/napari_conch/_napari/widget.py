@@ -108,6 +108,10 @@ class PromptHighlighter(DockBase):
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.refresh_maps)
+        self._step_timer = QTimer(self.native)  # one chain of layer steps (see _show_in_turns)
+        self._step_timer.setSingleShot(True)
+        self._step_timer.setInterval(S.STEP_GAP_MS)
+        self._step_timer.timeout.connect(self._next_step)
         self.bind_model_panel(self.model_panel)
         self.bind_layer_combo(self.slide_panel.layer, self.slide_panel.level)
         self.slide_panel.show_options(self.session.options)
@@ -456,9 +460,12 @@ class PromptHighlighter(DockBase):
                     viewer, labels, classes, place, units=units, opacity=opacity
                 )
                 heatmap = L.find_layer(viewer, L.HEATMAP)
+                covered = []
                 if new and several and heatmap is not None:
-                    S.hide_for_now(heatmap)  # once, as the labels first come: not against a user
-                return [*S.reveal_steps(layer), *L.legend_steps(viewer, classes)]
+                    # once, as the labels first come (not against a user), and only once they
+                    # are on screen: no turn without a map
+                    covered = [lambda: S.hide_for_now(heatmap)]
+                return [*S.reveal_steps(layer), *covered, *L.legend_steps(viewer, classes)]
 
             steps.append(show_labels)
             legend.append(L.legend_html(classes))
@@ -469,15 +476,17 @@ class PromptHighlighter(DockBase):
         self._show_in_turns(steps)
 
     def _show_in_turns(self, steps: list[Any]) -> None:
-        """Run the first layer update now and the others one per event-loop turn.
+        """Run the layer updates one per event-loop turn, the first in the next turn.
 
         Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
-        thread; one layer per turn keeps each pause to one layer's. A step may return further
-        steps (a new layer's reveal), run next. A newer display drops the steps of an older one
-        that are still waiting.
+        thread; one layer per turn keeps each pause to one layer's, and the first comes after
+        the dock has shown the new legend. A step may return further steps (a new layer's
+        reveal), run next. A newer display drops the steps of an older one that are still
+        waiting.
         """
         self._pending = list(steps)
-        self._next_step()
+        if not self._step_timer.isActive():
+            self._step_timer.start()
 
     def _next_step(self) -> None:
         if not self._pending or self._closed:
@@ -487,7 +496,7 @@ class PromptHighlighter(DockBase):
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
         if self._pending:
-            QTimer.singleShot(S.STEP_GAP_MS, self._next_step)  # after the canvas has redrawn
+            self._step_timer.start()  # after the canvas has redrawn
 
     @property
     def drawing(self) -> bool:
