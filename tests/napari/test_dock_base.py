@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from napari_conch._napari.interpreter import BACKGROUND_NICE
 from napari_conch._napari.session_registry import session_for
-from napari_conch._napari.workers import background
+from napari_conch._napari.workers import background, background_generator
 from napari_conch.errors import InputError
 
 pytestmark = pytest.mark.gui
@@ -93,6 +97,24 @@ def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
     prompt.run("job", background(lambda: 42), done.append)
     qtbot.waitUntil(lambda: not prompt.busy(), timeout=10_000)
     assert done == [42]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="priorities set on Linux only")
+def test_workers_run_below_the_gui_threads_priority(make_napari_viewer, qtbot):
+    _viewer, prompt, _caption = _docks(make_napari_viewer)
+    nice = lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # noqa: E731
+    gui, done = nice(), []
+
+    def items():
+        yield nice()
+
+    prompt.run("job", background(nice), done.append)
+    qtbot.waitUntil(lambda: not prompt.busy(), timeout=10_000)
+    prompt.run("gen", background_generator(items()), done.append, progress=done.append)
+    qtbot.waitUntil(lambda: not prompt.busy(), timeout=10_000)
+
+    assert done[0] >= BACKGROUND_NICE and done[1] >= BACKGROUND_NICE
+    assert nice() == gui < BACKGROUND_NICE  # napari's GUI thread keeps its own
 
 
 def test_a_dock_of_bare_widgets_and_sections(make_napari_viewer):

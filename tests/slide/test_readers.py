@@ -65,3 +65,33 @@ def test_chunk_past_the_end_of_a_truncated_file(tmp_path, nest):
         with pytest.raises(SlideError, match=r"the file ends after \d+ of its \d+ bytes"):
             slide.read_region(0, 0, 384, 384, 128)  # the last row of chunks
         assert slide.read_region(0, 0, 0, 128, 128).shape == (128, 128, 3)
+
+
+def test_a_dask_level_is_read_in_the_callers_thread():
+    """Our reader threads run several at once; dask's shared pool would add its own threads."""
+    import threading
+
+    import dask.array as da
+
+    from napari_conch.slide.layout import make_layout
+    from napari_conch.slide.readers import ArrayReader
+
+    made_in = []
+
+    def block(block_info=None):
+        made_in.append(threading.get_ident())
+        (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
+        return np.full((y1 - y0, x1 - x0, 3), y0 // 8 + x0 // 8, np.uint8)
+
+    meta = np.empty((0, 0, 0), np.uint8)  # no call to infer it
+    level = da.map_blocks(block, chunks=((8, 8), (8, 8), (3,)), dtype=np.uint8, meta=meta)
+    reader = ArrayReader(level, make_layout("YXC", level.shape, level.dtype, "lazy"))
+    out = []
+    thread = threading.Thread(target=lambda: out.append(reader.read(4, 12, 4, 12)))
+    thread.start()
+    thread.join(30)
+
+    assert set(made_in) == {thread.ident} and len(made_in) == 4
+    expected = np.zeros((8, 8, 3), np.uint8)
+    expected[:4, 4:], expected[4:, :4], expected[4:, 4:] = 1, 1, 2
+    np.testing.assert_array_equal(out[0], expected)

@@ -25,7 +25,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from napari_conch._napari.interpreter import freeze_long_lived_objects
+from napari_conch._napari.interpreter import freeze_long_lived_objects, in_background
 
 logger = logging.getLogger("napari_conch")
 
@@ -173,7 +173,10 @@ def prefetch_docks() -> None:
     with _LOCK:
         if _PREFETCH is None:
             _PREFETCH = threading.Thread(
-                target=_import_all, args=(DOCK_MODULES,), name="napari-conch-prefetch", daemon=True
+                target=in_background(_import_all),
+                args=(DOCK_MODULES,),
+                name="napari-conch-prefetch",
+                daemon=True,
             )
             _PREFETCH.start()
 
@@ -192,7 +195,7 @@ def warm_up() -> threading.Thread:
     with _LOCK:
         if _THREAD is None:
             _THREAD = threading.Thread(
-                target=warm_up_imports, name="napari-conch-warm-up", daemon=True
+                target=in_background(warm_up_imports), name="napari-conch-warm-up", daemon=True
             )
             _THREAD.start()
         return _THREAD

@@ -15,6 +15,7 @@ from typing import Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
+from napari_conch._napari.interpreter import lower_thread_priority
 from napari_conch.errors import NapariConchError
 
 #: Errors shown to the user as one line (anything else is a bug and keeps its traceback).
@@ -35,10 +36,15 @@ def one_line(exc: BaseException) -> str:
 
 
 def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Return ``func`` returning a :class:`Failure` for user errors instead of raising."""
+    """Return ``func`` returning a :class:`Failure` for user errors instead of raising.
+
+    It runs below the GUI thread's CPU priority (see
+    :func:`~napari_conch._napari.interpreter.lower_thread_priority`).
+    """
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
+        lower_thread_priority()
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
@@ -53,6 +59,7 @@ def background(func: Callable[..., Any], *args: Any, **kwargs: Any) -> FunctionW
 
 
 def _guarded_generator(events: Generator) -> Generator[Any, None, Any]:
+    lower_thread_priority()
     try:
         return (yield from events)
     except USER_ERRORS as exc:
@@ -63,5 +70,6 @@ def background_generator(events: Generator) -> GeneratorWorker:
     """An unstarted worker running a generator: ``yielded`` per item, ``returned`` at its end.
 
     A user error raised by the generator ends it with a :class:`Failure` as the return value.
+    It runs below the GUI thread's CPU priority, like :func:`guarded`.
     """
     return create_worker(_guarded_generator, events, _start_thread=False)

@@ -51,8 +51,12 @@ class ArrayReader:
         self._layout = layout
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        data = np.asarray(self._array[self._layout.index(y0, y1, x0, x1)])
-        return np.ascontiguousarray(self._layout.to_rgb(data))
+        region = self._array[self._layout.index(y0, y1, x0, x1)]
+        if hasattr(region, "compute"):
+            # a dask array (a napari layer's levels): computed in this reader thread, whose
+            # callers run several at once, not in dask's shared pool of full-priority threads
+            region = region.compute(scheduler="synchronous")
+        return np.ascontiguousarray(self._layout.to_rgb(np.asarray(region)))
 
 
 class ChunkCache:
