@@ -95,30 +95,34 @@ def canvas_redrawn_later(viewer: napari.Viewer) -> Iterator[None]:
 
     Adding a layer changes the layer list and the canvas, and Qt repaints both right after the
     step that added it, before napari answers any input: the canvas alone is 25-30 ms of
-    software OpenGL at 1366 x 768 here, on top of the 40-60 ms of the adding itself. With the
-    canvas widget's updates disabled in the block and enabled again :data:`CANVAS_LATER_MS`
-    after it (which redraws it), the canvas is drawn in a turn of its own. The delay is a real
-    timer: a 0 ms one is a posted event, run before napari's pending input and timers, so the
-    two would still make one pause. Nothing is held when the canvas is not found (napari's
-    private canvas) or its updates are already held.
+    software OpenGL at 1366 x 768 here, on top of the 40-60 ms of the adding itself. The
+    canvas's requests to be redrawn (vispy asks its Qt widget with ``update()``) are held in the
+    block and made :data:`CANVAS_LATER_MS` after it, so the canvas is drawn in a turn of its
+    own; meanwhile Qt shows its last drawing (disabling the widget's updates instead made Qt
+    show it blank for a frame). The delay is a real timer: a 0 ms one is a posted event, run
+    before napari's pending input and timers, so the two would still make one pause. Nothing
+    is held when the canvas is not found (napari's private canvas) or is held already.
     """
     window = getattr(unwrap(viewer), "window", None)
     canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
     native = getattr(canvas, "native", None)
-    if native is None or not native.updatesEnabled():
+    if native is None or "update" in vars(native):  # none, or held by an outer block
         yield
         return
-    native.setUpdatesEnabled(False)
+    requested: list[tuple] = []
+    native.update = lambda *args: requested.append(args)  # the widget's own, for vispy
     try:
         yield
     finally:
-        QTimer.singleShot(CANVAS_LATER_MS, lambda: _enable_updates(native))
+        QTimer.singleShot(CANVAS_LATER_MS, lambda: _release_redraws(native, requested))
 
 
-def _enable_updates(widget: Any) -> None:
-    """Let a widget repaint again (Qt then repaints it); nothing if it was deleted meanwhile."""
+def _release_redraws(native: Any, requested: list[tuple]) -> None:
+    """Give the canvas widget its ``update`` back and make the redraw asked for meanwhile."""
     try:
-        widget.setUpdatesEnabled(True)
+        del native.update
+        if requested:
+            native.update()
     except RuntimeError:  # the viewer was closed: its C++ widget is gone
         pass
 
