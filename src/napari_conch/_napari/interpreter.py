@@ -29,8 +29,8 @@ waits its turn: during a run on the synthetic slide the longest pauses were 107-
 7-10 ms of the GUI thread's own work in them. Our background threads lower their own priority
 (:func:`lower_thread_priority`, Linux only), and the threads they start inherit it: the tile
 readers, the tissue search's readers and the model's intra-op threads when torch makes them
-there. With them at nice 10 those pauses were gone (the longest left held 76-78 ms of the GUI
-thread's own work). A background thread that runs alone is not slowed.
+there. With them at nice 10 those waits were gone (the longest pauses left, 86-108 ms, held 50-81
+ms of the GUI thread's own work). A background thread that runs alone is not slowed.
 """
 
 from __future__ import annotations
