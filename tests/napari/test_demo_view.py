@@ -191,6 +191,17 @@ def test_on_a_long_run_the_demo_types_its_prompts_while_it_embeds(
     assert seen == [True]  # the map fills in as the tiles come
 
 
+def test_the_demo_stops_when_the_embedding_cannot_start(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()  # no slide
+    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
+    widget.model_panel.device.value = "cpu"
+    assert start_demo(widget, ["stroma"]) is not None
+    qtbot.waitUntil(lambda: len(widget.errors) == 1, timeout=WAIT_MS)
+    qtbot.wait(300)  # several polls later: said once, and no prompts typed
+    assert len(widget.errors) == 1 and "slide" in widget.errors[0]
+    assert widget.prompt_panel.text.value == "" and not widget.embedding
+
+
 def test_demo_model_button_loads_the_demo_model(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.delenv("NAPARI_CONCH_MODEL", raising=False)
     viewer = make_napari_viewer()

@@ -79,10 +79,10 @@ def start_demo(widget: Any, prompts: Sequence[str] = DEMO_VIEW_PROMPTS) -> Any:
         elif len(widget.errors) > errors:
             timer.stop()  # loading failed
         elif widget.model is not None and getattr(widget.model, "is_demo", False):
-            if widget.start_embedding() is None:
-                timer.stop()  # the widget said why
-            else:
+            timer.stop()  # not again, whatever happens in the start
+            if widget.start_embedding() is not None:  # else the widget said why
                 started[0] = time.monotonic()
+                timer.start()  # now for the prompts
 
     timer.timeout.connect(embed_then_prompt)
     timer.start()
