@@ -159,21 +159,21 @@ def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(viewer.layers[L.HEATMAP].data, shown, atol=1e-5, equal_nan=True)
 
 
-def _typed_while_embedding(widget) -> list[bool]:
-    """Whether the run was still going each time the prompt box changed."""
-    seen: list[bool] = []
-    widget.prompt_panel.text.native.textChanged.connect(lambda: seen.append(widget.embedding))
-    return seen
-
-
-def test_the_demo_types_its_prompts_once_the_tiles_are_embedded(make_napari_viewer, qtbot):
+def _prompts_typed_while_embedding(make_napari_viewer, qtbot) -> list[bool]:
+    """The demo on the small slide: whether the run went on each time the prompt box changed."""
     viewer = make_napari_viewer()
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     widget.model_panel.device.value = "cpu"
-    seen = _typed_while_embedding(widget)
+    seen: list[bool] = []
+    widget.prompt_panel.text.native.textChanged.connect(lambda: seen.append(widget.embedding))
     assert start_demo(widget, ["stroma"]) is not None
     qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+    return seen
+
+
+def test_the_demo_types_its_prompts_once_the_tiles_are_embedded(make_napari_viewer, qtbot):
+    seen = _prompts_typed_while_embedding(make_napari_viewer, qtbot)
     assert seen == [False]  # the maps are made with the cores free (see demo.py)
 
 
@@ -181,13 +181,7 @@ def test_on_a_long_run_the_demo_types_its_prompts_while_it_embeds(
     make_napari_viewer, qtbot, monkeypatch
 ):
     monkeypatch.setattr(demo_module, "LIVE_MAP_AFTER_S", 0.0)  # any run is long
-    viewer = make_napari_viewer()
-    viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
-    widget.model_panel.device.value = "cpu"
-    seen = _typed_while_embedding(widget)
-    assert start_demo(widget, ["stroma"]) is not None
-    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+    seen = _prompts_typed_while_embedding(make_napari_viewer, qtbot)
     assert seen == [True]  # the map fills in as the tiles come
 
 
