@@ -20,16 +20,12 @@ def drain(work: Generator[Item, Any, Result], each: Callable[[Item], Any] | None
 
     When ``each`` (or the work) raises, ``work`` is closed and the exception goes on.
     """
-    try:
-        while True:
-            try:
-                item = next(work)
-            except StopIteration as stop:
-                return stop.value
-            if each is not None:
-                each(item)
-    finally:
-        work.close()
+    steps = mapped(work, each if each is not None else _unchanged)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
 
 def mapped(
@@ -49,3 +45,7 @@ def mapped(
             yield change(item)
     finally:
         work.close()
+
+
+def _unchanged(item: Item) -> Item:
+    return item

@@ -45,7 +45,7 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     """Add a new (hidden) layer, leaving the costly parts of napari's work for later turns.
 
     Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
-    canvas side of its overlays, all in one call. Two parts are left out here:
+    canvas side of its overlays, all in one call. What can wait is left out here:
 
     - the layer does not become the active one (napari would build its controls panel, and
       the docks would then make the slide layer active again: two panel switches);
@@ -103,9 +103,7 @@ def canvas_redrawn_later(viewer: napari.Viewer) -> Iterator[None]:
     before napari's pending input and timers, so the two would still make one pause. Nothing
     is held when the canvas is not found (napari's private canvas) or is held already.
     """
-    window = getattr(unwrap(viewer), "window", None)
-    canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
-    native = getattr(canvas, "native", None)
+    native = getattr(_napari_canvas(viewer), "native", None)
     if native is None or "update" in vars(native):  # none, or held by an outer block
         yield
         return
@@ -127,11 +125,15 @@ def _release_redraws(native: Any, requested: list[tuple]) -> None:
         pass
 
 
+def _napari_canvas(viewer: napari.Viewer) -> Any | None:
+    """napari's (private) canvas of the viewer's window, or None."""
+    window = getattr(unwrap(viewer), "window", None)
+    return getattr(getattr(window, "_qt_viewer", None), "canvas", None)
+
+
 def _canvas_node(viewer: napari.Viewer, layer: Any) -> Any | None:
     """The vispy node drawing ``layer`` (napari's private canvas map), or None."""
-    window = getattr(unwrap(viewer), "window", None)
-    canvas = getattr(getattr(window, "_qt_viewer", None), "canvas", None)
-    visual = getattr(canvas, "layer_to_visual", {}).get(unwrap(layer))
+    visual = getattr(_napari_canvas(viewer), "layer_to_visual", {}).get(unwrap(layer))
     return getattr(visual, "node", None)
 
 
