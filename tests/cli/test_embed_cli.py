@@ -371,3 +371,17 @@ def test_a_damaged_store_is_repaired_with_one_warning_line(tmp_path, capsys):
     (line,) = err.strip().splitlines()
     assert line.startswith(f"napari-conch embed: warning: {path}") and "repaired" in line
     assert EmbeddingStore.open(path).attrs["last_run"]["computed"] == done
+
+
+def test_a_truncated_tiff_is_one_line_without_tifffiles_own_errors(tmp_path, capsys, caplog):
+    import numpy as np
+
+    from tests.slide.damage import truncated_pyramid
+
+    image = np.random.default_rng(0).integers(0, 255, (512, 384, 3), dtype=np.uint8)
+    slide = truncated_pyramid(image, tmp_path / "cut.tif", 0.3)  # tifffile logs its IFD errors
+    args = ["embed", str(slide), "--model", "demo", "--device", "cpu", "--quiet"]
+    code = main([*args, "--store", str(tmp_path / "stores"), "--min-tissue", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "cut.tif: cannot read level 0" in err[0], err
+    assert not [r for r in caplog.records if r.name == "tifffile"]  # said once, by us

@@ -215,3 +215,39 @@ def test_heldout_sample_opens_from_napari_sample_menu(make_napari_viewer):
     assert layer.name == HGSC_HELDOUT.stem and layer.rgb
     level0 = layer.data[0] if layer.multiscale else layer.data
     assert level0.shape[:2] == (896, 1664)
+
+
+@pytest.mark.parametrize("damage", ["empty", "cut"])
+def test_view_of_a_damaged_slide_says_so_in_one_line(
+    damage, make_napari_viewer, monkeypatch, tmp_path, capsys
+):
+    from tests.slide.damage import truncated_pyramid
+
+    made = []
+
+    def make_viewer(**kwargs):
+        made.append(make_napari_viewer(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(napari, "Viewer", make_viewer)
+    monkeypatch.setattr(napari, "run", lambda: None)
+    if damage == "empty":
+        slide = tmp_path / "empty.tif"
+        slide.write_bytes(b"")
+    else:  # its first tiles decode, the rest of the file is gone
+        image = np.random.default_rng(0).integers(0, 255, (512, 384, 3), dtype=np.uint8)
+        slide = truncated_pyramid(image, tmp_path / "cut.tif", 0.3)
+
+    assert main(["view", str(slide), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"napari-conch view: error: {slide}"), err
+    assert all(not hasattr(viewer.window, "_qt_window") for viewer in made)  # closed again
+
+
+@pytest.mark.parametrize("prompts", [[""], ["   "], ["stroma", "stroma"]])
+def test_view_refuses_prompts_that_make_no_map_before_any_window(prompts, monkeypatch, capsys):
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: pytest.fail("no window for bad prompts"))
+    args = [arg for prompt in prompts for arg in ("--prompt", prompt)]
+    assert main(["view", *args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("napari-conch view: error: --prompt: "), err

@@ -83,11 +83,15 @@ QUIET_LOGGERS = ("tifffile",)
 
 @contextlib.contextmanager
 def _quiet_library_logs() -> Iterator[None]:
-    """Only errors of :data:`QUIET_LOGGERS` are logged while a command runs."""
+    """Only critical errors of :data:`QUIET_LOGGERS` are logged while a command runs.
+
+    tifffile logs a damaged file's parsing errors ("shaped series raised TiffFileError(...)"),
+    which our own one-line message then says in the user's terms (the file, what is missing).
+    """
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
-        logger.setLevel(logging.ERROR)
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:

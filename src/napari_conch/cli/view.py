@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
-from napari_conch.errors import SlideError
+from napari_conch.errors import InputError, NapariConchError, SlideError
 
 #: The widget's display name in ``napari.yaml``.
 WIDGET = "Prompt highlighter"
@@ -74,6 +74,16 @@ def slide_path(value: str | None, *, demo: bool = False) -> Path:
     return path
 
 
+def check_prompts(prompts: list[str]) -> None:
+    """Refuse, before any window, prompts that cannot make a map (empty, blank, repeated)."""
+    from napari_conch.engine.prompts import PromptSet
+
+    try:
+        PromptSet.from_prompts(prompts)
+    except InputError as exc:
+        raise InputError(f"--prompt: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Start napari with the slide and the widget; return when the window closes."""
     import napari
@@ -97,6 +107,12 @@ def open_view(args: argparse.Namespace) -> tuple:
     model = args.model or os.environ.get("NAPARI_CONCH_MODEL")
     demo = not model or source_info(model).is_demo
     path = slide_path(args.slide, demo=demo)
+    if args.prompt:
+        check_prompts(args.prompt)
+    from napari_conch.slide import open_slide
+
+    with open_slide(path):  # a file we cannot read is said in one line, before any window
+        pass
     import napari
 
     from napari_conch._napari.warmup import warm_up_imports
@@ -105,7 +121,14 @@ def open_view(args: argparse.Namespace) -> tuple:
 
     title = f"napari-conch: {path.name}" + (" (demo model, not CONCH)" if demo else "")
     viewer = napari.Viewer(title=title)
-    viewer.open(str(path), plugin="napari-conch")
+    try:
+        viewer.open(str(path), plugin="napari-conch")
+    except Exception as exc:  # its pixels, first read to show it (a damaged tile or file)
+        viewer.close()
+        if isinstance(exc, NapariConchError):
+            raise
+        message = " ".join(str(exc).split()) or "no message"
+        raise SlideError(f"{path}: cannot show it ({type(exc).__name__}: {message})") from None
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     from qtpy.QtWidgets import QApplication
 
