@@ -103,6 +103,7 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     outcome = _wait_outcome(dock, qtbot, 3)
 
     # a class learned from examples alone, and a correction by clicking a tile
+    assert dock.class_panel.new_class.native.placeholderText()  # its row has no label
     dock.class_panel.new_class.value = "necrosis"
     assert dock.add_class() == "necrosis"
     assert dock.classes == ["tumor cells", "stroma", "necrosis"]

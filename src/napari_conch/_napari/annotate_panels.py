@@ -43,6 +43,7 @@ class ClassPanel(Container):
             "Prompt highlighter, then the classes you add",
         )
         self.new_class = LineEdit(label="New class", tooltip="a class learned from examples alone")
+        self.new_class.native.setPlaceholderText("new class name")  # its row shows no label
         self.add = PushButton(text="Add class")
         self.paint = PushButton(
             text="Paint",
