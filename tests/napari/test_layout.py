@@ -87,11 +87,15 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     assert len(folded) == 3 and not any(box.isExpanded() for box in folded)
     tile_size = highlighter.slide_panel.tile_size.native
     assert any(box.isAncestorOf(tile_size) for box in folded)  # under "More options"
+    # folded content is hidden (Qt leaves it alone until it is unfolded), then shown
+    assert not tile_size.isVisible() and highlighter.slide_panel.more.native.isHidden()
     content = highlighter.native.widget()
     tall = content.sizeHint().height()
     folded[1].expand(animate=False)
     qtbot.wait(100)  # the sections refit over a few event-loop turns
     assert content.sizeHint().height() > tall
+    assert tile_size.isVisible() and tile_size.height() > 0
+    assert folded[1].content().height() >= highlighter.slide_panel.more.native.sizeHint().height()
     highlighter.sections["Export"].collapse(animate=False)
     highlighter.sections["Prompts and maps"].collapse(animate=False)
     qtbot.wait(10)

@@ -18,6 +18,8 @@ from magicgui.widgets import (
     Table,
 )
 
+from napari_conch._napari.form import Form
+
 
 def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
@@ -32,7 +34,7 @@ NO_EXAMPLES_SHOWN_BY_PROMPTS = (
 )
 
 
-class ClassPanel(Container):
+class ClassPanel(Form):
     """The slide layer, the class to paint, adding a class, painting and correcting tiles."""
 
     def __init__(self) -> None:
@@ -71,7 +73,7 @@ class ClassPanel(Container):
         )
 
 
-class LearnPanel(Container):
+class LearnPanel(Form):
     """Live retraining, the cross-validated table and the tiles to check next."""
 
     def __init__(self) -> None:
@@ -102,7 +104,7 @@ class LearnPanel(Container):
         )
 
 
-class ProjectPanel(Container):
+class ProjectPanel(Form):
     """QuPath import, project save/load (inside the store), and export."""
 
     def __init__(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     Label,
     LineEdit,
@@ -19,6 +18,7 @@ from magicgui.widgets import (
     TextEdit,
 )
 
+from napari_conch._napari.form import Form
 from napari_conch._napari.panels import MORE_OPTIONS, advanced
 from napari_conch.model.config import STRATEGIES
 
@@ -47,7 +47,7 @@ def _table(columns: tuple[str, ...]) -> Table:
     return table
 
 
-class RegionPanel(Container):
+class RegionPanel(Form):
     """Slide layer, reading level, click-box size; draw / click; the region's box."""
 
     def __init__(self) -> None:
@@ -70,7 +70,7 @@ class RegionPanel(Container):
         self.folds = [(self.more, MORE_OPTIONS)]
 
 
-class CaptionPanel(Container):
+class CaptionPanel(Form):
     """Generation strategy, beams, maximum length; Caption; the caption."""
 
     def __init__(self) -> None:
@@ -85,7 +85,7 @@ class CaptionPanel(Container):
         self.folds = [(self.more, MORE_OPTIONS)]
 
 
-class RankPanel(Container):
+class RankPanel(Form):
     """Candidate texts (one per line) or a prompt-set JSON; Rank; the ranking."""
 
     def __init__(self) -> None:
@@ -103,7 +103,7 @@ class RankPanel(Container):
         self.folds = [(self.more, MORE_OPTIONS)]
 
 
-class TopTilesPanel(Container):
+class TopTilesPanel(Form):
     """Prompt, k, templates, store folder; Find; the tiles (click one to go there)."""
 
     def __init__(self) -> None:

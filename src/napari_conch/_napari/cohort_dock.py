@@ -19,12 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
 from magicgui.widgets import Table as _Table
 
 from napari_conch._napari import layers as L
 from napari_conch._napari import regions as R
 from napari_conch._napari.dock_base import DockBase, reports_errors
+from napari_conch._napari.form import Form
 from napari_conch._napari.panels import optional_path
 from napari_conch._napari.reader import META_KEY, layer_data
 from napari_conch._napari.workers import background
@@ -158,7 +159,7 @@ class CohortView(DockBase):
         self.load_hits = PushButton(text="Load hits")
         self.hit_table = SortableTable(HIT_COLUMNS)
         self.status = Label(value="Load a classify-slides CSV.")
-        slides = Container(
+        slides = Form(
             widgets=[
                 self.slides_csv,
                 self.prompts,
@@ -168,7 +169,7 @@ class CohortView(DockBase):
                 self.open,
             ]
         )
-        search = Container(
+        search = Form(
             widgets=[
                 self.query,
                 self.k,

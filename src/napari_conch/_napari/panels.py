@@ -12,7 +12,6 @@ from typing import Any
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSlider,
     FloatSpinBox,
@@ -25,6 +24,7 @@ from magicgui.widgets import (
     TextEdit,
 )
 
+from napari_conch._napari.form import Form
 from napari_conch.engine.options import DEFAULTS, MAX_TILE_SIZE, RunOptions
 from napari_conch.errors import InputError
 
@@ -45,12 +45,12 @@ NO_MODEL_NOTE = (
 )
 
 
-def advanced(*widgets: Any) -> Container:
+def advanced(*widgets: Any) -> Form:
     """A sub-container of advanced options (folded away by the dock)."""
-    return Container(widgets=list(widgets), label="")
+    return Form(widgets=list(widgets), label="")
 
 
-class ModelPanel(Container):
+class ModelPanel(Form):
     """Checkpoint (file or ``hf_hub:`` id + token), config, tokenizer, device; Load."""
 
     def __init__(self) -> None:
@@ -118,7 +118,7 @@ class ModelPanel(Container):
         }
 
 
-class SlidePanel(Container):
+class SlidePanel(Form):
     """Image layer, level or MPP, tile size, stride, minimum tissue; Embed, Cancel, progress."""
 
     def __init__(self) -> None:
@@ -209,7 +209,7 @@ class SlidePanel(Container):
             self.store_root.value = options.store_root
 
 
-class PromptPanel(Container):
+class PromptPanel(Form):
     """Prompts (one per line), templates, background, threshold, display; more like this."""
 
     def __init__(self) -> None:
@@ -256,7 +256,7 @@ class PromptPanel(Container):
         self.folds = [(self.more, MORE_OPTIONS)]
 
 
-class ExportPanel(Container):
+class ExportPanel(Form):
     """Export the current map: TIFF, GeoJSON, CSV or NPY by the file's extension."""
 
     def __init__(self) -> None:
