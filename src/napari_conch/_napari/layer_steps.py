@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 REVEAL = "napari_conch_reveal"
 #: Metadata key marking a layer the plugin (not the user) keeps hidden under another map.
 KEPT_HIDDEN = "napari_conch_kept_hidden"
-#: Milliseconds between two steps of showing layers (the canvas redraws in between).
-STEP_GAP_MS = 15
+#: Milliseconds between two steps of showing layers. The canvas redraws in between: Qt makes
+#: the repaint a step asked for a few milliseconds after it, and here it takes 25-50 ms of
+#: software OpenGL; at 15 ms the next step often ran in the same pause as that repaint (the
+#: labels step of bench/stalls.py: longest pause 94-104 ms), at 35 ms they are apart (71-82).
+STEP_GAP_MS = 35
 #: Milliseconds from a layer's adding to the canvas's redraw (see canvas_redrawn_later).
 CANVAS_LATER_MS = 1
 #: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
