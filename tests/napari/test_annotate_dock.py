@@ -217,3 +217,39 @@ def test_no_second_labels_map_before_the_first_example(annotate, qtbot):
     np.testing.assert_array_equal(learned.data, shown)
     assert learned.visible
     assert viewer.layers.selection.active is active
+
+
+def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it(annotate, qtbot):
+    # The Prompt highlighter draws its labels in later event-loop turns than its result: a
+    # retraining that ended first drew the same map as a learned one (no example yet).
+    viewer, dock = annotate
+    dock.session.set_prompts(PromptRequest(PROMPTS, "none"))
+    outcome = _wait_outcome(dock, qtbot, 0)
+    assert A.LEARNED_LABELS in viewer.layers  # no prompt labels yet: the zero-shot map
+    place = L.map_placement(outcome.result.geometry, dock.slide_layer)
+    L.upsert_labels(
+        viewer,
+        outcome.result.cell_labels,
+        list(PROMPTS),
+        place,
+        units=("pixel", "pixel"),
+        opacity=0.6,
+    )
+    assert A.LEARNED_LABELS not in viewer.layers and A.LEARNED_PROBABILITY not in viewer.layers
+    assert "shown as CONCH labels" in dock.learn_panel.status.value
+
+    # from an example on, the learned map is its own and stays when the labels are made again
+    [(r, c)] = np.argwhere(dock.session.live_embeddings()[0].valid)[:1]
+    dock.label_tiles([(int(r), int(c))], "stroma")
+    _wait_outcome(dock, qtbot, 1)
+    assert A.LEARNED_LABELS in viewer.layers
+    L.remove_layer(viewer, L.LABELS)
+    L.upsert_labels(
+        viewer,
+        outcome.result.cell_labels,
+        list(PROMPTS),
+        place,
+        units=("pixel", "pixel"),
+        opacity=0.6,
+    )
+    assert A.LEARNED_LABELS in viewer.layers

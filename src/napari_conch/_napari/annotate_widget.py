@@ -96,6 +96,8 @@ class AnnotateDock(DockBase):
         self._again = False
         self._generation = 0
         self._uncertain: dict[str, tuple[int, int]] = {}
+        #: How many examples the learned map on screen came from (None: no learned map).
+        self._learned_from: int | None = None
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -126,6 +128,7 @@ class AnnotateDock(DockBase):
         self.listen(events.prompts_changed, self._on_prompts)
         self.listen(events.store_changed, self._on_store)
         self.listen(events.run_finished, lambda *_: self.schedule())
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     def schedule(self, *_: Any) -> None:
         """Retrain ~300 ms after the last change (when live retraining is on)."""
@@ -470,6 +473,18 @@ class AnnotateDock(DockBase):
             colors = class_colors(result.names, self.given_colors)
             value = self.class_panel.klass.value
             AL.show_learned(self.viewer, result, self.slide_layer, colors, value)
+            self._learned_from = self.outcome.used
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        """The Prompt highlighter's labels came after a learned map from no example: that map
+        repeated them (see ``annotate_layers.repeats_prompt_map``), so it goes."""
+        if self._closed or getattr(event.value, "name", None) != L.LABELS:
+            return
+        if self._learned_from == 0 and self.outcome is not None and self.outcome.used == 0:
+            for name in (AL.LEARNED_LABELS, AL.LEARNED_PROBABILITY):
+                L.remove_layer(self.viewer, name)
+            self._learned_from = None
+            self.learn_panel.status.value = NO_EXAMPLES_SHOWN_BY_PROMPTS
 
     # ------------------------------------------------------------------ check next
     def _check_next_chosen(self, value: Any) -> None:
