@@ -57,7 +57,8 @@ def test_a_labels_layers_drawing_tools_are_given_back_before_it_is_shown(make_na
     held = [key for key in S.DEFERRED_OVERLAYS if key not in layer._overlays]
     assert held, "this napari makes the tools' overlays with the layer: nothing is deferred"
     steps = S.reveal_steps(layer)
-    assert len(steps) == len(held) + 1  # one turn per overlay, then the layer is shown
+    # one turn for napari's controls, one per overlay, then the layer is shown
+    assert len(steps) == 1 + len(held) + 1
     for step in steps[:-1]:
         step()
         assert not layer.visible
@@ -134,9 +135,12 @@ def test_a_new_shapes_layer_is_drawn_part_by_part_after_it_is_shown(make_napari_
     S.add_in_parts(viewer, layer)
     parts = _shapes_parts(viewer, layer)
     steps = S.reveal_steps(layer)
-    assert layer.metadata[S.REVEAL] == ["layer", *(f"part:{k}" for k in range(len(parts)))]
+    assert layer.metadata[S.REVEAL] == [
+        "controls", "layer", *(f"part:{k}" for k in range(len(parts)))
+    ]  # fmt: skip
     assert len(parts) == 4 and not any(part.visible for part in parts)
 
+    steps.pop(0)()  # napari's controls of the layer
     steps[0]()  # the layer is shown, none of its parts drawn yet
     assert layer.visible and not any(part.visible for part in parts)
     steps[1]()
@@ -200,3 +204,57 @@ def _alive(widget) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def _controls(viewer):
+    return viewer.window._qt_viewer.controls.widgets
+
+
+@pytest.mark.gui
+def test_a_new_layers_controls_are_built_by_their_step(make_napari_viewer):
+    viewer = make_napari_viewer()
+    place = L.Placement((1.0, 1.0), (0.0, 0.0))
+    style = {"units": ("pixel", "pixel"), "colormap": "inferno", "opacity": 0.5}
+    heat = L.upsert_image(
+        viewer, L.HEATMAP, np.ones((4, 4)), place, contrast_limits=(0, 1), **style
+    )
+    assert heat not in _controls(viewer)  # not in the turn that added the layer
+    steps = S.reveal_steps(heat)
+    assert heat.metadata[S.REVEAL][0] == "controls"
+    steps[0]()
+    assert heat in _controls(viewer) and not heat.visible
+    for step in steps[1:]:
+        step()
+    assert heat.visible
+    # built once: the layer's panel is napari's own, shown when the layer is chosen
+    panel = _controls(viewer)[heat]
+    viewer.layers.selection.active = heat
+    assert viewer.window._qt_viewer.controls.currentWidget() is panel
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("first", ["selected", "removed", "shown by napari"])
+def test_a_layer_chosen_or_removed_before_its_controls_step_works_as_usual(
+    make_napari_viewer, first
+):
+    viewer = make_napari_viewer()
+    place = L.Placement((1.0, 1.0), (0.0, 0.0))
+    layer = L.upsert_labels(
+        viewer, np.ones((4, 4), np.int32), ["a"], place, units=("pixel", "pixel"), opacity=1
+    )
+    steps = S.reveal_steps(layer)
+    assert layer not in _controls(viewer)
+    if first == "selected":  # a click in the layer list: napari shows the layer's controls
+        viewer.layers.selection.active = layer
+        panel = _controls(viewer)[layer]
+        assert viewer.window._qt_viewer.controls.currentWidget() is panel
+    elif first == "removed":  # napari drops the controls it expects to find
+        viewer.layers.remove(layer)
+        assert layer not in _controls(viewer)
+    else:  # the user shows the layer with its eye; the controls come when chosen
+        layer.visible = True
+        viewer.layers.selection.active = layer
+        assert layer in _controls(viewer)
+    for step in steps:  # the steps left do nothing twice
+        step()
+    assert (layer in _controls(viewer)) == (first != "removed")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +43,8 @@ _HELD_OVERLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _HELD_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 #: Layers being shown by their "layer" step (their parts then come one per step).
 _SHOWING: weakref.WeakSet = weakref.WeakSet()
+#: Layers whose napari controls wait for their "controls" step: their controls containers.
+_PENDING_CONTROLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
@@ -50,8 +53,11 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
     canvas side of its overlays, all in one call. What can wait is left out here:
 
-    - the layer does not become the active one (napari would build its controls panel, and
+    - the layer does not become the active one (napari would show its controls panel, and
       the docks would then make the slide layer active again: two panel switches);
+    - napari's Qt controls of the layer (its panel in the layer controls, 20-30 ms here) are
+      built by the ``"controls"`` step, the first of :func:`reveal_steps`
+      (:func:`controls_built_later`), or at once when the layer is selected or removed first;
     - the canvas redraws in a later event-loop turn than the one adding the layer
       (:func:`canvas_redrawn_later`);
     - the overlays of a Labels layer's polygon and brush tools (:data:`DEFERRED_OVERLAYS`,
@@ -79,7 +85,7 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     if activate is not None:
         layers._activate_on_insert = False
     try:
-        with canvas_redrawn_later(viewer):
+        with canvas_redrawn_later(viewer), controls_built_later(viewer, layer) as later:
             layers.append(layer)
     finally:
         if activate is not None:
@@ -87,7 +93,8 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
     _HELD_OVERLAYS[layer] = held
     parts = _hold_parts(viewer, layer)
     layer.metadata[REVEAL] = [
-        *(f"overlay:{key}" for key in held), "layer", *(f"part:{k}" for k in range(parts)),
+        *(["controls"] if later else []), *(f"overlay:{key}" for key in held),
+        "layer", *(f"part:{k}" for k in range(parts)),
     ]  # fmt: skip
     skip_empty_text(viewer, layer)
 
@@ -116,6 +123,62 @@ def canvas_redrawn_later(viewer: napari.Viewer) -> Iterator[None]:
         yield
     finally:
         QTimer.singleShot(CANVAS_LATER_MS, lambda: _release_redraws(native, requested))
+
+
+@contextmanager
+def controls_built_later(viewer: napari.Viewer, layer: Any) -> Iterator[bool]:
+    """Keep napari from building the Qt controls of ``layer`` when it is added in this block.
+
+    napari builds every new layer's controls panel (hidden unless the layer is active) in the
+    call that adds the layer: 20-30 ms here for an Image or Labels layer, a third of the adding.
+    In this block its builder is held for the layer list's ``inserted`` event; afterwards the
+    panel is built by :func:`build_controls` (the ``"controls"`` step of :func:`reveal_steps`),
+    or whenever napari looks it up first (the layer selected or removed): napari's table of
+    panels builds a missing one it is asked for (:class:`_ControlsOnDemand`). Yields whether
+    the controls were held (napari's private controls container was found).
+    """
+    container = _controls_container(viewer)
+    builder = getattr(container, "_add", None)
+    panels = getattr(container, "widgets", None)
+    if builder is None or not isinstance(panels, dict):
+        yield False
+        return
+    if not isinstance(panels, _ControlsOnDemand):
+        container.widgets = _ControlsOnDemand(panels)
+    layers = unwrap(viewer).layers
+    with layers.events.inserted.blocker(builder):
+        yield True
+    layer = unwrap(layer)
+    if layer in layers and layer not in container.widgets:
+        _PENDING_CONTROLS[layer] = weakref.ref(container)
+
+
+class _ControlsOnDemand(dict):
+    """napari's table of layer controls panels, building a held panel when it is looked up."""
+
+    def __missing__(self, layer: Any) -> Any:
+        if layer not in _PENDING_CONTROLS:
+            raise KeyError(layer)
+        build_controls(layer)
+        return dict.__getitem__(self, layer)
+
+
+def build_controls(layer: Any) -> None:
+    """Build napari's Qt controls of a layer added by :func:`controls_built_later` (once)."""
+    container = _PENDING_CONTROLS.pop(unwrap(layer), lambda: None)()
+    if container is None:
+        return
+    try:
+        if unwrap(layer) not in container.widgets:
+            container._add(SimpleNamespace(value=unwrap(layer)))
+    except RuntimeError:  # the window was closed: its Qt widgets are gone
+        pass
+
+
+def _controls_container(viewer: napari.Viewer) -> Any | None:
+    """napari's (private) layer controls container of the viewer's window, or None."""
+    window = getattr(unwrap(viewer), "window", None)
+    return getattr(getattr(window, "_qt_viewer", None), "controls", None)
 
 
 def _release_redraws(native: Any, requested: list[tuple]) -> None:
@@ -247,7 +310,9 @@ def reveal_steps(layer: Any) -> list[Any]:
             remaining = layer.metadata.get(REVEAL, [])
             if name not in remaining:
                 return
-            if name == "layer":
+            if name == "controls":
+                build_controls(layer)
+            elif name == "layer":
                 _SHOWING.add(unwrap(layer))
                 try:
                     layer.visible = True

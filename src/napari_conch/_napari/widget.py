@@ -467,7 +467,7 @@ class PromptHighlighter(DockBase):
                     covered = [lambda: S.hide_for_now(heatmap)]
                 return [*S.reveal_steps(layer), *covered, *L.legend_steps(viewer, classes)]
 
-            steps.append(show_labels)
+            steps.insert(0, show_labels)  # the map first; the class maps under it after
             legend.append(L.legend_html(classes))
         else:
             L.remove_layer(viewer, L.LABELS)
