@@ -144,6 +144,7 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert names_in_viewer.count(L.HEATMAP) == 1 and L.PROBABILITY in names_in_viewer
     # the labels are the map; the class maps wait under them, hidden, until their eye is ticked
     assert not viewer.layers[L.HEATMAP].visible and not viewer.layers[L.PROBABILITY].visible
+    assert names_in_viewer.index(L.PROBABILITY) < names_in_viewer.index(L.LABELS)  # under
     assert "their eye" in widget.prompt_panel.legend.value
     _type(widget, qtbot, "necrosis")  # one prompt again: the similarity is the map, shown again
     assert L.LABELS not in viewer.layers and L.PROBABILITY not in viewer.layers
@@ -153,6 +154,8 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     _type(widget, qtbot, "tumor\nstroma", L.LABELS)
     assert viewer.layers[L.HEATMAP].visible and not viewer.layers[L.PROBABILITY].visible
     labels = _type(widget, qtbot, "tumor\nstroma\nfat", L.LABELS)
+    names_in_viewer = [ly.name for ly in viewer.layers]
+    assert names_in_viewer.index(L.PROBABILITY) < names_in_viewer.index(L.LABELS)
     assert list(labels.features["class"]) == ["none", "tumor", "stroma", "fat"]
     expected = _engine_result(store, widget.model, ["tumor", "stroma", "fat"])
     np.testing.assert_array_equal(labels.data, _shown(expected.cell_labels, expected, slide_layer))

@@ -47,8 +47,10 @@ _SHOWING: weakref.WeakSet = weakref.WeakSet()
 _PENDING_CONTROLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
+def add_in_parts(viewer: napari.Viewer, layer: Any, index: int | None = None) -> None:
     """Add a new (hidden) layer, leaving the costly parts of napari's work for later turns.
+
+    The layer goes on top, or at ``index`` of the layer list when given.
 
     Adding a layer costs napari, on the GUI thread, its Qt controls, its canvas visual and the
     canvas side of its overlays, all in one call. What can wait is left out here:
@@ -86,7 +88,7 @@ def add_in_parts(viewer: napari.Viewer, layer: Any) -> None:
         layers._activate_on_insert = False
     try:
         with canvas_redrawn_later(viewer), controls_built_later(viewer, layer) as later:
-            layers.append(layer)
+            layers.insert(len(layers) if index is None else index, layer)
     finally:
         if activate is not None:
             layers._activate_on_insert = activate

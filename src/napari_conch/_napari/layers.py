@@ -131,11 +131,13 @@ def upsert_image(
     colormap: str,
     opacity: float,
     contrast_limits: tuple[float, float],
+    below: str | None = None,
 ) -> Any:
     """Show ``data`` in the image layer ``name``, adding it only when it is not there.
 
-    A new layer is added hidden; ``layer.metadata["napari_conch_reveal"]`` then holds the steps
-    that show it (see :func:`reveal_steps`), for the caller to run one per event-loop turn. Its
+    A new layer is added hidden, under the layer ``below`` when given and there (else on
+    top); ``layer.metadata["napari_conch_reveal"]`` then holds the steps that show it (see
+    :func:`reveal_steps`), for the caller to run one per event-loop turn. Its
     colour bar is drawn in the dock (:func:`colorbar_html`), not with napari's canvas colour bar:
     in napari 0.9.2 deleting a layer whose canvas colour bar was shown crashed the viewer at the
     next draw (reproduced with software OpenGL), and its first drawing paused napari 100-150 ms.
@@ -156,7 +158,8 @@ def upsert_image(
             units=units,
             visible=False,
         )
-        add_in_parts(viewer, layer)
+        over = find_layer(viewer, below) if below is not None else None
+        add_in_parts(viewer, layer, index=None if over is None else viewer.layers.index(over))
         return layer
     place(layer, placement)
     layer.data = data

@@ -429,7 +429,9 @@ class PromptHighlighter(DockBase):
         several = result.cell_probs is not None
 
         def show_heatmap() -> list[Any]:
-            layer = L.upsert_image(viewer, L.HEATMAP, heat, place, contrast_limits=limits, **style)
+            layer = L.upsert_image(
+                viewer, L.HEATMAP, heat, place, contrast_limits=limits, below=L.LABELS, **style
+            )
             if several:
                 S.keep_hidden(layer)
             else:
@@ -442,8 +444,9 @@ class PromptHighlighter(DockBase):
 
             def show_probability() -> list[Any]:
                 layer = L.upsert_image(
-                    viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0), **style
-                )
+                    viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0),
+                    below=L.LABELS, **style,
+                )  # fmt: skip
                 return S.reveal_steps(S.keep_hidden(layer))
 
             steps.append(show_probability)
