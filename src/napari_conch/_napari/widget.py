@@ -494,7 +494,8 @@ class PromptHighlighter(DockBase):
     def _next_step(self) -> None:
         if not self._pending or self._closed:
             return
-        more = self._pending.pop(0)()
+        with S.canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
+            more = self._pending.pop(0)()
         if more:
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
