@@ -241,7 +241,7 @@ class CaptionRetrieval(DockBase):
 
     def _show_region_layer(self, layer: Any) -> None:
         if not self._closed and layer in self.viewer.layers:
-            run_in_turns(reveal_steps(layer))
+            run_in_turns(self.viewer, reveal_steps(layer))
 
     @reports_errors
     def region_at(self, world_position: Any) -> Region:

@@ -114,6 +114,10 @@ def canvas_redrawn_later(viewer: napari.Viewer) -> Iterator[None]:
     show it blank for a frame). The delay is a real timer: a 0 ms one is a posted event, run
     before napari's pending input and timers, so the two would still make one pause. Nothing
     is held when the canvas is not found (napari's private canvas) or is held already.
+
+    Used around every step of showing maps (the docks' step queue, :func:`run_in_turns`): a
+    layer made visible or a canvas overlay shown is drawn for the first time (its shaders built:
+    25-50 ms here) in a turn of its own.
     """
     native = getattr(_napari_canvas(viewer), "native", None)
     if native is None or "update" in vars(native):  # none, or held by an outer block
@@ -238,12 +242,16 @@ def _give_back_parts(layer: Any, upto: int | None = None) -> None:
         layer.metadata[REVEAL] = [s for s in steps if not s.startswith("part:")]
 
 
-def run_in_turns(steps: list[Any]) -> None:
-    """Run ``steps`` one per event-loop turn, :data:`STEP_GAP_MS` apart (the first now)."""
+def run_in_turns(viewer: napari.Viewer, steps: list[Any]) -> None:
+    """Run ``steps`` one per event-loop turn, :data:`STEP_GAP_MS` apart (the first now).
+
+    What a step makes is drawn in a turn after it (:func:`canvas_redrawn_later`).
+    """
     if steps:
-        steps[0]()
+        with canvas_redrawn_later(viewer):
+            steps[0]()
         if len(steps) > 1:
-            QTimer.singleShot(STEP_GAP_MS, lambda: run_in_turns(steps[1:]))
+            QTimer.singleShot(STEP_GAP_MS, lambda: run_in_turns(viewer, steps[1:]))
 
 
 def skip_empty_text(viewer: napari.Viewer, layer: Any) -> None:
