@@ -114,3 +114,16 @@ def test_a_panel_makes_no_magicgui_label_scaffolding(qtbot):
     assert panel.label_of(panel.layer).text() == "Image layer"
     assert panel.more.label_of(panel.tile_size).text() == "Tile size"
     assert panel.more.label_of(panel.tile_size).toolTip() == panel.tile_size.tooltip
+
+
+def test_labels_are_measured_again_with_the_style_they_are_shown_with(qtbot):
+    # napari's style sheet, applied when a dock is shown, has a larger font than a new label:
+    # widths measured at construction cut "Image layer" to "Image laye"
+    form = Form(widgets=[LineEdit(label="Image layer"), SpinBox(label="Level")])
+    qtbot.addWidget(form.native)
+    form.native.setStyleSheet("QLabel { font-size: 22pt; }")
+    form.native.show()
+    qtbot.waitExposed(form.native)
+    labels = [form.label_of(w) for w in form]
+    assert all(label.width() >= label.sizeHint().width() for label in labels)
+    assert labels[0].width() == labels[1].width()

@@ -21,7 +21,7 @@ from typing import Any
 from magicgui.widgets import Container
 from magicgui.widgets.bases import ButtonWidget
 from qtpy.QtCore import QEvent, QObject, Qt
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 #: Pixels between a field's label and the field.
 LABEL_SPACING = 6
@@ -59,6 +59,24 @@ class _RowFollowsField(QObject):
         return False
 
 
+#: When a form measures its labels again: shown (polished with napari's style sheet, whose
+#: font is larger than Qt's default) or given another font or style.
+_REMEASURE = (QEvent.Type.Show, QEvent.Type.FontChange, QEvent.Type.StyleChange)
+
+
+class _AlignWhenStyled(QObject):
+    """Lines a form's labels up again once their font is known (an event filter on the form)."""
+
+    def __init__(self, form: Form) -> None:
+        super().__init__(form.native)
+        self._align = weakref.WeakMethod(form.align_labels)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in _REMEASURE and (align := self._align()) is not None:
+            align()
+        return False
+
+
 class Form(Container):
     """A vertical magicgui container whose labelled fields are plain Qt rows (see module doc).
 
@@ -79,6 +97,7 @@ class Form(Container):
         for widget in self:
             self._put_in_row(widget)
         self.align_labels()
+        self.native.installEventFilter(_AlignWhenStyled(self))
 
     def insert(self, key: int, widget: Any) -> None:
         """Insert ``widget`` at ``key``, in a labelled row when it has a label."""
@@ -103,6 +122,7 @@ class Form(Container):
         label.setToolTip(field.toolTip())
         label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         label.setBuddy(field)
+        label.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Preferred)
         hidden = field.isHidden()
         layout.insertWidget(index, row)
         row_layout.addWidget(label)
@@ -120,7 +140,11 @@ class Form(Container):
         return next((label for field, label in self._row_labels if field is widget), None)
 
     def align_labels(self) -> None:
-        """Give every label of the form the width of the widest, so that the fields line up."""
+        """Give every label of the form the width of the widest, so that the fields line up.
+
+        Measured with the labels' font of the moment: again when the form is shown (napari's
+        style sheet, applied then, has a larger font than the one a new label has).
+        """
         labels = [label for _field, label in getattr(self, "_row_labels", ())]
         if not labels:
             return

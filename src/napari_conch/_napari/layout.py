@@ -70,7 +70,10 @@ class _FollowContent(QObject):
             layout = inner.layout()
             need = inner.sizeHint().height()
             if layout is not None and layout.hasHeightForWidth() and inner.width() > 0:
-                need = max(need, layout.totalHeightForWidth(inner.width()))  # wrapped lines
+                # wrapped lines at the width there is: more lines than the size hint counts
+                # when the dock is narrow, fewer when it is wide (an empty wrapping label's
+                # size hint is 114 px tall)
+                need = layout.totalHeightForWidth(inner.width())
             inner.setMinimumHeight(need + SECTION_MARGIN)  # the dock's layout must give it
             inner.setMaximumHeight(need + SECTION_MARGIN)
         return False
