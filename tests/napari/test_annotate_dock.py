@@ -227,14 +227,14 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     outcome = _wait_outcome(dock, qtbot, 0)
     assert A.LEARNED_LABELS in viewer.layers  # no prompt labels yet: the zero-shot map
     place = L.map_placement(outcome.result.geometry, dock.slide_layer)
-    L.upsert_labels(
-        viewer,
-        outcome.result.cell_labels,
-        list(PROMPTS),
-        place,
-        units=("pixel", "pixel"),
-        opacity=0.6,
-    )
+
+    def prompt_labels_drawn():  # as the Prompt highlighter makes its labels layer
+        L.upsert_labels(
+            viewer, outcome.result.cell_labels, list(PROMPTS), place, units=("pixel", "pixel"),
+            opacity=0.6,
+        )  # fmt: skip
+
+    prompt_labels_drawn()
     assert A.LEARNED_LABELS not in viewer.layers and A.LEARNED_PROBABILITY not in viewer.layers
     assert "shown as CONCH labels" in dock.learn_panel.status.value
 
@@ -244,12 +244,5 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     _wait_outcome(dock, qtbot, 1)
     assert A.LEARNED_LABELS in viewer.layers
     L.remove_layer(viewer, L.LABELS)
-    L.upsert_labels(
-        viewer,
-        outcome.result.cell_labels,
-        list(PROMPTS),
-        place,
-        units=("pixel", "pixel"),
-        opacity=0.6,
-    )
+    prompt_labels_drawn()
     assert A.LEARNED_LABELS in viewer.layers
