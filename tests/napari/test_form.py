@@ -70,6 +70,10 @@ def test_a_row_follows_its_field(qtbot):
     assert name not in list(form) and name.native.parentWidget() is None
     assert row.isHidden()  # at once; deleted in a later turn
     qtbot.waitUntil(lambda: not _alive(row))
+    assert form.label_of(name) is None
+    form.native.hide()
+    form.native.show()  # the labels are measured again: the removed one is not among them
+    assert form.label_of(form[0]).isVisible()
 
 
 def _alive(widget) -> bool:

@@ -4,7 +4,7 @@ magicgui's labelled container wraps every labelled field in two more magicgui wi
 ``Label`` and a ``_LabeledWidget`` container. magicgui checks each new widget against its
 runtime protocols, which is slow on Python 3.11: the 32 labelled fields of the Prompt
 highlighter cost 13-14 ms that way, against under 1 ms as plain Qt rows, inside the one
-event-loop turn that opens the dock (see docs/benchmarks.md, "Event-loop stalls").
+event-loop turn that opens the dock (see docs/benchmarks.md, "Event-loop pauses in napari").
 
 :class:`Form` is a magicgui container that puts a :class:`~qtpy.QtWidgets.QLabel` beside each
 labelled field, in a plain Qt row. The field stays the magicgui widget it was (``value``,
@@ -35,13 +35,13 @@ class _RowFollowsField(QObject):
         self._row = row
         self._label = label
         self._field = field
-        self._align = weakref.WeakMethod(form.align_labels)
+        self._form = weakref.ref(form)
 
     def relabel(self, text: str) -> None:
         """The field's label changed to ``text``."""
         self._label.setText(text)
-        if (align := self._align()) is not None:
-            align()
+        if (form := self._form()) is not None:
+            form.align_labels()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         kind = event.type()
@@ -54,6 +54,8 @@ class _RowFollowsField(QObject):
         elif kind == QEvent.Type.ParentChange and self._field.parentWidget() is not self._row:
             # taken out of the form (magicgui's remove sets the parent to None): the row goes
             self._field.removeEventFilter(self)
+            if (form := self._form()) is not None:
+                form._forget(self._label)
             self._row.hide()
             self._row.deleteLater()
         return False
@@ -134,6 +136,9 @@ class Form(Container):
         field.installEventFilter(follower)
         widget.label_changed.connect(follower.relabel, check_nargs=False)
         self._row_labels.append((widget, label))
+
+    def _forget(self, label: QLabel) -> None:
+        self._row_labels = [(f, lab) for f, lab in self._row_labels if lab is not label]
 
     def label_of(self, widget: Any) -> QLabel | None:
         """The QLabel beside ``widget`` in this form, or None."""
