@@ -35,7 +35,7 @@ PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
 #: Title of the folded section of advanced options in every panel.
 MORE_OPTIONS = "More options"
 #: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
-RANGES = ("shared by the prompts", "per prompt")
+RANGES = ("shared", "per prompt")
 #: Devices offered; "auto" picks CUDA, then MPS, then CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: What the Model section says before a model is loaded.
