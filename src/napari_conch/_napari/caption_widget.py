@@ -33,7 +33,12 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps, run_in_turns
+from napari_conch._napari.layer_steps import (
+    STEP_GAP_MS,
+    canvas_redrawn_later,
+    reveal_steps,
+    run_in_turns,
+)
 from napari_conch._napari.layers import find_layer, viewer_camera
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap
@@ -257,10 +262,11 @@ class CaptionRetrieval(DockBase):
             raise InputError(f"level {level} does not exist (levels 0..{len(slide.levels) - 1})")
         side = self.region_panel.box_size.value * float(slide.downsamples[level])
         layer = self.region_layer(create=True)
-        layer.selected_data = set()  # the new box is the last shape, and no other is selected
-        layer.add_rectangles([R.box_rectangle(R.box_around(slide.shape, y, x, side))])
-        for step in reveal_steps(layer):  # when clicked before it was all shown: now
-            step()
+        with canvas_redrawn_later(self.viewer):  # the box is drawn in the next turn
+            layer.selected_data = set()  # the new box is the last shape, none other selected
+            layer.add_rectangles([R.box_rectangle(R.box_around(slide.shape, y, x, side))])
+            for step in reveal_steps(layer):  # when clicked before it was all shown: now
+                step()
         return self.current_region()
 
     def run_region(self) -> None:
