@@ -258,3 +258,17 @@ def test_a_layer_chosen_or_removed_before_its_controls_step_works_as_usual(
     for step in steps:  # the steps left do nothing twice
         step()
     assert (layer in _controls(viewer)) == (first != "removed")
+
+
+def test_without_napari_s_window_a_layer_is_added_with_nothing_held():
+    # a viewer model without Qt (no controls container, no canvas): added as napari adds it
+    from napari.components import ViewerModel
+    from napari.layers import Image
+
+    viewer = ViewerModel()
+    layer = Image(np.ones((4, 4)), visible=False)
+    S.add_in_parts(viewer, layer)
+    assert layer in viewer.layers and layer.metadata[S.REVEAL] == ["layer"]
+    for step in S.reveal_steps(layer):
+        step()
+    assert layer.visible
