@@ -98,7 +98,7 @@ class Form(Container):
         self._row_labels: list[tuple[Any, QLabel]] = []
         for widget in self:
             self._put_in_row(widget)
-        self.align_labels()
+        self.align_labels()  # with the font of now: laid out right at once when it does not change
         self.native.installEventFilter(_AlignWhenStyled(self))
 
     def insert(self, key: int, widget: Any) -> None:

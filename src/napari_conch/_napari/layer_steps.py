@@ -33,7 +33,8 @@ KEPT_HIDDEN = "napari_conch_kept_hidden"
 #: software OpenGL; at 15 ms the next step often ran in the same pause as that repaint (the
 #: labels step of bench/stalls.py: longest pause 94-104 ms), at 35 ms they are apart (71-82).
 STEP_GAP_MS = 35
-#: Milliseconds from a layer's adding to the canvas's redraw (see canvas_redrawn_later).
+#: Milliseconds from the end of a step (a layer added or shown) to the canvas's redraw (see
+#: canvas_redrawn_later).
 CANVAS_LATER_MS = 1
 #: Overlays of a new layer made in a later event-loop turn than the layer (see add_in_parts).
 DEFERRED_OVERLAYS = ("polygon", "brush_stroke")

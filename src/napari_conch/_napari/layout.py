@@ -68,12 +68,13 @@ class _FollowContent(QObject):
         if event.type() in _REFIT and self._box.isExpanded():
             inner = self._box.content()
             layout = inner.layout()
-            need = inner.sizeHint().height()
             if layout is not None and layout.hasHeightForWidth() and inner.width() > 0:
                 # wrapped lines at the width there is: more lines than the size hint counts
                 # when the dock is narrow, fewer when it is wide (an empty wrapping label's
                 # size hint is 114 px tall)
                 need = layout.totalHeightForWidth(inner.width())
+            else:
+                need = inner.sizeHint().height()
             inner.setMinimumHeight(need + SECTION_MARGIN)  # the dock's layout must give it
             inner.setMaximumHeight(need + SECTION_MARGIN)
         return False
