@@ -45,6 +45,17 @@ def test_missing_slide_is_one_clear_line(tmp_path, tiny_checkpoint, capsys):
     assert err == f"napari-conch embed: error: {missing}: no such file or folder"
 
 
+def test_an_empty_slide_name_is_said_not_taken_for_the_current_folder(
+    tmp_path, tiny_checkpoint, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # Path("") is "."
+    assert main(embed_args("", tiny_checkpoint, tmp_path)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "napari-conch embed: error: no slide path given (an empty name): " + (
+        "give a slide file or zarr folder"
+    )
+
+
 def test_level_and_mpp_are_exclusive(tmp_path, svs_path, tiny_checkpoint, capsys):
     with pytest.raises(SystemExit) as info:
         main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--mpp", "1.0"))

@@ -251,3 +251,13 @@ def test_view_refuses_prompts_that_make_no_map_before_any_window(prompts, monkey
     assert main(["view", *args, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("napari-conch view: error: --prompt: "), err
+
+
+def test_view_of_an_empty_slide_name_says_so_before_any_window(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)  # Path("") is "."
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: pytest.fail("no window for no slide"))
+    assert main(["view", "", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "napari-conch view: error: no slide path given (an empty name): " + (
+        "give a slide file or zarr folder"
+    )

@@ -40,3 +40,9 @@ def test_caller_mpp_must_be_positive(svs_path, bad):
 def test_path_as_string(svs_path):
     with open_slide(str(svs_path)) as slide:
         assert slide.path == svs_path
+
+
+@pytest.mark.parametrize("path", ["", "   "])
+def test_an_empty_path_is_named_as_such_not_taken_for_the_current_folder(path):
+    with pytest.raises(SlideError, match="no slide path given"):
+        open_slide(path)

@@ -182,9 +182,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespace) -> SlideOutcome:
     """Embed one slide and report it; an error of this slide becomes its one line."""
+    from napari_conch.slide.open import existing_slide_path
+
     try:
-        if not Path(slide).expanduser().exists():
-            raise InputError(f"{slide}: no such file or folder")
+        existing_slide_path(slide)  # empty or missing: said before the model is loaded
         summary = runner.embed(slide, bar)
     except (NapariConchError, OSError) as exc:
         bar.finish()

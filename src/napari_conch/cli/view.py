@@ -68,10 +68,9 @@ def slide_path(value: str | None, *, demo: bool = False) -> Path:
         from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
 
         return HGSC_HELDOUT if demo else CMU_SMALL_REGION
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise SlideError(f"{path}: no such file or folder")
-    return path
+    from napari_conch.slide.open import existing_slide_path
+
+    return existing_slide_path(value)
 
 
 def check_prompts(prompts: list[str]) -> None:

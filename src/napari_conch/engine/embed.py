@@ -43,7 +43,6 @@ from napari_conch.engine.tiles import Box, TileReader, tile_order
 from napari_conch.errors import (
     InputError,
     NapariConchError,
-    SlideError,
     StoreError,
     describe_os_error,
 )
@@ -485,13 +484,10 @@ class EmbedJob:
 
 
 def open_slide_checked(slide_path: str | os.PathLike, slide_mpp: float | None = None) -> Any:
-    """Open a slide, with a clear error when the path does not exist."""
+    """Open a slide, with a clear error when the path is empty or does not exist."""
     from napari_conch.slide import open_slide
 
-    path = Path(slide_path).expanduser()
-    if not path.exists():
-        raise SlideError(f"{path}: no such file or folder")
-    return open_slide(path, mpp=slide_mpp)
+    return open_slide(slide_path, mpp=slide_mpp)
 
 
 def load_run_model(

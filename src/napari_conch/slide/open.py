@@ -40,10 +40,10 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
     Raises
     ------
     SlideError
-        When the path is missing, is a folder that is not zarr, or is not a format we read, or
-        when ``mpp`` is not a positive number.
+        When the path is empty or missing, is a folder that is not zarr, or is not a format we
+        read, or when ``mpp`` is not a positive number.
     """
-    path = Path(path).expanduser()
+    path = existing_slide_path(path)
     if mpp is not None and not _positive(mpp):
         raise SlideError(f"{path}: the given microns per pixel {mpp!r} must be a positive number")
     slide = _open_by_kind(path)
@@ -52,14 +52,28 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
     return slide
 
 
+def existing_slide_path(path: str | os.PathLike) -> Path:
+    """``path`` (``~`` expanded) when it names something that exists.
+
+    Raises
+    ------
+    SlideError
+        When the path is empty (``Path("")`` would be the current folder) or does not exist.
+    """
+    if not str(path).strip():
+        raise SlideError("no slide path given (an empty name): give a slide file or zarr folder")
+    found = Path(path).expanduser()
+    if not found.exists():
+        raise SlideError(f"{found}: no such file or folder")
+    return found
+
+
 def _positive(value) -> bool:
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     return ok and math.isfinite(value) and value > 0
 
 
 def _open_by_kind(path: Path) -> Slide:
-    if not path.exists():
-        raise SlideError(f"{path}: no such file or folder")
     if path.is_dir():
         if not any((path / marker).is_file() for marker in _ZARR_MARKERS):
             raise SlideError(f"{path}: a folder that is not a zarr array or group")
