@@ -100,6 +100,9 @@ def test_second_embed_is_refused_or_waits(tmp_path):
         assert out == "" and err.count("\n") == 1
         expected = f"napari-conch embed: error: small.tif: {store_path}: the store is being written"
         assert err.startswith(f"{expected} by pid {first.pid} on ")
+        assert err.rstrip().endswith(
+            "try again when that run has finished (embed --wait waits for it)"
+        )
 
         third = run(["-m", "napari_conch", *embed, "--wait", "300"])
         lock = (store_path / LOCK_NAME).resolve()

@@ -182,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespace) -> SlideOutcome:
     """Embed one slide and report it; an error of this slide becomes its one line."""
+    from napari_conch.engine.store_lock import StoreBusyError
     from napari_conch.slide.open import existing_slide_path
 
     try:
@@ -192,6 +193,8 @@ def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespa
         if args.debug:
             raise
         text = describe_os_error(exc) if isinstance(exc, OSError) else " ".join(str(exc).split())
+        if isinstance(exc, StoreBusyError) and args.wait is None:
+            text += " (embed --wait waits for it)"
         if not runner.fatal and slide not in text and Path(slide).name not in text:
             text = f"{Path(slide).name}: {text}"  # say which slide (errors of the model or
             # the cluster concern every slide and are said as they are)

@@ -180,8 +180,8 @@ def acquire(store_path: str | os.PathLike, wait: float | None = None) -> str:
             waited = f" after waiting {wait:g} s" if wait else ""
             raise StoreBusyError(
                 f"{path}: the store is being written by {holder}{waited}; "
-                "try again when that run has finished (embed --wait waits for it)"
-            )
+                "try again when that run has finished"
+            )  # no hint of how to wait: the command line adds its own, napari has none
         time.sleep(min(POLL_S, remaining))
 
 
