@@ -133,6 +133,11 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
 
     out = session.export(tmp_path / "map.csv")
     assert out.read_text().startswith("row,col,x0,y0,x1,y1,tumor")
+
+    # the prompts cleared: their maps go (and come back with the prompts)
+    session.set_prompts(None)
+    assert session.result is None and seen["result_changed"][-1] is None
+    assert session.query(request) is not None and session.result is not None
     with pytest.raises(InputError, match="choose a file to export to"):
         session.export(" ")
     with pytest.raises(InputError, match=r"choose a file to export to .*: .* is a folder"):

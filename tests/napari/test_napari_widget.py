@@ -248,6 +248,19 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert "tiles/s" not in status
 
 
+def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
+    viewer, widget, _ = viewer_widget
+    _embed(widget, qtbot)
+    _type(widget, qtbot, "tumor\nstroma", L.LABELS)
+    assert L.legend_shown(viewer) == ["tumor", "stroma"]
+    widget.prompt_panel.text.value = "  \n "  # nothing left to map
+    qtbot.waitUntil(lambda: widget.result is None and L.LABELS not in viewer.layers, timeout=5000)
+    assert not {L.HEATMAP, L.PROBABILITY} & {layer.name for layer in viewer.layers}
+    assert L.legend_shown(viewer) == [] and widget.prompt_panel.legend.value == ""
+    _type(widget, qtbot, "tumor")  # and they come back with prompts
+    assert not widget.errors
+
+
 def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     _, widget, _ = viewer_widget
     s = widget.slide_panel

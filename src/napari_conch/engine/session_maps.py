@@ -58,7 +58,10 @@ class SessionMaps:
         self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
     def set_prompts(self, request: PromptRequest | None) -> None:
-        """The prompts to show (checked; None or no prompt: none)."""
+        """The prompts to show (checked; None or no prompt: none, and the maps go).
+
+        New prompts leave the maps of the old ones until theirs are made (:meth:`update_maps`).
+        """
         if request is not None and not request.prompts:
             request = None
         if request is not None:
@@ -66,6 +69,8 @@ class SessionMaps:
         self.request = request
         self.showing_example = False
         self.events.prompts_changed.emit(request)
+        if request is None:
+            self.set_result(None)  # no prompt: no map of prompts that are gone
 
     def missing_texts(self, request: PromptRequest | None = None) -> list[str]:
         """Classes of ``request`` (default: the current one) not encoded with this model yet."""
