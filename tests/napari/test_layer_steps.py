@@ -272,3 +272,22 @@ def test_without_napari_s_window_a_layer_is_added_with_nothing_held():
     for step in S.reveal_steps(layer):
         step()
     assert layer.visible
+
+
+@pytest.mark.gui
+def test_the_next_step_waits_for_the_canvas_to_draw_the_last_one(make_napari_viewer, qtbot):
+    from napari.components import ViewerModel
+
+    viewer = make_napari_viewer(show=True)
+    calls = []
+    S.after_canvas_drawn(viewer, lambda: calls.append("drawn"))
+    assert calls == []
+    viewer.window._qt_viewer.canvas.native.update()  # what a step's change asks for
+    qtbot.waitUntil(lambda: calls == ["drawn"], timeout=2000)
+    qtbot.wait(2 * S.CANVAS_WAIT_MS)
+    assert calls == ["drawn"]  # once: the fallback timer does not call it again
+
+    S.after_canvas_drawn(viewer, lambda: calls.append("nothing drawn"))  # a step drawing nothing
+    qtbot.waitUntil(lambda: calls[-1] == "nothing drawn", timeout=2000)
+    S.after_canvas_drawn(ViewerModel(), lambda: calls.append("no canvas"))
+    assert calls[-1] == "no canvas"  # at once

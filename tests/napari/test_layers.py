@@ -93,3 +93,20 @@ def test_the_canvas_legend_gets_each_new_box_a_turn_after_its_text(make_napari_v
 
     L.show_legend(viewer, ["fat"])  # one class now: the same overlay, boxed, the rest hidden
     assert L.legend_shown(viewer) == ["fat"] and first.box
+
+
+@pytest.mark.gui
+def test_the_canvas_legend_names_at_most_a_dozen_classes_and_counts_the_rest(make_napari_viewer):
+    viewer = make_napari_viewer()
+    names = [f"class {k}" for k in range(40)]
+    L.show_legend(viewer, names)
+    named = L.CANVAS_LEGEND_MAX - 1
+    assert L.legend_shown(viewer) == names[:named]
+    more = viewer.canvas.overlays[L.LEGEND_MORE_KEY]
+    assert more.visible and more.text.startswith(f"+ {40 - named} more classes")
+    L.show_legend(viewer, names[:3])  # few again: all named, no count
+    assert L.legend_shown(viewer) == names[:3] and not more.visible
+    L.show_legend(viewer, names[: L.CANVAS_LEGEND_MAX])  # exactly the most: all named
+    assert L.legend_shown(viewer) == names[: L.CANVAS_LEGEND_MAX] and not more.visible
+    L.hide_legend(viewer)
+    assert L.legend_shown(viewer) == [] and not more.visible

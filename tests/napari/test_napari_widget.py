@@ -254,8 +254,8 @@ def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
     _type(widget, qtbot, "tumor\nstroma", L.LABELS)
     assert L.legend_shown(viewer) == ["tumor", "stroma"]
     widget.prompt_panel.text.value = "  \n "  # nothing left to map
-    qtbot.waitUntil(lambda: widget.result is None and L.LABELS not in viewer.layers, timeout=5000)
-    assert not {L.HEATMAP, L.PROBABILITY} & {layer.name for layer in viewer.layers}
+    qtbot.waitUntil(lambda: widget.result is None and not widget.drawing, timeout=5000)
+    assert not {L.HEATMAP, L.PROBABILITY, L.LABELS} & {layer.name for layer in viewer.layers}
     assert L.legend_shown(viewer) == [] and widget.prompt_panel.legend.value == ""
     _type(widget, qtbot, "tumor")  # and they come back with prompts
     assert not widget.errors

@@ -31,6 +31,12 @@ PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
 #: Keys of the canvas text overlays that make the labels' legend (one per class).
 LEGEND_KEY = "napari_conch_legend_{}"
+#: Key of the legend's last line when it names only some classes ("+ 28 more classes ...").
+LEGEND_MORE_KEY = "napari_conch_legend_more"
+#: Most classes the canvas legend names. Each is a text the canvas draws at every redraw (with
+#: 40, each redraw paused napari 110-145 ms here) and 12 lines already cover a laptop canvas's
+#: top; beyond it the legend names the first 11 and counts the rest (the dock lists them all).
+CANVAS_LEGEND_MAX = 12
 #: Largest subdivision of a map cell used to cut the map at the image's edges.
 MAX_SUBDIVISION = 8
 #: Most cells a map layer may hold after subdivision (memory and texture size stay small).
@@ -282,8 +288,11 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
     top-left corner); overlays of classes no longer there are hidden. The first drawing of each
     overlay builds its text's shaders (60-70 ms here) and its box's, so each class goes in its
     own event-loop turn, and a new overlay gets its box in the turn after its text (together,
-    one turn was 100-117 ms).
+    one turn was 100-117 ms). With more than :data:`CANVAS_LEGEND_MAX` classes the last line
+    counts those not named.
     """
+    named = names if len(names) <= CANVAS_LEGEND_MAX else names[: CANVAS_LEGEND_MAX - 1]
+    unnamed = len(names) - len(named)
 
     def show(label: int, name: str) -> None:
         from napari.components.overlays import TextOverlay
@@ -303,11 +312,28 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
             overlay.color = color
         overlay.visible = visible
 
+    def count_the_rest() -> None:
+        from napari.components.overlays import TextOverlay
+
+        overlays = viewer.canvas.overlays
+        text = f"+ {unnamed} more classes (the dock's legend lists them)"
+        if LEGEND_MORE_KEY not in overlays:
+            overlays[LEGEND_MORE_KEY] = TextOverlay(
+                text=text, color=(1.0, 1.0, 1.0, 1.0), position="top_left", box=True,
+                font_size=10,
+            )  # fmt: skip
+        more = overlays[LEGEND_MORE_KEY]
+        if more.text != text:
+            more.text = text
+        more.visible = visible
+
     def hide_the_rest() -> None:
-        overlays, label = viewer.canvas.overlays, len(names) + 1
+        overlays, label = viewer.canvas.overlays, len(named) + 1
         while LEGEND_KEY.format(label) in overlays:
             overlays[LEGEND_KEY.format(label)].visible = False
             label += 1
+        if not unnamed and LEGEND_MORE_KEY in overlays:
+            overlays[LEGEND_MORE_KEY].visible = False
 
     def box(label: int) -> None:
         overlay = viewer.canvas.overlays[LEGEND_KEY.format(label)]
@@ -315,8 +341,10 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
             overlay.box = True
 
     steps: list[Any] = []
-    for label, name in enumerate(names, start=1):
+    for label, name in enumerate(named, start=1):
         steps += [lambda n=name, i=label: show(i, n), lambda i=label: box(i)]
+    if unnamed:
+        steps.append(count_the_rest)
     return [*steps, hide_the_rest]
 
 

@@ -62,6 +62,9 @@ CLASS_MAPS_NOTE = "Maps of the class in Show: hidden under the labels (tick thei
 #: redraw costs napari tens of milliseconds on the GUI thread, a batch can take less.
 LIVE_MAP_INTERVAL_S = 0.5
 MORE_LIKE_THIS_TEXT = "More like this (click a tile)"
+#: The map layers of the prompts, removed in this order when the prompts are cleared (the
+#: hidden class maps first, the labels the user sees last).
+MAP_LAYERS = (L.HEATMAP, L.PROBABILITY, L.LABELS)
 MORE_LIKE_THIS_ARMED = "Click a tile (click here to stop)"
 
 
@@ -380,12 +383,11 @@ class PromptHighlighter(DockBase):
         self.session.update_maps()
 
     def _on_result(self, result: Any) -> None:
-        if result is None:
-            self._pending = []
-            for name in (L.HEATMAP, L.PROBABILITY, L.LABELS):
-                L.remove_layer(self.viewer, name)
-            L.hide_legend(self.viewer)
+        if result is None:  # the maps go one layer per turn (each removal costs napari a pause)
+            viewer = self.viewer
             self.prompt_panel.legend.value = ""
+            gone = [lambda n=name: L.remove_layer(viewer, n) for name in MAP_LAYERS]
+            self._show_in_turns([*gone, lambda: L.hide_legend(viewer)])
             return
         self.display(result)
 
@@ -499,8 +501,12 @@ class PromptHighlighter(DockBase):
         if more:
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
-        if self._pending:
-            self._step_timer.start()  # after the canvas has redrawn
+        if self._pending:  # the gap counts from the canvas's drawing of this step
+            S.after_canvas_drawn(self.viewer, self._start_step_timer)
+
+    def _start_step_timer(self) -> None:
+        if not self._closed and self._pending and not self._step_timer.isActive():
+            self._step_timer.start()
 
     @property
     def drawing(self) -> bool:
