@@ -60,8 +60,14 @@ def write_examples(layer: Any, examples: Examples, classes: list[str], colors: l
     set_colors(layer, colors)
 
 
-def examples_layer(viewer: napari.Viewer, grid: Any, slide_layer: Any) -> tuple[Any, bool]:
-    """The examples layer over ``grid`` on the slide layer, and whether it was just made."""
+def examples_layer(
+    viewer: napari.Viewer, grid: Any, slide_layer: Any, widget: Any
+) -> tuple[Any, bool]:
+    """The examples layer over ``grid`` on the slide layer, and whether it was just made.
+
+    ``widget`` is the dock asking: a layer of another grid is removed with the canvas's OpenGL
+    context current (:mod:`napari_conch._napari.gl_context`).
+    """
     from napari_conch.engine.overlap import tile_geometry
 
     placement = L.map_placement(tile_geometry(grid), slide_layer)
@@ -70,7 +76,7 @@ def examples_layer(viewer: napari.Viewer, grid: Any, slide_layer: Any) -> tuple[
         L.place(layer, placement)
         return layer, False
     if layer is not None:
-        viewer.layers.remove(layer)
+        L.remove_layer(viewer, EXAMPLES, widget)
     layer = viewer.add_labels(
         np.zeros(grid.shape, np.uint8),
         name=EXAMPLES,

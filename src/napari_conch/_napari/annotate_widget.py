@@ -206,7 +206,7 @@ class AnnotateDock(DockBase):
 
         self.outcome = None
         for name in (AL.EXAMPLES, AL.LEARNED_LABELS, AL.LEARNED_PROBABILITY):
-            L.remove_layer(self.viewer, name)
+            L.remove_layer(self.viewer, name, self)
         if store is not None and project_path(store.path).is_file():
             if self.load_project() is not None:
                 self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
@@ -235,7 +235,7 @@ class AnnotateDock(DockBase):
         grid = self._grid()
         if self.slide_layer is None:
             raise InputError("open a slide first: no RGB image layer to annotate")
-        layer, made = AL.examples_layer(self.viewer, grid, self.slide_layer)
+        layer, made = AL.examples_layer(self.viewer, grid, self.slide_layer, self)
         if made:
             layer.events.paint.connect(self.schedule)
             self._layer_classes = self.classes
@@ -482,7 +482,7 @@ class AnnotateDock(DockBase):
             return
         if self._learned_from == 0 and self.outcome is not None and self.outcome.used == 0:
             for name in (AL.LEARNED_LABELS, AL.LEARNED_PROBABILITY):
-                L.remove_layer(self.viewer, name)
+                L.remove_layer(self.viewer, name, self)
             self._learned_from = None
             self.learn_panel.status.value = NO_EXAMPLES_SHOWN_BY_PROMPTS
 

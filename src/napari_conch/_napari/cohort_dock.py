@@ -263,8 +263,9 @@ class CohortView(DockBase):
     def show_slide(self, opened: CohortSlide) -> None:
         """Draw an opened slide: the slide layer, its maps and evidence; hand it to the session."""
         slide_layer = self._slide_layer(opened.slide)
+        self._remove_other_slides(slide_layer)
         for name in (PROBABILITY, LABELS):
-            L.remove_layer(self.viewer, name)
+            L.remove_layer(self.viewer, name, self)
         for name in (EVIDENCE, HIT):  # emptied, not deleted (see L.clear_shapes)
             L.clear_shapes(self.viewer, name)
         self.opened = opened
@@ -278,6 +279,19 @@ class CohortView(DockBase):
         if self._pending_hit is not None:
             hit, self._pending_hit = self._pending_hit, None
             self._show_hit(hit)
+        else:
+            self.viewer.reset_view()  # the opened slide fills the canvas
+
+    def _remove_other_slides(self, slide_layer: Any) -> None:
+        """The opened slide replaces the one on show: the other slides' layers and the prompt
+        maps and legend drawn over them go (they describe another slide)."""
+        others = [
+            layer.name for layer in self.viewer.layers
+            if layer.name != slide_layer.name and META_KEY in getattr(layer, "metadata", {})
+        ]  # fmt: skip (by name: napari hands docks proxies, a new one per access)
+        for name in [*others, *L.PROMPT_MAP_LAYERS]:
+            L.remove_layer(self.viewer, name, self)
+        L.hide_legend(self.viewer)
 
     def _slide_layer(self, slide: Any) -> Any:
         """The image layer of ``slide`` (the file's), added when the viewer has none."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from napari_conch._napari import gl_context
 from napari_conch._napari.layer_steps import add_in_parts
 from napari_conch.engine.export import label_color
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 HEATMAP = "CONCH similarity"
 PROBABILITY = "CONCH probability"
 LABELS = "CONCH labels"
+#: The Prompt highlighter's map layers (the similarity first, the labels on top).
+PROMPT_MAP_LAYERS = (HEATMAP, PROBABILITY, LABELS)
 #: Keys of the canvas text overlays that make the labels' legend (one per class).
 LEGEND_KEY = "napari_conch_legend_{}"
 #: Key of the legend's last line when it names only some classes ("+ 28 more classes ...").
@@ -381,10 +384,13 @@ def clear_shapes(viewer: napari.Viewer, name: str) -> None:
         layer.data = []
 
 
-def remove_layer(viewer: napari.Viewer, name: str) -> None:
-    """Remove the layer ``name`` when it is there."""
-    if name in viewer.layers:
-        viewer.layers.remove(name)
+def remove_layer(viewer: napari.Viewer, name: str, widget: Any) -> None:
+    """Remove the layer ``name`` when it is there, with the canvas's OpenGL context current.
+
+    ``widget`` is the dock asking (see :mod:`napari_conch._napari.gl_context`: napari's removal
+    without it crashed the viewer at the next drawing).
+    """
+    gl_context.remove_layer(viewer, name, widget)
 
 
 def contrast_for(values: np.ndarray) -> tuple[float, float]:

@@ -64,7 +64,7 @@ LIVE_MAP_INTERVAL_S = 0.5
 MORE_LIKE_THIS_TEXT = "More like this (click a tile)"
 #: The map layers of the prompts, removed in this order when the prompts are cleared (the
 #: hidden class maps first, the labels the user sees last).
-MAP_LAYERS = (L.HEATMAP, L.PROBABILITY, L.LABELS)
+MAP_LAYERS = L.PROMPT_MAP_LAYERS
 MORE_LIKE_THIS_ARMED = "Click a tile (click here to stop)"
 
 
@@ -386,7 +386,7 @@ class PromptHighlighter(DockBase):
         if result is None:  # the maps go one layer per turn (each removal costs napari a pause)
             viewer = self.viewer
             self.prompt_panel.legend.value = ""
-            gone = [lambda n=name: L.remove_layer(viewer, n) for name in MAP_LAYERS]
+            gone = [lambda n=name: L.remove_layer(viewer, n, self) for name in MAP_LAYERS]
             self._show_in_turns([*gone, lambda: L.hide_legend(viewer)])
             return
         self.display(result)
@@ -454,7 +454,7 @@ class PromptHighlighter(DockBase):
             steps.append(show_probability)
             legend.append(CLASS_MAPS_NOTE)
         else:
-            L.remove_layer(viewer, L.PROBABILITY)
+            L.remove_layer(viewer, L.PROBABILITY, self)
         if result.cell_labels is not None:
             classes = result.label_names if several else names
             labels, _ = L.clip_to_image(result.cell_labels, result.geometry, shape)
@@ -475,7 +475,7 @@ class PromptHighlighter(DockBase):
             steps.insert(0, show_labels)  # the map first; the class maps under it after
             legend.append(L.legend_html(classes))
         else:
-            L.remove_layer(viewer, L.LABELS)
+            L.remove_layer(viewer, L.LABELS, self)
             L.hide_legend(viewer)
         p.legend.value = "".join(legend)  # the colour bar's tables start and end their lines
         self._show_in_turns(steps)

@@ -1,0 +1,136 @@
+"""User flows run in a process of their own, with napari's canvas drawn (Xvfb).
+
+Run by ``test_drawn_flows.py`` as ``python -m tests.napari.drawn_flows FLOW ...``: a crash of
+the process (napari's canvas once died in ``glDrawArrays`` when a map layer was removed) is then
+a failed test with the signal in its message, not the end of the test run. Each flow prints one
+``OK ...`` line describing the final state and exits 0, or says what went wrong and exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import sys
+import time
+from pathlib import Path
+
+#: Longest wait for one step of a flow (seconds).
+STEP_TIMEOUT_S = 120
+#: Canvas draws to see after each step before the next, so that every change is drawn.
+DRAWS_PER_STEP = 3
+
+
+def _fail(message: str) -> None:
+    print(f"FAILED: {message}", flush=True)
+    raise SystemExit(3)
+
+
+def _wait(app, condition, what: str) -> None:
+    """Process Qt events until ``condition()`` holds (or fail after STEP_TIMEOUT_S)."""
+    end = time.monotonic() + STEP_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > end:
+            _fail(f"timed out waiting for {what}")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def _drawn(app, viewer, draws: int = DRAWS_PER_STEP) -> None:
+    """Wait until the canvas has been drawn ``draws`` more times (forcing redraws)."""
+    from napari_conch._napari.gl_context import canvas_widget
+
+    canvas = canvas_widget(viewer.window._qt_window)
+    if canvas is None:
+        _fail("no shown OpenGL canvas")
+    count = [0]
+    canvas.frameSwapped.connect(lambda: count.__setitem__(0, count[0] + 1))
+    for target in range(1, draws + 1):
+        canvas.update()
+        _wait(app, lambda t=target: count[0] >= t, "the canvas to draw")
+
+
+def prompts_flow(sequence: list[str]) -> str:
+    """``napari-conch view`` (demo model, held-out sample), then the prompt box set to each
+    entry of ``sequence`` in turn (prompts separated by ``|``), every map drawn."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari import layers as L
+    from napari_conch.cli import view
+
+    args = argparse.Namespace(
+        slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
+    )
+    viewer, dock = view.open_view(args)
+    viewer.window._qt_window.resize(1366, 768)
+    app = QApplication.instance()
+    _wait(app, lambda: L.LABELS in viewer.layers and not dock.drawing, "the first labels map")
+    _drawn(app, viewer)
+    for entry in sequence:
+        prompts = entry.split("|")
+        dock.prompt_panel.text.native.setPlainText("\n".join(prompts))
+        expect = {L.HEATMAP, L.PROBABILITY, L.LABELS} if len(prompts) > 1 else {L.HEATMAP}
+
+        def settled(prompts=prompts, expect=expect) -> bool:
+            result = dock.session.result
+            names = {layer.name for layer in viewer.layers} - {dock.slide_layer.name}
+            return (
+                result is not None and list(result.names) == prompts
+                and not dock.drawing and names == expect
+            )  # fmt: skip
+
+        _wait(app, settled, f"the maps of {prompts}")
+        _drawn(app, viewer)
+    layers = [layer.name for layer in viewer.layers]
+    legend = L.legend_shown(viewer)
+    viewer.close()
+    return f"layers={layers} legend={legend}"
+
+
+def cohort_flow(csv: Path, prompts: Path) -> str:
+    """The Cohort dock: its slides CSV loaded, the first slide opened, then the second."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari.reader import META_KEY
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    app = QApplication.instance()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
+    dock.slides_csv.value = csv
+    dock.prompts.value = prompts
+    dock.load_slides()
+    opened = []
+    for row in (0, 1, 0):
+        dock.slides.native.setCurrentCell(row, 0)
+        dock.open_selected()
+        _wait(app, lambda: not dock.busy(), f"slide row {row} to open")
+        if dock.errors:
+            _fail(f"the dock reported {dock.errors}")
+        _drawn(app, viewer)
+        slides = [ly.metadata[META_KEY]["path"] for ly in viewer.layers if META_KEY in ly.metadata]
+        if slides != [str(dock.opened.slide.path)]:
+            _fail(f"slide layers after opening row {row}: {slides}")
+        opened.append(Path(slides[0]).name)
+    viewer.close()
+    return f"opened={opened}"
+
+
+def main(argv: list[str]) -> int:
+    faulthandler.enable()
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="flow", required=True)
+    sub.add_parser("prompts").add_argument("sequence", nargs="+")
+    cohort = sub.add_parser("cohort")
+    cohort.add_argument("csv", type=Path)
+    cohort.add_argument("prompts", type=Path)
+    args = parser.parse_args(argv)
+    if args.flow == "prompts":
+        print("OK", prompts_flow(args.sequence), flush=True)
+    else:
+        print("OK", cohort_flow(args.csv, args.prompts), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""Prompt edits and slide switches with the canvas drawn, each in a process of its own.
+
+napari's removal of a layer runs the layer's OpenGL deletions at once, with Qt's context
+current instead of the canvas's; the next drawing then crashed the process (``napari-conch
+view``, three prompts to two to one: every time, see ``_napari/gl_context.py``). The flows run
+in a child process (``drawn_flows.py``) so that such a crash fails the test with its signal.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.napari.test_cohort_dock import cohort  # noqa: F401 (the cohort fixture)
+
+pytestmark = [pytest.mark.gui, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Longest run of one flow (seconds); a flow reports its own time-outs well before.
+FLOW_TIMEOUT_S = 600
+
+
+def run_flow(*args: str) -> str:
+    """Run a flow of ``drawn_flows.py``; its ``OK`` line, or fail with what it said."""
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.napari.drawn_flows", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=FLOW_TIMEOUT_S,
+    )  # fmt: skip
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        pytest.fail(f"the flow ended with {how}:\n{out[-4000:]}")
+    return next(line for line in done.stdout.splitlines() if line.startswith("OK"))
+
+
+def test_prompt_edits_3_2_1_3_1_with_the_canvas_drawn():
+    three = "tumor cells|stroma|inflammatory cells"
+    line = run_flow("prompts", "tumor cells|stroma", "stroma", three, "stroma")
+    assert "layers=['hgsc_heldout', 'CONCH similarity']" in line  # one prompt: its heatmap
+    assert "legend=[]" in line
+
+
+def test_cohort_slide_switch_replaces_the_slide(cohort):  # noqa: F811
+    line = run_flow("cohort", str(cohort["csv"]), str(cohort["prompts"]))
+    assert line.count(".") >= 3  # three slides opened, each alone on the canvas
