@@ -1,19 +1,48 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures, and the suite's own folders in place of the user's.
 
 Reference data lives outside the repository (CONCH's tokenizer may not be redistributed). Tests
 find it through ``NAPARI_CONCH_FIXTURES`` (default ``../shared/fixtures`` next to the repository)
 and skip with a clear reason when it is absent.
+
+The whole session runs with its own cache, napari settings and XDG folders, set here when pytest
+loads this file (before any test module, and before napari's settings are read); the user's
+napari-conch cache folder is watched, and a session that touched it fails
+(:mod:`tests.user_files`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from tests import user_files
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: The user's napari-conch cache folder (platformdirs), taken before the redirection below.
+USER_CACHE = user_files.user_cache_folder()
+#: The session's stand-in for the user's folders (``$NAPARI_CONCH_CACHE``, napari's settings, XDG).
+TEST_HOME = user_files.isolate()
+USER_CACHE_GUARD = user_files.FolderGuard(USER_CACHE).start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session when a test touched the user's napari-conch cache folder."""
+    USER_CACHE_GUARD.stop()
+    shutil.rmtree(TEST_HOME, ignore_errors=True)
+    if not USER_CACHE_GUARD.seen:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "the tests touched the user's files", red=True)
+        reporter.write_line(f"{USER_CACHE} (the user's napari-conch cache) must stay untouched:")
+        for line in USER_CACHE_GUARD.report():
+            reporter.write_line(f"  {line}")
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def fixtures_root() -> Path:

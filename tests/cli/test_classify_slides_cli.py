@@ -6,11 +6,13 @@ import contextlib
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_conch.cli import main
+from napari_conch.engine.csv_paths import resolve_store_reference
 from napari_conch.engine.prompts import embed_prompt_sets, load_prompt_set
 from napari_conch.engine.store import EmbeddingStore, TileStatus
 from tests.cli.test_region_cli import model_args
@@ -26,8 +28,13 @@ PROMPTS = {  # CONCH's released form: wrapped in "0"
 
 
 def read_csv(path):
+    """The rows of a CSV; a ``store`` column as the path it names (from the CSV's folder)."""
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        if "store" in row:
+            row["store"] = str(resolve_store_reference(row["store"], Path(path).parent))
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +77,8 @@ def test_classify_slide_files_equals_brute_force(cohort, tiny_model):
     printed = cohort["printed"]
     rows = read_csv(cohort["out"])
     assert [r["slide"] for r in rows] == ["cmu_small_region", "hgsc_nest", "ihc"]
+    with open(cohort["out"], newline="") as fh:  # stores named from the CSV's folder
+        assert all(r["store"].startswith("stores") for r in csv.DictReader(fh))
     names, classes = embed_prompt_sets(tiny_model, load_prompt_set(cohort["prompts"]))
     assert names == ["tumor", "stroma", "glass"]
     for row in rows:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_conch.cli import main
+from napari_conch.engine.csv_paths import resolve_store_reference
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.search import HIT_COLUMNS
 from napari_conch.engine.store import EmbeddingStore, TileStatus
@@ -41,8 +43,12 @@ def stores(tmp_path_factory, tiny_checkpoint, tokenizer_path):
 
 
 def read_hits(path):
+    """The hits of a CSV, each ``store`` as the path it names (from the CSV's folder)."""
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        hits = list(csv.DictReader(fh))
+    for hit in hits:
+        hit["store"] = str(resolve_store_reference(hit["store"], Path(path).parent))
+    return hits
 
 
 def every_tile(stores, query):
@@ -52,7 +58,7 @@ def every_tile(stores, query):
         emb = store.embeddings()
         for r, c in np.argwhere(store.status() == TileStatus.DONE):
             v = emb[r, c] / np.linalg.norm(emb[r, c])
-            scored.append((float(v @ query), str(store.path), int(r), int(c)))
+            scored.append((float(v @ query), str(store.path.resolve()), int(r), int(c)))
     return sorted(scored, key=lambda t: -t[0])
 
 

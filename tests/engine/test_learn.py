@@ -181,6 +181,23 @@ def test_check_next_lists_the_least_sure_unlabelled_tiles():
     assert (first.row, first.col) not in {(u.row, u.col) for u in again}
 
 
+def test_check_next_lists_every_unlabelled_tile_when_fewer_than_asked():
+    """All but a few embedded tiles labelled (one with no example of a prompted class, one
+    class from the examples alone): each unlabelled embedded tile is listed, once."""
+    emb, centres, truth = clustered(rows=6, cols=8)
+    index = QueryIndex(emb)
+    learner = Learner(index, make_grid(*index.shape), SCALE, {"a": centres[0], "b": centres[1]})
+    tiles = [tuple(int(v) for v in t) for t in np.argwhere(index.valid)]
+    labelled, left = tiles[:-7], tiles[-7:]
+    names = [["a", "b", "c"][truth[r, c]] for r, c in labelled]
+    learner.set_examples(Examples(*np.array(labelled).T, names))
+    listed = learner.retrain(validate=False, n_uncertain=20).uncertain
+    assert sorted((u.row, u.col) for u in listed) == sorted(left)
+    assert all(np.isfinite(u.margin) for u in listed)
+    learner.set_examples(Examples(*np.array(tiles).T, ["a"] * (len(tiles) - 1) + ["c"]))
+    assert learner.retrain(validate=False).uncertain == []  # nothing left to check
+
+
 def test_classifier_parameters_round_trip():
     rng = np.random.default_rng(0)
     model = learn.LinearClassifier(

@@ -104,6 +104,8 @@ class AnnotateDock(DockBase):
         self._timer.timeout.connect(self._auto_retrain)
         self.bind_layer_combo(self.class_panel.layer)
         self.class_panel.klass.choices = self._class_choices
+        # a callable: napari's reset_choices() on every layer change keeps the list
+        self.learn_panel.check_next.choices = self._check_next_choices
         self._connect()
         self.refresh_classes()
         self.schedule()
@@ -157,6 +159,9 @@ class AnnotateDock(DockBase):
 
     def _class_choices(self, _widget: Any = None) -> list[str]:
         return self.classes
+
+    def _check_next_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._uncertain)
 
     def _canonical(self, name: str) -> str:
         known = {n.casefold(): n for n in reversed(self.classes)}
@@ -448,7 +453,7 @@ class AnnotateDock(DockBase):
             f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
             for u in outcome.uncertain
         }
-        self.learn_panel.check_next.choices = list(self._uncertain)
+        self.learn_panel.check_next.reset_choices()
         self._redisplay()
         if outcome.validation is not None:
             self.show_validation(outcome.validation)

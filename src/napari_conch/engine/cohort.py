@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_conch.engine.csv_paths import resolve_store_reference, store_reference
 from napari_conch.engine.export import atomic_path, label_color
 from napari_conch.engine.query import softmax_probs
 from napari_conch.engine.search import iter_store_tiles, slide_name
@@ -171,7 +172,12 @@ def slides_csv_header(names: Sequence[str], topk: Sequence[int]) -> list[str]:
 
 
 def write_slides_csv(path: str | os.PathLike, results: Sequence[SlideResult]) -> Path:
-    """Write one row per slide (see :func:`slides_csv_header`) via a temporary file."""
+    """Write one row per slide (see :func:`slides_csv_header`) via a temporary file.
+
+    The ``store`` column names each store relative to the CSV's folder
+    (:func:`~napari_conch.engine.csv_paths.store_reference`); :func:`read_slides_csv` resolves
+    it from there, whatever the working folder.
+    """
     if not results:
         raise InputError("no slides to write")
     names, topk = results[0].names, results[0].topk
@@ -180,7 +186,7 @@ def write_slides_csv(path: str | os.PathLike, results: Sequence[SlideResult]) ->
         writer = csv.writer(fh)
         writer.writerow(slides_csv_header(names, topk))
         for r in results:
-            line: list = [r.slide, str(r.store), r.tiles]
+            line: list = [r.slide, store_reference(r.store, path.parent), r.tiles]
             for i, _ in enumerate(topk):
                 line.append(names[int(r.preds[i])])
                 line += [f"{v:.6f}" for v in r.pooled[i]]
@@ -419,7 +425,8 @@ def write_evidence(
 
 @dataclass(frozen=True)
 class SlideRow:
-    """One row of a slides CSV (:func:`write_slides_csv`) read back."""
+    """One row of a slides CSV (:func:`write_slides_csv`) read back; ``store`` is the store's
+    path, resolved from the CSV's folder."""
 
     slide: str
     store: Path
@@ -442,8 +449,12 @@ class SlidesTable:
 
 
 def read_slides_csv(path: str | os.PathLike) -> SlidesTable:
-    """Read a CSV written by ``classify-slides`` (:func:`write_slides_csv`)."""
-    path = Path(path)
+    """Read a CSV written by ``classify-slides`` (:func:`write_slides_csv`).
+
+    Relative store paths are taken from the CSV's own folder (not the working folder), so the
+    table opens wherever napari was started; absolute ones are used as they are.
+    """
+    path = Path(path).expanduser().absolute()
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -462,11 +473,13 @@ def read_slides_csv(path: str | os.PathLike) -> SlidesTable:
         raise InputError(f"{path}: damaged classify-slides CSV (unexpected columns)")
     rows = []
     try:
-        for line in lines:
+        for number, line in enumerate(lines, start=2):
+            if not (line["store"] or "").strip():
+                raise ValueError(f"line {number} names no store")
             rows.append(
                 SlideRow(
                     slide=line["slide"],
-                    store=Path(line["store"]),
+                    store=resolve_store_reference(line["store"], path.parent),
                     tiles=int(line["tiles"]),
                     preds={j: line[f"pred_top{j}"] for j in topk},
                     probs={j: {n: float(line[f"prob_top{j}_{n}"]) for n in names} for j in topk},

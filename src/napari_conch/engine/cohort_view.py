@@ -20,7 +20,13 @@ from typing import Any
 from napari_conch.engine.cohort import DEFAULT_TOPK, SlideResult, classify_store
 from napari_conch.engine.prompts import PromptSet, embed_prompt_sets, text_queries
 from napari_conch.engine.query import QueryIndex, QueryResult, run_query
-from napari_conch.engine.search import SearchHit, check_same_model, open_stores, search_stores
+from napari_conch.engine.search import (
+    SearchHit,
+    check_same_model,
+    open_stores,
+    read_store,
+    search_stores,
+)
 from napari_conch.engine.store import EmbeddingStore
 from napari_conch.engine.stores import model_for_store
 from napari_conch.errors import InputError, SlideError
@@ -73,7 +79,7 @@ def open_cohort_slide(
     """
     if prompt_set is not None and len(prompt_set.names) < 2:
         raise InputError("the prompt file needs two or more classes")
-    store = EmbeddingStore.open(store_path)
+    store = read_store(store_path)
     slide = slide_for_store(store)
     if prompt_set is None:
         return CohortSlide(slide, store)

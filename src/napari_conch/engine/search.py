@@ -95,17 +95,26 @@ class SearchHit:
     box: tuple[float, float, float, float]
     score: float
 
-    def as_row(self) -> tuple:
-        """The CSV row (see :data:`HIT_COLUMNS`)."""
+    def as_row(self, store: str | None = None) -> tuple:
+        """The CSV row (see :data:`HIT_COLUMNS`); ``store``: how the CSV names the store."""
         box = tuple(round(v, 1) for v in self.box)
-        return (self.slide, str(self.store), self.row, self.col, *box, round(self.score, 6))
+        store = str(self.store) if store is None else store
+        return (self.slide, store, self.row, self.col, *box, round(self.score, 6))
+
+
+def read_store(path: str | os.PathLike) -> EmbeddingStore:
+    """Open a store read-only; a path with nothing there is "not found" (named), rather than
+    "not an embedding store"."""
+    if not Path(path).expanduser().exists():
+        raise StoreError(f"{path}: store not found")
+    return EmbeddingStore.open(path)
 
 
 def open_stores(paths: Sequence[str | os.PathLike]) -> list[EmbeddingStore]:
     """Open stores read-only; refuse an empty list and the same store named twice."""
     if not paths:
         raise InputError("give at least one embedding store")
-    stores = [EmbeddingStore.open(p) for p in paths]
+    stores = [read_store(p) for p in paths]
     seen: dict[Path, Path] = {}
     for store in stores:
         key = store.path.resolve()
@@ -198,24 +207,31 @@ def tile_vector(store: EmbeddingStore, row: int, col: int) -> np.ndarray:
 
 
 def write_hits_csv(path: str | os.PathLike, hits: Sequence[SearchHit]) -> Path:
-    """Write hits as CSV (:data:`HIT_COLUMNS`) through a temporary file; return the path."""
+    """Write hits as CSV (:data:`HIT_COLUMNS`) through a temporary file; return the path.
+
+    Stores are named from the CSV's folder (:func:`~napari_conch.engine.csv_paths.store_reference`).
+    """
     import csv
 
+    from napari_conch.engine.csv_paths import store_reference
     from napari_conch.engine.export import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(HIT_COLUMNS)
-        writer.writerows(hit.as_row() for hit in hits)
+        writer.writerows(hit.as_row(store_reference(hit.store, path.parent)) for hit in hits)
     return path
 
 
 def read_hits_csv(path: str | os.PathLike) -> list[SearchHit]:
-    """Read a hits CSV written by :func:`write_hits_csv` (for the napari Cohort view)."""
+    """Read a hits CSV written by :func:`write_hits_csv` (for the napari Cohort view); relative
+    store paths are taken from the CSV's folder."""
     import csv
 
-    path = Path(path)
+    from napari_conch.engine.csv_paths import resolve_store_reference
+
+    path = Path(path).expanduser().absolute()
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
@@ -224,7 +240,7 @@ def read_hits_csv(path: str | os.PathLike) -> list[SearchHit]:
             return [
                 SearchHit(
                     line["slide"],
-                    Path(line["store"]),
+                    resolve_store_reference(line["store"], path.parent),
                     int(line["row"]),
                     int(line["col"]),
                     tuple(float(line[c]) for c in ("x0", "y0", "x1", "y1")),
