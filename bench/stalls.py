@@ -320,12 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the lazy 50k x 50k synthetic sample for SECONDS of embedding instead",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    from napari_conch._napari import fastpaths
+    from napari_conch._napari.fastpaths.process import tune_process
     from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
+    tune_process()  # as napari-conch view does (nothing with NAPARI_CONCH_FAST_PATHS=0)
     slide = args.slide or CMU_SMALL_REGION
     name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
     name = "napari-conch view" if args.view else name
-    print(f"napari-conch event-loop pauses: {name}, 1366 x 768, {machine()}")
+    fast = "on" if fastpaths.enabled() else "off"
+    print(f"napari-conch event-loop pauses: {name}, 1366 x 768, fast paths {fast}, {machine()}")
     runs = []
     for i in range(args.repeat):
         print(f"run {i + 1}/{args.repeat}", flush=True)

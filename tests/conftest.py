@@ -106,3 +106,12 @@ def tiny_model(tiny_checkpoint, tokenizer_path):
 
     ckpt, config = tiny_checkpoint
     return load_model(ckpt, config=config, tokenizer=tokenizer_path, device="cpu")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests of a fast path itself skip when the fast paths are off (NAPARI_CONCH_FAST_PATHS=0)."""
+    if item.get_closest_marker("fast_paths") is not None:
+        from napari_conch._napari import fastpaths
+
+        if not fastpaths.enabled():
+            pytest.skip(f"tests a fast path, and they are off ({fastpaths.SWITCH}=0)")

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_conch._napari.interpreter import BACKGROUND_NICE
+from napari_conch._napari.fastpaths import process
+from napari_conch._napari.fastpaths.process import BACKGROUND_NICE
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.workers import background, background_generator
 from napari_conch.errors import InputError
@@ -100,7 +101,8 @@ def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="priorities set on Linux only")
-def test_workers_run_below_the_gui_threads_priority(make_napari_viewer, qtbot):
+def test_workers_run_below_the_gui_threads_priority(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.setattr(process, "_TUNED", True)  # as in napari-conch view (fastpaths/process.py)
     _viewer, prompt, _caption = _docks(make_napari_viewer)
     nice = lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())  # noqa: E731
     gui, done = nice(), []

@@ -7,9 +7,12 @@ import pytest
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
+from napari_conch._napari.fastpaths import canvas as fast_canvas
+from napari_conch._napari.fastpaths import layer_parts
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_napari_viewer):
     viewer = make_napari_viewer()
     place = L.Placement((1.0, 1.0), (0.0, 0.0))
@@ -48,13 +51,14 @@ def test_a_new_map_layer_leaves_the_active_layer_alone(make_napari_viewer):
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_a_labels_layers_drawing_tools_are_given_back_before_it_is_shown(make_napari_viewer):
     viewer = make_napari_viewer()
     place = L.Placement((1.0, 1.0), (0.0, 0.0))
     layer = L.upsert_labels(
         viewer, np.ones((4, 4), np.int32), ["a", "b"], place, units=("pixel", "pixel"), opacity=1
     )
-    held = [key for key in S.DEFERRED_OVERLAYS if key not in layer._overlays]
+    held = [key for key in layer_parts.DEFERRED_OVERLAYS if key not in layer._overlays]
     assert held, "this napari makes the tools' overlays with the layer: nothing is deferred"
     steps = S.reveal_steps(layer)
     # one turn for napari's controls, one per overlay, then the layer is shown
@@ -63,7 +67,7 @@ def test_a_labels_layers_drawing_tools_are_given_back_before_it_is_shown(make_na
         step()
         assert not layer.visible
     steps[-1]()
-    assert layer.visible and all(key in layer._overlays for key in S.DEFERRED_OVERLAYS)
+    assert layer.visible and all(key in layer._overlays for key in layer_parts.DEFERRED_OVERLAYS)
     layer.mode = "polygon"  # the polygon tool works with its overlay back
     assert layer.mode == "polygon" and S.reveal_steps(layer) == []
 
@@ -86,6 +90,7 @@ def test_only_a_layer_the_plugin_hid_is_shown_again():
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_a_shapes_layer_without_text_does_not_draw_its_text_until_given_some(make_napari_viewer):
     from napari.layers import Shapes
 
@@ -127,6 +132,7 @@ def _shapes_parts(viewer, layer):
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_a_new_shapes_layer_is_drawn_part_by_part_after_it_is_shown(make_napari_viewer):
     from napari.layers import Shapes
 
@@ -167,6 +173,7 @@ def test_a_shapes_layer_shown_by_hand_before_its_steps_is_drawn_whole(make_napar
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_adding_a_layer_leaves_the_canvas_redraw_to_a_later_turn(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     canvas = viewer.window._qt_viewer.canvas
@@ -180,7 +187,7 @@ def test_adding_a_layer_leaves_the_canvas_redraw_to_a_later_turn(make_napari_vie
     # and Qt shows the canvas's last picture meanwhile (with its updates disabled instead, a
     # screen grab showed the canvas blank for a frame)
     assert native.updatesEnabled()
-    with S.canvas_redrawn_later(viewer):  # already held: left to the first block
+    with fast_canvas.canvas_redrawn_later(viewer):  # already held: left to the first block
         pass
     assert "update" in vars(native) and draws == []
     qtbot.waitUntil(lambda: "update" not in vars(native), timeout=2000)  # Qt's own again
@@ -195,7 +202,7 @@ def test_a_canvas_closed_before_its_redraw_is_left_alone(qtbot):
     widget.update = lambda *args: None
     widget.deleteLater()
     qtbot.waitUntil(lambda: not _alive(widget), timeout=2000)
-    S._release_redraws(widget, [()])  # no error: the viewer was closed in between
+    fast_canvas.release_redraws(widget, [()])  # no error: the viewer was closed in between
 
 
 def _alive(widget) -> bool:
@@ -211,6 +218,7 @@ def _controls(viewer):
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_a_new_layers_controls_are_built_by_their_step(make_napari_viewer):
     viewer = make_napari_viewer()
     place = L.Placement((1.0, 1.0), (0.0, 0.0))
@@ -233,6 +241,7 @@ def test_a_new_layers_controls_are_built_by_their_step(make_napari_viewer):
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 @pytest.mark.parametrize("first", ["selected", "removed", "shown by napari"])
 def test_a_layer_chosen_or_removed_before_its_controls_step_works_as_usual(
     make_napari_viewer, first
@@ -275,19 +284,20 @@ def test_without_napari_s_window_a_layer_is_added_with_nothing_held():
 
 
 @pytest.mark.gui
+@pytest.mark.fast_paths
 def test_the_next_step_waits_for_the_canvas_to_draw_the_last_one(make_napari_viewer, qtbot):
     from napari.components import ViewerModel
 
     viewer = make_napari_viewer(show=True)
     calls = []
-    S.after_canvas_drawn(viewer, lambda: calls.append("drawn"))
+    fast_canvas.after_canvas_drawn(viewer, lambda: calls.append("drawn"))
     assert calls == []
     viewer.window._qt_viewer.canvas.native.update()  # what a step's change asks for
     qtbot.waitUntil(lambda: calls == ["drawn"], timeout=2000)
-    qtbot.wait(2 * S.CANVAS_WAIT_MS)
+    qtbot.wait(2 * fast_canvas.CANVAS_WAIT_MS)
     assert calls == ["drawn"]  # once: the fallback timer does not call it again
 
-    S.after_canvas_drawn(viewer, lambda: calls.append("nothing drawn"))  # a step drawing nothing
+    fast_canvas.after_canvas_drawn(viewer, lambda: calls.append("nothing drawn"))  # draws nothing
     qtbot.waitUntil(lambda: calls[-1] == "nothing drawn", timeout=2000)
-    S.after_canvas_drawn(ViewerModel(), lambda: calls.append("no canvas"))
+    fast_canvas.after_canvas_drawn(ViewerModel(), lambda: calls.append("no canvas"))
     assert calls[-1] == "no canvas"  # at once

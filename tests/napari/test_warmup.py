@@ -87,7 +87,7 @@ def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
         gc.enable()
 
 
-def test_reading_a_slide_freezes_what_exists_and_imports_the_docks_modules_without_torch():
+def test_reading_a_slide_imports_the_docks_modules_without_torch_and_freezes_nothing():
     script = textwrap.dedent(
         """
         import sys
@@ -98,12 +98,11 @@ def test_reading_a_slide_freezes_what_exists_and_imports_the_docks_modules_witho
         import gc
 
         assert not any(name in sys.modules for name in warmup.DOCK_MODULES)
-        made_before = [[] for _ in range(1000)]
         frozen = gc.get_freeze_count()
         read_slide(str(CMU_SMALL_REGION))
         warmup._PREFETCH.join(60)
         print(all(name in sys.modules for name in warmup.DOCK_MODULES), "torch" in sys.modules)
-        print(gc.get_freeze_count() >= frozen + len(made_before))
+        print(gc.get_freeze_count() == frozen)  # napari's process is not ours to change
         """
     )
     out = subprocess.run(
@@ -111,7 +110,7 @@ def test_reading_a_slide_freezes_what_exists_and_imports_the_docks_modules_witho
     )
 
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["True", "False", "True"]  # what existed is frozen too
+    assert out.stdout.split() == ["True", "False", "True"]
 
 
 def test_a_core_library_dlopen_refuses_is_left_to_the_import(monkeypatch, tmp_path):

@@ -1,4 +1,4 @@
-"""The napari side of napari-conch: reader, sample data, the prompt highlighter dock widget.
+"""The napari side of napari-conch: reader, sample data and the dock widgets.
 
 This subpackage is the only part of napari-conch that imports Qt or napari. Its modules are
 named in ``napari.yaml`` and imported by napari on use:
@@ -11,18 +11,12 @@ named in ``napari.yaml`` and imported by napari on use:
 - :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
 - :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
 - :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
-- :mod:`.interpreter`: interpreter settings that keep napari's event loop running beside our
-  background threads.
-- :mod:`.shader_parsing`: vispy's shader variable parsing in linear time.
+- :mod:`.layer_steps`: new map layers shown in steps, one per event-loop turn.
+- :mod:`.gl_context`: layers removed with the canvas's OpenGL context current.
+- :mod:`.fastpaths`: every use of napari's, vispy's and Qt's private names, each with a plain
+  fallback, all off with ``NAPARI_CONCH_FAST_PATHS=0``.
 
-napari imports this package the first time it uses napari-conch (reader, sample or dock): the
-viewer's objects, made by then, are frozen out of full garbage collections and the interpreter
-lock is passed between threads more often (:func:`.interpreter.keep_event_loop_running`), and
-vispy parses its shaders in linear time (:func:`.shader_parsing.speed_up_shader_parsing`).
+Importing any of these changes nothing outside napari-conch: no garbage-collector, interpreter,
+thread or vispy setting. ``napari-conch view``, a process of our own, makes such settings
+(:func:`.fastpaths.process.tune_process`).
 """
-
-from napari_conch._napari.interpreter import keep_event_loop_running
-from napari_conch._napari.shader_parsing import speed_up_shader_parsing
-
-keep_event_loop_running()
-speed_up_shader_parsing()

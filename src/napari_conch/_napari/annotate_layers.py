@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
+from napari_conch._napari.fastpaths.layer_parts import skip_empty_text
 from napari_conch.engine.annotations import Color, Examples
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:
         face_color="transparent",
         edge_color="yellow",
     )
-    S.skip_empty_text(viewer, layer)
+    skip_empty_text(viewer, layer)
     return layer, True
 
 

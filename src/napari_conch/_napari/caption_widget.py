@@ -33,12 +33,8 @@ from napari_conch._napari.caption_panels import (
     TopTilesPanel,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.layer_steps import (
-    STEP_GAP_MS,
-    canvas_redrawn_later,
-    reveal_steps,
-    run_in_turns,
-)
+from napari_conch._napari.fastpaths.canvas import canvas_redrawn_later
+from napari_conch._napari.layer_steps import STEP_GAP_MS, reveal_steps, run_in_turns
 from napari_conch._napari.layers import find_layer, viewer_camera
 from napari_conch._napari.panels import ModelPanel, optional_path
 from napari_conch._napari.session_registry import unwrap

@@ -285,10 +285,9 @@ class CohortView(DockBase):
     def _remove_other_slides(self, slide_layer: Any) -> None:
         """The opened slide replaces the one on show: the other slides' layers and the prompt
         maps and legend drawn over them go (they describe another slide)."""
-        others = [
-            layer.name for layer in self.viewer.layers
-            if layer.name != slide_layer.name and META_KEY in getattr(layer, "metadata", {})
-        ]  # fmt: skip (by name: napari hands docks proxies, a new one per access)
+        slides = [layer for layer in self.viewer.layers if META_KEY in layer.metadata]
+        # by name: napari hands docks proxies of its layers, a new one per access
+        others = [layer.name for layer in slides if layer.name != slide_layer.name]
         for name in [*others, *L.PROMPT_MAP_LAYERS]:
             L.remove_layer(self.viewer, name, self)
         L.hide_legend(self.viewer)

@@ -31,8 +31,8 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_conch._napari.glyphs import warm_glyphs
-from napari_conch._napari.interpreter import freeze_long_lived_objects
+from napari_conch._napari.fastpaths.glyphs import warm_glyphs
+from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
@@ -83,7 +83,7 @@ class DockBase(Container):
     """
 
     def __init__(self, napari_viewer: napari.Viewer, sections: list[tuple]) -> None:
-        freeze_long_lived_objects()  # the viewer's and the panels' objects (see interpreter.py)
+        freeze_long_lived_objects()  # the viewer's and the panels' objects (fastpaths/process.py)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.errors: list[str] = []
@@ -264,7 +264,7 @@ class DockBase(Container):
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
-        freeze_long_lived_objects()  # the model's objects: see interpreter.py
+        freeze_long_lived_objects()  # the model's objects: see fastpaths/process.py
         self.session.set_model(model)
         self._show_model(model)
 

@@ -99,10 +99,10 @@ def read_slide(path: Any, *, slide: Slide | None = None) -> list[LayerData]:
     SlideError
         When the slide's pixels cannot be decoded.
     """
-    from napari_conch._napari.interpreter import freeze_long_lived_objects
+    from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
     from napari_conch._napari.warmup import prefetch_docks
 
-    freeze_long_lived_objects()  # the viewer is up: its objects (see interpreter.py)
+    freeze_long_lived_objects()  # the viewer is up: its objects (see fastpaths/process.py)
     prefetch_docks()  # a dock comes next, as a rule
     if slide is None:
         from napari_conch.slide import open_slide

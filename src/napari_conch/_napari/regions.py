@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.layer_steps import add_in_parts, skip_empty_text
+from napari_conch._napari.fastpaths.layer_parts import skip_empty_text
+from napari_conch._napari.layer_steps import add_in_parts
 from napari_conch._napari.layers import find_layer, slide_transform, world_to_level0
 from napari_conch.errors import InputError
 

@@ -25,7 +25,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from napari_conch._napari.interpreter import freeze_long_lived_objects, in_background
+from napari_conch._napari.fastpaths.process import freeze_long_lived_objects, in_background
 
 logger = logging.getLogger("napari_conch")
 

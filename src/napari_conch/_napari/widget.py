@@ -33,7 +33,8 @@ from qtpy.QtCore import QTimer
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
 from napari_conch._napari.dock_base import DockBase, reports_errors
-from napari_conch._napari.interpreter import freeze_long_lived_objects
+from napari_conch._napari.fastpaths.canvas import after_canvas_drawn, canvas_redrawn_later
+from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.panels import (
     RANGES,
     ExportPanel,
@@ -496,13 +497,13 @@ class PromptHighlighter(DockBase):
     def _next_step(self) -> None:
         if not self._pending or self._closed:
             return
-        with S.canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
+        with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
             more = self._pending.pop(0)()
         if more:
             self._pending[0:0] = more  # what the step left for the next turns, first
         self._select_slide_layer()
         if self._pending:  # the gap counts from the canvas's drawing of this step
-            S.after_canvas_drawn(self.viewer, self._start_step_timer)
+            after_canvas_drawn(self.viewer, self._start_step_timer)
 
     def _start_step_timer(self) -> None:
         if not self._closed and self._pending and not self._step_timer.isActive():

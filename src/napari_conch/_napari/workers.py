@@ -15,7 +15,7 @@ from typing import Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 
-from napari_conch._napari.interpreter import lower_thread_priority
+from napari_conch._napari.fastpaths.process import lower_thread_priority
 from napari_conch.errors import NapariConchError
 
 #: Errors shown to the user as one line (anything else is a bug and keeps its traceback).
@@ -39,7 +39,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     """Return ``func`` returning a :class:`Failure` for user errors instead of raising.
 
     It runs below the GUI thread's CPU priority (see
-    :func:`~napari_conch._napari.interpreter.lower_thread_priority`).
+    :func:`~napari_conch._napari.fastpaths.process.lower_thread_priority`).
     """
 
     @functools.wraps(func)

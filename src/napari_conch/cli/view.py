@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     """Start napari with the slide and the widget; return when the window closes."""
     import napari
 
+    from napari_conch._napari.fastpaths.process import tune_process
+
+    tune_process()  # our own process: its settings are ours to make (fastpaths/process.py)
     open_view(args)
     napari.run()
     return 0
@@ -137,7 +140,7 @@ def open_view(args: argparse.Namespace) -> tuple:
     if args.device:
         panel.device.value = args.device
     if demo:
-        from napari_conch._napari.glyphs import render_glyphs
+        from napari_conch._napari.fastpaths.glyphs import render_glyphs
 
         prompts = list(args.prompt or DEMO_VIEW_PROMPTS)
         render_glyphs(viewer, "\u25a0 " + "".join(prompts))  # the legend, before the window

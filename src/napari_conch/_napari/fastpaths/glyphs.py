@@ -23,7 +23,7 @@ from typing import Any
 
 from qtpy.QtCore import QTimer
 
-from napari_conch._napari.session_registry import unwrap
+from napari_conch._napari.fastpaths.canvas import unwrap
 
 logger = logging.getLogger("napari_conch")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from napari_conch._napari import glyphs
+from napari_conch._napari.fastpaths import glyphs
 
 pytestmark = pytest.mark.gui
 

@@ -1,4 +1,11 @@
-"""Interpreter settings that keep napari's event loop running beside napari-conch's threads.
+"""Process settings that keep napari's event loop running beside napari-conch's threads.
+
+They change the whole process, so they are napari-conch's to make only in a process of its own:
+``napari-conch view`` calls :func:`tune_process`. A napari that merely uses the plugin (its
+reader, a sample, a dock) keeps its garbage collector, switch interval, threads' priority and
+vispy as they are: until :func:`tune_process` has run, :func:`freeze_long_lived_objects` and
+:func:`lower_thread_priority` do nothing. :func:`tune_process` itself does nothing when the
+fast paths are off (:func:`napari_conch._napari.fastpaths.enabled`).
 
 Two behaviours of the Python interpreter freeze napari while a background thread of ours works
 (warm-up imports, model loading, embedding), measured with ``bench/stalls.py``:
@@ -10,7 +17,7 @@ Two behaviours of the Python interpreter freeze napari while a background thread
   alive now into a generation the collector never scans; they are still freed by reference
   counting, and only cycles among them that become garbage later are kept. It costs
   microseconds, so :func:`freeze_long_lived_objects` is called wherever many long-lived objects
-  have just been made: when napari first imports this package, when a slide is read and when a
+  have just been made: when the process is tuned, when a slide is read and when a
   dock is made (a viewer made after the first import is not covered by it: one full collection
   in the first dock's opening took 123 ms so), after the warm-up's imports, when a model is
   loaded and when an embedding run starts.
@@ -49,18 +56,43 @@ logger = logging.getLogger("napari_conch")
 SWITCH_INTERVAL_S = 0.0005
 #: The nice value of napari-conch's background threads (0 is the GUI thread's, 19 the lowest).
 BACKGROUND_NICE = 10
+#: Whether :func:`tune_process` ran (the settings above are this process's).
+_TUNED = False
 
 
 def freeze_long_lived_objects() -> None:
-    """Move every object alive now out of the reach of full garbage collections."""
-    gc.freeze()
+    """Move every object alive now out of the reach of full garbage collections.
+
+    Only in a tuned process (:func:`tune_process`); elsewhere nothing is done.
+    """
+    if _TUNED:
+        gc.freeze()
 
 
-def keep_event_loop_running() -> None:
-    """Freeze what exists and shorten the lock's switch interval (never lengthen it)."""
+def tune_process() -> bool:
+    """Make the settings above for this whole process (``napari-conch view``); whether made.
+
+    Freezes what exists, shortens the lock's switch interval (never lengthens it), lets
+    napari-conch's background threads lower their priority and has vispy parse shaders in
+    linear time (:mod:`.shader_parsing`). Nothing is done when the fast paths are off.
+    """
+    from napari_conch._napari import fastpaths
+    from napari_conch._napari.fastpaths.shader_parsing import speed_up_shader_parsing
+
+    global _TUNED
+    if not fastpaths.enabled():
+        return False
+    _TUNED = True
     freeze_long_lived_objects()
     if sys.getswitchinterval() > SWITCH_INTERVAL_S:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+    speed_up_shader_parsing()
+    return True
+
+
+def tuned() -> bool:
+    """Whether :func:`tune_process` made its settings in this process."""
+    return _TUNED
 
 
 def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
@@ -70,10 +102,12 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
     is changed (False). A thread cannot raise its priority again without privileges, so this is
     for threads that stay background threads: napari-conch's own, and napari's worker threads
     once they ran ours (any later worker on them is background work as well). The main
-    thread, napari's GUI thread, is never lowered.
+    thread, napari's GUI thread, is never lowered; nor is any thread outside a tuned process
+    (:func:`tune_process`): napari's shared worker threads belong to every plugin.
     """
     if (
-        not sys.platform.startswith("linux")
+        not _TUNED
+        or not sys.platform.startswith("linux")
         or threading.current_thread() is threading.main_thread()
     ):
         return False  # never the GUI thread's (a worker's function called on it directly)
