@@ -13,6 +13,7 @@ from napari_conch.cli import main
 from napari_conch.engine.annotations import read_geojson
 from napari_conch.engine.store import EmbeddingStore, TileStatus
 from napari_conch.slide import TileGrid
+from tests.cli.conftest import refused
 
 ROWS, COLS, TILE = 12, 18, 64
 
@@ -188,3 +189,14 @@ def test_errors_are_one_line_and_exit_2(setup, demo, tmp_path, capsys):
     assert main(["learn", str(store.path), "--annotations", str(annotations)]) == 2
     assert "nothing to do" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_strength_must_be_a_finite_positive_number(setup, tmp_path, capsys, value):
+    """``--strength nan`` was accepted and trained a classifier of NaNs (exit 0)."""
+    store, annotations, _ = setup
+    out = tmp_path / "map.csv"
+    argv = ["learn", str(store.path), "--annotations", str(annotations), "--prompt", "tumor",
+            "--strength", value, "--out", str(out)]  # fmt: skip
+    assert f"argument --strength: {value}: " in refused(main, argv, capsys)
+    assert not out.exists()
