@@ -127,3 +127,9 @@ def test_box_corners_must_be_finite(capsys, svs_path, tiny_checkpoint, tokenizer
     argv = ["rank-texts", str(svs_path), "--box", *box, "--text", "tumor",
             *model_args(tiny_checkpoint, tokenizer_path)]  # fmt: skip
     assert "argument --box:" in refused(main, argv, capsys)
+
+
+def test_device_meta_is_one_line(capsys, svs_path, tiny_checkpoint, tokenizer_path):
+    argv = ["rank-texts", str(svs_path), *BOX, "--text", "tumor",
+            *model_args(tiny_checkpoint, tokenizer_path), "--device", "meta"]  # fmt: skip
+    assert "'meta' is not a device that computes" in refused(main, argv, capsys)
