@@ -200,3 +200,16 @@ def test_strength_must_be_a_finite_positive_number(setup, tmp_path, capsys, valu
             "--strength", value, "--out", str(out)]  # fmt: skip
     assert f"argument --strength: {value}: " in refused(main, argv, capsys)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--annotations", "--prompts"])
+def test_json_nested_100000_deep_is_one_line(setup, tmp_path, capsys, option):
+    """GeoJSON or a prompt file nested 100,000 deep ended in a RecursionError."""
+    store, annotations, _ = setup
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"type": "FeatureCollection", "features": ' + "[" * 100_000
+                    + "]" * 100_000 + "}")  # fmt: skip
+    given = {"--annotations": str(annotations), "--prompts": None, option: str(deep)}
+    argv = ["learn", str(store.path), "--prompt", "tumor", "--out", str(tmp_path / "m.csv")]
+    argv += [part for flag, path in given.items() if path for part in (flag, path)]
+    assert f"{deep} is nested 100001 levels deep" in refused(main, argv, capsys)

@@ -210,3 +210,13 @@ def test_nonsense_options_are_refused_before_any_work(embedded, tmp_path, capsys
     line = refused(main, argv, capsys)
     assert line.startswith("napari-conch query: error:") and words in line
     assert not out.exists()
+
+
+def test_a_prompt_file_nested_100000_deep_is_one_line(embedded, tmp_path, capsys):
+    """It ended in a RecursionError from the JSON parser."""
+    job, options = embedded
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    argv = ["query", str(job.store.path), "--prompts", str(deep), *options,
+            "--out", str(tmp_path / "map.csv")]  # fmt: skip
+    assert f"prompt file {deep} is nested 100000 levels deep" in refused(main, argv, capsys)

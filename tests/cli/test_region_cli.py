@@ -133,3 +133,14 @@ def test_device_meta_is_one_line(capsys, svs_path, tiny_checkpoint, tokenizer_pa
     argv = ["rank-texts", str(svs_path), *BOX, "--text", "tumor",
             *model_args(tiny_checkpoint, tokenizer_path), "--device", "meta"]  # fmt: skip
     assert "'meta' is not a device that computes" in refused(main, argv, capsys)
+
+
+def test_a_prompt_file_nested_100000_deep_is_one_line(
+    capsys, svs_path, tiny_checkpoint, tokenizer_path, tmp_path
+):
+    """It ended in a RecursionError from the JSON parser."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    argv = ["rank-texts", str(svs_path), *BOX, "--prompts", str(deep),
+            *model_args(tiny_checkpoint, tokenizer_path)]  # fmt: skip
+    assert f"prompt file {deep} is nested 100000 levels deep" in refused(main, argv, capsys)

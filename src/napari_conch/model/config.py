@@ -10,13 +10,13 @@ models and users' own architectures are described.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from napari_conch.bounds import bounded, check_fields
 from napari_conch.errors import ConfigError, InputError
+from napari_conch.json_input import read_json
 
 #: Heads of both attentional poolers. CONCH's reference code builds its poolers with this fixed
 #: number and ignores the config's ``attn_pooler_heads`` (the reference numbers of a config that
@@ -192,12 +192,7 @@ def resolve_config(config: str | Path | dict[str, Any] | CocaConfig | None) -> C
         return PRESETS[config]
     path = Path(config)
     if path.suffix.lower() == ".json" or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"model config file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"model config {str(path)!r} is not valid JSON: {exc}") from None
+        data = read_json(path, "model config", error=ConfigError)
         if not isinstance(data, dict):
             raise ConfigError(f"model config {str(path)!r} must hold a JSON object")
         return CocaConfig.from_dict(data, name=path.stem)
