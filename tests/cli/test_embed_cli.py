@@ -424,3 +424,28 @@ def test_wait_without_a_number_and_inf_mean_for_ever():
     for extra in (["--wait"], ["--wait", "inf"]):
         args = parser.parse_args(["embed", "slide.svs", *extra])
         assert args.wait == float("inf")
+
+
+def test_a_tiff_claiming_4e9_by_3e9_px_leaves_no_store(tmp_path, tiny_checkpoint, capsys):
+    """It ended in ArrayMemoryError (666 TiB) with a store folder left behind."""
+    from tests.slide.forged import tiff_claiming
+
+    huge = tiff_claiming(tmp_path / "huge.tif", 4_000_000_000, 3_000_000_000)
+    stores = tmp_path / "stores"
+    line = refused(main, embed_args(huge, tiny_checkpoint, stores), capsys)
+    assert line.startswith(f"napari-conch embed: error: {huge}: the file says its image is ")
+    assert not stores.exists()
+
+
+def test_a_fifo_named_tif_is_refused_not_waited_on(tmp_path, tiny_checkpoint, capsys):
+    """``embed pipe.tif`` waited for a writer for ever."""
+    from tests.slide.forged import FifoUnblocker
+
+    fifo = FifoUnblocker(tmp_path / "pipe.tif")
+    try:
+        line = refused(main, embed_args(fifo.path, tiny_checkpoint, tmp_path / "s"), capsys)
+    finally:
+        fifo.close()
+    assert line == f"napari-conch embed: error: {fifo.path}: not a regular file (a FIFO); " + (
+        "give a slide file or zarr folder"
+    )
