@@ -144,3 +144,18 @@ def test_a_prompt_file_nested_100000_deep_is_one_line(
     argv = ["rank-texts", str(svs_path), *BOX, "--prompts", str(deep),
             *model_args(tiny_checkpoint, tokenizer_path)]  # fmt: skip
     assert f"prompt file {deep} is nested 100000 levels deep" in refused(main, argv, capsys)
+
+
+def test_rank_texts_over_a_100k_tiff_without_pyramid_is_refused(
+    capsys, tiny_checkpoint, tokenizer_path, tmp_path
+):
+    """It decoded every level-0 tile (138 s, no word) to shrink the box; now it says why not."""
+    from tests.slide.forged import tiff_claiming
+
+    big = tiff_claiming(tmp_path / "big.tif", 100_000, 100_000)
+    argv = ["rank-texts", str(big), "--box", "0", "0", "100000", "100000", "--text", "tumor",
+            *model_args(tiny_checkpoint, tokenizer_path)]  # fmt: skip
+    line = refused(main, argv, capsys)
+    assert "is 100000 x 100000 px at level 0, its coarsest: reading it would decode 10,000 Mpx" in (
+        line
+    )
