@@ -98,7 +98,8 @@ def read_region_pixels(
         raise NapariConchError(
             f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) of {slide.name} is {box[2]} x {box[3]} px "
             f"at level {level}, its coarsest: reading it would decode "
-            f"{_mpx(box[2] * box[3])} Mpx (at most {_mpx(MAX_DECODE_FACTOR * max_pixels)}); choose a smaller box, or a slide with a pyramid"
+            f"{_mpx(box[2] * box[3])} Mpx (at most {_mpx(MAX_DECODE_FACTOR * max_pixels)}); "
+            "choose a smaller box, or a slide with a pyramid"
         )
     if level != region.level or factor > 1:
         shrunk = f" shrunk {factor} times" if factor > 1 else ""
