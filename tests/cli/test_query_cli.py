@@ -220,3 +220,16 @@ def test_a_prompt_file_nested_100000_deep_is_one_line(embedded, tmp_path, capsys
     argv = ["query", str(job.store.path), "--prompts", str(deep), *options,
             "--out", str(tmp_path / "map.csv")]  # fmt: skip
     assert f"prompt file {deep} is nested 100000 levels deep" in refused(main, argv, capsys)
+
+
+def test_a_tokenizer_of_another_vocabulary_is_one_line(embedded, tmp_path, capsys):
+    """The demo model's tokenizer fits the tiny CONCH-vocabulary model: wrong scores, exit 0."""
+    from napari_conch.demo import demo_model_paths
+
+    job, options = embedded
+    options = list(options)
+    options[options.index("--tokenizer") + 1] = str(demo_model_paths()[2])
+    out = tmp_path / "map.csv"
+    argv = ["query", str(job.store.path), "--prompt", "a", *options, "--out", str(out)]
+    assert "has 877 ids but the model's vocabulary has 32007" in refused(main, argv, capsys)
+    assert not out.exists()
