@@ -33,6 +33,11 @@ class SlideError(NapariConchError):
     """A slide cannot be opened or read."""
 
 
+class SlideRefusedError(SlideError):
+    """A file refused before its pixels are read: not a regular file (a FIFO, a device), or a
+    size no slide has (no pixels, or more than ``slide.base.MAX_SLIDE_SIDE`` a side)."""
+
+
 class StoreError(NapariConchError):
     """An embedding store is missing, damaged or does not match what is asked."""
 

@@ -64,3 +64,19 @@ def read_only():
     yield make
     for folder in reversed(mounted):
         _umount(folder)
+
+
+def refused(main, argv: list[str], capsys) -> str:
+    """Run the CLI on ``argv``, which must stop with exit status 2 and one line on stderr.
+
+    Returns that line. Argument errors leave argparse as ``SystemExit(2)``; the command's own
+    errors return 2.
+    """
+    try:
+        status = main(argv)
+    except SystemExit as stop:
+        status = stop.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.count("\n") == 1, err
+    return err.strip()

@@ -198,3 +198,14 @@ def test_stores_of_different_models_are_refused(cohort, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "another model" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_prompt_file_nested_100000_deep_is_one_line(cohort, tmp_path, capsys):
+    """It ended in a RecursionError from the JSON parser."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"classnames": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    argv = list(cohort["argv"])
+    argv[argv.index("--prompts") + 1] = str(deep)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{deep} is nested 100001 levels deep" in err

@@ -13,6 +13,7 @@ import pytest
 from napari_conch.cli import main
 from napari_conch.cli.embed import ProgressBar
 from napari_conch.engine.store import EmbeddingStore, TileStatus
+from tests.cli.conftest import refused
 
 
 def embed_args(svs_path, tiny_checkpoint, store_dir, *extra) -> list[str]:
@@ -87,10 +88,10 @@ def test_second_run_says_nothing_to_compute(tmp_path, svs_path, tiny_checkpoint,
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--batch-size", "0", "batch_size=0: must be at least 1"),
-        ("--min-tissue", "2", "min_tissue=2.0: must be between 0 and 1"),
-        ("--num-readers", "0", "num_readers=0: must be at least 1"),
-        ("--tile-size", "100000", "tile_size=100000: must be at most"),
+        ("--batch-size", "0", "argument --batch-size: 0: must be at least 1"),
+        ("--min-tissue", "2", "argument --min-tissue: 2: must be between 0 and 1"),
+        ("--num-readers", "0", "argument --num-readers: 0: must be at least 1"),
+        ("--tile-size", "100000", "argument --tile-size: 100000: must be between 1 and 8192"),
         ("--cluster-timeout", "0", "--cluster-timeout 0.0: must be greater than 0"),
     ],
 )
@@ -98,9 +99,8 @@ def test_bad_values_are_refused_before_anything_is_created(
     tmp_path, svs_path, tiny_checkpoint, capsys, option, value, message
 ):
     store_dir = tmp_path / "stores"
-    assert main(embed_args(svs_path, tiny_checkpoint, store_dir, option, value)) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    argv = embed_args(svs_path, tiny_checkpoint, store_dir, option, value)
+    assert message in refused(main, argv, capsys)
     assert not store_dir.exists()
 
 
@@ -396,3 +396,56 @@ def test_a_truncated_tiff_is_one_line_without_tifffiles_own_errors(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "cut.tif: cannot read level 0" in err[0], err
     assert not [r for r in caplog.records if r.name == "tifffile"]  # said once, by us
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--wait", "-1"], "argument --wait: -1: must be at least 0"),
+        (["--wait", "nan"], "argument --wait: nan: expected a finite number"),
+        (["--min-tissue", "nan"], "argument --min-tissue: nan: expected a finite number"),
+        (["--num-readers", "0"], "argument --num-readers: 0: must be at least 1"),
+        (["--slide-mpp", "inf"], "argument --slide-mpp: inf: expected a finite number"),
+    ],
+)
+def test_nonsense_numbers_are_refused_where_they_are_parsed(
+    tmp_path, svs_path, tiny_checkpoint, capsys, extra, words
+):
+    """``--wait -1`` and ``--wait nan`` were accepted (the slide embedded, exit 0)."""
+    line = refused(main, embed_args(svs_path, tiny_checkpoint, tmp_path, *extra), capsys)
+    assert line == f"napari-conch embed: error: {words} (see napari-conch embed --help)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wait_without_a_number_and_inf_mean_for_ever():
+    from napari_conch.cli import build_parser
+
+    parser = build_parser()
+    for extra in (["--wait"], ["--wait", "inf"]):
+        args = parser.parse_args(["embed", "slide.svs", *extra])
+        assert args.wait == float("inf")
+
+
+def test_a_tiff_claiming_4e9_by_3e9_px_leaves_no_store(tmp_path, tiny_checkpoint, capsys):
+    """It ended in ArrayMemoryError (666 TiB) with a store folder left behind."""
+    from tests.slide.forged import tiff_claiming
+
+    huge = tiff_claiming(tmp_path / "huge.tif", 4_000_000_000, 3_000_000_000)
+    stores = tmp_path / "stores"
+    line = refused(main, embed_args(huge, tiny_checkpoint, stores), capsys)
+    assert line.startswith(f"napari-conch embed: error: {huge}: the file says its image is ")
+    assert not stores.exists()
+
+
+def test_a_fifo_named_tif_is_refused_not_waited_on(tmp_path, tiny_checkpoint, capsys):
+    """``embed pipe.tif`` waited for a writer for ever."""
+    from tests.slide.forged import FifoUnblocker
+
+    fifo = FifoUnblocker(tmp_path / "pipe.tif")
+    try:
+        line = refused(main, embed_args(fifo.path, tiny_checkpoint, tmp_path / "s"), capsys)
+    finally:
+        fifo.close()
+    assert line == f"napari-conch embed: error: {fifo.path}: not a regular file (a FIFO); " + (
+        "give a slide file or zarr folder"
+    )

@@ -13,6 +13,7 @@ from napari_conch.cli import main
 from napari_conch.engine.annotations import read_geojson
 from napari_conch.engine.store import EmbeddingStore, TileStatus
 from napari_conch.slide import TileGrid
+from tests.cli.conftest import refused
 
 ROWS, COLS, TILE = 12, 18, 64
 
@@ -188,3 +189,27 @@ def test_errors_are_one_line_and_exit_2(setup, demo, tmp_path, capsys):
     assert main(["learn", str(store.path), "--annotations", str(annotations)]) == 2
     assert "nothing to do" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_strength_must_be_a_finite_positive_number(setup, tmp_path, capsys, value):
+    """``--strength nan`` was accepted and trained a classifier of NaNs (exit 0)."""
+    store, annotations, _ = setup
+    out = tmp_path / "map.csv"
+    argv = ["learn", str(store.path), "--annotations", str(annotations), "--prompt", "tumor",
+            "--strength", value, "--out", str(out)]  # fmt: skip
+    assert f"argument --strength: {value}: " in refused(main, argv, capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--annotations", "--prompts"])
+def test_json_nested_100000_deep_is_one_line(setup, tmp_path, capsys, option):
+    """GeoJSON or a prompt file nested 100,000 deep ended in a RecursionError."""
+    store, annotations, _ = setup
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"type": "FeatureCollection", "features": ' + "[" * 100_000
+                    + "]" * 100_000 + "}")  # fmt: skip
+    given = {"--annotations": str(annotations), "--prompts": None, option: str(deep)}
+    argv = ["learn", str(store.path), "--prompt", "tumor", "--out", str(tmp_path / "m.csv")]
+    argv += [part for flag, path in given.items() if path for part in (flag, path)]
+    assert f"{deep} is nested 100001 levels deep" in refused(main, argv, capsys)

@@ -11,6 +11,7 @@ import tifffile
 
 from napari_conch.cli import main
 from napari_conch.engine.export import read_tiff_metadata
+from tests.cli.conftest import refused
 
 TILE = 256
 
@@ -190,3 +191,45 @@ def test_top_tiles_command(embedded, tmp_path, capsys):
     assert read_csv(out) == printed
     status = job.store.status()
     assert all(status[int(r["row"]), int(r["col"])] == 1 for r in printed)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--threshold", "nan"], "argument --threshold: nan: expected a finite number"),
+        (["--threshold", "2"], "argument --threshold: 2: must be between -1 and 1"),
+        (["--prompt", "b", "--background", ""], "background='': name the background class"),
+        (["--prompt", "b", "--background", "  "], ": name the background class"),
+    ],
+)
+def test_nonsense_options_are_refused_before_any_work(embedded, tmp_path, capsys, extra, words):
+    """``--threshold nan`` and ``--background ''`` were accepted without a word (exit 0)."""
+    job, options = embedded
+    out = tmp_path / "map.csv"
+    argv = ["query", str(job.store.path), "--prompt", "a", *extra, *options, "--out", str(out)]
+    line = refused(main, argv, capsys)
+    assert line.startswith("napari-conch query: error:") and words in line
+    assert not out.exists()
+
+
+def test_a_prompt_file_nested_100000_deep_is_one_line(embedded, tmp_path, capsys):
+    """It ended in a RecursionError from the JSON parser."""
+    job, options = embedded
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    argv = ["query", str(job.store.path), "--prompts", str(deep), *options,
+            "--out", str(tmp_path / "map.csv")]  # fmt: skip
+    assert f"prompt file {deep} is nested 100000 levels deep" in refused(main, argv, capsys)
+
+
+def test_a_tokenizer_of_another_vocabulary_is_one_line(embedded, tmp_path, capsys):
+    """The demo model's tokenizer fits the tiny CONCH-vocabulary model: wrong scores, exit 0."""
+    from napari_conch.demo import demo_model_paths
+
+    job, options = embedded
+    options = list(options)
+    options[options.index("--tokenizer") + 1] = str(demo_model_paths()[2])
+    out = tmp_path / "map.csv"
+    argv = ["query", str(job.store.path), "--prompt", "a", *options, "--out", str(out)]
+    assert "has 877 ids but the model's vocabulary has 32007" in refused(main, argv, capsys)
+    assert not out.exists()

@@ -81,6 +81,24 @@ def test_huge_box_is_read_within_the_pixel_bound(slide, caplog):
     np.testing.assert_array_equal(read_region_pixels(slide, huge), full)
 
 
+def test_a_box_past_the_decoding_bound_is_refused_before_any_read(slide, monkeypatch):
+    """Past the coarsest level every pixel of the box is decoded: a 100k x 100k px TIFF without
+    a pyramid took 138 s. With a 10 kpx bound (320 kpx decoded at most) the slide is too big."""
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("nothing may be read")
+
+    monkeypatch.setattr(slide, "read_region", no_read)
+    monkeypatch.setattr("napari_conch.engine.region.read_region_reduced", no_read)
+    with pytest.raises(NapariConchError) as info:
+        read_region_pixels(slide, Region(0, 0, 2220, 2967), max_pixels=100 * 100)
+    assert str(info.value) == (
+        f"box (0, 0, 2220, 2967) of {slide.name} is 2220 x 2967 px at level 0, its coarsest: "
+        "reading it would decode 6.59 Mpx (at most 0.32); choose a smaller box, or a slide with a "
+        "pyramid"
+    )
+
+
 def test_rank_texts_uses_the_model_temperature(slide, tiny_model):
     texts = ["tumor", "stroma", "glass"]
     ranking = rank_texts(tiny_model, slide, BOX, texts)

@@ -89,3 +89,30 @@ def test_loaded_model_captions_and_ranks_texts(tiny_model, tiny_reference):
     cos = tiny_model.embed_images(tile) @ tiny_model.embed_texts(texts).T
     expected = (tiny_model.logit_scale * cos).softmax(-1)
     assert torch.allclose(probs, expected)
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"strategy": "top_p", "temperature": float("nan")}, "temperature=nan: expected a finite"),
+        ({"repetition_penalty": 0}, "repetition_penalty=0: must be greater than 0"),
+        ({"repetition_penalty": float("inf")}, "repetition_penalty=inf: expected a finite"),
+        ({"top_p": float("nan")}, "top_p=nan"),
+        ({"min_length": 50, "max_length": 5}, "min_length=50 is more than max_length=5"),
+        ({"num_beams": 2.5}, "num_beams=2.5: expected a whole number"),
+        ({"seed": -1}, "seed=-1: must be between 0 and 9223372036854775807"),
+    ],
+)
+def test_settings_that_would_crash_or_mislead_are_refused(settings, words):
+    """nan temperature with top_p, penalty 0 (``max() arg is an empty sequence``) and a
+    minimum longer than the maximum were accepted."""
+    with pytest.raises(NapariConchError, match=words.replace("(", r"\(")) as info:
+        GenerationConfig(**settings)
+    assert "\n" not in str(info.value)
+
+
+def test_a_tiny_temperature_samples_the_best_id(ref_model, images):
+    """logits / 1e-300 were inf - inf = nan in the softmax (multinomial then failed)."""
+    greedy = generate(ref_model, images, GenerationConfig("greedy", max_length=6, min_length=2))
+    cold = GenerationConfig("top_p", max_length=6, min_length=2, temperature=1e-300, seed=3)
+    assert torch.equal(generate(ref_model, images, cold), greedy)

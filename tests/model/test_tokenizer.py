@@ -103,3 +103,24 @@ def test_explicit_missing_or_invalid_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(TokenizerNotFoundError, match="not a tokenizer JSON"):
         Tokenizer.from_file(bad)
+
+
+def test_a_tokenizer_with_ids_past_the_model_is_refused_at_load(tokenizer_path):
+    """CONCH's tokenizer (32007 ids) with the demo model (877): an index error at the first text."""
+    from napari_conch.model import load_model
+
+    with pytest.raises(TokenizerNotFoundError) as info:
+        load_model("demo", tokenizer=tokenizer_path, device="cpu")
+    assert "has 32007 ids but the model's vocabulary has 877" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_tokenizer_of_another_vocabulary_that_fits_is_refused(tiny_checkpoint):
+    """The demo tokenizer's ids all fit CONCH's 32007 rows: scores of the wrong words, silently."""
+    from napari_conch.demo import demo_model_paths
+    from napari_conch.model import load_model
+
+    ckpt, config = tiny_checkpoint
+    demo_tokenizer = demo_model_paths()[2]
+    with pytest.raises(TokenizerNotFoundError, match="has 877 ids but the model's vocabulary has"):
+        load_model(ckpt, config=config, tokenizer=demo_tokenizer, device="cpu")

@@ -104,3 +104,28 @@ def test_view_command_opens_the_sample_by_default(tmp_path):
     assert slide_path(None) == CMU_SMALL_REGION
     with pytest.raises(SlideError, match="no such file"):
         slide_path(str(tmp_path / "missing.svs"))
+
+
+def test_reader_refuses_a_fifo_without_opening_it(tmp_path):
+    """napari's open of a FIFO named .tif waited for a writer for ever."""
+    from tests.slide.forged import FifoUnblocker
+
+    fifo = FifoUnblocker(tmp_path / "pipe.tif")
+    try:
+        reader = get_reader(str(fifo.path))
+    finally:
+        fifo.close()
+    assert reader is not None  # claimed: the user is told why, not "no reader"
+    with pytest.raises(SlideError, match=r"pipe\.tif: not a regular file \(a FIFO\)"):
+        reader(str(fifo.path))
+
+
+def test_reader_refuses_a_header_claiming_4e9_by_3e9_px(tmp_path):
+    """The reader grew to 16.8 GB resident on it."""
+    from tests.slide.forged import tiff_claiming
+
+    huge = tiff_claiming(tmp_path / "huge.tif", 4_000_000_000, 3_000_000_000)
+    reader = get_reader(str(huge))
+    assert reader is not None
+    with pytest.raises(SlideError, match="4000000000 x 3000000000 px, more than any"):
+        reader(str(huge))

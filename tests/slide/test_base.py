@@ -64,3 +64,15 @@ def test_repr_and_level_helpers(nest_pyramid):
         )
         assert slide.level_shape(1) == (300, 250)
         assert slide.level_mpp(1) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 0, 3)])
+def test_a_level_without_pixels_is_refused_whatever_the_format(tmp_path, shape):
+    import dask.array as da
+
+    from napari_conch.errors import SlideRefusedError
+    from napari_conch.slide.base import Slide
+
+    level = da.zeros(shape, dtype=np.uint8)
+    with pytest.raises(SlideRefusedError, match=r"level 0 is \d+ x \d+ px, an image without"):
+        Slide(tmp_path / "x.zarr", [level], [None], mpp=None, mpp_source="unknown", fingerprint="")

@@ -46,3 +46,26 @@ def test_path_as_string(svs_path):
 def test_an_empty_path_is_named_as_such_not_taken_for_the_current_folder(path):
     with pytest.raises(SlideError, match="no slide path given"):
         open_slide(path)
+
+
+def test_a_fifo_named_tif_is_refused_before_it_is_opened(tmp_path):
+    """Opening it waited for a writer for ever (CLI embed and the napari reader hung)."""
+    from napari_conch.errors import SlideRefusedError
+    from tests.slide.forged import FifoUnblocker
+
+    fifo = FifoUnblocker(tmp_path / "slide.tif")
+    try:
+        with pytest.raises(SlideRefusedError) as info:
+            open_slide(fifo.path)
+    finally:
+        fifo.close()
+    assert str(info.value) == (
+        f"{fifo.path}: not a regular file (a FIFO); give a slide file or zarr folder"
+    )
+
+
+def test_a_character_device_is_refused():
+    from napari_conch.errors import SlideRefusedError
+
+    with pytest.raises(SlideRefusedError, match="/dev/zero: not a regular file"):
+        open_slide("/dev/zero")

@@ -170,3 +170,30 @@ def test_truncated_file_fails_per_region(tmp_path, nest, tiff_pyramid):
         with pytest.raises(SlideError, match=r"cut\.tif: cannot read level 0 rows") as info:
             slide.read_region(0, 400, 500, 100, 100)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+def test_a_tiff_without_pixels_is_refused(tmp_path, tiled):
+    """Width 0 ended in ZeroDivisionError (tifffile) or a TypeError in the grid's check."""
+    from napari_conch.errors import SlideRefusedError
+    from tests.slide.forged import tiff_claiming
+
+    path = tiff_claiming(tmp_path / "zero.tif", 0, 256, tiled=tiled)
+    with pytest.raises(SlideRefusedError) as info:
+        open_slide(path)
+    assert str(info.value) == f"{path}: its image is 0 x 256 px, without pixels"
+
+
+def test_a_header_claiming_4e9_by_3e9_px_is_refused_before_any_allocation(tmp_path):
+    """It was opened, and embed then asked numpy for 666 TiB (ArrayMemoryError)."""
+    from napari_conch.errors import SlideRefusedError
+    from napari_conch.slide.base import MAX_SLIDE_SIDE
+    from tests.slide.forged import tiff_claiming
+
+    path = tiff_claiming(tmp_path / "huge.tif", 4_000_000_000, 3_000_000_000)
+    with pytest.raises(SlideRefusedError) as info:
+        open_slide(path)
+    assert str(info.value) == (
+        f"{path}: the file says its image is 4000000000 x 3000000000 px, more than any slide "
+        f"(at most {MAX_SLIDE_SIDE} px a side); it is damaged or not a slide"
+    )

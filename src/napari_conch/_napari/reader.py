@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from napari_conch.errors import SlideError
+from napari_conch.errors import SlideError, SlideRefusedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,9 +39,19 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
             return None
         path = path[0]
     path = Path(path)
-    if not path.name.lower().endswith(SUFFIXES) or not _looks_like_slide(path):
+    if not path.name.lower().endswith(SUFFIXES):
         return None
     from napari_conch.slide import open_slide
+    from napari_conch.slide.open import existing_slide_path
+
+    try:
+        existing_slide_path(path)  # a FIFO or device named .tif: refused before it is opened
+    except SlideRefusedError as exc:
+        return functools.partial(_raise_broken, exc)
+    except SlideError:
+        return None
+    if not _looks_like_slide(path):
+        return None
 
     try:
         slide = open_slide(path)
@@ -59,6 +69,8 @@ def _claims(path: Path, error: SlideError) -> bool:
     only when reading them failed underneath (a corrupt file); an image that reads fine but is
     not 8-bit RGB or greyscale (float data, many channels) is left to other readers.
     """
+    if isinstance(error, SlideRefusedError):  # a size no slide has: said, never read
+        return True
     return path.name.lower().endswith(WSI_SUFFIXES) or error.__cause__ is not None
 
 

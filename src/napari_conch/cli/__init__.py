@@ -40,9 +40,21 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the command.
+
+    ``napari-conch embed: error: argument --wait: -1: must be at least 0`` with exit status 2
+    (the usage is left to ``--help``). Subcommand parsers are of this class too.
+    """
+
+    def error(self, message: str):
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="napari-conch",
         description="Text-prompted tissue maps over whole-slide images with CONCH.",
     )

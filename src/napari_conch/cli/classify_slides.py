@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import MODEL_ENV
+from napari_conch.bounds import Bounds
+from napari_conch.cli.common import MODEL_ENV, number, run_option
+from napari_conch.engine.options import DEFAULTS
 from napari_conch.errors import InputError
+
+#: ``--evidence-top``: tiles per class in the evidence.
+EVIDENCE_TOP = Bounds(kind=int, minimum=1, optional=True)
 
 HELP = "zero-shot classify whole slides by top-j pooling of tile scores (CONCH's MI-Zero)"
 
@@ -45,7 +50,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--labels", metavar="CSV", help="reference labels 'slide,label': print metrics")
     p.add_argument("--evidence", metavar="DIR", help="write each slide's top tiles per class")
     p.add_argument(
-        "--evidence-top", type=int, metavar="J", help="tiles per class in the evidence (max j)"
+        "--evidence-top", type=number(EVIDENCE_TOP), metavar="J",
+        help="tiles per class in the evidence (max j)",
     )
     embedding = p.add_argument_group("embedding slide files")
     embedding.add_argument(
@@ -56,13 +62,29 @@ def register(subparsers: Any) -> None:
     embedding.add_argument("--config", metavar="JSON", help="model config")
     embedding.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON")
     where = embedding.add_mutually_exclusive_group()
-    where.add_argument("--level", type=int, metavar="N", help="pyramid level of the grid")
-    where.add_argument("--mpp", type=float, metavar="X", help="grid resolution in microns/px")
-    embedding.add_argument("--slide-mpp", type=float, metavar="X", help="microns/px if unknown")
-    embedding.add_argument("--tile-size", type=int, metavar="N", help="default: model input")
-    embedding.add_argument("--stride", type=int, metavar="N", help="default: tile size")
-    embedding.add_argument("--min-tissue", type=float, metavar="F", help="default 0.25")
-    embedding.add_argument("--batch-size", type=int, metavar="N", help="default 32")
+    where.add_argument(
+        "--level", type=run_option("level"), metavar="N", help="pyramid level of the grid"
+    )
+    where.add_argument(
+        "--mpp", type=run_option("mpp"), metavar="X", help="grid resolution in microns/px"
+    )
+    embedding.add_argument(
+        "--slide-mpp", type=run_option("slide_mpp"), metavar="X", help="microns/px if unknown"
+    )
+    embedding.add_argument(
+        "--tile-size", type=run_option("tile_size"), metavar="N", help="default: model input"
+    )
+    embedding.add_argument(
+        "--stride", type=run_option("stride"), metavar="N", help="default: tile size"
+    )
+    embedding.add_argument(
+        "--min-tissue", type=run_option("min_tissue"), metavar="F",
+        help=f"default {DEFAULTS.min_tissue:g}",
+    )  # fmt: skip
+    embedding.add_argument(
+        "--batch-size", type=run_option("batch_size"), metavar="N",
+        help=f"default {DEFAULTS.batch_size}",
+    )  # fmt: skip
     embedding.add_argument("--device", metavar="D", help="torch device")
     embedding.add_argument("--store", metavar="DIR", help="folder of the stores (default cache)")
     embedding.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler")

@@ -4,12 +4,47 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
+from napari_conch.bounds import Bounds
 from napari_conch.errors import InputError
 
 MODEL_ENV = "NAPARI_CONCH_MODEL"
+#: ``-k``: how many tiles a search lists (a whole number from 1).
+COUNT = Bounds(kind=int, minimum=1)
 MODEL_HELP = f"checkpoint file or folder, hf_hub:MahmoodLab/conch, or demo (default: ${MODEL_ENV})"
+
+
+def number(bounds: Bounds) -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses a number and checks it against ``bounds``.
+
+    Refused text (``nan``, ``-1`` for a count, ``abc``) is argparse's one-line error
+    ``argument --OPTION: TEXT: what is wrong`` with exit status 2, before any work.
+    """
+    whole = bounds.kind is int
+
+    def parse(text: str) -> Any:
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if whole else 'a number'}"
+            ) from None
+        problem = bounds.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{text}: {problem}")
+        return value
+
+    parse.__name__ = "whole number" if whole else "number"  # argparse names it in errors
+    return parse
+
+
+def run_option(name: str) -> Callable[[str], Any]:
+    """``type=`` for the run option ``name`` (:class:`~napari_conch.engine.options.RunOptions`)."""
+    from napari_conch.engine.options import run_option_bounds
+
+    return number(run_option_bounds(name))
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +66,12 @@ def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the
 
 def add_wait_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """``--wait [SECONDS]``: wait for a process writing the store (no number: for ever)."""
+    from napari_conch.engine.options import WAIT_BOUNDS
+
     parser.add_argument(
-        "--wait", nargs="?", type=float, const=float("inf"), metavar="SECONDS", help=help
-    )
+        "--wait", nargs="?", type=number(WAIT_BOUNDS), const=float("inf"), metavar="SECONDS",
+        help=help,
+    )  # fmt: skip
 
 
 def model_source(args: argparse.Namespace) -> str:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from napari_conch.cli.common import add_model_argument, add_wait_argument, model_source
+from napari_conch.cli.common import (
+    add_model_argument,
+    add_wait_argument,
+    model_source,
+    run_option,
+)
 from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.progress import TISSUE
@@ -48,45 +53,48 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (recorded, not needed)")
     where = p.add_mutually_exclusive_group()
     where.add_argument(
-        "--level", type=int, default=DEFAULTS.level, metavar="N", help="pyramid level of the grid"
-    )
+        "--level", type=run_option("level"), default=DEFAULTS.level, metavar="N",
+        help="pyramid level of the grid",
+    )  # fmt: skip
     where.add_argument(
-        "--mpp", type=float, default=DEFAULTS.mpp, metavar="X", help="grid resolution in microns/px"
-    )
+        "--mpp", type=run_option("mpp"), default=DEFAULTS.mpp, metavar="X",
+        help="grid resolution in microns/px",
+    )  # fmt: skip
     p.add_argument(
         "--slide-mpp",
-        type=float,
+        type=run_option("slide_mpp"),
         default=DEFAULTS.slide_mpp,
         metavar="X",
         help="level-0 microns/px of slides without one",
     )
     p.add_argument(
         "--tile-size",
-        type=int,
+        type=run_option("tile_size"),
         default=DEFAULTS.tile_size,
         metavar="N",
         help="tile side in pixels of the grid (default: the model's own)",
     )
     p.add_argument(
-        "--stride", type=int, default=DEFAULTS.stride, metavar="N", help="default: tile size"
-    )
+        "--stride", type=run_option("stride"), default=DEFAULTS.stride, metavar="N",
+        help="default: tile size",
+    )  # fmt: skip
     p.add_argument(
         "--min-tissue",
-        type=float,
+        type=run_option("min_tissue"),
         default=DEFAULTS.min_tissue,
         metavar="F",
         help=f"minimum tissue fraction of a tile (default {DEFAULTS.min_tissue})",
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=run_option("batch_size"),
         default=DEFAULTS.batch_size,
         metavar="N",
         help=f"tiles per model call (default {DEFAULTS.batch_size})",
     )
     p.add_argument(
         "--num-readers",
-        type=int,
+        type=run_option("num_readers"),
         default=DEFAULTS.num_readers,
         metavar="N",
         help=f"threads reading tiles (default {DEFAULTS.num_readers})",

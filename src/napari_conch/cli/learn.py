@@ -11,7 +11,9 @@ from napari_conch.cli.common import (
     add_store_model_arguments,
     named_prompt_sets,
     no_embeddings_reason,
+    number,
 )
+from napari_conch.engine.learn import STRENGTH_BOUNDS
 from napari_conch.errors import InputError, StoreError
 
 HELP = "learn classes from annotated example tiles, with text prompts as the prior"
@@ -39,7 +41,7 @@ def register(subparsers: Any) -> None:
     add_prompt_arguments(p, "templates for --prompt and prompt files without any (default conch)")
     p.add_argument(
         "--strength",
-        type=float,
+        type=number(STRENGTH_BOUNDS),
         metavar="F",
         help="pull of the classifier towards the prompts (default: the engine's)",
     )

@@ -12,11 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from napari_conch.bounds import bounds_of
 from napari_conch.cli.common import (
     add_prompt_arguments,
     add_store_model_arguments,
     no_embeddings_reason,
+    number,
 )
+from napari_conch.engine.prompt_request import PromptRequest
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -43,7 +46,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--background", metavar="TEXT", help="a class whose wins become label 0")
     p.add_argument(
         "--threshold",
-        type=float,
+        type=number(bounds_of(PromptRequest, "threshold")),
         metavar="F",
         help="label 0 below this winning probability (one prompt: below this cosine)",
     )
@@ -65,15 +68,13 @@ def prompt_request(args: argparse.Namespace) -> Any:
     InputError
         When no class is named, a class is named twice, or the prompt file cannot be read.
     """
-    from napari_conch.engine.prompt_request import PromptRequest
     from napari_conch.engine.prompts import load_prompt_set
 
     prompt_set = load_prompt_set(args.prompts, args.templates) if args.prompts else None
     names = (*args.prompt, *(prompt_set.names if prompt_set is not None else ()))
     if not names:
         raise InputError("give at least one --prompt or a --prompts file")
-    background = args.background or None
-    request = PromptRequest(names, args.templates, background, args.threshold, prompt_set)
+    request = PromptRequest(names, args.templates, args.background, args.threshold, prompt_set)
     request.check()
     return request
 

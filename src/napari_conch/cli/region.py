@@ -6,8 +6,24 @@ import argparse
 import json
 from typing import Any
 
-from napari_conch.cli.common import add_model_argument, model_source
-from napari_conch.model.config import STRATEGIES
+from napari_conch.bounds import Bounds, bounds_of
+from napari_conch.cli.common import add_model_argument, model_source, number, run_option
+from napari_conch.model.config import CAPTION_DEFAULTS, STRATEGIES, GenerationConfig
+
+#: The caption options: (option, GenerationConfig field, metavar, help); bounds and defaults are
+#: the field's (:data:`~napari_conch.model.config.CAPTION_DEFAULTS`).
+CAPTION_OPTIONS = (
+    ("--beams", "num_beams", "N", "beams"),
+    ("--top-k", "top_k", "K", "candidates kept by top_k sampling"),
+    ("--top-p", "top_p", "P", "probability mass kept by top_p sampling, in (0, 1]"),
+    ("--temperature", "temperature", "T", "divides the logits before sampling, above 0"),
+    ("--min-length", "min_length", "N", "ids before the end may come"),
+    ("--max-length", "max_length", "N", "ids per caption, at least 2"),
+    ("--repetition-penalty", "repetition_penalty", "R", "above 1 discourages repeats, above 0"),
+    ("--seed", "seed", "S", "makes sampling reproducible"),
+)
+#: Box corners: any finite level-0 coordinate (a box partly outside the slide is clipped).
+COORDINATE = Bounds()
 
 
 def _add_region_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,13 +31,18 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--box",
         nargs=4,
-        type=float,
+        type=number(COORDINATE),
         required=True,
         metavar=("X0", "Y0", "X1", "Y1"),
         help="the region, in level-0 pixels",
     )
-    p.add_argument("--level", type=int, default=0, metavar="N", help="pyramid level to read at")
-    p.add_argument("--mpp", type=float, metavar="X", help="level-0 microns/px if the file has none")
+    p.add_argument(
+        "--level", type=run_option("level"), default=0, metavar="N", help="pyramid level to read at"
+    )
+    p.add_argument(
+        "--mpp", type=run_option("slide_mpp"), metavar="X",
+        help="level-0 microns/px if the file has none",
+    )  # fmt: skip
     add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
@@ -42,18 +63,16 @@ def register(subparsers: Any) -> None:
     _add_region_arguments(cap)
     cap.add_argument(
         "--strategy",
-        default="beam",
+        default=CAPTION_DEFAULTS.strategy,
         choices=STRATEGIES,
-        help="decoding strategy (default: beam)",
+        help=f"decoding strategy (default: {CAPTION_DEFAULTS.strategy})",
     )
-    cap.add_argument("--beams", type=int, default=4, metavar="N", help="beams (default 4)")
-    cap.add_argument("--top-k", type=int, default=50, metavar="K")
-    cap.add_argument("--top-p", type=float, default=0.9, metavar="P")
-    cap.add_argument("--temperature", type=float, default=1.0, metavar="T")
-    cap.add_argument("--min-length", type=int, default=5, metavar="N")
-    cap.add_argument("--max-length", type=int, default=40, metavar="N")
-    cap.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R")
-    cap.add_argument("--seed", type=int, metavar="S", help="makes sampling reproducible")
+    for option, name, metavar, text in CAPTION_OPTIONS:
+        default = getattr(CAPTION_DEFAULTS, name)
+        cap.add_argument(
+            option, dest=name, type=number(bounds_of(GenerationConfig, name)), default=default,
+            metavar=metavar, help=text if default is None else f"{text} (default {default:g})",
+        )  # fmt: skip
     cap.set_defaults(func=run_caption)
 
     rank = subparsers.add_parser(
@@ -101,13 +120,12 @@ def run_caption(args: argparse.Namespace) -> int:
     """Print the caption of the region."""
     from napari_conch.engine.region import caption_region
     from napari_conch.errors import NoDecoderError
-    from napari_conch.model.generation import GenerationConfig
 
     cfg = GenerationConfig(
         strategy=args.strategy,
         max_length=args.max_length,
         min_length=args.min_length,
-        num_beams=args.beams,
+        num_beams=args.num_beams,
         top_k=args.top_k,
         top_p=args.top_p,
         temperature=args.temperature,

@@ -7,7 +7,7 @@ import csv
 import sys
 from typing import Any
 
-from napari_conch.cli.common import add_store_model_arguments
+from napari_conch.cli.common import COUNT, add_store_model_arguments, number
 from napari_conch.errors import InputError
 
 HELP = "find the tiles that best match a prompt or a tile, over many embedded slides"
@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", metavar="TEXT", help="what to look for")
     what.add_argument("--like", metavar="STORE:ROW,COL", help="tiles like this tile")
-    p.add_argument("-k", type=int, default=20, metavar="N", help="how many tiles (default 20)")
+    p.add_argument(
+        "-k", type=number(COUNT), default=20, metavar="N", help="how many tiles (default 20)"
+    )
     p.add_argument("--templates", choices=("conch", "none"), default="conch")
     p.add_argument("--out", metavar="FILE.csv", help="write the hits as CSV")
     add_store_model_arguments(p, "the stores'")

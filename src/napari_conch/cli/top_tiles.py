@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import add_store_model_arguments
+from napari_conch.cli.common import COUNT, add_store_model_arguments, number
 from napari_conch.cli.query import check_out_file, store_session
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="what to look for")
-    p.add_argument("-k", type=int, default=10, metavar="N", help="how many tiles (default 10)")
+    p.add_argument(
+        "-k", type=number(COUNT), default=10, metavar="N", help="how many tiles (default 10)"
+    )
     p.add_argument("--templates", choices=("conch", "none"), default="conch")
     p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
     add_store_model_arguments(p)

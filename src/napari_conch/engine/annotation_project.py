@@ -24,6 +24,7 @@ from napari_conch.engine.annotations import Color, Examples
 from napari_conch.engine.export import atomic_path
 from napari_conch.engine.learn import DEFAULT_STRENGTH, LinearClassifier
 from napari_conch.errors import InputError, StoreError
+from napari_conch.json_input import read_json
 
 #: Folder inside the store that holds annotation projects.
 ANNOTATIONS_FOLDER = "annotations"
@@ -157,10 +158,7 @@ def load_project(store: Any) -> AnnotationProject | None:
     path = project_path(store.path)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the annotation project ({exc})") from None
+    data = read_json(path, "annotation project")
     project = AnnotationProject.from_dict(data, str(path))
     wanted = signature_hash(store.signature)
     if project.store_signature not in (None, wanted):

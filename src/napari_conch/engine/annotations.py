@@ -32,6 +32,10 @@ from napari_conch.engine.export import atomic_path, label_color
 from napari_conch.engine.overlap import tile_geometry
 from napari_conch.engine.polygons import label_polygons
 from napari_conch.errors import InputError
+from napari_conch.json_input import read_json
+
+#: Largest GeoJSON file read (QuPath exports of many detailed shapes run to tens of MiB).
+MAX_GEOJSON_BYTES = 256 * 2**20
 
 Color = tuple[int, int, int]
 
@@ -206,19 +210,11 @@ def read_geojson(path: str | os.PathLike) -> Shapes:
     Raises
     ------
     InputError
-        When the file is missing, not JSON, or not GeoJSON features with polygons.
+        When the file is missing, not JSON (or larger than :data:`MAX_GEOJSON_BYTES` or nested
+        too deeply, see :func:`~napari_conch.json_input.read_json`), or not GeoJSON features
+        with polygons.
     """
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"annotation file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"annotation file {path} cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"annotation file {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
+    data = read_json(path, "annotation file", max_bytes=MAX_GEOJSON_BYTES)
     return shapes_from_geojson(data, str(path))
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.bounds import Bounds
 from napari_conch.engine.query import (
     QueryIndex,
     QueryResult,
@@ -43,6 +44,8 @@ from napari_conch.errors import InputError
 
 #: Default weight of the pull towards the prior (see the module docstring).
 DEFAULT_STRENGTH = 1.0
+#: The strengths accepted: a finite number above 0.
+STRENGTH_BOUNDS = Bounds(minimum=0, above=True)
 #: Largest number of folds of the cross-validation.
 MAX_FOLDS = 5
 #: Iterations of L-BFGS at most (it usually converges in a few dozen).
@@ -162,8 +165,7 @@ def fit(
         raise InputError(f"{len(names)} class names for {prior.shape[0]} prior vectors")
     if not np.isfinite(logit_scale) or logit_scale <= 0:
         raise InputError(f"logit scale {logit_scale} must be a positive number")
-    if strength <= 0:
-        raise InputError(f"prior strength {strength} must be positive")
+    STRENGTH_BOUNDS.check("strength", strength)
     k, dim = prior.shape
     labels = np.asarray(labels, dtype=np.int64)
     from scipy.optimize import minimize  # here even without examples: the first call (zero-shot,

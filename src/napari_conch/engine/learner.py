@@ -88,7 +88,7 @@ class Learner:
         self.text = {n: np.asarray(v, dtype=np.float32) for n, v in text.items()}
         self.extra: list[str] = []
         self.given_colors = dict(colors or {})
-        self.strength = float(strength)
+        self.strength = float(learn.STRENGTH_BOUNDS.check("strength", strength))
         self.examples = Examples()
 
     # ------------------------------------------------------------------ classes

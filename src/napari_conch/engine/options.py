@@ -10,11 +10,10 @@ created on disk.
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from napari_conch.bounds import Bounds, bounded, bounds_of, check_fields
 from napari_conch.errors import InputError
 
 #: Largest tile side accepted (pixels of the grid's level); larger tiles would not fit in memory.
@@ -52,14 +51,20 @@ class RunOptions:
         Folder of the stores; ``None``: the user cache folder.
     """
 
-    level: int | None = None
-    mpp: float | None = None
-    tile_size: int | None = None
-    stride: int | None = None
-    min_tissue: float = 0.25
-    batch_size: int = 32
-    num_readers: int = 2
-    slide_mpp: float | None = None
+    level: int | None = field(default=None, metadata=bounded(kind=int, minimum=0, optional=True))
+    mpp: float | None = field(default=None, metadata=bounded(minimum=0, above=True, optional=True))
+    tile_size: int | None = field(
+        default=None, metadata=bounded(kind=int, minimum=1, maximum=MAX_TILE_SIZE, optional=True)
+    )
+    stride: int | None = field(
+        default=None, metadata=bounded(kind=int, minimum=1, maximum=MAX_TILE_SIZE, optional=True)
+    )
+    min_tissue: float = field(default=0.25, metadata=bounded(minimum=0, maximum=1))
+    batch_size: int = field(default=32, metadata=bounded(kind=int, minimum=1))
+    num_readers: int = field(default=2, metadata=bounded(kind=int, minimum=1))
+    slide_mpp: float | None = field(
+        default=None, metadata=bounded(minimum=0, above=True, optional=True)
+    )
     device: str | None = None
     precision: str | None = None
     store_root: str | None = None
@@ -67,16 +72,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.level is not None and self.mpp is not None:
             raise InputError(f"level={self.level} and mpp={self.mpp}: give one or the other")
-        _check_int("level", self.level, minimum=0, optional=True)
-        _check_positive("mpp", self.mpp)
-        _check_positive("slide_mpp", self.slide_mpp)
-        _check_int("tile_size", self.tile_size, minimum=1, optional=True, maximum=MAX_TILE_SIZE)
-        _check_int("stride", self.stride, minimum=1, optional=True, maximum=MAX_TILE_SIZE)
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("num_readers", self.num_readers, minimum=1)
-        value = _number("min_tissue", self.min_tissue)
-        if not 0.0 <= value <= 1.0:
-            raise InputError(f"min_tissue={self.min_tissue}: must be between 0 and 1")
+        check_fields(self)
         if self.precision is not None and self.precision not in ("fp32", "bf16", "fp16"):
             raise InputError(f"precision={self.precision!r}: expected fp32, bf16 or fp16")
         if self.store_root is not None:
@@ -108,38 +104,13 @@ class RunOptions:
         return int(getattr(model, "default_tile_size", None) or model.image_size)
 
 
-def _number(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}={value!r}: expected a number") from None
-    if not math.isfinite(number):
-        raise InputError(f"{name}={value!r}: expected a finite number")
-    return number
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if value is not None and _number(name, value) <= 0:
-        raise InputError(f"{name}={value}: must be greater than 0")
-
-
-def _check_int(
-    name: str,
-    value: Any,
-    *,
-    minimum: int,
-    optional: bool = False,
-    maximum: int | None = None,
-) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name}={value!r}: expected a whole number")
-    if value < minimum:
-        raise InputError(f"{name}={value}: must be at least {minimum}")
-    if maximum is not None and value > maximum:
-        raise InputError(f"{name}={value}: must be at most {maximum}")
-
-
 #: The defaults, for widgets and argument parsers that show them.
 DEFAULTS = RunOptions()
+
+#: Seconds a command waits for another process writing a store (``inf``: as long as it takes).
+WAIT_BOUNDS = Bounds(minimum=0, infinite=True)
+
+
+def run_option_bounds(name: str) -> Bounds:
+    """The bounds of the run option ``name`` (for the argument parsers)."""
+    return bounds_of(RunOptions, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from napari_conch.bounds import bounded, check_fields
 from napari_conch.engine.prompts import PromptSet
 from napari_conch.errors import InputError
 
@@ -31,8 +32,17 @@ class PromptRequest:
     prompts: tuple[str, ...]
     templates: str = "conch"
     background: str | None = None
-    threshold: float | None = None
+    threshold: float | None = field(
+        default=None, metadata=bounded(minimum=-1, maximum=1, optional=True)
+    )  # a probability (0..1) or, for one prompt, a cosine (-1..1)
     prompt_set: PromptSet | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.background is not None and not str(self.background).strip():
+            raise InputError(
+                f"background={self.background!r}: name the background class (or leave it out)"
+            )
 
     @classmethod
     def from_prompt_set(

@@ -19,7 +19,6 @@ prompt files (``prompts/*.json`` in its repository) wrap that object in one more
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from napari_conch.errors import InputError
+from napari_conch.json_input import read_json
 
 #: The placeholder that templates hold.
 PLACEHOLDER = "CLASSNAME"
@@ -156,21 +156,11 @@ def load_prompt_set(path: str | Path, templates: str | Sequence[str] = "conch") 
     Raises
     ------
     InputError
-        When the file is missing, is not JSON, or does not have that shape.
+        When the file is missing, is not JSON (or larger or more deeply nested than a prompt
+        file may be, see :func:`~napari_conch.json_input.read_json`), or does not have that
+        shape.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"prompt file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"prompt file {path} cannot be read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"prompt file {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
+    data = read_json(path, "prompt file")
     return prompt_set_from_dict(data, templates=templates, source=str(path))
 
 

@@ -12,6 +12,8 @@ Memory is bounded whatever the box: the box is first clipped to the slide (a box
 outside it is a one-line error); when the clipped box holds more than :data:`MAX_REGION_PIXELS`
 pixels at the chosen level, it is read at the finest coarser level that fits, or, past the
 coarsest level, shrunk by an integer factor while it is read band by band (logged either way).
+Work is bounded too: a box that would need more than :data:`MAX_DECODE_FACTOR` times
+:data:`MAX_REGION_PIXELS` pixels decoded at the coarsest level is refused in one line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ logger = logging.getLogger("napari_conch")
 WHITE = 255
 #: Largest number of pixels a region is read with (16 Mpx: 48 MB of RGB).
 MAX_REGION_PIXELS = 4096 * 4096
+#: Largest number of level pixels decoded to read one region shrunk (``max_pixels`` times this):
+#: past the coarsest level a larger box is refused, since every one of its pixels would be
+#: decoded (a 100k x 100k px TIFF without a pyramid took 138 s).
+MAX_DECODE_FACTOR = 32
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,13 @@ def read_region_pixels(
         if box[2] * box[3] <= max_pixels or level == len(slide.levels) - 1:
             break
     factor = max(1, math.ceil(math.sqrt(box[2] * box[3] / max_pixels)))
+    if box[2] * box[3] > MAX_DECODE_FACTOR * max_pixels:
+        raise NapariConchError(
+            f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) of {slide.name} is {box[2]} x {box[3]} px "
+            f"at level {level}, its coarsest: reading it would decode "
+            f"{_mpx(box[2] * box[3])} Mpx (at most {_mpx(MAX_DECODE_FACTOR * max_pixels)}); "
+            "choose a smaller box, or a slide with a pyramid"
+        )
     if level != region.level or factor > 1:
         shrunk = f" shrunk {factor} times" if factor > 1 else ""
         logger.warning(
@@ -97,6 +110,11 @@ def read_region_pixels(
     if factor > 1:
         return read_region_reduced(slide, level, *box, factor)
     return slide.read_region(level, *box)
+
+
+def _mpx(pixels: float) -> str:
+    mega = pixels / 1e6
+    return f"{mega:,.0f}" if mega >= 1000 else f"{mega:.3g}"
 
 
 def _level_box(

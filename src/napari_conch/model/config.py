@@ -10,20 +10,22 @@ models and users' own architectures are described.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_conch.errors import ConfigError
+from napari_conch.bounds import bounded, check_fields
+from napari_conch.errors import ConfigError, InputError
+from napari_conch.json_input import read_json
 
 #: Heads of both attentional poolers. CONCH's reference code builds its poolers with this fixed
 #: number and ignores the config's ``attn_pooler_heads`` (the reference numbers of a config that
 #: says 4 are only reproduced with 8), so we do the same.
 POOLER_HEADS = 8
 
-#: Caption generation strategies (:class:`~napari_conch.model.generation.GenerationConfig`),
-#: here rather than in the torch module so that the docks and the CLI offer them without torch.
+#: Caption generation strategies (:class:`GenerationConfig`), here rather than in the torch
+#: module (:mod:`~napari_conch.model.generation`) so that the docks and the CLI offer them, and
+#: check their settings, without torch.
 STRATEGIES = ("greedy", "beam", "top_k", "top_p")
 
 #: ViT trunks known by their timm names: patch size, width, layers, heads.
@@ -190,14 +192,64 @@ def resolve_config(config: str | Path | dict[str, Any] | CocaConfig | None) -> C
         return PRESETS[config]
     path = Path(config)
     if path.suffix.lower() == ".json" or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"model config file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"model config {str(path)!r} is not valid JSON: {exc}") from None
+        data = read_json(path, "model config", error=ConfigError)
         if not isinstance(data, dict):
             raise ConfigError(f"model config {str(path)!r} must hold a JSON object")
         return CocaConfig.from_dict(data, name=path.stem)
     known = ", ".join(sorted(PRESETS))
     raise ConfigError(f"unknown model config {str(config)!r} (presets: {known}; or a JSON file)")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to generate a caption.
+
+    Attributes
+    ----------
+    strategy : str
+        ``"greedy"``, ``"beam"``, ``"top_k"`` or ``"top_p"`` (sampling).
+    max_length : int
+        Ids per caption including ``<start_of_text>`` and ``<end_of_text>``.
+    min_length : int
+        ``<end_of_text>`` is forbidden while fewer ids than this exist.
+    num_beams : int
+        Beams for ``"beam"``.
+    top_k : int
+        Candidates kept for ``"top_k"`` sampling.
+    top_p : float
+        Probability mass kept for ``"top_p"`` (nucleus) sampling.
+    temperature : float
+        Divides the logits before sampling.
+    repetition_penalty : float
+        > 1 discourages ids already generated (1 = off).
+    seed : int, optional
+        Makes sampling reproducible.
+    """
+
+    strategy: str = "greedy"
+    max_length: int = field(default=30, metadata=bounded(kind=int, minimum=2))
+    min_length: int = field(default=5, metadata=bounded(kind=int, minimum=0))
+    num_beams: int = field(default=4, metadata=bounded(kind=int, minimum=1))
+    top_k: int = field(default=50, metadata=bounded(kind=int, minimum=1))
+    top_p: float = field(default=0.9, metadata=bounded(minimum=0, above=True, maximum=1))
+    temperature: float = field(default=1.0, metadata=bounded(minimum=0, above=True))
+    repetition_penalty: float = field(default=1.0, metadata=bounded(minimum=0, above=True))
+    seed: int | None = field(
+        default=None, metadata=bounded(kind=int, minimum=0, maximum=2**63 - 1, optional=True)
+    )
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise InputError(
+                f"unknown generation strategy {self.strategy!r} (use {', '.join(STRATEGIES)})"
+            )
+        check_fields(self)
+        if self.min_length > self.max_length:
+            raise InputError(
+                f"min_length={self.min_length} is more than max_length={self.max_length}: "
+                "a caption cannot be longer than its maximum"
+            )
+
+
+#: The command line's captioning defaults: beam search, captions of up to 40 ids.
+CAPTION_DEFAULTS = GenerationConfig(strategy="beam", max_length=40)

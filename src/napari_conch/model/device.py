@@ -6,6 +6,9 @@ import torch
 
 from napari_conch.errors import NapariConchError
 
+#: Device types the model runs on (torch knows others, such as ``meta``, that hold no values).
+COMPUTE_DEVICES = ("cpu", "cuda", "mps")
+
 
 def default_device() -> torch.device:
     """CUDA when available, else Apple's MPS, else the CPU."""
@@ -27,6 +30,16 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise NapariConchError(
             f"unknown device {device!r} (use cpu, cuda, cuda:N, mps or auto)"
         ) from None
+    if dev.type == "meta":
+        raise NapariConchError(
+            f"device {device!r} is not a device that computes (meta tensors hold no values); "
+            "use cpu, cuda, cuda:N, mps or auto"
+        )
+    if dev.type not in COMPUTE_DEVICES:
+        raise NapariConchError(
+            f"device {device!r} is not one napari-conch computes on (use cpu, cuda, cuda:N, mps "
+            "or auto)"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise NapariConchError(f"device {device!r} was asked for but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():

@@ -9,66 +9,15 @@ minimum length, repetition penalty, then top-k / top-p filtering, then temperatu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from napari_conch.errors import NapariConchError, NoDecoderError
+from napari_conch.errors import InputError, NoDecoderError
 from napari_conch.model.coca import CoCa
-from napari_conch.model.config import STRATEGIES
+from napari_conch.model.config import GenerationConfig
 from napari_conch.model.tokenizer import END_ID, PAD_ID, START_ID
 
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How to generate a caption.
-
-    Attributes
-    ----------
-    strategy : str
-        ``"greedy"``, ``"beam"``, ``"top_k"`` or ``"top_p"`` (sampling).
-    max_length : int
-        Ids per caption including ``<start_of_text>`` and ``<end_of_text>``.
-    min_length : int
-        ``<end_of_text>`` is forbidden while fewer ids than this exist.
-    num_beams : int
-        Beams for ``"beam"``.
-    top_k : int
-        Candidates kept for ``"top_k"`` sampling.
-    top_p : float
-        Probability mass kept for ``"top_p"`` (nucleus) sampling.
-    temperature : float
-        Divides the logits before sampling.
-    repetition_penalty : float
-        > 1 discourages ids already generated (1 = off).
-    seed : int, optional
-        Makes sampling reproducible.
-    """
-
-    strategy: str = "greedy"
-    max_length: int = 30
-    min_length: int = 5
-    num_beams: int = 4
-    top_k: int = 50
-    top_p: float = 0.9
-    temperature: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise NapariConchError(
-                f"unknown generation strategy {self.strategy!r} (use {', '.join(STRATEGIES)})"
-            )
-        if not 2 <= self.max_length:
-            raise NapariConchError(f"max_length must be at least 2, not {self.max_length}")
-        if self.temperature <= 0:
-            raise NapariConchError(f"temperature must be positive, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise NapariConchError(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.top_k < 1 or self.num_beams < 1:
-            raise NapariConchError("top_k and num_beams must be at least 1")
+__all__ = ["GenerationConfig", "filter_logits", "generate", "process_logits"]
 
 
 def process_logits(
@@ -154,7 +103,10 @@ def _sample(model: CoCa, caption_tokens: torch.Tensor, cfg: GenerationConfig) ->
             if cfg.strategy in ("greedy", "beam"):
                 nxt[active] = logits.argmax(-1)
             else:
-                probs = F.softmax(logits / cfg.temperature, dim=-1)
+                # the best candidate at 0, in float64: any temperature > 0 gives -inf or 0,
+                # never inf - inf (a tiny one is greedy decoding, as it should be)
+                best = logits.max(dim=-1, keepdim=True).values
+                probs = F.softmax((logits - best).double() / cfg.temperature, dim=-1)
                 nxt[active] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         out = torch.cat([out, nxt[:, None]], dim=1)
     return out
@@ -204,4 +156,9 @@ def _beam_one(model: CoCa, caption_tokens: torch.Tensor, cfg: GenerationConfig) 
         if len(done) >= cfg.num_beams or not next_beams:
             break
         beams, scores = torch.stack(next_beams), torch.stack(next_scores)
+    if not done:  # every continuation had a non-finite score (extreme settings)
+        raise InputError(
+            f"beam search found no caption with a finite score (repetition_penalty="
+            f"{cfg.repetition_penalty:g}); try values nearer the defaults"
+        )
     return max(done, key=lambda item: item[0])[1]

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from napari_conch.errors import TokenizerNotFoundError
+from napari_conch.errors import InputError, TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
 from napari_conch.model.checkpoint import (
     check_finite_embeddings,
@@ -118,10 +119,12 @@ class LoadedModel:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        """The tokenizer, found on first use (see :func:`find_tokenizer`)."""
+        """The tokenizer, found on first use (see :func:`find_tokenizer`) and checked against
+        the model: its vocabulary size and special tokens must be the checkpoint's."""
         if self._tokenizer is None:
             path = find_tokenizer(self.tokenizer_path, checkpoint=self.source)
-            self._tokenizer = Tokenizer.from_file(path, self.config.text.context_length)
+            text = self.config.text
+            self._tokenizer = Tokenizer.from_file(path, text.context_length, text.vocab_size)
         return self._tokenizer
 
     @property
@@ -149,9 +152,18 @@ class LoadedModel:
         return F.normalize(out.float(), dim=-1).cpu()
 
     @torch.inference_mode()
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
-        """Texts -> normalised embeddings ``[N, D]`` (CPU)."""
-        ids = self.tokenizer.encode(list(texts)).to(self.device)
+    def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Texts -> normalised embeddings ``[N, D]`` (CPU).
+
+        A single string is one text (``[1, D]``), as :meth:`Tokenizer.encode` takes it, never
+        its characters.
+
+        Raises
+        ------
+        InputError
+            For no text at all, or an item that is not a string.
+        """
+        ids = self.tokenizer.encode(_text_list(texts)).to(self.device)
         with self._lock, self.autocast():
             out = self.model.encode_text(ids)
         return F.normalize(out.float(), dim=-1).cpu()
@@ -171,7 +183,7 @@ class LoadedModel:
         return self.tokenizer.decode(ids)
 
     @torch.inference_mode()
-    def rank_texts(self, tiles, texts: list[str]) -> torch.Tensor:
+    def rank_texts(self, tiles, texts: str | Sequence[str]) -> torch.Tensor:
         """Probabilities ``[B, N]`` of each text for each tile: softmax of scaled cosines.
 
         The scale is the model's own temperature (:attr:`logit_scale`), as CONCH's zero-shot
@@ -185,6 +197,21 @@ class LoadedModel:
         decoder = "with captioning decoder" if self.has_decoder else "no captioning decoder"
         name = f"{self.config.name} (not CONCH)" if self.is_demo else self.config.name
         return f"{name} from {self.source} on {self.device} ({self.precision}, {decoder})"
+
+
+def _text_list(texts: Any) -> list[str]:
+    """``texts`` as a list of strings (a string is one text); an :class:`InputError` else."""
+    if isinstance(texts, str):
+        return [texts]
+    if not hasattr(texts, "__iter__"):
+        raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+    items = list(texts)
+    if not items:
+        raise InputError("no text given: give a string or a non-empty list of strings")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InputError(f"text {i} is not a string ({type(item).__name__})")
+    return items
 
 
 _CACHE: dict[tuple, LoadedModel] = {}

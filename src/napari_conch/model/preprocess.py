@@ -105,6 +105,10 @@ def to_uint8_rgb(tiles) -> torch.Tensor:
             f"tiles of shape {tuple(x.shape)} are not RGB images [B, H, W, 3] "
             "(greyscale [B, H, W] and RGBA [B, H, W, 4] are accepted too)"
         )
+    if x.shape[0] == 0:
+        raise InputError(f"no tile given (tiles of shape {tuple(x.shape)}: an empty batch)")
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise InputError(f"tiles of shape {tuple(x.shape)} have no pixels")
     if x.dtype == torch.uint16 or (x.dtype == torch.int32 and x.numel() and x.max() > 255):
         x = (x.to(torch.float32) / 257.0).round_().clamp_(0, 255).to(torch.uint8)
     elif x.dtype != torch.uint8:

@@ -34,26 +34,51 @@ class Tokenizer:
         Ids per text, the trailing CLS placeholder included (128 for CONCH).
     path : Path, optional
         Where it was loaded from.
+    vocab_size : int, optional
+        The model's vocabulary (its token embedding's rows). A tokenizer of another size is
+        refused: ids past the model's end fail, and ids of another vocabulary that happen to
+        fit give scores of the wrong words without a word of warning.
+
+    Raises
+    ------
+    TokenizerNotFoundError
+        When the special tokens are not CONCH's, at CONCH's ids, or the vocabulary is not the
+        model's.
     """
 
-    def __init__(self, backend, context_length: int = 128, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        backend,
+        context_length: int = 128,
+        path: Path | None = None,
+        vocab_size: int | None = None,
+    ) -> None:
         self.backend = backend
         self.context_length = context_length
         self.path = path
+        where = f" {str(path)!r}" if path else ""
         added = backend.get_added_tokens_decoder()
         for expected_id, content in enumerate(SPECIAL_TOKENS):
             if expected_id not in added or added[expected_id].content != content:
-                where = f" {str(path)!r}" if path else ""
                 raise TokenizerNotFoundError(
                     f"tokenizer{where} does not have {content} at id {expected_id}, as CONCH's has"
                 )
+        if vocab_size is not None and self.vocab_size != vocab_size:
+            raise TokenizerNotFoundError(
+                f"tokenizer{where} has {self.vocab_size} ids but the model's vocabulary has "
+                f"{vocab_size}: it is not this model's tokenizer (give the one it was trained "
+                "with: CONCH's for CONCH, none for the demo model, which brings its own)"
+            )
         self.special_ids = frozenset(i for i, token in added.items() if token.special)
         backend.no_padding()
         backend.enable_truncation(max_length=context_length - 1)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, context_length: int = 128) -> Tokenizer:
-        """Load a tokenizer JSON (``conch_byte_level_bpe_uncased.json`` or one of its format)."""
+    def from_file(
+        cls, path: str | os.PathLike, context_length: int = 128, vocab_size: int | None = None
+    ) -> Tokenizer:
+        """Load a tokenizer JSON (``conch_byte_level_bpe_uncased.json`` or one of its format),
+        checked against a model's ``vocab_size`` when given."""
         from tokenizers import Tokenizer as Backend
 
         path = Path(path)
@@ -66,7 +91,7 @@ class Tokenizer:
             raise TokenizerNotFoundError(
                 f"{str(path)!r} is not a tokenizer JSON file ({first})"
             ) from None
-        return cls(backend, context_length=context_length, path=path)
+        return cls(backend, context_length=context_length, path=path, vocab_size=vocab_size)
 
     @property
     def vocab_size(self) -> int:

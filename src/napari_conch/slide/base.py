@@ -9,11 +9,15 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from napari_conch.errors import SlideError
+from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.readers import LevelReader
 
 #: Value of the pixels read outside the image (white, like glass).
 PAD_VALUE = 255
+#: Largest side of a slide's level 0 (pixels): 26 cm at 0.25 um/px, more than any glass slide
+#: scanned at 0.1 um/px. A header claiming more is damaged or not a slide, and refused before
+#: anything the size of the image is made (a 4e9 x 3e9 px header asked for 666 TiB).
+MAX_SLIDE_SIDE = 2**20
 
 
 class Slide:
@@ -56,6 +60,7 @@ class Slide:
         self.name = name or _display_name(self.path)
         self.levels = list(levels)
         self._readers = list(readers)
+        _check_sizes(self.path, self.levels)
         h0, w0 = self.levels[0].shape[:2]
         self.downsamples = [
             1.0 if i == 0 else (h0 / lv.shape[0] + w0 / lv.shape[1]) / 2
@@ -145,6 +150,22 @@ class Slide:
                 f"{len(self.levels)} level{'s' if len(self.levels) != 1 else ''}: "
                 f"0..{len(self.levels) - 1})"
             )
+
+
+def _check_sizes(path: Path, levels: Sequence[da.Array]) -> None:
+    """Refuse levels without pixels and a level 0 larger than :data:`MAX_SLIDE_SIDE`."""
+    for i, level in enumerate(levels):
+        height, width = (int(s) for s in level.shape[:2])
+        if height < 1 or width < 1:
+            raise SlideRefusedError(
+                f"{path}: level {i} is {width} x {height} px, an image without pixels"
+            )
+    height, width = (int(s) for s in levels[0].shape[:2])
+    if max(height, width) > MAX_SLIDE_SIDE:
+        raise SlideRefusedError(
+            f"{path}: the file says its image is {width} x {height} px, more than any slide "
+            f"(at most {MAX_SLIDE_SIDE} px a side); it is damaged or not a slide"
+        )
 
 
 def _display_name(path: Path) -> str:

@@ -218,6 +218,8 @@ def _check_read_size(
 ) -> None:
     """Refuse grids at which the slide is under one pixel or a tile is too large to read."""
     height, width = slide.level_shape(level)
+    if min(height, width) < 1:  # slides refuse this when opened; a grid of one is no grid
+        raise SlideError(f"{slide.path}: level {level} is {width} x {height} px, without pixels")
     if min(height, width) / resample < 1:
         raise SlideError(
             f"{slide.path}: at {mpp:g} um/px the whole slide ({width} x {height} px at "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import stat
 from pathlib import Path
 
-from napari_conch.errors import SlideError
+from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.base import Slide
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -55,17 +56,43 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
 def existing_slide_path(path: str | os.PathLike) -> Path:
     """``path`` (``~`` expanded) when it names something that exists.
 
+    Every slide is opened through here, so this is where what is not a file is refused, before
+    anything opens it: a FIFO would make the first read wait for a writer for ever, a device
+    would be read without end.
+
     Raises
     ------
     SlideError
         When the path is empty (``Path("")`` would be the current folder) or does not exist.
+    SlideRefusedError
+        When it names neither a regular file nor a folder (a FIFO, a socket, a device).
     """
     if not str(path).strip():
         raise SlideError("no slide path given (an empty name): give a slide file or zarr folder")
     found = Path(path).expanduser()
-    if not found.exists():
-        raise SlideError(f"{found}: no such file or folder")
+    try:
+        mode = found.stat().st_mode
+    except FileNotFoundError:
+        raise SlideError(f"{found}: no such file or folder") from None
+    except OSError as exc:
+        raise SlideError(f"{found}: cannot be read ({exc.strerror or exc})") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise SlideRefusedError(
+            f"{found}: not a regular file ({_kind(mode)}); give a slide file or zarr folder"
+        )
     return found
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _positive(value) -> bool:

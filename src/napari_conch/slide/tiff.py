@@ -14,7 +14,7 @@ import dask.array as da
 import tifffile
 import zarr
 
-from napari_conch.errors import SlideError
+from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import make_layout
@@ -36,9 +36,20 @@ def open_tiff(path: Path) -> Slide:
 
 
 def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
-    if not tif.series:
+    try:
+        first = tif.pages.first
+        width, height = getattr(first, "imagewidth", 1), getattr(first, "imagelength", 1)
+    except Exception:  # no first page: said by the series below
+        width = height = 1
+    if width < 1 or height < 1:  # before tifffile lays out series (it divides by the size)
+        raise SlideRefusedError(f"{path}: its image is {width} x {height} px, without pixels")
+    try:
+        series_list = tif.series
+    except Exception as exc:  # tifffile's parsing of damaged headers (a zero width divides)
+        raise SlideError(f"{path}: cannot read as TIFF ({_one_line(exc)})") from exc
+    if not series_list:
         raise SlideError(f"{path}: cannot read as TIFF (it holds no image)")
-    series = tif.series[0]
+    series = series_list[0]
     tif.filehandle.set_lock(True)
     try:
         root = zarr.open(tif.aszarr(series=0, fillvalue=PAD_VALUE), mode="r")
