@@ -125,7 +125,8 @@ def test_embed_on_a_real_full_disk_keeps_what_was_written(
     filler = fill(full_disk, leave=40_000)  # room for the store and a few chunks
     assert main(embed_args(svs_path, tiny_checkpoint, full_disk / "stores")) == 2
     line = one_line(capsys)
-    assert re.search(r"\.zarr: cannot (write|update) the store", line), line
+    # which write meets the full disk depends on the bytes left (the store's layout moves it)
+    assert re.search(r"\.zarr: cannot (write|update) (the store|embeddings|the tissue)", line), line
     assert "No space left on device" in line
     (path,) = (full_disk / "stores").glob("*.zarr")
     store = EmbeddingStore.open(path)
