@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from napari_conch.cli import main
@@ -449,3 +450,60 @@ def test_a_fifo_named_tif_is_refused_not_waited_on(tmp_path, tiny_checkpoint, ca
     assert line == f"napari-conch embed: error: {fifo.path}: not a regular file (a FIFO); " + (
         "give a slide file or zarr folder"
     )
+
+
+@pytest.mark.parametrize("kind", ["jpg", "png", "strips.tif"])
+def test_a_slide_file_cut_short_fails_its_lost_tiles_never_background(
+    tmp_path, svs_path, tiny_checkpoint, capsys, kind
+):
+    """A JPEG cut in half embedded 14 of its 28 tissue tiles with exit 0 and no word: the rest
+    read as grey, i.e. glass. The tiles past the cut are FAILED, counted on the last line."""
+    import imagecodecs
+    import tifffile
+
+    from napari_conch.slide import make_grid, open_slide, scan_tissue
+
+    nest = svs_path.parent / "hgsc_nest.jpg"
+    whole = tmp_path / f"whole.{kind}"
+    if kind == "jpg":
+        whole.write_bytes(nest.read_bytes())
+    else:  # the same pixels as a PNG, or a zlib TIFF of 64-row strips
+        image = imagecodecs.imread(nest)
+        if kind == "png":
+            imagecodecs.imwrite(whole, image)
+        else:
+            tifffile.imwrite(whole, image, rowsperstrip=64, compression="zlib")
+    data = whole.read_bytes()
+    path = tmp_path / f"cut.{kind}"
+    path.write_bytes(data[: len(data) // 2])
+    argv = embed_args(path, tiny_checkpoint, tmp_path / "stores", "--quiet", "--slide-mpp", "0.5")
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    store = EmbeddingStore.open(out.strip())
+    status, counts = store.status(), store.counts()
+    assert counts["failed"] > 0 and counts["done"] > 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"napari-conch embed: {store.path.name}: {counts['failed']} tiles ")
+    assert "cut short" in last or "the file ends after" in last
+    # every tile that is tissue in the whole file is DONE or FAILED here, never BACKGROUND
+    with open_slide(whole) as slide:
+        tissue = scan_tissue(slide, make_grid(slide, level=0, tile_size=256)).mask
+    lost_as_glass = tissue & (status == TileStatus.BACKGROUND)
+    below = np.nonzero(status == TileStatus.FAILED)[0].min()
+    assert not lost_as_glass[below:].any()  # past the cut: none (above it: Otsu's own call)
+    assert (status[below + 1 :] != TileStatus.DONE).all()
+
+
+def test_a_tiff_cut_before_its_image_data_is_one_line(tmp_path, svs_path, tiny_checkpoint, capsys):
+    """It opened, then every tile FAILED ("4 tiles failed", exit 1)."""
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "small.tif", np.full((512, 512, 3), 120, np.uint8))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes((tmp_path / "small.tif").read_bytes()[:300])
+    argv = embed_args(cut, tiny_checkpoint, tmp_path / "stores", "--quiet", "--slide-mpp", "0.5")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"napari-conch embed: error: {cut}: ")
+    assert "the file ends after 300 bytes, before any of its image data" in err[0]
+    assert not (tmp_path / "stores").exists() or not any((tmp_path / "stores").iterdir())

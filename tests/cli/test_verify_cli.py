@@ -125,3 +125,27 @@ def test_verify_is_listed_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "verify" in capsys.readouterr().out
+
+
+def test_deleted_status_chunk_is_damaged_not_pending(store_path, capsys):
+    """It said ``healthy: 400 pending, 0 done``: a deleted status chunk is damage."""
+    (store_path / "status" / "c" / "0" / "0").unlink()
+    assert main(["verify", str(store_path)]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"{store_path}: damaged: {ALL} tile(s)")
+    assert "status: 1 chunk(s) (missing)" in line and "verify --repair" in line
+    assert main(["verify", "--repair", str(store_path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{store_path}: repaired: {ALL} tile(s)")
+    assert main(["verify", str(store_path)]) == 0
+    assert f"healthy: {ALL} pending, 0 done" in capsys.readouterr().out
+
+
+def test_swapped_chunks_are_damaged(store_path, capsys):
+    a = store_path / "embeddings" / "c" / "0" / "0" / "0"
+    b = store_path / "embeddings" / "c" / "1" / "0" / "0"
+    data = a.read_bytes()
+    a.write_bytes(b.read_bytes())
+    b.write_bytes(data)
+    assert main(["verify", str(store_path)]) == 1
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "damaged" in line and "not the one written there" in line

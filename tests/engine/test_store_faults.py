@@ -158,13 +158,17 @@ def test_injected_full_disk_on_embeddings_leaves_tiles_pending(tmp_path, full_di
 
 
 def test_injected_full_disk_between_embeddings_and_status(tmp_path, full_disk):
-    # embeddings chunk written, status write fails: the tiles stay PENDING (computed again)
+    # embeddings and place-check chunks written, status write fails: the tiles stay PENDING
+    # (computed again); the same when the place check is what fails
     with make(tmp_path / "s.zarr") as store:
-        full_disk[0] = 1
-        with pytest.raises(StoreError, match=r"cannot write tile status \(No space"):
-            store.write_embeddings([3], [4], unit_vectors(1))
-        assert store.status()[3, 4] == TileStatus.PENDING
-        assert np.isnan(store.embeddings_at([3], [4])).all()
+        for allow, step in ((2, "tile status"), (1, "embeddings")):
+            full_disk[0] = allow
+            with pytest.raises(StoreError, match=rf"cannot write {step} \(No space"):
+                store.write_embeddings([3], [4], unit_vectors(1))
+            full_disk[0] = 10**9
+            assert store.status()[3, 4] == TileStatus.PENDING
+            assert np.isnan(store.embeddings_at([3], [4])).all()
+        assert store.verify().healthy
 
 
 def test_injected_full_disk_while_creating_leaves_nothing(tmp_path, full_disk):

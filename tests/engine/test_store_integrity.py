@@ -342,3 +342,164 @@ def test_embedding_blocks_stream_band_by_band_without_damaged_tiles(full):
     assert not done[:, 16:].any() and done[:, :16].all() and np.isnan(emb[:, 16:]).all()
     np.testing.assert_allclose(emb[:, :16], vectors[16:, :16], atol=2e-3)
     assert blocks[0][2].all()
+
+
+# ---------------------------------------------------------------- integrity binds place
+def swap(path, a, b):
+    """Swap two chunk files (each keeps a valid checksum)."""
+    fa, fb = chunk_file(path, "embeddings", *a), chunk_file(path, "embeddings", *b)
+    data = fa.read_bytes()
+    fa.write_bytes(fb.read_bytes())
+    fb.write_bytes(data)
+
+
+def in_chunks(*coords):
+    mask = np.zeros(SHAPE, bool)
+    for r, c in coords:
+        mask[16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = True
+    return mask
+
+
+def test_swapped_embeddings_chunks_are_damage_never_wrong_numbers(full):
+    """Two chunk files swapped, each with a valid checksum: 6 tiles got WRONG scores while 168
+    were set aside (the checksum did not bind a chunk to its place)."""
+    path, vectors = full
+    swap(path, (0, 0, 0), (1, 1, 0))
+    moved = in_chunks((0, 0), (1, 1))
+    store = EmbeddingStore.open(path)
+    with pytest.warns(StoreDamageWarning) as caught:
+        emb = store.embeddings()
+    line = str(caught[0].message)
+    assert f"{moved.sum()} tile(s)" in line and "not the one written there" in line
+    assert np.isnan(emb[moved]).all()
+    np.testing.assert_allclose(emb[~moved], vectors[~moved], atol=2e-3)
+    with pytest.warns(StoreDamageWarning):  # a point lookup and the band reader agree
+        at = EmbeddingStore.open(path).embeddings_at(np.array([0, 17, 5]), np.array([0, 17, 17]))
+    assert np.isnan(at[:2]).all() and np.isfinite(at[2]).all()
+    with pytest.warns(StoreDamageWarning):
+        blocks = list(EmbeddingStore.open(path).iter_embedding_blocks())
+    done = np.concatenate([d for _, _, d in blocks])
+    assert (done == ~moved).all()
+    with pytest.warns(StoreDamageWarning):
+        index = QueryIndex.from_store(EmbeddingStore.open(path))
+    assert index.size == ALL - moved.sum() and not index.valid[moved].any()
+    report = EmbeddingStore.open(path).verify()
+    # the edge chunk (1, 1) holds 4 x 2 tiles: 8 vectors each way would have been wrong
+    # numbers; the rest of chunk (0, 0) reads NaN (caught before)
+    assert report.lost_count == moved.sum() and report.misplaced == 16 and not report.bad_chunks
+    assert report.line().startswith(f"{path}: damaged: {moved.sum()} tile(s)")
+    with EmbeddingStore.open(path, writable=True) as writer:
+        writer.repair(warn=False)
+        assert (writer.status()[moved] == TileStatus.PENDING).all()
+        assert writer.verify().healthy
+        rows, cols = np.nonzero(moved)  # the next run writes them again, in their place
+        writer.write_embeddings(rows, cols, vectors[moved])
+    np.testing.assert_allclose(EmbeddingStore.open(path).embeddings(), vectors, atol=2e-3)
+
+
+def test_a_chunk_moved_onto_another_place_is_damage(tmp_path):
+    path = tmp_path / "s.zarr"
+    moved = in_chunks((0, 1))
+    with make(path) as store:
+        rows, cols = np.nonzero(in_chunks((0, 0)) | moved)
+        store.write_embeddings(rows, cols, unit_vectors(len(rows)))
+    chunk_file(path, "embeddings", 0, 0, 0).replace(chunk_file(path, "embeddings", 0, 1, 0))
+    report = EmbeddingStore.open(path).verify()
+    # (0, 0) is gone (NaN: caught before); (0, 1) holds (0, 0)'s vectors: caught now
+    assert report.lost[in_chunks((0, 0))].all() and report.lost[moved].all()
+    assert report.misplaced == moved.sum()
+
+
+@pytest.mark.parametrize("with_checks", [False, True], ids=["chunk", "chunk-and-its-checks"])
+def test_a_chunk_restored_from_another_store_is_damage(tmp_path, with_checks):
+    """A chunk (with, or without, the checks of its tiles) copied from another store of the
+    same grid; the other store was made from another model (another signature)."""
+    here, there = tmp_path / "here.zarr", tmp_path / "there.zarr"
+    rows, cols = np.divmod(np.arange(ALL), SHAPE[1])
+    with make(here) as a, make(there, model_fingerprint="model-456") as b:
+        a.write_embeddings(rows, cols, unit_vectors(ALL, seed=1))
+        b.write_embeddings(rows, cols, unit_vectors(ALL, seed=2))
+    names = [("embeddings", (0, 0, 0))] + ([("tile_check", (0, 0))] if with_checks else [])
+    for name, coords in names:
+        shutil.copyfile(chunk_file(there, name, *coords), chunk_file(here, name, *coords))
+    report = EmbeddingStore.open(here).verify()
+    # the checks' chunk covers the whole grid: copied too, no tile of this store is trusted
+    lost = ALL if with_checks else CHUNK00
+    assert report.lost_count == report.misplaced == lost and report.lost[in_chunk00()].all()
+
+
+def test_deleted_status_chunk_is_damage_not_pending(full):
+    """``verify`` called this store "healthy: 400 pending, 0 done": a status chunk that holds
+    only PENDING is never written by zarr, so a deleted one could not be told apart."""
+    path, vectors = full
+    delete(chunk_file(path, "status", 0, 0))
+    store = EmbeddingStore.open(path)
+    report = store.verify()
+    assert not report.healthy and report.lost_count == ALL
+    assert report.line().startswith(f"{path}: damaged: {ALL} tile(s)")
+    assert "status: 1 chunk(s) (missing)" in report.line()
+    with pytest.warns(StoreDamageWarning, match=r"status: 1 chunk\(s\) \(missing\)"):
+        assert (store.status() == TileStatus.PENDING).all()
+    with EmbeddingStore.open(path, writable=True) as writer:
+        writer.repair(warn=False)
+        assert writer.verify().healthy and (writer.status() == TileStatus.PENDING).all()
+        assert chunk_file(path, "status", 0, 0).exists()  # written again, all PENDING
+        writer.write_embeddings([3], [4], vectors[3, 4][None])
+        assert writer.counts()["done"] == 1 and writer.verify().healthy
+
+
+def test_a_new_store_has_every_status_chunk_even_when_all_pending(tmp_path):
+    make(tmp_path / "s.zarr").close()
+    assert chunk_file(tmp_path / "s.zarr", "status", 0, 0).is_file()
+    report = EmbeddingStore.open(tmp_path / "s.zarr").verify()
+    assert report.healthy and report.counts["pending"] == ALL and report.placed
+
+
+def test_deleted_check_chunk_loses_its_done_tiles_and_is_repaired(full):
+    path, _ = full
+    delete(chunk_file(path, "tile_check", 0, 0))
+    report = EmbeddingStore.open(path).verify()
+    assert report.lost_count == ALL  # no check: no embedding is trusted
+    with EmbeddingStore.open(path, writable=True) as writer:
+        writer.repair(warn=False)
+        assert writer.verify().healthy and writer.counts()["pending"] == ALL
+
+
+def test_a_store_without_its_check_array_is_refused(full):
+    path, _ = full
+    shutil.rmtree(path / "tile_check")
+    with pytest.raises(store_mod.StoreError, match=r"damaged embedding store.*tile_check"):
+        EmbeddingStore.open(path)
+
+
+@pytest.fixture
+def store_before_place_checks(tmp_path):
+    """A store as the version before place checks made them: crc32c, status fill 0 (chunks
+    that hold only PENDING not written), no ``tile_check`` array."""
+    import json
+
+    path = tmp_path / "before.zarr"
+    make(path).close()
+    shutil.rmtree(path / "tile_check")
+    meta = path / "status" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["fill_value"] = 0
+    meta.write_text(json.dumps(doc))
+    chunk_file(path, "status", 0, 0).unlink()
+    return path
+
+
+def test_store_made_before_place_checks_is_read_and_written(store_before_place_checks):
+    path = store_before_place_checks
+    rows, cols = np.divmod(np.arange(ALL), SHAPE[1])
+    vectors = unit_vectors(ALL, seed=5)
+    with EmbeddingStore.open(path, writable=True) as store:
+        assert not store.placed and store.checksums
+        assert (store.status() == TileStatus.PENDING).all()
+        store.write_embeddings(rows, cols, vectors)
+    assert not (path / "tile_check").exists()  # the layout is left as it is
+    store = EmbeddingStore.open(path)
+    np.testing.assert_allclose(store.embeddings(), vectors.reshape(*SHAPE, DIM), atol=2e-3)
+    report = store.verify()
+    assert report.healthy and not report.placed
+    assert report.line().endswith("; checksummed, no place checks (older store)")

@@ -49,3 +49,65 @@ def test_truncated_png_refused(tmp_path, ihc_path):
     with pytest.raises(SlideError, match=r"cut\.png: cannot decode the image") as info:
         open_slide(tmp_path / "cut.png")
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- files cut short
+def cut(source, out, fraction):
+    data = source.read_bytes()
+    out.write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+@pytest.mark.parametrize("name", ["nest_jpg", "ihc_path"])
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_a_file_cut_short_keeps_its_decoded_rows_and_refuses_the_rest(
+    request, tmp_path, name, fraction
+):
+    """A JPEG cut in half decoded to grey past the cut (read as glass, without a word); a PNG
+    cut short did not open."""
+    from napari_conch.slide import make_grid, scan_tissue
+
+    source = request.getfixturevalue(name)
+    whole = open_slide(source)
+    slide = open_slide(cut(source, tmp_path / f"cut{source.suffix}", fraction))
+    height, width = slide.shape
+    assert slide.shape == whole.shape
+    valid = slide._readers[0]._valid_rows
+    assert 0 < valid < height
+    np.testing.assert_array_equal(  # the rows kept are the whole file's, to the last one
+        slide.read_region(0, 0, 0, width, valid), whole.read_region(0, 0, 0, width, valid)
+    )
+    with pytest.raises(SlideError, match=r"cut\.(jpg|png): cannot read .*the file is cut short"):
+        slide.read_region(0, 0, valid - 1, width, 2)
+    grid = make_grid(slide, tile_size=128)
+    scan = scan_tissue(slide, grid)
+    boxes = grid.boxes()
+    lost = boxes[..., 3] > valid  # tiles that reach the lost rows
+    assert scan.damaged[lost].all() and not scan.mask[lost].any()
+    assert not scan.damaged[boxes[..., 3] <= valid - 16].any()  # damage to 16 rows at most
+    assert all("cut short" in scan.reasons[t] for t in zip(*np.nonzero(lost), strict=True))
+
+
+def test_jpeg_missing_only_its_end_marker_is_whole(tmp_path, nest_jpg):
+    data = nest_jpg.read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    (tmp_path / "no_eoi.jpg").write_bytes(data[:-2])
+    slide = open_slide(tmp_path / "no_eoi.jpg")
+    np.testing.assert_array_equal(slide.levels[0].compute(), open_slide(nest_jpg).levels[0])
+
+
+def test_a_cut_file_with_no_row_to_trust_is_one_line(tmp_path, nest_jpg, ihc_path, nest):
+    from PIL import Image
+
+    Image.fromarray(nest).save(tmp_path / "progressive.jpg", progressive=True, quality=90)
+    cases = {
+        cut(nest_jpg, tmp_path / "head.jpg", 0.001): "no row of the image was decoded",
+        cut(ihc_path, tmp_path / "head.png", 0.001): "PNG cut short before its first row",
+        cut(tmp_path / "progressive.jpg", tmp_path / "p.jpg", 0.6): "progressive JPEG cut short",
+    }
+    for path, message in cases.items():
+        with pytest.raises(SlideError) as caught:
+            open_slide(path)
+        text = str(caught.value)
+        assert text.startswith(f"{path}: cannot decode the image (") and message in text
+        assert "\n" not in text and "DECODE" not in text  # not imagecodecs' list of codecs

@@ -89,6 +89,13 @@ def register(subparsers: Any) -> None:
     embedding.add_argument("--store", metavar="DIR", help="folder of the stores (default cache)")
     embedding.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler")
     embedding.add_argument(
+        "--cluster-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="with --scheduler: give up after this long without a worker, or when the "
+        "scheduler does not answer (default 180)",
+    )
+    embedding.add_argument(
         "--mode",
         choices=("auto", "slides", "tiles"),
         default="auto",
@@ -161,6 +168,7 @@ def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Any]]:
             scheduler=args.scheduler,
             mode=args.mode,
             on_progress=report,
+            cluster_timeout=args.cluster_timeout,
         )
         bar.finish()
         for slide, summary in zip(slides, cohort.summaries, strict=True):

@@ -90,13 +90,19 @@ def no_embeddings_reason(store: Any) -> str:
     """Why a store has no embedded tile, from what its runs recorded (one line).
 
     Tells apart a store never embedded, a slide where no tissue was found, tiles that all failed
-    (with the recorded reasons) and a run that stopped before any tile was done, so the advice
-    fits what happened.
+    (with the recorded reasons), a run that stopped before any tile was done and tiles that were
+    embedded but are damaged on disk, so the advice fits what happened.
     """
+    head = f"{store.path}: no embedded tiles"
+    damage = store.verify()
+    if damage.lost_count:
+        return (
+            f"{head}: {damage.tiles_text()} are damaged on disk [{damage.problems()}]; repair "
+            f"with napari-conch verify --repair {store.path}, then run napari-conch embed again"
+        )
     counts, attrs = store.counts(), store.attrs
     last = attrs.get("last_run") or {}
     total = sum(counts.values())
-    head = f"{store.path}: no embedded tiles"
     if counts.get("failed"):
         reasons = last.get("failed_reasons") or {}
         why = "; ".join(f"{text} ({n})" for text, n in reasons.items())

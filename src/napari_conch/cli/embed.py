@@ -306,11 +306,14 @@ class ClusterRunner:
     """
 
     def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
-        from napari_conch.engine.distributed import get_client, model_spec
+        from napari_conch.engine.distributed import CONNECT_TIMEOUT, get_client, model_spec
 
         self.args, self.options = args, options
-        self.spec = model_spec(model_source(args), options, args.config)  # before the client:
-        self.client = get_client(args.scheduler)  # a bad model leaves no client unclosed
+        # the model first: a bad model leaves no client unclosed
+        self.spec = model_spec(model_source(args), options, args.config)
+        # a scheduler answers within --cluster-timeout (and 20 s at most), or it is an error
+        timeout = min(CONNECT_TIMEOUT, args.cluster_timeout)
+        self.client = get_client(args.scheduler, timeout=timeout)
         self.facts: Any = None  # the model's facts, asked of a worker once
         self.fatal = False  # set when the cluster is lost: no slide can be done then
 

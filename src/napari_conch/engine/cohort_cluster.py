@@ -120,10 +120,16 @@ def _embed_slides_as_tasks(
     config: Any,
     options: RunOptions,
     on_progress: Progress | None,
+    watch: Any,
 ) -> list[EmbedSummary]:
-    import uuid
+    """Submit each slide as one task; wait for them through ``watch`` (a ``ClusterWatch``).
 
-    from distributed import as_completed
+    The client is not the process's default (see ``distributed.get_client``), so the waiting
+    goes through the watch, which names the client (``distributed.as_completed`` looked for a
+    default client and found none: the first cluster run of a cohort failed at once) and bounds
+    the wait: a lost scheduler, or no worker for the cluster timeout, is a ``ClusterError``.
+    """
+    import uuid
 
     run_id = uuid.uuid4().hex[:8]  # two cohorts at once never share task keys
     # every path absolute: workers may run in another folder
@@ -143,15 +149,18 @@ def _embed_slides_as_tasks(
         for i, s in enumerate(slides)
     }
     summaries: list[EmbedSummary | None] = [None] * len(slides)
+    pending = list(futures)
     try:
-        for future in as_completed(futures):
-            i = futures[future]
-            summaries[i] = future.result()
-            future.release()
-            if on_progress is not None:
-                on_progress(Path(slides[i]), None)
+        while pending:
+            for future in watch.wait_any(pending):
+                pending.remove(future)
+                i = futures[future]
+                summaries[i] = watch.result(future)
+                future.release()
+                if on_progress is not None:
+                    on_progress(Path(slides[i]), None)
     finally:
-        for future in futures:
+        for future in pending:
             future.cancel()
     return summaries  # type: ignore[return-value]
 
@@ -166,6 +175,7 @@ def embed_cohort(
     scheduler: Any = None,
     mode: str = "auto",
     on_progress: Progress | None = None,
+    cluster_timeout: float | None = None,
 ) -> CohortSummary:
     """Embed every slide into its store (resuming what is there); return what was done.
 
@@ -188,6 +198,9 @@ def embed_cohort(
         ``"auto"``, ``"slides"`` (whole slides as tasks) or ``"tiles"`` (tiles spread).
     on_progress
         Called as ``on_progress(slide_path, event)``.
+    cluster_timeout
+        With ``scheduler``: seconds without any worker after which the run ends with a
+        ``ClusterError`` (default 180); the scheduler must also answer within it (and 20 s).
     """
     import time
 
@@ -218,18 +231,29 @@ def embed_cohort(
             summaries.append(_embed_local(s, source, options, config, tokenizer, report))
         return CohortSummary("local", summaries, time.perf_counter() - start, 1)
 
-    from napari_conch.engine.distributed import client_for, embed_on_cluster
+    from napari_conch.engine.distributed import (
+        CONNECT_TIMEOUT,
+        DEFAULT_CLUSTER_TIMEOUT,
+        ClusterWatch,
+        client_for,
+        embed_on_cluster,
+    )
 
+    timeout = DEFAULT_CLUSTER_TIMEOUT if cluster_timeout is None else cluster_timeout
+    if not timeout > 0:
+        raise InputError(f"cluster timeout {timeout}: must be greater than 0 seconds")
     config_arg = None if config is None else str(config)
-    with client_for(scheduler) as client:
+    with client_for(scheduler, timeout=min(CONNECT_TIMEOUT, timeout)) as client:
+        watch = ClusterWatch(client, timeout)
         workers = _worker_count(client)
         chosen = choose_mode(len(slides), workers, mode)
         if chosen == "slides":
             summaries = _embed_slides_as_tasks(
-                client, slides, source, config_arg, options, on_progress
+                client, slides, source, config_arg, options, on_progress, watch
             )
         else:
             summaries = embed_on_cluster(
-                client, slides, source, options, config=config_arg, on_progress=on_progress
-            )
+                client, slides, source, options, config=config_arg, on_progress=on_progress,
+                cluster_timeout=timeout,
+            )  # fmt: skip
     return CohortSummary(chosen, summaries, time.perf_counter() - start, workers)

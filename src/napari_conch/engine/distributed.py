@@ -52,6 +52,8 @@ from napari_conch.generators import drain
 
 #: Seconds a run waits while the cluster has no worker before it gives up.
 DEFAULT_CLUSTER_TIMEOUT = 180.0
+#: Seconds a client waits for the scheduler to answer (never more than the cluster timeout).
+CONNECT_TIMEOUT = 20.0
 #: Seconds between checks of the cluster while waiting for results.
 POLL_S = 1.0
 
@@ -105,7 +107,7 @@ def model_spec(model_source: Any, options: RunOptions, config: Any = None) -> Mo
     )
 
 
-def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
+def get_client(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Any:
     """Return a ``distributed.Client`` for an address (or the client itself).
 
     Raises
@@ -121,6 +123,7 @@ def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
         ) from exc
     if isinstance(scheduler, Client):
         return scheduler
+    check_speaks_dask(str(scheduler), timeout)
     # Not the default client: it would make dask.distributed the scheduler of every dask
     # computation in this process (and a client that failed to connect would stay so), while
     # the engine sends work to the cluster explicitly and reads slides locally.
@@ -135,8 +138,75 @@ def get_client(scheduler: Any, *, timeout: float = 20.0) -> Any:
     raise ClusterError(f"scheduler {scheduler}: cannot connect ({reason})")
 
 
+def check_speaks_dask(address: str, timeout: float) -> None:
+    """Raise :class:`ClusterError` unless a dask scheduler answers at ``address`` in time.
+
+    ``distributed.Client`` bounds the TCP connection by its timeout but not the handshake that
+    follows: pointed at a service that accepts the connection and never answers the way dask
+    does (the dashboard's HTTP port, an SSH server), it waited for ever, or failed with whatever
+    the foreign bytes made of its frame reader (``struct.error``, an impossible allocation) and
+    then spent 40 s closing. The handshake is tried here first, in a thread of its own with its
+    own event loop, within ``timeout`` seconds in all. Addresses other than ``tcp://`` (TLS needs
+    the client's security settings) are left to the client.
+    """
+    import asyncio
+    import threading
+
+    try:
+        from distributed.comm import parse_address
+        from distributed.comm.registry import get_backend
+
+        scheme, location = parse_address(address)
+    except (ValueError, TypeError, ImportError):
+        return  # the client says what is wrong with the address itself
+    if scheme != "tcp":
+        return
+    outcome: dict[str, Any] = {"stage": "connect"}
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(
+            get_backend(scheme).get_connector().connect(location, deserialize=False), timeout
+        )
+        outcome["stage"] = "handshake"
+        try:
+            await asyncio.wait_for(comm.write(comm.handshake_info()), timeout)
+            outcome["reply"] = await asyncio.wait_for(comm.read(), timeout)
+        finally:
+            comm.abort()
+
+    def attempt() -> None:
+        try:
+            asyncio.run(handshake())
+        except BaseException as exc:  # whatever the foreign bytes made of the frame reader
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="napari-conch-scheduler-check", daemon=True)
+    thread.start()
+    thread.join(2 * timeout + 1)  # each step is bounded: this bounds a hang of asyncio itself
+    error = outcome.get("error")
+    if isinstance(outcome.get("reply"), dict) and error is None:
+        return
+    if isinstance(error, AttributeError | ImportError):  # another distributed's internals:
+        return  # the check cannot be made here; the client's own connection decides
+    timed_out = thread.is_alive() or isinstance(error, TimeoutError | asyncio.TimeoutError)
+    if outcome["stage"] == "connect":
+        reason = "timed out" if timed_out else " ".join(str(error).split())
+        reason = reason or type(error).__name__
+        raise ClusterError(f"scheduler {address}: cannot connect ({reason})")
+    if timed_out:
+        what = f"the service there took the connection but gave no dask answer in {timeout:g} s"
+    elif error is not None:
+        what = f"the service there does not speak dask's protocol ({type(error).__name__})"
+    else:
+        what = "the service there does not speak dask's protocol"
+    raise ClusterError(
+        f"scheduler {address}: {what}; check the address (a scheduler listens on port 8786 "
+        "by default; 8787 is its dashboard, a web page)"
+    )
+
+
 @contextlib.contextmanager
-def client_for(scheduler: Any, *, timeout: float = 20.0) -> Iterator[Any]:
+def client_for(scheduler: Any, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]:
     """A client for ``scheduler`` (see :func:`get_client`), closed at the end when made here.
 
     A client left to the garbage collector is closed from whichever thread collects it; when

@@ -8,6 +8,7 @@ Layout (see ``docs/store.md``)::
         status/              uint8 [rows, cols], :class:`TileStatus`
         tissue/              bool [rows, cols], the tissue mask of the last run
         tissue_fraction/     float16 [rows, cols], the tissue fraction of each tile
+        tile_check/          uint32 [rows, cols], the place check of each DONE tile's embedding
 
 Crash safety rests on two rules. Each chunk file is written whole to a temporary file and renamed
 into place (zarr's ``LocalStore`` does this since zarr 3.1.3, checked by :func:`check_zarr`), so a
@@ -19,7 +20,10 @@ A new store is built in a temporary sibling folder and renamed into place when c
 Opening a store for writing takes its writer lock (:mod:`.store_lock`): one writing process per
 store, readers unaffected. Every chunk of a new store carries a crc32c checksum, and reading never
 turns a damaged chunk into numbers (:mod:`.store_integrity`): :meth:`EmbeddingStore.verify`
-reports the damage, :meth:`EmbeddingStore.repair` makes the affected tiles PENDING again.
+reports the damage, :meth:`EmbeddingStore.repair` makes the affected tiles PENDING again. Each
+DONE tile's embedding is bound to its place by a check (``tile_check``), so a chunk file moved,
+swapped or restored from another store is damage too; stores made before place checks are read
+and written as they are (:attr:`EmbeddingStore.placed`).
 """
 
 from __future__ import annotations
@@ -44,12 +48,17 @@ import numpy as np
 from napari_conch.engine import store_lock
 from napari_conch.engine.store_integrity import (
     ARRAYS,
+    REQUIRED,
+    UNWRITTEN,
     BadChunk,
     StoreDamageWarning,
     StoreReport,
+    check_key,
     damage_reason,
     iter_bands,
+    misplaced,
     read_array,
+    tile_checks,
     tiles_of,
 )
 from napari_conch.engine.store_lock import StoreBusyError
@@ -356,7 +365,9 @@ class EmbeddingStore:
 
     def _validate(self) -> None:
         attrs = self._group.attrs.asdict()
-        missing = [name for name in ARRAYS if not self._has_array(name)]
+        missing = [name for name in REQUIRED if not self._has_array(name)]
+        if not missing and self.placed and not self._has_array("tile_check"):
+            missing = ["tile_check"]
         if "signature" not in attrs or missing:
             raise StoreError(
                 f"{self.path}: damaged embedding store (missing {sorted(missing) or 'signature'})"
@@ -384,7 +395,7 @@ class EmbeddingStore:
         ``annotations/``) is left alone.
         """
         leftovers = list(self.path.glob("zarr.*.partial"))
-        for name in ARRAYS:
+        for name in self._arrays():
             leftovers.extend((self.path / name).rglob("*.partial"))
         for leftover in leftovers:
             leftover.unlink(missing_ok=True)
@@ -406,9 +417,29 @@ class EmbeddingStore:
         return str(self.signature.get("precision", DEFAULT_PRECISION))
 
     @property
+    def placed(self) -> bool:
+        """True when the store binds each embedding to its place (stores made since 0.x).
+
+        Such a store has a ``tile_check`` array (a check of each DONE tile's embedding mixed
+        with its row, column and the store's signature: see
+        :func:`~napari_conch.engine.store_integrity.tile_checks`), and its status chunks are
+        all written when it is made (fill value :data:`UNWRITTEN`), so that a missing status
+        chunk is damage rather than PENDING tiles.
+        """
+        return int(self._group["status"].fill_value) == UNWRITTEN
+
+    @property
+    def _key(self) -> np.uint64:
+        return check_key(signature_hash(self.signature))
+
+    def _arrays(self) -> tuple[str, ...]:
+        """The arrays this store has (``tile_check`` only where :attr:`placed`)."""
+        return ARRAYS if self.placed else REQUIRED
+
+    @property
     def checksums(self) -> bool:
         """True when every array's chunks carry a crc32c checksum (stores made since 0.x)."""
-        for name in ARRAYS:
+        for name in self._arrays():
             codecs = self._group[name].metadata.to_dict().get("codecs", ())
             if not any(isinstance(c, dict) and c.get("name") == "crc32c" for c in codecs):
                 return False
@@ -441,7 +472,9 @@ class EmbeddingStore:
         array = self._group["status"]
         raw, bad = read_array(array, "status")
         status = np.asarray(raw, dtype=np.uint8)
-        invalid = status > max(TileStatus)
+        if self.placed:  # every status chunk was written: one that is not there was deleted
+            bad.extend(_missing_chunks(status, bad, array))
+        invalid = (status > max(TileStatus)) & ~tiles_of(bad, array.chunks, array.shape)
         lost = tiles_of(bad, array.chunks, array.shape) | invalid
         status = np.where(lost, np.uint8(TileStatus.PENDING), status)
         report = StoreReport(
@@ -488,15 +521,18 @@ class EmbeddingStore:
         :class:`StoreDamageWarning` naming them.
         """
         status, report = self._scan_status()
+        checks = self._read_checks(report)
         array = self._group["embeddings"]
         raw, bad = read_array(array, "embeddings")
         out = np.asarray(raw, dtype=np.float32)
         done = status == TileStatus.DONE
         unreadable = tiles_of(bad, array.chunks, array.shape) & done
         nonfinite = done & ~unreadable & ~np.isfinite(out).all(axis=-1)
-        out[~done | unreadable] = np.nan
+        wrong = self._wrong_place(raw, done & ~unreadable & ~nonfinite, checks, report)
+        lost = unreadable | nonfinite | wrong
+        out[~done | lost] = np.nan
         report.bad_chunks.extend(bad)
-        report.lost |= unreadable | nonfinite
+        report.lost |= lost
         report.nonfinite = int(np.count_nonzero(nonfinite))
         self._warn(report)
         return out
@@ -510,12 +546,14 @@ class EmbeddingStore:
         array = self._group["embeddings"]
         report = StoreReport(self.path, {}, lost=np.zeros(self.shape, dtype=bool))
         try:
-            out = np.asarray(array.vindex[self._points(rows, cols)], np.float32)
+            raw = np.asarray(array.vindex[self._points(rows, cols)])
         except MemoryError:
             raise
         except Exception:  # a damaged chunk: read the chunks one by one
-            out, bad = self._gather(rows, cols)
+            raw, bad = self._gather(rows, cols)
             report.bad_chunks.extend(bad)
+        raw = raw.reshape(len(rows), self.embed_dim)
+        out = raw.astype(np.float32)
         try:
             status = np.asarray(self._group["status"].vindex[rows, cols])
         except MemoryError:
@@ -526,17 +564,24 @@ class EmbeddingStore:
             report.bad_chunks.extend(status_report.bad_chunks)
             report.lost |= status_report.lost
         done = status == TileStatus.DONE
-        lost = done & ~np.isfinite(out.reshape(len(rows), -1)).all(axis=-1)
+        nonfinite = done & ~np.isfinite(out).all(axis=-1)
+        wrong = np.zeros_like(done)
+        if self.placed:
+            sound = np.flatnonzero(done & ~nonfinite)
+            checks = self._checks_at(rows[sound], cols[sound], report)
+            wrong[sound] = misplaced(rows[sound], cols[sound], raw[sound], checks, self._key)
+            report.misplaced = int(np.count_nonzero(wrong))
+        lost = nonfinite | wrong
         report.lost[rows[lost], cols[lost]] = True
-        report.nonfinite = int(np.count_nonzero(lost))
+        report.nonfinite = int(np.count_nonzero(nonfinite))
         out[~done | lost] = np.nan
         self._warn(report)
-        return out.reshape(len(rows), self.embed_dim)
+        return out
 
     def _gather(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, list[BadChunk]]:
-        """Embeddings of tiles read chunk by chunk; tiles of damaged chunks are NaN."""
+        """Embeddings (float16) of tiles read chunk by chunk; tiles of damaged chunks are NaN."""
         array = self._group["embeddings"]
-        out = np.full((len(rows), self.embed_dim), np.nan, dtype=np.float32)
+        out = np.full((len(rows), self.embed_dim), np.nan, dtype=np.float16)
         bad = []
         br, bc = array.chunks[0], array.chunks[1]
         keys = (rows // br) * (self.shape[1] // bc + 1) + cols // bc
@@ -546,7 +591,7 @@ class EmbeddingStore:
             chunk = BadChunk("embeddings", coords, "")
             region = chunk.region(array.chunks, array.shape)
             try:
-                block = np.asarray(array[region], dtype=np.float32)
+                block = np.asarray(array[region])
             except MemoryError:
                 raise
             except Exception as exc:
@@ -573,12 +618,14 @@ class EmbeddingStore:
         stores. Tiles that are not DONE, or whose embedding is damaged, are NaN and not ``done``.
         """
         status, report = self._scan_status()
+        checks = self._read_checks(report)
         array = self._group["embeddings"]
         for rows, values, bad in iter_bands(array, "embeddings"):
             out = np.asarray(values, dtype=np.float32)
             done = status[rows] == TileStatus.DONE
             unreadable = tiles_of(bad, array.chunks, array.shape)[rows]
             lost = done & (unreadable | ~np.isfinite(out).all(axis=-1))
+            lost |= self._wrong_place(values, done & ~lost, checks, report, rows)
             done &= ~lost
             out[~done] = np.nan
             report.bad_chunks.extend(bad)
@@ -587,6 +634,48 @@ class EmbeddingStore:
         self._warn(report)
 
     # ------------------------------------------------------------------ integrity
+    def _read_checks(self, report: StoreReport) -> np.ndarray | None:
+        """The place checks ``[rows, cols]`` (None in older stores); damaged chunks read 0."""
+        if not self.placed:
+            return None
+        values, bad = read_array(self._group["tile_check"], "tile_check")
+        report.bad_chunks.extend(bad)
+        return np.asarray(values, dtype=np.uint32)
+
+    def _checks_at(self, rows: np.ndarray, cols: np.ndarray, report: StoreReport) -> np.ndarray:
+        """The place checks of tiles ``(rows, cols)``; those of a damaged chunk read 0."""
+        try:
+            return np.asarray(self._group["tile_check"].vindex[rows, cols], dtype=np.uint32)
+        except MemoryError:
+            raise
+        except Exception:  # a damaged chunk: read them all, band by band
+            return self._read_checks(report)[rows, cols]
+
+    def _wrong_place(
+        self,
+        raw: np.ndarray,
+        candidates: np.ndarray,
+        checks: np.ndarray | None,
+        report: StoreReport,
+        rows: slice = slice(None),
+    ) -> np.ndarray:
+        """bool like ``candidates``: tiles (of grid rows ``rows``) whose float16 embedding in
+        ``raw`` does not match the check written for its place (or whose check is lost)."""
+        wrong = np.zeros_like(candidates)
+        if checks is None:
+            return wrong
+        r, c = np.nonzero(candidates)
+        start = rows.start or 0
+        wrong[r, c] = misplaced(r + start, c, raw[r, c], checks[rows][r, c], self._key)
+        lost_checks = {b for b in report.bad_chunks if b.array == "tile_check"}
+        unreadable = tiles_of(list(lost_checks), *self._check_layout())[rows]
+        report.misplaced += int(np.count_nonzero(wrong & ~unreadable))
+        return wrong
+
+    def _check_layout(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        array = self._group["tile_check"]
+        return array.chunks, array.shape
+
     def verify(self) -> StoreReport:
         """Read every chunk of the store and report what is damaged.
 
@@ -595,6 +684,7 @@ class EmbeddingStore:
         missing embeddings chunk reads as NaN). Reads band by band: memory stays bounded.
         """
         status, report = self._scan_status()
+        checks = self._read_checks(report)
         array = self._group["embeddings"]
         nonfinite = 0
         for rows, values, bad in iter_bands(array, "embeddings"):
@@ -606,7 +696,8 @@ class EmbeddingStore:
                 unreadable[local.region(array.chunks, band_shape)[:2]] = True
             unreadable &= done
             missing = done & ~unreadable & ~np.isfinite(values).all(axis=-1)
-            report.lost[rows] |= unreadable | missing
+            wrong = self._wrong_place(values, done & ~unreadable & ~missing, checks, report, rows)
+            report.lost[rows] |= unreadable | missing | wrong
             report.bad_chunks.extend(bad)
             nonfinite += int(np.count_nonzero(missing))
         report.nonfinite = nonfinite
@@ -617,6 +708,7 @@ class EmbeddingStore:
         values = np.bincount(final.ravel(), minlength=len(TileStatus))
         report.counts = {s.name.lower(): int(values[s]) for s in TileStatus}
         report.checksums = self.checksums
+        report.placed = self.placed
         return report
 
     def repair(self, *, warn: bool = True) -> StoreReport:
@@ -681,6 +773,9 @@ class EmbeddingStore:
         values = np.asarray(values, dtype=np.float16).reshape(len(rows), self.embed_dim)
         with self._io("write embeddings"):
             self._group["embeddings"].vindex[self._points(rows, cols)] = values
+            if self.placed:  # the checks of the place, before the tiles are DONE
+                checks = tile_checks(rows, cols, values, self._key)
+                self._group["tile_check"].vindex[rows, cols] = checks
         self.set_status(rows, cols, TileStatus.DONE)
 
     def set_status(self, rows: np.ndarray, cols: np.ndarray, status: TileStatus) -> None:
@@ -730,6 +825,22 @@ class EmbeddingStore:
         return f"EmbeddingStore({str(self.path)!r}, grid={rows}x{cols}, D={self.embed_dim}{mode})"
 
 
+def _missing_chunks(status: np.ndarray, bad: list[BadChunk], array: Any) -> list[BadChunk]:
+    """Status chunks that read as :data:`UNWRITTEN` everywhere: their file is gone."""
+    rows, cols = np.nonzero(status == UNWRITTEN)
+    if len(rows) == 0:
+        return []
+    known = {chunk.coords for chunk in bad}
+    found = []
+    for coords in sorted(set(zip(rows // array.chunks[0], cols // array.chunks[1], strict=True))):
+        coords = (int(coords[0]), int(coords[1]))
+        chunk = BadChunk("status", coords, "missing")
+        region = chunk.region(array.chunks, array.shape)
+        if coords not in known and (status[region] == UNWRITTEN).all():
+            found.append(chunk)
+    return found
+
+
 def check_metadata(path: Path) -> None:
     """Raise :class:`StoreError` when a ``zarr.json`` of the store is unreadable or not JSON."""
     for name in ("", *ARRAYS):
@@ -764,9 +875,10 @@ def _create_atomically(
         mblock = (min(MAP_BLOCK, rows), min(MAP_BLOCK, cols))
         arrays = (
             ("embeddings", (rows, cols, dim), block, "float16", np.nan),
-            ("status", shape, mblock, "uint8", 0),
+            ("status", shape, mblock, "uint8", UNWRITTEN),
             ("tissue", shape, mblock, "bool", False),
             ("tissue_fraction", shape, mblock, "float16", 0.0),
+            ("tile_check", shape, mblock, "uint32", 0),
         )
         for name, array_shape, chunks, dtype, fill in arrays:
             group.create_array(
@@ -777,6 +889,8 @@ def _create_atomically(
                 fill_value=fill,
                 compressors=_compressors(),
             )
+        # every status chunk on disk from the start: one missing later was deleted
+        group["status"][...] = np.zeros(shape, dtype=np.uint8)
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         group.attrs.update(
             _normalise({**info, "created": now, "updated": now, "signature": signature})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
-#: Arrays of a store, in the order they are checked.
-ARRAYS = ("status", "embeddings", "tissue", "tissue_fraction")
+#: Arrays of a store, in the order they are checked (``tile_check`` only in stores made since
+#: place checks: see :func:`tile_checks`).
+ARRAYS = ("status", "embeddings", "tissue", "tissue_fraction", "tile_check")
+#: The arrays every store has.
+REQUIRED = ARRAYS[:4]
+#: Status fill value of stores with place checks: a status chunk that is missing reads as this
+#: impossible value, never as PENDING (every status chunk is written when the store is made).
+UNWRITTEN = 255
+_U64 = np.uint64
 #: How many damaged tiles a one-line message names.
 EXAMPLES = 3
 
@@ -55,6 +63,55 @@ def damage_reason(exc: BaseException) -> str:
     if "zstd" in text.lower() or "decompress" in text.lower():
         return "cannot be decompressed"
     return f"unreadable ({type(exc).__name__})"
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic): every bit mixes every bit."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+def check_key(signature_hash: str) -> np.uint64:
+    """The per-store key of :func:`tile_checks`, from the store's signature hash (hex)."""
+    return _U64(int(signature_hash[:16], 16))
+
+
+def tile_checks(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, key: np.uint64
+) -> np.ndarray:
+    """uint32 place checks of tiles ``(rows, cols)`` holding float16 ``values [N, D]``.
+
+    A check is the CRC-32 of the embedding's exact bytes, started from a value that mixes the
+    store's key with the tile's row and column: an embedding read anywhere else than where it
+    was written (a chunk file moved or swapped, or restored from another store) does not match
+    the check stored for its place. It is never 0 (0 is the fill value: "no check"). A guard
+    against chunks in the wrong place by accident, not against someone forging a store.
+    """
+    rows = np.asarray(rows, dtype=np.uint64).ravel()
+    cols = np.asarray(cols, dtype=np.uint64).ravel()
+    data = np.ascontiguousarray(values, dtype="<f2").reshape(len(rows), -1)  # one byte order
+    size = data.shape[1] * data.itemsize
+    flat = memoryview(data.view(np.uint8).reshape(-1))
+    starts = (_mix((rows << _U64(32)) ^ cols ^ _U64(key)) >> _U64(32)).tolist()
+    out = np.fromiter(
+        (zlib.crc32(flat[i * size : (i + 1) * size], seed) for i, seed in enumerate(starts)),
+        dtype=np.uint32,
+        count=len(starts),
+    )
+    out[out == 0] = 1
+    return out
+
+
+def misplaced(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, checks: np.ndarray, key: np.uint64
+) -> np.ndarray:
+    """bool ``[N]``: tiles whose float16 ``values`` do not match their stored ``checks``."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=bool)
+    return tile_checks(rows, cols, values, key) != np.asarray(checks, dtype=np.uint32).ravel()
 
 
 def _chunk_grid(array: Any) -> list[range]:
@@ -158,7 +215,9 @@ class StoreReport:
     lost: np.ndarray | None = None
     nonfinite: int = 0
     invalid_status: int = 0
+    misplaced: int = 0
     checksums: bool = True
+    placed: bool = True
     repaired: bool = False
 
     @property
@@ -183,6 +242,11 @@ class StoreReport:
             parts.append(f"{self.nonfinite} done tile(s) without a finite embedding")
         if self.invalid_status:
             parts.append(f"{self.invalid_status} tile(s) with an invalid status")
+        if self.misplaced:
+            parts.append(
+                f"{self.misplaced} done tile(s) whose embedding is not the one written there "
+                "(a chunk moved, swapped or restored from elsewhere)"
+            )
         return "; ".join(parts)
 
     def tiles_text(self) -> str:
@@ -195,7 +259,12 @@ class StoreReport:
         """The one-line verdict."""
         counts = ", ".join(f"{n} {name}" for name, n in self.counts.items())
         if self.healthy:
-            sums = "checksummed" if self.checksums else "no chunk checksums (older store)"
+            if not self.checksums:
+                sums = "no chunk checksums (older store)"
+            elif not self.placed:
+                sums = "checksummed, no place checks (older store)"
+            else:
+                sums = "checksummed"
             return f"{self.path}: healthy: {counts}; {sums}"
         if self.repaired:
             return (

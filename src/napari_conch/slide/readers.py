@@ -59,6 +59,24 @@ class ArrayReader:
         return np.ascontiguousarray(self._layout.to_rgb(np.asarray(region)))
 
 
+class CutImageReader(ArrayReader):
+    """:class:`ArrayReader` over an image whose rows from ``valid_rows`` on are lost.
+
+    A region that reaches those rows raises :class:`DamagedChunkError` with ``reason``, so the
+    tissue scan records it as damaged and its tiles are FAILED, never read as pixels the file
+    does not hold (see :mod:`~napari_conch.slide.cut_image`).
+    """
+
+    def __init__(self, array: Any, layout: Layout, valid_rows: int, reason: str) -> None:
+        super().__init__(array, layout)
+        self._valid_rows, self._reason = valid_rows, reason
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if y1 > self._valid_rows:
+            raise DamagedChunkError(self._reason)
+        return super().read(y0, y1, x0, x1)
+
+
 class ChunkCache:
     """A small thread-safe LRU of decoded chunks, bounded in bytes."""
 

@@ -50,6 +50,7 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
     if not series_list:
         raise SlideError(f"{path}: cannot read as TIFF (it holds no image)")
     series = series_list[0]
+    _check_image_data_present(path, tif, series)
     tif.filehandle.set_lock(True)
     try:
         root = zarr.open(tif.aszarr(series=0, fillvalue=PAD_VALUE), mode="r")
@@ -85,6 +86,31 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
         fingerprint=file_fingerprint(path, [lv.shape for lv in levels]),
         close=tif.close,
     )
+
+
+def _check_image_data_present(path: Path, tif: tifffile.TiffFile, series) -> None:
+    """Raise :class:`SlideError` when the file ends before the image data of every level.
+
+    Such a file (a TIFF cut a few hundred bytes in: its header and directory are there, no
+    pixel is) used to open, and each of its tiles then FAILED, as if some of it were there.
+    """
+    size = tif.filehandle.size
+    whole = 0
+    for level in series.levels:
+        for page in level.pages:
+            if page is None:
+                continue
+            counts = getattr(page, "databytecounts", ()) or ()
+            offsets = getattr(page, "dataoffsets", ()) or ()
+            for offset, count in zip(offsets, counts, strict=False):
+                if count == 0 or offset + count <= size:
+                    return  # some image data is in the file (or a chunk that is meant empty)
+                whole = max(whole, offset + count)
+    if whole:
+        raise SlideError(
+            f"{path}: cannot read as TIFF (the file ends after {size} bytes, before any of its "
+            f"image data, which runs to byte {whole}: cut short?)"
+        )
 
 
 def tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str]:
