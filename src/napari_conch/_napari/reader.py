@@ -1,5 +1,8 @@
 """The npe2 reader: whole-slide images as multiscale RGB image layers.
 
+A map that ``napari-conch query --out map.tif`` wrote (a pyramidal OME-TIFF placed on the slide,
+:mod:`napari_conch.engine.map_tiff`) opens as layers laid over its slide: :func:`read_map`.
+
 ``get_reader`` returns ``None`` for paths that are not ours (another extension, bytes that are not
 a TIFF, a folder that is not zarr, an image we cannot show as RGB) so that napari tries other
 readers; it never raises for those. A file that looks like a slide but turns out broken (a
@@ -41,6 +44,11 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     path = Path(path)
     if not path.name.lower().endswith(SUFFIXES) or not _looks_like_slide(path):
         return None
+    if path.name.lower().endswith((".tif", ".tiff")) and path.is_file():
+        from napari_conch.engine.map_tiff import read_map_description
+
+        if read_map_description(path) is not None:
+            return read_map
     from napari_conch.slide import open_slide
 
     try:
@@ -153,3 +161,54 @@ def layer_data(slide: Slide) -> LayerData:
     if len(slide.levels) > 1:
         return list(slide.levels), {**kwargs, "multiscale": True}, "image"
     return slide.levels[0], {**kwargs, "multiscale": False}, "image"
+
+
+def read_map(path: Any) -> list[LayerData]:
+    """Read an exported map as layers aligned over its slide.
+
+    Each probability (or cosine) channel becomes an image layer, the ``label`` channel a labels
+    layer. ``scale`` and ``translate`` put map pixel ``(i, j)`` on the level-0 pixels it covers,
+    in microns when the map records the slide's MPP (as the slide's own layer is), else in
+    level-0 pixels.
+    """
+    import dask.array as da
+    import numpy as np
+
+    from napari_conch.engine.map_tiff import open_map
+    from napari_conch.engine.overlap import MapGeometry
+
+    path = Path(path[0] if isinstance(path, list | tuple) else path)
+    opened = open_map(path)
+    unit = opened.mpp or 1.0
+    size = opened.pixel_size
+    shape = tuple(opened.levels[0].shape[-2:])
+    geometry = MapGeometry(shape, size, opened.origin)
+    common: dict[str, Any] = {
+        "scale": tuple(v * unit for v in geometry.scale),
+        "translate": tuple(v * unit for v in geometry.napari_translate),
+        "metadata": {META_KEY: {"map": opened.description, "path": str(path.resolve())}},
+    }
+    if opened.mpp is not None:
+        common["units"] = ("um", "um")
+    multiscale = len(opened.levels) > 1
+    stem = path.name.split(".")[0]
+    layers: list[LayerData] = []
+    for c, channel in enumerate(opened.channels):
+        data = [level[c] for level in opened.levels]
+        kwargs = {**common, "name": f"{stem} {channel}", "multiscale": multiscale}
+        if channel == "label":
+            data = [da.nan_to_num(d).astype(np.uint8) for d in data]
+            layers.append((data if multiscale else data[0], kwargs, "labels"))
+            continue
+        coarse = np.asarray(data[-1])
+        finite = coarse[np.isfinite(coarse)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if channel.startswith("prob_"):
+            low, high = 0.0, 1.0
+        kwargs.update(
+            colormap="inferno",
+            opacity=0.6,
+            contrast_limits=(low, high if high > low else low + 1.0),
+        )
+        layers.append((data if multiscale else data[0], kwargs, "image"))
+    return layers
