@@ -174,7 +174,7 @@ def test_demo_out_under_a_file(tmp_path, capsys):
 def test_a_stray_oserror_is_one_line_and_debug_keeps_the_traceback(monkeypatch, capsys):
     import napari_conch.cli.info as info
 
-    def denied(path):
+    def denied(path, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
     monkeypatch.setattr(info, "describe_path", denied)

@@ -21,7 +21,14 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
         help="the region, in level-0 pixels",
     )
     p.add_argument("--level", type=int, default=0, metavar="N", help="pyramid level to read at")
-    p.add_argument("--mpp", type=float, metavar="X", help="level-0 microns/px if the file has none")
+    p.add_argument(
+        "--slide-mpp",
+        "--mpp",
+        dest="mpp",
+        type=float,
+        metavar="X",
+        help="level-0 microns/px if the file has none",
+    )
     add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
