@@ -115,12 +115,9 @@ def default_cache_root() -> Path:
     ``$XDG_CACHE_HOME/napari-conch``) on Linux, ``~/Library/Caches/napari-conch`` on macOS,
     ``%LOCALAPPDATA%\\napari-conch\\Cache`` on Windows.
     """
-    env = os.environ.get("NAPARI_CONCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    from napari_conch.cache_dir import user_cache_root
 
-    return Path(platformdirs.user_cache_dir("napari-conch", appauthor=False))
+    return user_cache_root()
 
 
 def _normalise(value: Any) -> Any:
