@@ -42,6 +42,8 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
             return None
         path = path[0]
     path = Path(path)
+    if path.name.lower().endswith(".dcm") and path.is_file():
+        return _dicom_reader(path)
     if not path.name.lower().endswith(SUFFIXES) or not _looks_like_slide(path):
         return None
     if path.name.lower().endswith((".tif", ".tiff")) and path.is_file():
@@ -56,6 +58,20 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     except SlideError as exc:
         if not _claims(path, exc):
             return None
+        return functools.partial(_raise_broken, exc)
+    return functools.partial(read_slide, slide=slide)
+
+
+def _dicom_reader(path: Path) -> Callable[[Any], list[LayerData]] | None:
+    """A DICOM whole-slide file opens the series of its folder (one file per level)."""
+    from napari_conch.slide import open_slide
+    from napari_conch.slide.dicom import is_dicom_file
+
+    if not is_dicom_file(path):
+        return None
+    try:
+        slide = open_slide(path.parent)
+    except SlideError as exc:
         return functools.partial(_raise_broken, exc)
     return functools.partial(read_slide, slide=slide)
 
