@@ -77,21 +77,23 @@ def test_top_tiles_out_naming_a_folder(embedded, tmp_path, capsys):
     assert "is a folder" in one_line(capsys)
 
 
-def test_full_disk_during_export_leaves_nothing(embedded, tmp_path, capsys, monkeypatch):
-    """ENOSPC injected half-way through the TIFF writer."""
+@pytest.mark.parametrize("scale", ["auto", "tile"])
+def test_full_disk_during_export_leaves_nothing(embedded, tmp_path, capsys, monkeypatch, scale):
+    """ENOSPC injected half-way through the TIFF writer (after its first image is written)."""
     import tifffile
 
-    def write_half(path, data, **kwargs):
-        with open(path, "wb") as f:
-            f.write(b"II*\0" + bytes(100))
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    real_write = tifffile.TiffWriter.write
 
-    monkeypatch.setattr(tifffile, "imwrite", write_half)
+    def write_half(self, *args, **kwargs):
+        real_write(self, *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tifffile.TiffWriter, "write", write_half)
     out = tmp_path / "map.tif"
-    assert main(query(embedded, out)) == 2
+    assert main([*query(embedded, out), "--map-scale", scale]) == 2
     line = one_line(capsys)
     assert line.startswith(f"napari-conch query: error: cannot write {out} (")
-    assert line.endswith(": No space left on device)")
+    assert line.endswith("No space left on device)")
     assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
 
 
@@ -173,7 +175,7 @@ def test_demo_out_under_a_file(tmp_path, capsys):
 def test_a_stray_oserror_is_one_line_and_debug_keeps_the_traceback(monkeypatch, capsys):
     import napari_conch.cli.info as info
 
-    def denied(path):
+    def denied(path, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
 
     monkeypatch.setattr(info, "describe_path", denied)
@@ -275,3 +277,11 @@ def test_a_cut_tiff_is_one_line_without_tifffiles_log(tmp_path, svs_path):
     err = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(err) == 1, err
     assert err[0].startswith("napari-conch embed: error: ") and "cannot read as TIFF" in err[0]
+
+
+@pytest.mark.parametrize("scale", ["0", "big", "-2"])
+def test_a_bad_map_scale_is_one_line_and_writes_nothing(embedded, tmp_path, capsys, scale):
+    out = tmp_path / "map.tif"
+    assert main([*query(embedded, out), "--map-scale", scale]) == 2
+    assert f"map scale {scale!r}" in one_line(capsys)
+    assert list(tmp_path.iterdir()) == []

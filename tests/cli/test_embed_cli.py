@@ -120,7 +120,8 @@ def test_a_glass_slide_is_an_error_with_the_reason(tmp_path, tiny_checkpoint, ca
 
     glass = tmp_path / "glass.tif"
     tifffile.imwrite(glass, np.full((300, 400, 3), 245, np.uint8))
-    assert main(embed_args(glass, tiny_checkpoint, tmp_path / "stores", "--tile-size", "64")) == 2
+    args = embed_args(glass, tiny_checkpoint, tmp_path / "stores", "--tile-size", "64")
+    assert main([*args, "--slide-mpp", "0.5"]) == 2  # stated: no note about the missing MPP
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1
     assert "glass: no tissue found at min_tissue 0.25" in err and "--min-tissue" in err
@@ -393,6 +394,7 @@ def test_a_truncated_tiff_is_one_line_without_tifffiles_own_errors(tmp_path, cap
     image = np.random.default_rng(0).integers(0, 255, (512, 384, 3), dtype=np.uint8)
     slide = truncated_pyramid(image, tmp_path / "cut.tif", 0.3)  # tifffile logs its IFD errors
     args = ["embed", str(slide), "--model", "demo", "--device", "cpu", "--quiet"]
+    args += ["--slide-mpp", "0.5"]  # stated: no note about the missing MPP
     code = main([*args, "--store", str(tmp_path / "stores"), "--min-tissue", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "cut.tif: cannot read level 0" in err[0], err

@@ -11,6 +11,7 @@ import tifffile
 
 from napari_conch.cli import main
 from napari_conch.engine.export import read_tiff_metadata
+from napari_conch.engine.map_tiff import open_map
 from tests.cli.conftest import refused
 
 TILE = 256
@@ -79,9 +80,11 @@ def test_every_format_reads_back(embedded, tmp_path):
     for out in outs:
         argv += ["--out", str(out)]
     assert main(argv) == 0
-    data = tifffile.imread(outs[0])
+    placed = open_map(outs[0])  # the default: a pyramidal OME-TIFF laid over the slide
+    data = placed.cell_values()
     meta = read_tiff_metadata(outs[0])
     assert data.shape == (4, *meta["shape"]) == (4, job.grid.rows, job.grid.cols)
+    assert placed.pixel_size == 8 and meta["map"]["slide_shape_level0"] == list(job.slide.shape)
     assert meta["channels"] == ["prob_tumor", "prob_stroma", "prob_glass", "label"]
     assert meta["mpp_level0"] == pytest.approx(0.499, abs=1e-3)
     assert meta["cell_size_level0"] == TILE and meta["store"] == str(job.store.path)
@@ -140,7 +143,7 @@ def test_overlapping_grid_gives_the_cell_average(
     argv = ["query", str(job.store.path), "--prompt", "tumor", "--model", str(ckpt)]
     argv += ["--config", str(config), "--tokenizer", str(tokenizer_path), "--device", "cpu"]
     argv += ["--out", str(csv_out)]
-    assert main([*argv, "--out", str(tif_out)]) == 0
+    assert main([*argv, "--out", str(tif_out), "--map-scale", "tile"]) == 0
     tiles = np.full(job.grid.shape, np.nan)
     for line in read_csv(csv_out):
         tiles[int(line["row"]), int(line["col"])] = float(line["tumor"])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import imagecodecs
 import numpy as np
-import tifffile
 
 from napari_conch.cli import main
 from napari_conch.demo import DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
 from napari_conch.engine.export import read_tiff_metadata
+from napari_conch.engine.map_tiff import open_map
 from napari_conch.engine.store import EmbeddingStore, TileStatus
 from napari_conch.samples import HGSC_HELDOUT
 
@@ -17,7 +17,7 @@ def test_demo_writes_heatmap_and_overlay(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--quiet", "--prompt", "stroma"]) == 0
     out = capsys.readouterr().out
     assert "demo model (not CONCH)" in out and "prompts: stroma" in out
-    heatmap = tifffile.imread(tmp_path / "heatmap.tif")
+    heatmap = open_map(tmp_path / "heatmap.tif").cell_values()[0]  # laid over the slide
     meta = read_tiff_metadata(tmp_path / "heatmap.tif")
     assert meta["model"] == "demo model (not CONCH)"
     (store_path,) = (tmp_path / "stores").iterdir()
@@ -36,7 +36,7 @@ def test_demo_writes_heatmap_and_overlay(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--quiet"]) == 0
     assert "44 tissue tiles embedded" in (out := capsys.readouterr().out)
     assert f"prompts: {', '.join(DEMO_VIEW_PROMPTS)}" in out
-    labelled = tifffile.imread(tmp_path / "heatmap.tif")
+    labelled = open_map(tmp_path / "heatmap.tif").cell_values()
     assert labelled.shape == (4, *store.grid.shape)  # three probabilities and the label
     assert set(np.unique(labelled[-1])) == {0, 1, 2, 3}
 

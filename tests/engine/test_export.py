@@ -87,7 +87,9 @@ def test_csv_column_clash(tmp_path, index, grid) -> None:
 
 def test_tiff_single_prompt_with_mpp(tmp_path, index, grid) -> None:
     res = run_query(index, ["tumor"], queries(1), grid)
-    path = export_result(tmp_path / "map.tif", res, grid, mpp=0.5, metadata={"store": "x"})
+    path = export_result(
+        tmp_path / "map.tif", res, grid, mpp=0.5, metadata={"store": "x"}, map_scale="tile"
+    )
     data = tifffile.imread(path)
     np.testing.assert_array_equal(data, res.cell_cosine[0], strict=True)
     meta = read_tiff_metadata(path)
@@ -102,7 +104,7 @@ def test_tiff_single_prompt_with_mpp(tmp_path, index, grid) -> None:
 
 
 def test_tiff_several_prompts_without_mpp(tmp_path, grid, several) -> None:
-    path = export_result(tmp_path / "map.tiff", several, grid)
+    path = export_result(tmp_path / "map.tiff", several, grid, map_scale="tile")
     data = tifffile.imread(path)
     expected, channels = several.cell_map()
     assert data.shape == (3, 5, 6) and data.dtype == np.float32

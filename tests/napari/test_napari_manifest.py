@@ -63,6 +63,36 @@ def test_reader_declines_what_is_not_ours(tmp_path):
         assert get_reader(str(path)) is None, path
 
 
+def test_reader_lays_an_exported_map_over_the_slide(tmp_path):
+    from napari_conch._napari.reader import read_map
+    from napari_conch.engine.export import export_result
+    from napari_conch.engine.map_tiff import SlideFrame
+    from napari_conch.engine.query import QueryIndex, run_query
+    from napari_conch.slide import TileGrid
+
+    grid = TileGrid(0, 1.0, 1.0, 64, 64, 20, 30, (1280, 1920))
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(2, 8))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    index = QueryIndex(rng.normal(size=(20, 30, 8)).astype(np.float32))
+    res = run_query(index, ["tumor", "stroma"], q, grid, logit_scale=20.0)
+    frame = SlideFrame((1280, 1920), (1.0, 4.0, 16.0), mpp=0.25)
+    path = export_result(tmp_path / "map.tif", res, grid, frame=frame)  # auto: 16 px per pixel
+    assert get_reader(str(path)) is read_map
+    layers = read_map(str(path))
+    assert [(kwargs["name"], kind) for _, kwargs, kind in layers] == [
+        ("map prob_tumor", "image"), ("map prob_stroma", "image"), ("map label", "labels")
+    ]  # fmt: skip
+    for data, kwargs, _ in layers:
+        # map pixel i spans level-0 pixels 16 i .. 16 i + 16; the slide layer (scale 0.25 um)
+        # centres level-0 pixel p at 0.25 p: the map pixel's centre, 16 i + 7.5, at 4 i + 1.875
+        assert kwargs["scale"] == (4.0, 4.0) and kwargs["translate"] == (1.875, 1.875)
+        assert kwargs["units"] == ("um", "um") and not kwargs["multiscale"]
+        assert tuple(data.shape) == (80, 120)
+    labels = np.asarray(layers[2][0])
+    np.testing.assert_array_equal(labels[::4, ::4], res.cell_labels)  # 4 map pixels per tile
+
+
 def test_reader_claims_a_broken_slide(svs_path, tmp_path):
     broken = tmp_path / "broken.svs"
     broken.write_bytes(svs_path.read_bytes()[:20_000])

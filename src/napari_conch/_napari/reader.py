@@ -1,5 +1,8 @@
 """The npe2 reader: whole-slide images as multiscale RGB image layers.
 
+A map that ``napari-conch query --out map.tif`` wrote (a pyramidal OME-TIFF placed on the slide,
+:mod:`napari_conch.engine.map_tiff`) opens as layers laid over its slide: :func:`read_map`.
+
 ``get_reader`` returns ``None`` for paths that are not ours (another extension, bytes that are not
 a TIFF, a folder that is not zarr, an image we cannot show as RGB) so that napari tries other
 readers; it never raises for those. A file that looks like a slide but turns out broken (a
@@ -39,8 +42,15 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
             return None
         path = path[0]
     path = Path(path)
+    if path.name.lower().endswith(".dcm") and path.is_file():
+        return _dicom_reader(path)
     if not path.name.lower().endswith(SUFFIXES):
         return None
+    if path.name.lower().endswith((".tif", ".tiff")) and path.is_file():
+        from napari_conch.engine.map_tiff import read_map_description
+
+        if read_map_description(path) is not None:
+            return read_map
     from napari_conch.slide import open_slide
     from napari_conch.slide.open import existing_slide_path
 
@@ -58,6 +68,20 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     except SlideError as exc:
         if not _claims(path, exc):
             return None
+        return functools.partial(_raise_broken, exc)
+    return functools.partial(read_slide, slide=slide)
+
+
+def _dicom_reader(path: Path) -> Callable[[Any], list[LayerData]] | None:
+    """A DICOM whole-slide file opens the series of its folder (one file per level)."""
+    from napari_conch.slide import open_slide
+    from napari_conch.slide.dicom import is_dicom_file
+
+    if not is_dicom_file(path):
+        return None
+    try:
+        slide = open_slide(path.parent)
+    except SlideError as exc:
         return functools.partial(_raise_broken, exc)
     return functools.partial(read_slide, slide=slide)
 
@@ -165,3 +189,54 @@ def layer_data(slide: Slide) -> LayerData:
     if len(slide.levels) > 1:
         return list(slide.levels), {**kwargs, "multiscale": True}, "image"
     return slide.levels[0], {**kwargs, "multiscale": False}, "image"
+
+
+def read_map(path: Any) -> list[LayerData]:
+    """Read an exported map as layers aligned over its slide.
+
+    Each probability (or cosine) channel becomes an image layer, the ``label`` channel a labels
+    layer. ``scale`` and ``translate`` put map pixel ``(i, j)`` on the level-0 pixels it covers,
+    in microns when the map records the slide's MPP (as the slide's own layer is), else in
+    level-0 pixels.
+    """
+    import dask.array as da
+    import numpy as np
+
+    from napari_conch.engine.map_tiff import open_map
+    from napari_conch.engine.overlap import MapGeometry
+
+    path = Path(path[0] if isinstance(path, list | tuple) else path)
+    opened = open_map(path)
+    unit = opened.mpp or 1.0
+    size = opened.pixel_size
+    shape = tuple(opened.levels[0].shape[-2:])
+    geometry = MapGeometry(shape, size, opened.origin)
+    common: dict[str, Any] = {
+        "scale": tuple(v * unit for v in geometry.scale),
+        "translate": tuple(v * unit for v in geometry.napari_translate),
+        "metadata": {META_KEY: {"map": opened.description, "path": str(path.resolve())}},
+    }
+    if opened.mpp is not None:
+        common["units"] = ("um", "um")
+    multiscale = len(opened.levels) > 1
+    stem = path.name.split(".")[0]
+    layers: list[LayerData] = []
+    for c, channel in enumerate(opened.channels):
+        data = [level[c] for level in opened.levels]
+        kwargs = {**common, "name": f"{stem} {channel}", "multiscale": multiscale}
+        if channel == "label":
+            data = [da.nan_to_num(d).astype(np.uint8) for d in data]
+            layers.append((data if multiscale else data[0], kwargs, "labels"))
+            continue
+        coarse = np.asarray(data[-1])
+        finite = coarse[np.isfinite(coarse)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if channel.startswith("prob_"):
+            low, high = 0.0, 1.0
+        kwargs.update(
+            colormap="inferno",
+            opacity=0.6,
+            contrast_limits=(low, high if high > low else low + 1.0),
+        )
+        layers.append((data if multiscale else data[0], kwargs, "image"))
+    return layers

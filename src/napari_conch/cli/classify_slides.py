@@ -50,7 +50,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--labels", metavar="CSV", help="reference labels 'slide,label': print metrics")
     p.add_argument("--evidence", metavar="DIR", help="write each slide's top tiles per class")
     p.add_argument(
-        "--evidence-top", type=number(EVIDENCE_TOP), metavar="J",
+        "--evidence-top",
+        type=number(EVIDENCE_TOP),
+        metavar="J",
         help="tiles per class in the evidence (max j)",
     )
     embedding = p.add_argument_group("embedding slide files")

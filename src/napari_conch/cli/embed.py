@@ -279,7 +279,9 @@ class LocalRunner:
             self.fatal = True
             session.set_model(self._load_model())
             self.fatal = False
-        session.open_slide(slide)
+        opened = session.open_slide(slide)
+        if opened.mpp is None:
+            print(no_mpp_note(opened), file=sys.stderr)
         bar.start(Path(slide).name)
         try:
             return session.embed(live=False, wait=self.args.wait, on_progress=bar.update)
@@ -448,3 +450,11 @@ def _tqdm(**kwargs: Any) -> Any:
     from tqdm import tqdm
 
     return tqdm(**kwargs)
+
+
+def no_mpp_note(slide: Any) -> str:
+    """The line that says a slide's file gives no microns per pixel, and what follows."""
+    return (
+        f"napari-conch embed: note: {slide.path}: the file gives no microns per pixel; the grid "
+        "is by pyramid level and maps carry no physical size (state it with --slide-mpp X)"
+    )

@@ -38,13 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: $NAPARI_CONCH_MODEL)",
     )  # fmt: skip
     parser.add_argument("--tokenizer", help="a tokenizer JSON to check")
+    parser.add_argument(
+        "--slide-mpp", type=float, metavar="X", help="level-0 microns/px of a slide without one"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the report."""
     if args.path:
-        print(describe_path(Path(args.path)))
+        print(describe_path(Path(args.path), slide_mpp=args.slide_mpp))
         return 0
     for line in environment_report(args.model, args.tokenizer):
         print(line)
@@ -107,8 +110,8 @@ def weights_line(model: str) -> tuple[str, str | None]:
     return f"weights: {model} ({label}; {resolved.weights})", tokenizer
 
 
-def describe_path(path: Path) -> str:
-    """What a slide or an embedding store holds."""
+def describe_path(path: Path, slide_mpp: float | None = None) -> str:
+    """What a slide or an embedding store holds (``slide_mpp``: a slide's stated MPP)."""
     if not path.exists():
         raise NapariConchError(f"{str(path)!r} does not exist")
     if path.is_dir() and (path / "zarr.json").is_file():
@@ -119,7 +122,7 @@ def describe_path(path: Path) -> str:
             return describe_store(EmbeddingStore.open(path))
     from napari_conch.slide import open_slide
 
-    return describe_slide(open_slide(path))
+    return describe_slide(open_slide(path, mpp=slide_mpp))
 
 
 def _is_store(path: Path) -> bool:
@@ -135,7 +138,7 @@ def _is_store(path: Path) -> bool:
 def describe_slide(slide) -> str:
     """Levels, size, microns per pixel and fingerprint of a slide."""
     mpp = (
-        f"{slide.mpp:g} um/px ({slide.mpp_source})"
+        f"{slide.mpp:g} um/px ({'stated' if slide.mpp_source == 'caller' else slide.mpp_source})"
         if slide.mpp
         else "unknown (give it with --slide-mpp)"
     )

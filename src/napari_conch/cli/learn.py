@@ -13,6 +13,7 @@ from napari_conch.cli.common import (
     no_embeddings_reason,
     number,
 )
+from napari_conch.cli.query import add_map_scale_argument
 from napari_conch.engine.learn import STRENGTH_BOUNDS
 from napari_conch.errors import InputError, StoreError
 
@@ -31,7 +32,8 @@ def register(subparsers: Any) -> None:
             "level-0 pixels, properties.classification.name) are its examples. Classes named "
             "only in the annotations are learned from examples alone. Prints the "
             "cross-validated precision and recall per class. The format follows the extension "
-            "of --out: .csv (row,col,x0,y0,x1,y1,class,prob_<class>...), .tif/.tiff and .npy "
+            "of --out: .csv (row,col,x0,y0,x1,y1,class,prob_<class>...), .tif/.tiff (a "
+            "pyramidal OME-TIFF laid over the slide, see --map-scale) and .npy "
             "(probabilities and label per stride cell), .geojson (labelled regions for QuPath). "
             "Without --annotations, the project saved in the store (--save) is used."
         ),
@@ -49,6 +51,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--out", action="append", default=[], metavar="FILE", help="output file (repeatable)"
     )
+    add_map_scale_argument(p)
     p.add_argument(
         "--examples-out", metavar="GEOJSON", help="write the example tiles as QuPath annotations"
     )
@@ -61,7 +64,9 @@ def register(subparsers: Any) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     from napari_conch.cli.query import check_out_file
     from napari_conch.engine.export import FORMATS
+    from napari_conch.engine.map_tiff import parse_map_scale
 
+    args.map_scale = parse_map_scale(args.map_scale)
     if not args.out and not args.examples_out and not args.save:
         raise InputError("nothing to do: give --out FILE, --examples-out FILE or --save")
     for out in map(Path, args.out):
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from napari_conch.engine.learn_export import export_learned
     from napari_conch.engine.learner import Learner
+    from napari_conch.engine.map_tiff import frame_for_store
     from napari_conch.engine.query import QueryIndex
     from napari_conch.engine.store import EmbeddingStore
 
@@ -161,10 +167,19 @@ def run(args: argparse.Namespace) -> int:
         "logit_scale": scale,
     }
     mpp = store.attrs.get("slide_mpp")
+    tiffs = [out for out in args.out if Path(out).suffix.lower() in (".tif", ".tiff")]
+    frame = frame_for_store(store) if tiffs and args.map_scale != "tile" else None
     for out in args.out:
         print(
             export_learned(
-                out, outcome.result, store.grid, colors=colors, mpp=mpp, metadata=metadata
+                out,
+                outcome.result,
+                store.grid,
+                colors=colors,
+                mpp=mpp,
+                metadata=metadata,
+                map_scale=args.map_scale,
+                frame=frame,
             )
         )
     if args.examples_out:

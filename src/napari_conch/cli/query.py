@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
             "cosine similarity; several give probabilities softmax(logit_scale * cosine) with "
             "the model's temperature, and labels (argmax). The format follows the extension of "
             "--out: .csv (one "
-            "row per tile), .tif/.tiff (float32 map, one pixel per stride cell), .geojson "
+            "row per tile), .tif/.tiff (float32 pyramidal OME-TIFF laid over the slide, see "
+            "--map-scale), .geojson "
             "(labelled regions for QuPath), .npy (the map)."
         ),
     )
@@ -54,7 +55,22 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--out", action="append", required=True, metavar="FILE", help="output file (repeatable)"
     )
+    add_map_scale_argument(p)
     p.set_defaults(func=run)
+
+
+def add_map_scale_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--map-scale`` (how a .tif map is placed on the slide)."""
+    parser.add_argument(
+        "--map-scale",
+        default="auto",
+        metavar="S",
+        help=(
+            ".tif maps: slide pixels per map pixel of the pyramidal OME-TIFF laid over the "
+            "slide: auto (the slide level of 8-16, else 8), full (slide size), a number, or "
+            "tile (one pixel per stride cell, the old TIFF) (default auto)"
+        ),
+    )
 
 
 def prompt_request(args: argparse.Namespace) -> Any:
@@ -123,7 +139,10 @@ def check_out_file(out: Path, option: str = "--out") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Query the store and write every ``--out`` file."""
+    from napari_conch.engine.map_tiff import parse_map_scale
+
     request = prompt_request(args)
+    map_scale = parse_map_scale(args.map_scale)
     check_outputs(args.out, len(request.classes), args.threshold)
     session = store_session(args)
     session.query(request)
@@ -133,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         "logit_scale": float(session.model.logit_scale),
     }
     for out in args.out:
-        print(session.export(out, metadata=metadata))
+        print(session.export(out, metadata=metadata, map_scale=map_scale))
     return 0
 
 

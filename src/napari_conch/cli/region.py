@@ -40,7 +40,7 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
         "--level", type=run_option("level"), default=0, metavar="N", help="pyramid level to read at"
     )
     p.add_argument(
-        "--mpp", type=run_option("slide_mpp"), metavar="X",
+        "--slide-mpp", "--mpp", dest="mpp", type=run_option("slide_mpp"), metavar="X",
         help="level-0 microns/px if the file has none",
     )  # fmt: skip
     add_model_argument(p)

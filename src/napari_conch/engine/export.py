@@ -5,7 +5,11 @@
 - ``.csv``: one row per computed tile: ``row,col,x0,y0,x1,y1`` (the tile's level-0 box), the
   cosine similarity of each prompt (a column named by the prompt), then with several prompts
   ``prob_<prompt>`` columns and ``label``.
-- ``.tif`` / ``.tiff``: the cell map (:meth:`QueryResult.cell_map`) as float32, one pixel per
+- ``.tif`` / ``.tiff``: by default a pyramidal OME-TIFF over the whole slide, at a map pixel
+  size the caller chooses (``map_scale``), with physical pixel sizes, the offset to the slide and
+  resolution tags in centimetres, so that QuPath, ImageJ and OpenSlide place it on the slide
+  (:mod:`napari_conch.engine.map_tiff`). With ``map_scale="tile"``: the cell map
+  (:meth:`QueryResult.cell_map`) as float32, one pixel per
   stride cell. ImageDescription holds tifffile's JSON ``{"shape": [...], "napari_conch": {...}}``
   with ``cell_size_level0``,
   ``origin_level0_yx`` and the channel names; the resolution tags give cells per centimetre when
@@ -32,6 +36,13 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.engine.map_tiff import (
+    DEFAULT_MAP_SCALE,
+    SlideFrame,
+    parse_map_scale,
+    read_map_description,
+    write_map_tiff,
+)
 from napari_conch.engine.polygons import label_polygons
 from napari_conch.engine.query import QueryResult
 from napari_conch.errors import InputError, OutputError, describe_os_error
@@ -95,6 +106,8 @@ def export_result(
     *,
     mpp: float | None = None,
     metadata: dict[str, Any] | None = None,
+    map_scale: Any = DEFAULT_MAP_SCALE,
+    frame: SlideFrame | None = None,
 ) -> Path:
     """Write ``result`` to ``path`` in the format its extension names; return the path.
 
@@ -110,16 +123,27 @@ def export_result(
         Microns per level-0 pixel, when known (TIFF physical size).
     metadata
         Extra JSON-able entries for the TIFF description (store, prompts, ...).
+    map_scale
+        TIFF only: ``"auto"``, ``"full"``, level-0 pixels per map pixel, or ``"tile"`` (one
+        pixel per cell); see :mod:`napari_conch.engine.map_tiff`.
+    frame
+        TIFF only: the slide's level-0 size, downsamples and MPP; by default what ``grid`` and
+        ``mpp`` imply (:meth:`SlideFrame.from_grid`).
     """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
         known = ", ".join(FORMATS)
         raise InputError(f"cannot export to {path}: unknown extension {path.suffix!r} ({known})")
+    scale = parse_map_scale(map_scale)
     if kind == "csv":
         write_csv(path, result, grid)
-    elif kind == "tiff":
+    elif kind == "tiff" and scale == "tile":
         write_tiff(path, result, mpp=mpp, metadata=metadata)
+    elif kind == "tiff":
+        frame = frame or SlideFrame.from_grid(grid, mpp)
+        described = map_metadata(result, result.cell_map()[1], frame.mpp, metadata)
+        write_map_tiff(path, result, frame, scale=scale, description=described)
     elif kind == "geojson":
         write_geojson(path, result)
     else:
@@ -207,9 +231,13 @@ def write_tiff(
 
 
 def read_tiff_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """Return the ``napari_conch`` description of a TIFF written by :func:`write_tiff`."""
+    """Return the ``napari_conch`` description of a map TIFF (either kind :func:`export_result`
+    writes: the OME-TIFF map, with its ``"map"`` placement, or the one-pixel-per-cell TIFF)."""
     import tifffile
 
+    found = read_map_description(path)
+    if found is not None:
+        return found
     with tifffile.TiffFile(path) as tif:
         text = tif.pages[0].description
     try:

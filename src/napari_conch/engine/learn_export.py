@@ -3,7 +3,8 @@
 - ``.csv``: one row per computed tile: ``row,col,x0,y0,x1,y1`` (the tile's level-0 box),
   ``class`` (the winning class's name), then ``prob_<class>`` for every class.
 - ``.tif`` / ``.tiff`` / ``.npy``: the cell map of probabilities and label, as
-  :func:`~napari_conch.engine.export.export_result` writes a query's.
+  :func:`~napari_conch.engine.export.export_result` writes a query's (the TIFF a pyramidal
+  OME-TIFF placed on the slide, or one pixel per cell with ``map_scale="tile"``).
 - ``.geojson``: the labelled regions as QuPath annotations
   (:func:`~napari_conch.engine.export.geojson_features`), each with its class's name and colour.
 
@@ -27,6 +28,7 @@ from napari_conch.engine.export import (
     export_result,
     geojson_features,
 )
+from napari_conch.engine.map_tiff import DEFAULT_MAP_SCALE, SlideFrame
 from napari_conch.engine.query import QueryResult
 from napari_conch.errors import InputError
 
@@ -76,8 +78,14 @@ def export_learned(
     colors: dict[str, Color] | None = None,
     mpp: float | None = None,
     metadata: dict[str, Any] | None = None,
+    map_scale: Any = DEFAULT_MAP_SCALE,
+    frame: SlideFrame | None = None,
 ) -> Path:
-    """Write a learned map to ``path`` in the format its extension names; return the path."""
+    """Write a learned map to ``path`` in the format its extension names; return the path.
+
+    ``map_scale`` and ``frame`` place a ``.tif`` map on the slide, as in
+    :func:`~napari_conch.engine.export.export_result`.
+    """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind == "csv":
@@ -85,5 +93,7 @@ def export_learned(
     elif kind == "geojson":
         write_learned_geojson(path, result, colors)
     else:
-        export_result(path, result, grid, mpp=mpp, metadata=metadata)
+        export_result(
+            path, result, grid, mpp=mpp, metadata=metadata, map_scale=map_scale, frame=frame
+        )
     return path

@@ -42,7 +42,10 @@ class RunOptions:
     num_readers : int
         Threads reading and decoding tiles while the model runs.
     slide_mpp : float, optional
-        Level-0 microns per pixel for slides whose file does not say it.
+        Level-0 microns per pixel stated by the user, for slides whose file does not say it
+        (or says it wrong): it takes precedence over the file's, and it is recorded in the
+        store's signature, so a store made with another stated MPP is not reused. The CLI's
+        ``--slide-mpp``; a dock's Slide panel sets it with ``Session.set_options``.
     device : str, optional
         Torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); ``None``: CUDA, else MPS, else CPU.
     precision : str, optional

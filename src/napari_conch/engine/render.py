@@ -56,10 +56,19 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def cells_at(geometry: MapGeometry, shape: tuple[int, int], pixel_size: float) -> tuple:
-    """Map cell ``(row, col)`` under every pixel of a ``shape`` image, and where one exists."""
-    ys = (np.arange(shape[0]) + 0.5) * pixel_size
-    xs = (np.arange(shape[1]) + 0.5) * pixel_size
+def cells_at(
+    geometry: MapGeometry,
+    shape: tuple[int, int],
+    pixel_size: float,
+    start: tuple[int, int] = (0, 0),
+) -> tuple:
+    """Map cell ``(row, col)`` under every pixel of a ``shape`` image, and where one exists.
+
+    The image's pixels are ``pixel_size`` level-0 pixels wide, its pixel ``(0, 0)`` is pixel
+    ``start`` of an image whose corner is the slide's; a pixel takes the cell under its centre.
+    """
+    ys = (np.arange(start[0], start[0] + shape[0]) + 0.5) * pixel_size
+    xs = (np.arange(start[1], start[1] + shape[1]) + 0.5) * pixel_size
     rows = np.floor((ys - geometry.origin[0]) / geometry.cell_size).astype(int)
     cols = np.floor((xs - geometry.origin[1]) / geometry.cell_size).astype(int)
     inside = ((rows >= 0) & (rows < geometry.shape[0]))[:, None] & (

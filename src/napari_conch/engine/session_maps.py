@@ -174,23 +174,33 @@ class SessionMaps:
         return result
 
     def export(
-        self, path: str | os.PathLike | None, *, metadata: dict[str, Any] | None = None
+        self,
+        path: str | os.PathLike | None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        map_scale: Any = "auto",
     ) -> Path:
         """Write the map on show (format by the file's extension); returns the file written."""
-        return self.export_job(path, metadata=metadata)()
+        return self.export_job(path, metadata=metadata, map_scale=map_scale)()
 
     def export_job(
-        self, path: str | os.PathLike | None, *, metadata: dict[str, Any] | None = None
+        self,
+        path: str | os.PathLike | None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        map_scale: Any = "auto",
     ) -> Callable[[], Path]:
         """Check ``path`` and what there is to export now; returns the writing, to run later.
 
         The returned call holds the map on show and writes it (safe in a worker thread);
         :meth:`export` runs it at once. ``metadata``: entries added to what the file records
-        (the store, the model source, the slide).
+        (the store, the model source, the slide). ``map_scale``: how a ``.tif`` map is placed
+        on the slide (:mod:`napari_conch.engine.map_tiff`; ``"tile"``: one pixel per cell).
         """
         from functools import partial
 
         from napari_conch.engine.export import export_result
+        from napari_conch.engine.map_tiff import parse_map_scale
 
         choose = "choose a file to export to (.tif, .geojson, .csv or .npy)"
         if path is None or str(path).strip() in ("", "."):
@@ -199,6 +209,7 @@ class SessionMaps:
             raise InputError(f"{choose}: {path} is a folder")
         if self.result is None or self.store is None:
             raise InputError("nothing to export yet: type a prompt first")
+        map_scale = parse_map_scale(map_scale)
         slide, mpp = self._slide_facts()
         recorded = {"store": str(self.store.path)}
         if self.model is not None:
@@ -206,9 +217,26 @@ class SessionMaps:
         if slide:
             recorded["slide"] = str(slide)
         recorded.update(metadata or {})
+        frame = self._slide_frame() if Path(path).suffix.lower() in (".tif", ".tiff") else None
         return partial(
-            export_result, path, self.result, self.store.grid, mpp=mpp, metadata=recorded
+            export_result,
+            path,
+            self.result,
+            self.store.grid,
+            mpp=mpp,
+            metadata=recorded,
+            map_scale=map_scale,
+            frame=frame,
         )
+
+    def _slide_frame(self) -> Any:
+        """The slide's level-0 size, levels and MPP for a map TIFF (the slide's, else the
+        store's: :func:`~napari_conch.engine.map_tiff.frame_for_store`)."""
+        from napari_conch.engine.map_tiff import SlideFrame, frame_for_store
+
+        if self.slide is not None:
+            return SlideFrame.from_slide(self.slide)
+        return frame_for_store(self.store)
 
     def _slide_facts(self) -> tuple[Any, float | None]:
         """The slide's path and level-0 MPP: the slide's, else what the store records."""

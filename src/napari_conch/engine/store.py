@@ -124,12 +124,9 @@ def default_cache_root() -> Path:
     ``$XDG_CACHE_HOME/napari-conch``) on Linux, ``~/Library/Caches/napari-conch`` on macOS,
     ``%LOCALAPPDATA%\\napari-conch\\Cache`` on Windows.
     """
-    env = os.environ.get("NAPARI_CONCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    from napari_conch.cache_dir import user_cache_root
 
-    return Path(platformdirs.user_cache_dir("napari-conch", appauthor=False))
+    return user_cache_root()
 
 
 def _normalise(value: Any) -> Any:
@@ -142,7 +139,9 @@ def make_signature(slide: Any, model: Any, grid: TileGrid) -> dict[str, Any]:
 
     The compute precision (``model.precision``) is recorded when it is not ``fp32``; a float32
     signature has no ``precision`` entry, so stores made before it was recorded (all float32)
-    keep their signature and their folder name.
+    keep their signature and their folder name. Likewise the slide's MPP is recorded
+    (``slide_mpp``) only when the user stated it (``mpp_source == "caller"``): a store made with
+    another stated MPP, or with the file's own, is not reused.
     """
     signature = {
         "format": STORE_FORMAT,
@@ -155,6 +154,8 @@ def make_signature(slide: Any, model: Any, grid: TileGrid) -> dict[str, Any]:
     precision = getattr(model, "precision", None) or DEFAULT_PRECISION
     if precision != DEFAULT_PRECISION:
         signature["precision"] = str(precision)
+    if getattr(slide, "mpp_source", None) == "caller":  # stated by the user (--slide-mpp)
+        signature["slide_mpp"] = float(slide.mpp)
     return _normalise(signature)
 
 

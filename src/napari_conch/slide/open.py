@@ -101,6 +101,10 @@ def _positive(value) -> bool:
 
 
 def _open_by_kind(path: Path) -> Slide:
+    from napari_conch.slide.dicom import dicom_files, open_dicom
+
+    if dicom_files(path):  # a DICOM file, or a folder of one series' files
+        return open_dicom(path)
     if path.is_dir():
         if not any((path / marker).is_file() for marker in _ZARR_MARKERS):
             raise SlideError(f"{path}: a folder that is not a zarr array or group")
@@ -121,5 +125,6 @@ def _open_by_kind(path: Path) -> Slide:
 
         return open_plain(path)
     raise SlideError(
-        f"{path}: not a slide format we read (TIFF/SVS/NDPI/OME-TIFF, OME-Zarr/zarr, PNG, JPEG)"
+        f"{path}: not a slide format we read (TIFF/SVS/NDPI/OME-TIFF, OME-Zarr/zarr, DICOM, "
+        "PNG, JPEG)"
     )

@@ -3,7 +3,9 @@
 Levels are those of tifffile's first series (``series[0].levels``: reduced pages, SubIFDs or
 Aperio's pyramid). Associated images (SVS thumbnail, label, macro) are other series and never
 levels. Each level is a lazy dask array over tifffile's zarr store; regions for tiles are decoded
-chunk by chunk (see ``readers.py``).
+chunk by chunk (see ``readers.py``). A level stored uncompressed in one piece (a flat TIFF in one
+strip, of any size) is memory-mapped instead, so a region reads only its own rows. A slide
+without a pyramid gets overview levels, made once and cached (``overview.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dask.array as da
+import numpy as np
 import tifffile
 import zarr
 
@@ -19,7 +22,11 @@ from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import make_layout
 from napari_conch.slide.mpp import aperio_mpp, ome_mpp, resolution_mpp
+from napari_conch.slide.overview import with_overview
 from napari_conch.slide.readers import ArrayReader, ChunkCache, TiffChunkReader
+
+#: Dask chunks over a memory-mapped level (rows, columns, samples).
+MEMMAP_CHUNKS = (1024, 1024, -1)
 
 
 def open_tiff(path: Path) -> Slide:
@@ -71,13 +78,18 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
             f"{path} level {i}",
             premultiplied=_associated_alpha(level.keyframe),
         )
+        mapped = _memmap(path, level)
+        if mapped is not None:  # uncompressed and contiguous: read in place, any strip size
+            levels.append(layout.to_rgb(da.from_array(mapped, chunks=MEMMAP_CHUNKS[: mapped.ndim])))
+            readers.append(ArrayReader(mapped, layout))
+            continue
         levels.append(layout.to_rgb(da.from_zarr(array)[layout.full_index()]))
         if TiffChunkReader.supports(level):
             readers.append(TiffChunkReader(level.pages[0], tif.filehandle, layout, cache, i))
         else:
             readers.append(ArrayReader(array, layout))
     mpp, source = tiff_mpp(tif)
-    return Slide(
+    slide = Slide(
         path,
         levels,
         readers,
@@ -86,6 +98,22 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
         fingerprint=file_fingerprint(path, [lv.shape for lv in levels]),
         close=tif.close,
     )
+    return with_overview(slide)
+
+
+def _memmap(path: Path, level) -> np.ndarray | None:
+    """The level's pixels mapped from the file when they are stored uncompressed in one piece
+    (a flat TIFF written in one strip), else ``None``: read lazily, without decoding the strip."""
+    page = level.keyframe
+    if len(level.pages) != 1 or not level.pages[0].is_memmappable or page.imagedepth != 1:
+        return None
+    try:
+        return np.memmap(
+            path, dtype=page.dtype, mode="r", offset=level.pages[0].dataoffsets[0],
+            shape=level.shape,
+        )  # fmt: skip
+    except (ValueError, OSError):  # a truncated file: the chunk reader says so when read
+        return None
 
 
 def _check_image_data_present(path: Path, tif: tifffile.TiffFile, series) -> None:

@@ -1,0 +1,85 @@
+"""DICOM whole-slide images through wsidicom: levels, pixels and MPP of a series made in the test
+from the shipped SVS (uncompressed: lossless, so the pixels must be equal)."""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+import pytest
+
+from napari_conch.errors import SlideError
+from napari_conch.slide import open_slide
+
+pytest.importorskip("wsidicom", reason="the dicom extra is not installed (napari-conch[dicom])")
+
+
+@pytest.fixture(scope="module")
+def svs_crop(svs_path) -> np.ndarray:
+    with open_slide(svs_path) as svs:
+        return svs.read_region(0, 0, 0, 768, 1024)
+
+
+@pytest.fixture(scope="module")
+def dicom_folder(svs_crop, tmp_path_factory):
+    from tests.slide.dicom_fixture import write_dicom_wsi
+
+    half = svs_crop.reshape(512, 2, 384, 2, 3).mean(axis=(1, 3)).round().astype(np.uint8)
+    return write_dicom_wsi(tmp_path_factory.mktemp("dicom") / "slide", [svs_crop, half], 0.499)
+
+
+def test_levels_pixels_and_mpp_are_the_sources(dicom_folder, svs_crop):
+    with open_slide(dicom_folder) as slide:
+        assert slide.level_count == 2
+        assert [slide.level_shape(i) for i in range(2)] == [(1024, 768), (512, 384)]
+        assert slide.downsamples[1] == 2.0
+        assert slide.mpp == pytest.approx(0.499) and slide.mpp_source == "dicom"
+        np.testing.assert_array_equal(slide.read_region(0, 0, 0, 768, 1024), svs_crop)
+        np.testing.assert_array_equal(
+            slide.read_region(0, 300, 500, 200, 100), svs_crop[500:600, 300:500]
+        )
+        np.testing.assert_array_equal(np.asarray(slide.levels[0][700:900, 10:300]),
+                                      svs_crop[700:900, 10:300])  # fmt: skip
+        # one file of the series opens as that level alone
+        finest = max(dicom_folder.iterdir(), key=lambda p: p.stat().st_size)
+    with open_slide(finest) as one:
+        assert one.level_count == 1 and one.shape == (1024, 768)
+
+
+def test_without_the_extra_a_dicom_slide_says_which_extra_reads_it(dicom_folder, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_wsidicom(name, *args, **kwargs):
+        if name == "wsidicom" or name.startswith("wsidicom."):
+            raise ImportError("No module named 'wsidicom'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wsidicom)
+    with pytest.raises(SlideError, match=r"needs the dicom extra \(pip install") as info:
+        open_slide(dicom_folder)
+    assert "\n" not in str(info.value)
+
+
+def test_embed_and_query_a_dicom_slide_from_the_cli(dicom_folder, tmp_path, capsys):
+    from napari_conch.cli import main
+    from napari_conch.engine.map_tiff import open_map
+    from napari_conch.engine.store import EmbeddingStore
+
+    argv = ["embed", str(dicom_folder), "--model", "demo", "--device", "cpu", "--quiet"]
+    argv += ["--min-tissue", "0.05"]  # the crop is mostly glass
+    assert main([*argv, "--store", str(tmp_path / "stores")]) == 0
+    store = EmbeddingStore.open(capsys.readouterr().out.strip())
+    assert store.attrs["slide_mpp"] == pytest.approx(0.499) and store.counts()["done"] > 0
+    out = tmp_path / "map.tif"
+    query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
+    assert main([*query, "--out", str(out)]) == 0
+    assert open_map(out).levels[0].shape[1:] == (128, 96)  # 1024 x 768 at 8 px per map pixel
+
+
+def test_the_napari_reader_opens_the_series_of_a_dcm_file(dicom_folder):
+    from napari_conch._napari.reader import get_reader
+
+    finest = max(dicom_folder.iterdir(), key=lambda p: p.stat().st_size)
+    [(data, kwargs, kind)] = get_reader(str(finest))(str(finest))
+    assert kind == "image" and kwargs["multiscale"] and len(data) == 2
+    assert kwargs["scale"] == pytest.approx((0.499, 0.499))
