@@ -116,6 +116,31 @@ def cohort_flow(csv: Path, prompts: Path) -> str:
     return f"opened={opened}"
 
 
+def napari_removal_flow(guarded: bool) -> str:
+    """A layer whose canvas colour bar was drawn, removed by napari itself (the layer list's
+    bin), with napari's removal guarded as ``napari-conch view`` guards it, or not."""
+    import napari
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari.fastpaths.removal import guard_layer_removal
+
+    if guarded and not guard_layer_removal():
+        _fail("napari's removal could not be guarded")
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    viewer.add_image(np.zeros((400, 400, 3), np.uint8), rgb=True, name="slide")
+    layer = viewer.add_image(np.random.default_rng(0).random((60, 80)), name="map")
+    layer.colorbar.visible = True
+    _drawn(app, viewer)
+    viewer.layers.remove(layer)
+    viewer.camera.zoom = 2.0
+    _drawn(app, viewer)
+    names = [ly.name for ly in viewer.layers]
+    viewer.close()
+    return f"layers={names}"
+
+
 def main(argv: list[str]) -> int:
     faulthandler.enable()
     parser = argparse.ArgumentParser()
@@ -124,11 +149,14 @@ def main(argv: list[str]) -> int:
     cohort = sub.add_parser("cohort")
     cohort.add_argument("csv", type=Path)
     cohort.add_argument("prompts", type=Path)
+    sub.add_parser("napari-removal").add_argument("how", choices=["guarded", "plain"])
     args = parser.parse_args(argv)
     if args.flow == "prompts":
         print("OK", prompts_flow(args.sequence), flush=True)
-    else:
+    elif args.flow == "cohort":
         print("OK", cohort_flow(args.csv, args.prompts), flush=True)
+    else:
+        print("OK", napari_removal_flow(args.how == "guarded"), flush=True)
     return 0
 
 

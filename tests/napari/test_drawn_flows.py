@@ -48,3 +48,10 @@ def test_prompt_edits_3_2_1_3_1_with_the_canvas_drawn():
 def test_cohort_slide_switch_replaces_the_slide(cohort):  # noqa: F811
     line = run_flow("cohort", str(cohort["csv"]), str(cohort["prompts"]))
     assert line.count(".") >= 3  # three slides opened, each alone on the canvas
+
+
+@pytest.mark.fast_paths
+def test_napari_s_own_removal_is_guarded_in_our_process():
+    """The layer list's bin on a layer whose canvas colour bar was drawn: napari's removal
+    (unguarded, it ended the process with SIGSEGV here, every time)."""
+    assert run_flow("napari-removal", "guarded") == "OK layers=['slide']"

@@ -25,7 +25,11 @@ import threading
 import warnings
 from pathlib import Path
 
-from napari_conch._napari.fastpaths.process import freeze_long_lived_objects, in_background
+from napari_conch._napari.fastpaths.process import (
+    freeze_long_lived_objects,
+    in_background,
+    tuned,
+)
 
 logger = logging.getLogger("napari_conch")
 
@@ -120,16 +124,18 @@ def import_torch() -> None:
 def warm_up_imports() -> None:
     """Import :data:`MODULES` and make napari's default labels colormap (no viewer, no Qt).
 
-    The garbage collector is paused meanwhile (the imports allocate millions of objects; each
-    full collection they set off held the interpreter 90-170 ms here) and what they made is
-    frozen after, out of later full collections (see :mod:`.interpreter`).
+    In a process tuned by ``napari-conch view`` the garbage collector is paused meanwhile (the
+    imports allocate millions of objects; each full collection they set off held the
+    interpreter 90-170 ms here) and what they made is frozen after, out of later full
+    collections (see :mod:`.fastpaths.process`); elsewhere the collector is left alone.
 
     No layer model is made here: a layer's transform reads pint's unit registry, which pint
     builds on first use without a lock, so a first use in this thread racing napari's on the GUI
     thread leaves one of them with a half-built registry ("'pixel' is not defined").
     """
-    collecting = gc.isenabled()
-    gc.disable()
+    collecting = tuned() and gc.isenabled()  # the collector is the process's: see process.py
+    if collecting:
+        gc.disable()
     try:
         import_torch()
         for name in (*MODULES, *DOCK_MODULES):

@@ -73,10 +73,12 @@ def tune_process() -> bool:
     """Make the settings above for this whole process (``napari-conch view``); whether made.
 
     Freezes what exists, shortens the lock's switch interval (never lengthens it), lets
-    napari-conch's background threads lower their priority and has vispy parse shaders in
-    linear time (:mod:`.shader_parsing`). Nothing is done when the fast paths are off.
+    napari-conch's background threads lower their priority, has vispy parse shaders in
+    linear time (:mod:`.shader_parsing`) and makes napari's own layer removals safe
+    (:mod:`.removal`). Nothing is done when the fast paths are off.
     """
     from napari_conch._napari import fastpaths
+    from napari_conch._napari.fastpaths.removal import guard_layer_removal
     from napari_conch._napari.fastpaths.shader_parsing import speed_up_shader_parsing
 
     global _TUNED
@@ -87,6 +89,7 @@ def tune_process() -> bool:
     if sys.getswitchinterval() > SWITCH_INTERVAL_S:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     speed_up_shader_parsing()
+    guard_layer_removal()  # not speed: napari's own removals with the canvas's context current
     return True
 
 
