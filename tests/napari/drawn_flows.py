@@ -86,6 +86,82 @@ def prompts_flow(sequence: list[str]) -> str:
     return f"layers={layers} legend={legend}"
 
 
+def docks_flow() -> str:
+    """``napari-conch view``, then the Annotate dock (examples painted, a class learned from
+    examples alone), the Caption dock (a clicked region captioned), one prompt, and the
+    Annotate dock closed and opened again."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari import layers as L
+    from napari_conch.cli import view
+
+    args = argparse.Namespace(
+        slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
+    )
+    viewer, prompts = view.open_view(args)
+    viewer.window._qt_window.resize(1366, 768)
+    app = QApplication.instance()
+    _wait(app, lambda: L.LABELS in viewer.layers and not prompts.drawing, "the first labels map")
+    window, annotate = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+
+    def learned(examples: int) -> bool:
+        outcome = annotate.outcome
+        return outcome is not None and outcome.used == examples and not annotate.busy()
+
+    _wait(app, lambda: learned(0), "the zero-shot learned map")
+    tiles = [tuple(map(int, t)) for t in np.argwhere(prompts.session.live_embeddings()[0].valid)]
+    annotate.class_panel.klass.value = "stroma"
+    layer = annotate.paint_examples()
+    for r, c in tiles[:3]:
+        layer.paint((r, c), annotate.classes.index("stroma") + 1)
+    _wait(app, lambda: learned(3), "the map learned from 3 painted tiles")
+    _drawn(app, viewer)
+    annotate.class_panel.new_class.value = "necrosis"
+    annotate.add_class()
+    annotate.label_tiles(tiles[-2:], "necrosis")
+    _wait(app, lambda: learned(5), "the map learned with a new class")
+    _drawn(app, viewer)
+    if annotate.errors:
+        _fail(f"the Annotate dock reported {annotate.errors}")
+
+    _, caption = viewer.window.add_plugin_dock_widget("napari-conch", "Caption and retrieval")
+    _wait(app, lambda: caption.model is not None, "the Caption dock to share the model")
+    caption.region_panel.box_size.value = 128
+    caption.arm_click_region()
+    slide = prompts.slide_layer
+    centre = np.asarray(slide.translate) + 200.0 * np.asarray(slide.scale)
+    press = SimpleNamespace(type="mouse_press", position=tuple(centre))
+    for callback in viewer.mouse_drag_callbacks:  # what napari calls on a click
+        callback(viewer, press)
+    _wait(app, lambda: caption.caption_text is not None and not caption.busy(), "the caption")
+    _drawn(app, viewer)
+
+    prompts.prompt_panel.text.native.setPlainText("stroma")
+    _wait(
+        app,
+        lambda: (
+            prompts.session.result is not None
+            and list(prompts.session.result.names) == ["stroma"]
+            and not prompts.drawing
+        ),
+        "the one-prompt map",
+    )
+    _drawn(app, viewer)
+    viewer.window.remove_dock_widget(window)
+    _drawn(app, viewer)
+    _, again = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+    _drawn(app, viewer)
+    errors = [*prompts.errors, *caption.errors, *again.errors]
+    if errors:
+        _fail(f"the docks reported {errors}")
+    text = caption.caption_text
+    viewer.close()
+    return f"caption={bool(text)}"
+
+
 def cohort_flow(csv: Path, prompts: Path) -> str:
     """The Cohort dock: its slides CSV loaded, the first slide opened, then the second."""
     import napari
@@ -150,9 +226,12 @@ def main(argv: list[str]) -> int:
     cohort.add_argument("csv", type=Path)
     cohort.add_argument("prompts", type=Path)
     sub.add_parser("napari-removal").add_argument("how", choices=["guarded", "plain"])
+    sub.add_parser("docks")
     args = parser.parse_args(argv)
     if args.flow == "prompts":
         print("OK", prompts_flow(args.sequence), flush=True)
+    elif args.flow == "docks":
+        print("OK", docks_flow(), flush=True)
     elif args.flow == "cohort":
         print("OK", cohort_flow(args.csv, args.prompts), flush=True)
     else:

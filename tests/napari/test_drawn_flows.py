@@ -45,6 +45,10 @@ def test_prompt_edits_3_2_1_3_1_with_the_canvas_drawn():
     assert "legend=[]" in line
 
 
+def test_annotate_and_caption_docks_with_the_canvas_drawn():
+    assert run_flow("docks") == "OK caption=True"
+
+
 def test_cohort_slide_switch_replaces_the_slide(cohort):  # noqa: F811
     line = run_flow("cohort", str(cohort["csv"]), str(cohort["prompts"]))
     assert line.count(".") >= 3  # three slides opened, each alone on the canvas
