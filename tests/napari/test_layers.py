@@ -58,9 +58,9 @@ def test_legend_html_names_each_class_in_its_colour():
 
 def test_the_caption_dock_offers_the_engines_strategies():
     from napari_conch._napari.caption_panels import STRATEGIES
-    from napari_conch.model import generation
+    from napari_conch.model import config
 
-    assert STRATEGIES == generation.STRATEGIES
+    assert STRATEGIES == config.STRATEGIES
 
 
 def test_the_colour_bar_spans_the_colormap_and_names_its_range():

@@ -35,6 +35,10 @@ log = logging.getLogger("napari_conch")
 
 #: A coarsest level longer than this (pixels) gets overview levels.
 OVERVIEW_SIDE = 4096
+#: Largest level (pixels) whose overview is made when the slide is opened: the pass reads it
+#: whole (a 30,000 x 30,000 JPEG-tiled TIFF: 0.9 Gpx, 31 s here). Larger ones open without an
+#: overview, with a warning, instead of blocking the opening for minutes.
+MAX_OVERVIEW_PIXELS = 1_000_000_000
 #: Each overview level is this many times coarser than the level before it.
 FACTOR = 4
 #: Level pixels read at once to make the overviews (multiples of FACTOR ** levels).
@@ -67,12 +71,18 @@ def with_overview(slide: Slide, root: str | os.PathLike | None = None) -> Slide:
     Returns ``slide`` itself when it needs none. The slide's fingerprint is unchanged (it names
     the file, not the overview).
     """
-    shapes = overview_shapes(slide.level_shape(slide.level_count - 1))
+    coarsest = slide.level_shape(slide.level_count - 1)
+    shapes = overview_shapes(coarsest)
     if not shapes:
         return slide
     folder = overview_folder(slide.fingerprint, root)
     arrays = _cached(folder, shapes)
     if arrays is None:
+        pixels = coarsest[0] * coarsest[1]
+        if pixels > MAX_OVERVIEW_PIXELS:
+            log.warning("%s: no overview made (%d x %d px: reading it whole would take long); "
+                        "zoomed-out views read the image", slide.path, *coarsest)  # fmt: skip
+            return slide
         try:
             _build(slide, shapes, folder)
         except Exception as exc:  # a damaged block or a full disk: the slide, without overview
