@@ -243,6 +243,36 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     dock.label_tiles([(int(r), int(c))], "stroma")
     _wait_outcome(dock, qtbot, 1)
     assert A.LEARNED_LABELS in viewer.layers
-    L.remove_layer(viewer, L.LABELS)
+    L.remove_layer(viewer, L.LABELS, dock)
     prompt_labels_drawn()
     assert A.LEARNED_LABELS in viewer.layers
+
+
+def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate, qtbot, tmp_path):
+    from napari_conch._napari import on_show
+    from napari_conch.engine.annotations import Examples, write_examples_geojson
+
+    viewer, dock = annotate
+    dock.session.set_prompts(PromptRequest(PROMPTS, "none"))
+    _wait_outcome(dock, qtbot, 0)
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == list(PROMPTS), timeout=WAIT_MS)
+    # QuPath annotations with a class the dock does not know yet
+    valid = [tuple(map(int, t)) for t in np.argwhere(dock.session.live_embeddings()[0].valid)]
+    names = ["necrosis", "necrosis", "stroma", "stroma"]
+    examples = Examples([t[0] for t in valid[:4]], [t[1] for t in valid[:4]], names)
+    path = tmp_path / "qupath.geojson"
+    colors = {"necrosis": (10, 200, 30), "stroma": (200, 20, 200)}
+    write_examples_geojson(path, examples, dock.session.store.grid, colors)
+    dock.project_panel.geojson.value = path
+    dock.import_annotations()
+    _wait_outcome(dock, qtbot, 4)
+    learned = [*PROMPTS, "necrosis"]
+    assert on_show.map_on_show(viewer).name == A.LEARNED_LABELS
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == learned, timeout=WAIT_MS)
+    overlays = viewer.canvas.overlays
+    necrosis = overlays[L.LEGEND_KEY.format(3)]
+    np.testing.assert_allclose(np.asarray(necrosis.color)[:3] * 255, (10, 200, 30), atol=0.5)
+    # the learned map hidden: the canvas names no class of it any more
+    viewer.layers[A.LEARNED_LABELS].visible = False
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) != learned, timeout=WAIT_MS)
+    assert "necrosis" not in L.legend_shown(viewer)
