@@ -31,7 +31,7 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
-from napari_conch._napari import on_show
+from napari_conch._napari import on_show, slide_view
 from napari_conch._napari.glyphs import warm_glyphs
 from napari_conch._napari.interpreter import freeze_long_lived_objects
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
@@ -126,6 +126,7 @@ class DockBase(Container):
         self.listen(self.session.events.model_changed, self._on_session_model)
         #: What the canvas says follows the map on show (the viewer's one follower).
         self.shown_map = on_show.follow(self.viewer)
+        slide_view.watch(self.viewer)  # slides fitted as opened and as the window settles
 
     @property
     def native(self) -> Any:
