@@ -80,6 +80,7 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     dock.class_panel.klass.value = "stroma"
     layer = dock.paint_examples()
     assert layer.mode == "paint" and layer.selected_label == 2
+    assert layer.opacity <= 0.5 and layer.blending == "translucent"  # the tissue shows through
     assert layer in viewer.layers.selection
     for r, c in valid[:3]:
         layer.paint((int(r), int(c)), 2)

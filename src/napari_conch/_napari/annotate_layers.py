@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from napari_conch.engine.query import QueryResult
 
 EXAMPLES = "CONCH examples"
+#: Opacity of the painted examples: the tissue under them stays visible (0.8 hid it).
+EXAMPLES_OPACITY = 0.4
 SHAPES = "CONCH example shapes"
 LEARNED_LABELS = "CONCH learned labels"
 LEARNED_PROBABILITY = "CONCH learned probability"
@@ -84,7 +86,8 @@ def examples_layer(
         scale=placement.scale,
         translate=placement.translate,
         units=slide_layer.units[-2:],
-        opacity=0.8,
+        opacity=EXAMPLES_OPACITY,
+        blending="translucent",
     )
     return layer, True
 
