@@ -35,6 +35,7 @@ from napari_conch._napari import on_show, slide_view
 from napari_conch._napari.glyphs import warm_glyphs
 from napari_conch._napari.interpreter import freeze_long_lived_objects
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
+from napari_conch._napari.notices import toast_text
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
 from napari_conch._napari.warmup import WARM_UP_DELAY_MS, import_torch, warm_up
@@ -146,15 +147,16 @@ class DockBase(Container):
 
     # ------------------------------------------------------------------ notices
     def notify_error(self, message: str) -> None:
-        """Show a one-line error (also kept in ``errors`` for tests and logs)."""
+        """Show a one-line error (also kept in ``errors`` for tests and logs), wrapped to fit
+        napari's toast (:func:`~.notices.toast_text`)."""
         self.errors.append(message)
         logger.warning(message)
-        show_error(message)
+        show_error(toast_text(message))
 
     def notify_info(self, message: str) -> None:
-        """Show a one-line message."""
+        """Show a one-line message, wrapped to fit napari's toast."""
         logger.info(message)
-        show_info(message)
+        show_info(toast_text(message))
 
     # ------------------------------------------------------------------ workers
     def run(
