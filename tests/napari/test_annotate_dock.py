@@ -277,3 +277,23 @@ def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate,
     viewer.layers[A.LEARNED_LABELS].visible = False
     qtbot.waitUntil(lambda: L.legend_shown(viewer) != learned, timeout=WAIT_MS)
     assert "necrosis" not in L.legend_shown(viewer)
+
+
+def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot):
+    from napari_conch._napari.annotate_panels import TABLE_COLUMNS, fit_table
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1366, 768)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+    table = dock.learn_panel.table
+    names = ["tumor cells", "stroma", "inflammatory cells", "necrosis"]
+    table.value = dict(
+        zip(TABLE_COLUMNS, [names, ["0.50"] * 4, ["1.00"] * 4, ["12"] * 4], strict=True)
+    )
+    fit_table(table)
+    qtbot.wait(100)
+    native = table.native
+    assert native.horizontalScrollBar().maximum() == 0  # every column in view
+    assert native.verticalScrollBar().maximum() == 0  # every row in view
+    for edit in (dock.project_panel.geojson, dock.project_panel.path):
+        assert edit.line_edit.native.width() >= 120  # was 40-80 px beside "Select file"
