@@ -82,8 +82,11 @@ def prompts_flow(sequence: list[str]) -> str:
         _drawn(app, viewer)
     layers = [layer.name for layer in viewer.layers]
     legend = L.legend_shown(viewer)
+    from napari_conch._napari.on_show import caption_shown
+
+    caption = caption_shown(viewer)
     viewer.close()
-    return f"layers={layers} legend={legend}"
+    return f"layers={layers} legend={legend} caption={caption}"
 
 
 def docks_flow() -> str:

@@ -80,6 +80,7 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     dock.class_panel.klass.value = "stroma"
     layer = dock.paint_examples()
     assert layer.mode == "paint" and layer.selected_label == 2
+    assert layer.opacity <= 0.5 and layer.blending == "translucent"  # the tissue shows through
     assert layer in viewer.layers.selection
     for r, c in valid[:3]:
         layer.paint((int(r), int(c)), 2)
@@ -246,3 +247,53 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     L.remove_layer(viewer, L.LABELS, dock)
     prompt_labels_drawn()
     assert A.LEARNED_LABELS in viewer.layers
+
+
+def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate, qtbot, tmp_path):
+    from napari_conch._napari import on_show
+    from napari_conch.engine.annotations import Examples, write_examples_geojson
+
+    viewer, dock = annotate
+    dock.session.set_prompts(PromptRequest(PROMPTS, "none"))
+    _wait_outcome(dock, qtbot, 0)
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == list(PROMPTS), timeout=WAIT_MS)
+    # QuPath annotations with a class the dock does not know yet
+    valid = [tuple(map(int, t)) for t in np.argwhere(dock.session.live_embeddings()[0].valid)]
+    names = ["necrosis", "necrosis", "stroma", "stroma"]
+    examples = Examples([t[0] for t in valid[:4]], [t[1] for t in valid[:4]], names)
+    path = tmp_path / "qupath.geojson"
+    colors = {"necrosis": (10, 200, 30), "stroma": (200, 20, 200)}
+    write_examples_geojson(path, examples, dock.session.store.grid, colors)
+    dock.project_panel.geojson.value = path
+    dock.import_annotations()
+    _wait_outcome(dock, qtbot, 4)
+    learned = [*PROMPTS, "necrosis"]
+    assert on_show.map_on_show(viewer).name == A.LEARNED_LABELS
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == learned, timeout=WAIT_MS)
+    overlays = viewer.canvas.overlays
+    necrosis = overlays[L.LEGEND_KEY.format(3)]
+    np.testing.assert_allclose(np.asarray(necrosis.color)[:3] * 255, (10, 200, 30), atol=0.5)
+    # the learned map hidden: the canvas names no class of it any more
+    viewer.layers[A.LEARNED_LABELS].visible = False
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) != learned, timeout=WAIT_MS)
+    assert "necrosis" not in L.legend_shown(viewer)
+
+
+def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot):
+    from napari_conch._napari.annotate_panels import TABLE_COLUMNS, fit_table
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1366, 768)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+    table = dock.learn_panel.table
+    names = ["tumor cells", "stroma", "inflammatory cells", "necrosis"]
+    table.value = dict(
+        zip(TABLE_COLUMNS, [names, ["0.50"] * 4, ["1.00"] * 4, ["12"] * 4], strict=True)
+    )
+    fit_table(table)
+    qtbot.wait(100)
+    native = table.native
+    assert native.horizontalScrollBar().maximum() == 0  # every column in view
+    assert native.verticalScrollBar().maximum() == 0  # every row in view
+    for edit in (dock.project_panel.geojson, dock.project_panel.path):
+        assert edit.line_edit.native.width() >= 120  # was 40-80 px beside "Select file"

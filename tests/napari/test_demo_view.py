@@ -12,6 +12,7 @@ import pytest
 from napari_conch._napari import demo as demo_module
 from napari_conch._napari import layers as L
 from napari_conch._napari.demo import DEMO_PROMPT_HINT, start_demo
+from napari_conch._napari.notices import fits_toast
 from napari_conch.cli import main, view
 from napari_conch.cli.view import WIDGET, slide_path
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_MODEL_NAME, DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
@@ -42,6 +43,8 @@ def _run_view(make_napari_viewer, monkeypatch, args):
     monkeypatch.setattr(napari, "Viewer", make_viewer)
     monkeypatch.setattr(napari, "run", lambda: None)
     monkeypatch.setattr(napari.utils.notifications, "show_info", notes.append)
+    for name in ("show_info", "show_error"):  # the docks' notices too
+        monkeypatch.setattr(f"napari_conch._napari.dock_base.{name}", notes.append)
     assert view.run(args) == 0
     (viewer,) = made
     return viewer, viewer.window.dock_widgets[f"{WIDGET} (napari-conch)"], notes
@@ -61,7 +64,8 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     assert "demo model, not CONCH" in viewer.title
     assert [layer.name for layer in viewer.layers] == [HGSC_HELDOUT.stem]
     (note,) = notes
-    assert "Demo model (not CONCH" in note and "never seen in training" in note
+    assert note.splitlines()[0] == "Demo model: not CONCH, not for diagnosis"
+    assert "never seen in training" in " ".join(note.split())
     assert widget.model_panel.source.value == "demo"
     assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE == widget.slide_panel.stride.value
     assert widget.prompt_panel.text.tooltip == DEMO_PROMPT_HINT
@@ -100,6 +104,8 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     # The CLI's defaults find the store the view made (same tile size, stride, tissue threshold).
     assert main(["embed", str(HGSC_HELDOUT), "--model", "demo", "--device", "cpu", "--quiet"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(store.path)
+    # every notice of the flow (the demo note, the run's end with its store path) fits a toast
+    assert len(notes) >= 2 and all(fits_toast(n) for n in notes), notes
 
 
 def test_start_demo_stops_when_the_model_cannot_load(make_napari_viewer, qtbot, monkeypatch):

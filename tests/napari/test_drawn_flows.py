@@ -43,6 +43,7 @@ def test_prompt_edits_3_2_1_3_1_with_the_canvas_drawn():
     line = run_flow("prompts", "tumor cells|stroma", "stroma", three, "stroma")
     assert "layers=['hgsc_heldout', 'CONCH similarity']" in line  # one prompt: its heatmap
     assert "legend=[]" in line
+    assert "caption=similarity of 'stroma': " in line  # its name and range, drawn
 
 
 def test_annotate_and_caption_docks_with_the_canvas_drawn():

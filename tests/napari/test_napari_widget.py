@@ -423,3 +423,33 @@ def test_event_loop_stays_responsive_with_live_maps(viewer_widget, qtbot, capsys
         )
     assert worst[1] < 2.0 and not widget.errors
     assert widget.session.store.counts()["pending"] == 0
+
+
+def test_the_key_and_the_canvas_describe_the_map_on_show(viewer_widget, qtbot):
+    from napari_conch._napari import on_show
+
+    viewer, widget, _ = viewer_widget
+    _embed(widget, qtbot)
+    key = widget.prompt_panel.legend
+    # one prompt: its similarity map is the map, named with its range on the canvas
+    _type(widget, qtbot, "tumor")
+    qtbot.waitUntil(lambda: on_show.caption_shown(viewer) is not None, timeout=WAIT_MS)
+    low, high = viewer.layers[L.HEATMAP].contrast_limits
+    assert on_show.caption_shown(viewer) == (
+        f"similarity of 'tumor': {low:.3f} (black) to {high:.3f} (yellow)"
+    )
+    assert key.value.startswith("similarity of 'tumor'") and "bgcolor" in key.value
+    # several: the labels are on show, the key lists their classes and no hidden colour bar
+    _type(widget, qtbot, "tumor\nstroma", L.LABELS)
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == ["tumor", "stroma"], timeout=WAIT_MS)
+    assert "similarity" not in key.value and "stroma" in key.value
+    assert on_show.caption_shown(viewer) is None
+    # the user hides the labels and shows the probability map: key and canvas follow
+    viewer.layers[L.LABELS].visible = False
+    viewer.layers[L.PROBABILITY].visible = True
+    qtbot.waitUntil(lambda: key.value.startswith("probability of 'tumor'"), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: L.legend_shown(viewer) == [], timeout=WAIT_MS)
+    assert on_show.caption_shown(viewer).startswith("probability of 'tumor': 0.000")
+    viewer.layers[L.LABELS].visible = True
+    qtbot.waitUntil(lambda: not key.value.startswith("probability"), timeout=WAIT_MS)
+    assert "stroma" in key.value and "bgcolor" not in key.value

@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
+from napari_conch._napari import on_show
 from napari_conch._napari.fastpaths.layer_parts import skip_empty_text
 from napari_conch.engine.annotations import Color, Examples
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from napari_conch.engine.query import QueryResult
 
 EXAMPLES = "CONCH examples"
+#: Opacity of the painted examples: the tissue under them stays visible (0.8 hid it).
+EXAMPLES_OPACITY = 0.4
 SHAPES = "CONCH example shapes"
 LEARNED_LABELS = "CONCH learned labels"
 LEARNED_PROBABILITY = "CONCH learned probability"
@@ -84,7 +87,8 @@ def examples_layer(
         scale=placement.scale,
         translate=placement.translate,
         units=slide_layer.units[-2:],
-        opacity=0.8,
+        opacity=EXAMPLES_OPACITY,
+        blending="translucent",
     )
     return layer, True
 
@@ -127,8 +131,9 @@ def show_learned(
         L.place(layer, place)
         layer.data = cell_labels
     set_colors(layer, [colors[n] for n in names])
+    on_show.describe_classes(layer, names, [colors[n] for n in names])
     k = names.index(shown) if shown in names else 0
-    L.upsert_image(
+    probability = L.upsert_image(
         viewer,
         LEARNED_PROBABILITY,
         L.clip_to_image(result.cell_probs[k], result.geometry, shape)[0],
@@ -138,9 +143,11 @@ def show_learned(
         opacity=0.5,
         contrast_limits=(0.0, 1.0),
     )
+    on_show.describe_range(probability, f"learned probability of '{names[k]}'", "magma", 0, 1)
     examples = L.find_layer(viewer, EXAMPLES)
     if examples is not None and viewer.layers.index(examples) != len(viewer.layers) - 1:
         viewer.layers.move(viewer.layers.index(examples), len(viewer.layers))
+    on_show.follow(viewer).refresh()  # the canvas legend names the learned classes
 
 
 def repeats_prompt_map(viewer: napari.Viewer, used: int) -> bool:

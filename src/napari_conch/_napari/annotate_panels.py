@@ -25,6 +25,28 @@ def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
+#: Columns of the cross-validated table (short: four fit the dock's ~260 px at 1366 x 768).
+TABLE_COLUMNS = ("class", "prec.", "recall", "ex.")
+#: Most rows the table shows before it scrolls.
+TABLE_ROWS = 6
+
+
+def fit_table(table: Table, rows: int | None = None) -> None:
+    """Make the table as tall as its header and rows (at most :data:`TABLE_ROWS`), its class
+    column take the width left by the numbers, no row numbers: nothing clipped at laptop size.
+    """
+    from qtpy.QtWidgets import QHeaderView
+
+    native = table.native
+    native.verticalHeader().setVisible(False)
+    header = native.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    shown = min(max(native.rowCount() if rows is None else rows, 1), TABLE_ROWS)
+    height = header.sizeHint().height() + shown * native.verticalHeader().defaultSectionSize()
+    table.min_height = table.max_height = height + 2 * native.frameWidth()
+
+
 #: The Learn section's status before the first example.
 NO_EXAMPLES = "No examples yet: the map is the prompts' zero-shot map."
 #: The same when the Prompt highlighter already shows that map (no learned layer is drawn).
@@ -32,6 +54,14 @@ NO_EXAMPLES_SHOWN_BY_PROMPTS = (
     "No examples yet: the map is the prompts' zero-shot map, shown as CONCH labels; "
     "paint or draw examples to teach it."
 )
+
+
+def narrow_chooser(edit: FileEdit) -> None:
+    """A FileEdit whose path field takes the row: its "Select file" button becomes "..."
+    (beside it, at 1366 x 768, the path field was 40-80 px wide)."""
+    edit.choose_btn.text = "..."
+    edit.choose_btn.tooltip = "choose a file"
+    edit.choose_btn.max_width = 36
 
 
 class ClassPanel(Form):
@@ -81,9 +111,12 @@ class LearnPanel(Form):
         self.retrain = PushButton(text="Retrain now")
         self.status = Label(value=NO_EXAMPLES)
         self.status.native.setWordWrap(True)
-        self.table = Table(value={"class": [], "precision": [], "recall": [], "examples": []})
+        self.table = Table(value={name: [] for name in TABLE_COLUMNS})
         self.table.read_only = True
-        self.table.min_height = self.table.max_height = 110  # a header and three classes
+        self.table.tooltip = (
+            "cross-validated precision and recall of each class, and its examples (ex.)"
+        )
+        fit_table(self.table, rows=3)
         self.validation = Label(value="")
         self.validation.native.setWordWrap(True)
         self.check_next = Select(
@@ -109,12 +142,14 @@ class ProjectPanel(Form):
 
     def __init__(self) -> None:
         self.geojson = FileEdit(
-            label="QuPath GeoJSON",
+            label="",  # a label beside it left the path field 40 px at 1366 x 768
             mode="r",
             nullable=True,
             filter="*.geojson *.json",
             tooltip="QuPath GeoJSON annotations to import: their tiles become examples",
         )
+        self.geojson.line_edit.native.setPlaceholderText("QuPath GeoJSON to import")
+
         self.import_ = PushButton(text="Import")
         self.save = PushButton(text="Save", tooltip="save the project in the store")
         self.load = PushButton(text="Load", tooltip="load the project saved in the store")
@@ -124,6 +159,8 @@ class ProjectPanel(Form):
             nullable=True,
             filter="*.tif *.tiff *.geojson *.csv *.npy",
         )
+        for edit in (self.geojson, self.path):
+            narrow_chooser(edit)
         self.export_map = PushButton(
             text="Export map", tooltip="the learned map: .csv, .tif, .geojson or .npy"
         )
@@ -132,7 +169,7 @@ class ProjectPanel(Form):
         )
         super().__init__(
             widgets=[
-                self.geojson,  # with its label: in a row with the button it had none
+                self.geojson,  # its path field the dock's width; named by its placeholder
                 self.import_,
                 _row(self.save, self.load),
                 self.path,

@@ -34,9 +34,11 @@ from napari_conch._napari import layers as L
 from napari_conch._napari.annotate_panels import (
     NO_EXAMPLES,
     NO_EXAMPLES_SHOWN_BY_PROMPTS,
+    TABLE_COLUMNS,
     ClassPanel,
     LearnPanel,
     ProjectPanel,
+    fit_table,
 )
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.panels import optional_path
@@ -462,12 +464,14 @@ class AnnotateDock(DockBase):
         """Show the cross-validated precision and recall per class."""
         names = list(v.support) + v.not_enough
         counts = self.examples().counts()
-        self.learn_panel.table.value = {
-            "class": names,
-            "precision": [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
-            "recall": [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
-            "examples": [str(counts.get(n, 0)) for n in names],
-        }
+        columns = [
+            names,
+            [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
+            [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
+            [str(counts.get(n, 0)) for n in names],
+        ]
+        self.learn_panel.table.value = dict(zip(TABLE_COLUMNS, columns, strict=True))
+        fit_table(self.learn_panel.table)
         self.learn_panel.validation.value = v.message
 
     def _redisplay(self) -> None:

@@ -23,6 +23,7 @@ from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, Sp
 from magicgui.widgets import Table as _Table
 
 from napari_conch._napari import layers as L
+from napari_conch._napari import on_show
 from napari_conch._napari import regions as R
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.form import Form
@@ -290,7 +291,6 @@ class CohortView(DockBase):
         others = [layer.name for layer in slides if layer.name != slide_layer.name]
         for name in [*others, *L.PROMPT_MAP_LAYERS]:
             L.remove_layer(self.viewer, name, self)
-        L.hide_legend(self.viewer)
 
     def _slide_layer(self, slide: Any) -> Any:
         """The image layer of ``slide`` (the file's), added when the viewer has none."""
@@ -310,15 +310,19 @@ class CohortView(DockBase):
         probs, geometry = L.clip_to_image(maps.cell_probs[k], maps.geometry, shape)
         cell_labels, _ = L.clip_to_image(maps.cell_labels, maps.geometry, shape)
         placement = L.map_placement(geometry, slide_layer)
-        L.upsert_image(
+        probability = L.upsert_image(
             self.viewer, PROBABILITY, probs, placement, units=units,
             colormap="inferno", opacity=0.5, contrast_limits=(0.0, 1.0),
         )  # fmt: skip
+        title = f"probability of '{opened.predicted}'"
+        on_show.describe_range(probability, title, "inferno", 0.0, 1.0)
         labels = self.viewer.add_labels(
             cell_labels, name=LABELS, scale=placement.scale,
             translate=placement.translate, units=units, opacity=0.35,
         )  # fmt: skip
         labels.colormap = L.label_colormap(len(maps.names))
+        on_show.describe_classes(labels, list(maps.names))
+        self.shown_map.refresh()  # the canvas legend names the slide's classes
         grid = opened.store.grid
         boxes = [
             grid.tile_box(int(result.rows[i]), int(result.cols[i]))

@@ -31,9 +31,11 @@ from magicgui.widgets import Container
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from napari_conch._napari import on_show, slide_view
 from napari_conch._napari.fastpaths.glyphs import warm_glyphs
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.layout import DockScrollArea, compact, fold, tabify_with_siblings
+from napari_conch._napari.notices import toast_text
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.slides import layer_levels, slide_for_layer
 from napari_conch._napari.warmup import WARM_UP_DELAY_MS, import_torch, warm_up
@@ -123,6 +125,9 @@ class DockBase(Container):
         self._listening: list[tuple[Any, Callable[..., Any]]] = []
         self.listen(self.session.events.slide_changed, self._on_session_slide)
         self.listen(self.session.events.model_changed, self._on_session_model)
+        #: What the canvas says follows the map on show (the viewer's one follower).
+        self.shown_map = on_show.follow(self.viewer)
+        slide_view.watch(self.viewer)  # slides fitted as opened and as the window settles
 
     @property
     def native(self) -> Any:
@@ -142,15 +147,16 @@ class DockBase(Container):
 
     # ------------------------------------------------------------------ notices
     def notify_error(self, message: str) -> None:
-        """Show a one-line error (also kept in ``errors`` for tests and logs)."""
+        """Show a one-line error (also kept in ``errors`` for tests and logs), wrapped to fit
+        napari's toast (:func:`~.notices.toast_text`)."""
         self.errors.append(message)
         logger.warning(message)
-        show_error(message)
+        show_error(toast_text(message))
 
     def notify_info(self, message: str) -> None:
-        """Show a one-line message."""
+        """Show a one-line message, wrapped to fit napari's toast."""
         logger.info(message)
-        show_info(message)
+        show_info(toast_text(message))
 
     # ------------------------------------------------------------------ workers
     def run(

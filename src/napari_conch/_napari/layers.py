@@ -251,11 +251,14 @@ def upsert_labels(
     return layer
 
 
-def legend_html(names: list[str]) -> str:
-    """The labels' legend for a Qt label: a coloured square and the class name per line."""
+def legend_html(names: list[str], colors: list[Any] | None = None) -> str:
+    """The labels' legend for a Qt label: a coloured square and the class name per line.
+
+    ``colors``: the classes' RGB colours (0-255); default the export's colour of each label.
+    """
     rows = []
     for label, name in enumerate(names, start=1):
-        r, g, b = label_color(label)
+        r, g, b = (int(v) for v in (colors[label - 1] if colors else label_color(label)))
         text = html.escape(name, quote=False)
         rows.append(f'<span style="color:#{r:02x}{g:02x}{b:02x}">&#9632;</span> {text}')
     return "<br>".join(rows)
@@ -284,7 +287,12 @@ def colorbar_html(colormap: str, low: float, high: float, cells: int = 40) -> st
     )
 
 
-def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) -> list[Any]:
+def legend_steps(
+    viewer: napari.Viewer,
+    names: list[str],
+    visible: bool = True,
+    colors: list[Any] | None = None,
+) -> list[Any]:
     """The steps that show the labels' legend on the canvas, one class per step.
 
     Each class is a text overlay in the class's colour, on a box (napari stacks them in the
@@ -292,7 +300,8 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
     overlay builds its text's shaders (60-70 ms here) and its box's, so each class goes in its
     own event-loop turn, and a new overlay gets its box in the turn after its text (together,
     one turn was 100-117 ms). With more than :data:`CANVAS_LEGEND_MAX` classes the last line
-    counts those not named.
+    counts those not named. ``colors``: the classes' RGB colours (0-255), default the export's
+    colour of each label (the Prompt highlighter's labels); a learned map gives its own.
     """
     named = names if len(names) <= CANVAS_LEGEND_MAX else names[: CANVAS_LEGEND_MAX - 1]
     unnamed = len(names) - len(named)
@@ -302,7 +311,8 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
 
         overlays = viewer.canvas.overlays
         key = LEGEND_KEY.format(label)
-        color = np.array([*label_color(label), 255], float) / 255
+        rgb = colors[label - 1] if colors else label_color(label)
+        color = np.array([*rgb, 255], float) / 255
         text = f"\u25a0 {name}"
         if key not in overlays:
             overlays[key] = TextOverlay(
@@ -351,9 +361,14 @@ def legend_steps(viewer: napari.Viewer, names: list[str], visible: bool = True) 
     return [*steps, hide_the_rest]
 
 
-def show_legend(viewer: napari.Viewer, names: list[str], visible: bool = True) -> None:
+def show_legend(
+    viewer: napari.Viewer,
+    names: list[str],
+    visible: bool = True,
+    colors: list[Any] | None = None,
+) -> None:
     """The labels' legend on the canvas at once (see :func:`legend_steps`)."""
-    for step in legend_steps(viewer, names, visible):
+    for step in legend_steps(viewer, names, visible, colors):
         step()
 
 

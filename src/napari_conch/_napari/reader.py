@@ -145,7 +145,20 @@ def read_slide(path: Any, *, slide: Slide | None = None) -> list[LayerData]:
 
         slide = open_slide(Path(path[0] if isinstance(path, list | tuple) else path))
     _check_decodes(slide)
+    _watch_current_viewer()
     return [layer_data(slide)]
+
+
+def _watch_current_viewer() -> None:
+    """The viewer reading the slide fits it to its canvas and shows the scale bar when it is
+    added (:mod:`.slide_view`); nothing without a viewer (a script calling the reader)."""
+    import napari
+
+    from napari_conch._napari.slide_view import watch
+
+    viewer = napari.current_viewer()
+    if viewer is not None:
+        watch(viewer)
 
 
 def _check_decodes(slide: Slide) -> None:

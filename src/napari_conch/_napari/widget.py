@@ -22,7 +22,6 @@ User mistakes become one-line notifications; the dock stays usable.
 
 from __future__ import annotations
 
-import html
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from qtpy.QtCore import QTimer
 
 from napari_conch._napari import layer_steps as S
 from napari_conch._napari import layers as L
+from napari_conch._napari import on_show
 from napari_conch._napari.dock_base import DockBase, reports_errors
 from napari_conch._napari.fastpaths.canvas import after_canvas_drawn, canvas_redrawn_later
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
@@ -147,6 +147,8 @@ class PromptHighlighter(DockBase):
         self.listen(events.tiles_added, self._on_tiles_added)
         self.listen(events.run_finished, self._on_run_finished)
         self.listen(events.result_changed, self._on_result)
+        self.listen(self.shown_map.changed, self._show_key)
+        self.shown_map.hold_while_drawing(self)
 
     def _class_choices(self, _widget: Any = None) -> list[str]:
         result = self.session.result
@@ -388,7 +390,7 @@ class PromptHighlighter(DockBase):
             viewer = self.viewer
             self.prompt_panel.legend.value = ""
             gone = [lambda n=name: L.remove_layer(viewer, n, self) for name in MAP_LAYERS]
-            self._show_in_turns([*gone, lambda: L.hide_legend(viewer)])
+            self._show_in_turns([*gone, self._follow_screen])
             return
         self.display(result)
 
@@ -423,11 +425,6 @@ class PromptHighlighter(DockBase):
         heat, geometry = L.clip_to_image(result.cell_cosine[k], result.geometry, shape)
         place = L.map_placement(geometry, layer)
         viewer, opacity = self.viewer, p.opacity.value
-        name = html.escape(names[k], quote=False)
-        legend = [
-            f"similarity of '{name}': {limits[0]:.3f} to {limits[1]:.3f}",
-            L.colorbar_html(p.colormap.value, *limits),
-        ]
         # several prompts: the labels are the map; the class maps stay under them, hidden
         several = result.cell_probs is not None
 
@@ -435,6 +432,8 @@ class PromptHighlighter(DockBase):
             layer = L.upsert_image(
                 viewer, L.HEATMAP, heat, place, contrast_limits=limits, below=L.LABELS, **style
             )
+            title = f"similarity of '{names[k]}'"
+            on_show.describe_range(layer, title, style["colormap"], *limits)
             if several:
                 S.keep_hidden(layer)
             else:
@@ -450,10 +449,11 @@ class PromptHighlighter(DockBase):
                     viewer, L.PROBABILITY, probs, place, contrast_limits=(0.0, 1.0),
                     below=L.LABELS, **style,
                 )  # fmt: skip
+                title = f"probability of '{names[k]}'"
+                on_show.describe_range(layer, title, style["colormap"], 0.0, 1.0)
                 return S.reveal_steps(S.keep_hidden(layer))
 
             steps.append(show_probability)
-            legend.append(CLASS_MAPS_NOTE)
         else:
             L.remove_layer(viewer, L.PROBABILITY, self)
         if result.cell_labels is not None:
@@ -465,21 +465,35 @@ class PromptHighlighter(DockBase):
                 layer = L.upsert_labels(
                     viewer, labels, classes, place, units=units, opacity=opacity
                 )
+                on_show.describe_classes(layer, classes)
                 heatmap = L.find_layer(viewer, L.HEATMAP)
                 covered = []
                 if new and several and heatmap is not None:
                     # once, as the labels first come (not against a user), and only once they
                     # are on screen: no turn without a map
                     covered = [lambda: S.hide_for_now(heatmap)]
-                return [*S.reveal_steps(layer), *covered, *L.legend_steps(viewer, classes)]
+                return [*S.reveal_steps(layer), *covered, self._follow_screen]
 
             steps.insert(0, show_labels)  # the map first; the class maps under it after
-            legend.append(L.legend_html(classes))
         else:
             L.remove_layer(viewer, L.LABELS, self)
-            L.hide_legend(viewer)
-        p.legend.value = "".join(legend)  # the colour bar's tables start and end their lines
+        steps.append(self._follow_screen)  # the legend or caption of the map on show
         self._show_in_turns(steps)
+
+    def _follow_screen(self) -> list[Any]:
+        """The dock's key shows the map on show; returns the steps that make the canvas say it
+        (its legend or caption, see :mod:`.on_show`), run in the next turns."""
+        self._show_key(on_show.map_on_show(self.viewer))
+        return on_show.canvas_steps(self.viewer)
+
+    def _show_key(self, _shown: Any = None) -> None:
+        """The dock's key describes the topmost visible of its maps (the one the user sees)."""
+        layer = on_show.map_on_show(self.viewer, MAP_LAYERS)
+        key = on_show.dock_html(layer)
+        if layer is not None and layer.name == L.LABELS and L.PROBABILITY in self.viewer.layers:
+            key += "<br>" + CLASS_MAPS_NOTE
+        if self.prompt_panel.legend.value != key:
+            self.prompt_panel.legend.value = key
 
     def _show_in_turns(self, steps: list[Any]) -> None:
         """Run the layer updates one per event-loop turn, the first in the next turn.

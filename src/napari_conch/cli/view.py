@@ -22,9 +22,12 @@ from napari_conch.errors import InputError, NapariConchError, SlideError
 #: The widget's display name in ``napari.yaml``.
 WIDGET = "Prompt highlighter"
 #: What the first view says about itself (the demo model on its held-out sample).
+#: Its first line is the whole of napari's collapsed toast (40 characters, see
+#: ``_napari/notices.py``); the rest shows when the toast is expanded.
 DEMO_SAMPLE_NOTE = (
-    "Demo model (not CONCH; not for diagnosis) on held-out parts of its own training images "
-    "(ovarian carcinoma H&E, never seen in training): prompts {prompts}. It knows only: {known}."
+    "Demo model: not CONCH, not for diagnosis\n"
+    "On held-out parts of its own training images (ovarian carcinoma H&E, never seen in "
+    "training): prompts {prompts}. It knows only: {known}."
 )
 
 
@@ -160,10 +163,10 @@ def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:
     from napari.utils.notifications import show_info
 
     from napari_conch._napari.demo import start_demo
+    from napari_conch._napari.notices import toast_text
 
     prompts = list(prompts or DEMO_VIEW_PROMPTS)
     start_demo(widget, prompts)
     if sample:
-        show_info(
-            DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
-        )
+        note = DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
+        show_info(toast_text(note))
