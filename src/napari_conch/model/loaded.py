@@ -259,7 +259,10 @@ def load_model(
     from napari_conch.model.clip_sources import is_clip_source
 
     if is_clip_source(requested):  # QuiltNet, PLIP, ...: a folder or hub repository of CLIP
-        if config is not None or tokenizer is not None:
+        # a store made by a CLIP model records its config and tokenizer; they are the model's
+        # own (the fingerprint check of the store guards the rest), anything else is refused
+        recorded = isinstance(config, dict) and config.get("architecture") == "clip"
+        if (config is not None and not recorded) or (tokenizer is not None and not recorded):
             raise InputError(
                 f"{requested} is a CLIP model: it brings its own config and tokenizer "
                 "(leave --config and --tokenizer out)"
