@@ -29,6 +29,7 @@ COMMANDS = (
     "view",
     "demo",
     "info",
+    "models",
     "embed",
     "verify",
     "query",

@@ -21,6 +21,13 @@ DEMO_AVAILABLE = (
 )
 
 
+#: What ``info`` says of the open models (``napari-conch models`` lists them).
+OPEN_MODELS = (
+    "open models without CONCH's gate: QuiltNet-B-32, QuiltNet-B-16 (hf_hub:wisdomik/...), "
+    "PLIP (hf_hub:vinid/plip); see napari-conch models"
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``info`` subcommand."""
     parser = subparsers.add_parser(
@@ -82,6 +89,7 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
             "or set NAPARI_CONCH_MODEL)"
         )
         lines.append(DEMO_AVAILABLE)
+        lines.append(OPEN_MODELS)
     if tokenizer is None and bundled_tokenizer is not None:
         lines.append(f"tokenizer: {bundled_tokenizer} (comes with the model)")
         return lines
@@ -94,8 +102,13 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
 
 def weights_line(model: str) -> tuple[str, str | None]:
     """The ``weights:`` line for a model source, and its own tokenizer when it brings one."""
+    from napari_conch.model.clip_sources import is_clip_source, known_model
     from napari_conch.model.sources import HUB, PATH, resolve_source, source_info
 
+    if is_clip_source(model):
+        card = known_model(model)
+        what = f"{card.name}, {card.licence}" if card is not None else "a CLIP model"
+        return f"weights: {model} ({what}; CLIP)", "CLIP BPE"
     info = source_info(model)
     if info.kind == HUB:
         return f"weights: {model} (Hugging Face Hub; downloaded on first use)", None

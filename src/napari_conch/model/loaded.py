@@ -232,8 +232,10 @@ def load_model(
     Parameters
     ----------
     source : str or path
-        A model source (see :mod:`napari_conch.model.sources`): a checkpoint file (``.bin``,
-        ``.pt``, ``.pth``, ``.safetensors``), a folder holding ``pytorch_model.bin``,
+        A model source (see :mod:`napari_conch.model.sources`): a CLIP model folder or
+        ``hf_hub:`` repository (QuiltNet, PLIP; see :mod:`napari_conch.model.clip_sources`),
+        loaded by :func:`~napari_conch.model.clip_loaded.load_clip_model`; a checkpoint file
+        (``.bin``, ``.pt``, ``.pth``, ``.safetensors``), a folder holding ``pytorch_model.bin``,
         ``hf_hub:MahmoodLab/conch``, or a registered name such as ``"demo"`` (the demo model
         shipped with the package; not CONCH; its config and tokenizer come with it).
     config : str, path, dict or CocaConfig, optional
@@ -254,6 +256,20 @@ def load_model(
         One-line messages naming what is wrong.
     """
     requested = str(source)
+    from napari_conch.model.clip_sources import is_clip_source
+
+    if is_clip_source(requested):  # QuiltNet, PLIP, ...: a folder or hub repository of CLIP
+        # a store made by a CLIP model records its config and tokenizer; they are the model's
+        # own (the fingerprint check of the store guards the rest), anything else is refused
+        recorded = isinstance(config, dict) and config.get("architecture") == "clip"
+        if (config is not None and not recorded) or (tokenizer is not None and not recorded):
+            raise InputError(
+                f"{requested} is a CLIP model: it brings its own config and tokenizer "
+                "(leave --config and --tokenizer out)"
+            )
+        from napari_conch.model.clip_loaded import load_clip_model
+
+        return load_clip_model(requested, device=device, precision=precision, token=token)
     info = source_info(requested)
     resolved = None
     if info.kind == BUNDLED:  # brings its own config and tokenizer; cheap to resolve
@@ -294,5 +310,8 @@ def load_model(
 
 def clear_model_cache() -> None:
     """Forget every loaded model (frees memory; the next ``load_model`` reads the file again)."""
+    from napari_conch.model.clip_loaded import clear_clip_cache
+
     with _CACHE_LOCK:
         _CACHE.clear()
+    clear_clip_cache()
