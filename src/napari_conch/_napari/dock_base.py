@@ -110,8 +110,8 @@ class DockBase(Container):
                 self.sections[title] = box
             for sub, sub_title in getattr(panel, "folds", ()):
                 self.advanced_sections.append(fold(sub, sub_title, expanded=False))
-        self._scroll = DockScrollArea(self._widget._mgui_get_native_widget())
-        self._scroll._magic_widget = self
+        self._scroll = DockScrollArea(super().native)  # the container's own widget
+        self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
         QTimer.singleShot(0, self.tabify)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen

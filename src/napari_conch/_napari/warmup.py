@@ -25,6 +25,7 @@ import threading
 import warnings
 from pathlib import Path
 
+from napari_conch._napari.fastpaths.imports import private_modules
 from napari_conch._napari.fastpaths.process import (
     freeze_long_lived_objects,
     in_background,
@@ -44,11 +45,6 @@ MODULES = (
     "napari.layers.labels.labels",
     "napari.layers.image.image",
     "napari.utils.colormaps.colormap_utils",
-    "napari._vispy.utils.visual",
-    "napari._vispy.layers.image",
-    "napari._vispy.layers.labels",
-    "napari._vispy.overlays.labels_polygon",
-    "napari._vispy.overlays.text",
     "vispy.visuals.line",
     "vispy.visuals.text",
     "vispy.scene.visuals",
@@ -138,7 +134,7 @@ def warm_up_imports() -> None:
         gc.disable()
     try:
         import_torch()
-        for name in (*MODULES, *DOCK_MODULES):
+        for name in (*MODULES, *private_modules(), *DOCK_MODULES):
             try:
                 importlib.import_module(name)
             except ImportError:  # another napari version: nothing to warm up there
