@@ -39,7 +39,7 @@ class Slide:
         Microns per pixel at level 0, ``None`` when unknown.
     mpp_source : str
         Where ``mpp`` came from: ``"aperio"``, ``"ome"``, ``"tiff-resolution"``, ``"zarr"``,
-        ``"caller"`` or ``"unknown"``.
+        ``"dicom"``, ``"czi"``, ``"openslide"``, ``"caller"`` or ``"unknown"``.
     fingerprint : str
         A cheap, stable hex digest that changes when the file does (see ``fingerprint.py``).
     reader : str
