@@ -14,10 +14,21 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_format(tmp_path):
+    path = tmp_path / "slide.xyz"
+    path.write_text("not an image")
+    with pytest.raises(SlideError, match=r"slide\.xyz: not a slide format we read"):
+        open_slide(path)
+
+
+def test_an_mrxs_goes_to_openslide_and_says_what_is_wrong_in_one_line(tmp_path):
+    from napari_conch.slide.openslide_slide import openslide_available
+
     path = tmp_path / "slide.mrxs"
     path.write_text("not an image")
-    with pytest.raises(SlideError, match=r"slide\.mrxs: not a slide format we read"):
+    expected = "OpenSlide cannot read it" if openslide_available() else "needs the openslide extra"
+    with pytest.raises(SlideError, match=rf"slide\.mrxs: .*{expected}") as info:
         open_slide(path)
+    assert "\n" not in str(info.value)
 
 
 def test_empty_file(tmp_path):

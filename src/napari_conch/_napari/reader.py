@@ -24,9 +24,14 @@ if TYPE_CHECKING:
     from napari_conch.slide import Slide
 
 #: File name endings we read (case-insensitive). Folders: zarr groups and arrays.
-SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".zarr", ".ome.zarr")
+#: Whole-slide formats read by their own library (an extra): pylibCZIrw, OpenSlide.
+LIBRARY_SUFFIXES = (".czi", ".mrxs", ".vms", ".vmu", ".scn", ".bif")
+SUFFIXES = (
+    ".svs", ".ndpi", ".tif", ".tiff", ".ome.tif", ".ome.tiff", ".zarr", ".ome.zarr",
+    *LIBRARY_SUFFIXES,
+)  # fmt: skip
 #: Suffixes of formats that are only ever whole-slide images.
-WSI_SUFFIXES = (".svs", ".ndpi")
+WSI_SUFFIXES = (".svs", ".ndpi", *LIBRARY_SUFFIXES)
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
 #: Key of our entry in a layer's ``metadata``.
@@ -100,6 +105,8 @@ def _claims(path: Path, error: SlideError) -> bool:
 
 def _looks_like_slide(path: Path) -> bool:
     """Cheap check of a file's first bytes (TIFF) or a folder's zarr metadata."""
+    if path.is_file() and path.name.lower().endswith(LIBRARY_SUFFIXES):
+        return True  # CZI, MRXS, VMS/VMU (text), SCN, BIF: the opener checks the file
     try:
         if path.is_dir():
             return any((path / marker).is_file() for marker in _ZARR_MARKERS)

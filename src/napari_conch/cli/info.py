@@ -157,6 +157,7 @@ def describe_slide(slide) -> str:
     )
     lines = [
         f"slide: {slide.name} ({slide.path})",
+        f"reader: {slide.reader}",
         f"size: {slide.shape[1]} x {slide.shape[0]} px (width x height) at level 0",
         f"microns per pixel: {mpp}",
         f"fingerprint: {slide.fingerprint}",

@@ -39,9 +39,12 @@ class Slide:
         Microns per pixel at level 0, ``None`` when unknown.
     mpp_source : str
         Where ``mpp`` came from: ``"aperio"``, ``"ome"``, ``"tiff-resolution"``, ``"zarr"``,
-        ``"caller"`` or ``"unknown"``.
+        ``"dicom"``, ``"czi"``, ``"openslide"``, ``"caller"`` or ``"unknown"``.
     fingerprint : str
         A cheap, stable hex digest that changes when the file does (see ``fingerprint.py``).
+    reader : str
+        The library that reads the pixels (``"tifffile"``, ``"zarr"``, ``"imagecodecs"``,
+        ``"wsidicom"``, ``"pylibCZIrw"``, ``"openslide"``); ``napari-conch info`` names it.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Slide:
         fingerprint: str,
         name: str | None = None,
         close: Callable[[], None] | None = None,
+        reader: str = "unknown",
     ) -> None:
         self.path = Path(path)
         self.name = name or _display_name(self.path)
@@ -70,6 +74,7 @@ class Slide:
         self.mpp_source = mpp_source
         self.fingerprint = fingerprint
         self._close = close
+        self.reader = reader
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -116,6 +116,7 @@ def _slide(path: Path, files: list[Path], wsi) -> Slide:
         fingerprint=_fingerprint(files, shapes),
         name=path.stem if path.is_file() else path.name,
         close=wsi.close,
+        reader="wsidicom",
     )
 
 

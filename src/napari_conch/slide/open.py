@@ -10,6 +10,7 @@ from pathlib import Path
 
 from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.base import Slide
+from napari_conch.slide.czi import CZI_MAGIC
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -22,8 +23,10 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
 
     Formats: Aperio SVS, NDPI, OME-TIFF and any tiled or stripped TIFF (read by tifffile; SVS
     thumbnail, label and macro images are not levels), OME-Zarr and plain zarr folders, PNG and
-    JPEG files. See :mod:`napari_conch.slide.layout` for how axes, channels and dtypes are
-    normalised to ``(H, W, 3)`` uint8.
+    JPEG files; DICOM WSI (``dicom`` extra), Zeiss CZI (``czi`` extra), and MRXS, VMS/VMU, SCN
+    and BIF through OpenSlide (``openslide`` extra; see ``docs/slides.md``). See
+    :mod:`napari_conch.slide.layout` for how axes, channels and dtypes are normalised to
+    ``(H, W, 3)`` uint8.
 
     Parameters
     ----------
@@ -105,6 +108,10 @@ def _open_by_kind(path: Path) -> Slide:
 
     if dicom_files(path):  # a DICOM file, or a folder of one series' files
         return open_dicom(path)
+    from napari_conch.slide.openslide_slide import open_openslide, wants_openslide
+
+    if path.is_file() and wants_openslide(path):  # MRXS, VMS/VMU; SCN, BIF with the extra
+        return open_openslide(path)
     if path.is_dir():
         if not any((path / marker).is_file() for marker in _ZARR_MARKERS):
             raise SlideError(f"{path}: a folder that is not a zarr array or group")
@@ -120,11 +127,15 @@ def _open_by_kind(path: Path) -> Slide:
         from napari_conch.slide.tiff import open_tiff
 
         return open_tiff(path)
+    if head.startswith(CZI_MAGIC[:8]) or path.suffix.lower() == ".czi":
+        from napari_conch.slide.czi import open_czi
+
+        return open_czi(path)
     if head.startswith((_PNG_MAGIC, _JPEG_MAGIC)):
         from napari_conch.slide.plain import open_plain
 
         return open_plain(path)
     raise SlideError(
-        f"{path}: not a slide format we read (TIFF/SVS/NDPI/OME-TIFF, OME-Zarr/zarr, DICOM, "
-        "PNG, JPEG)"
+        f"{path}: not a slide format we read (TIFF/SVS/NDPI/OME-TIFF, OME-Zarr/zarr, DICOM, CZI, "
+        "PNG, JPEG; MRXS, VMS/VMU, SCN, BIF with the openslide extra)"
     )

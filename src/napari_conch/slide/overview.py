@@ -107,6 +107,7 @@ def with_overview(slide: Slide, root: str | os.PathLike | None = None) -> Slide:
         fingerprint=slide.fingerprint,
         name=slide.name,
         close=slide._close,
+        reader=slide.reader,
     )
 
 

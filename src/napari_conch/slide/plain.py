@@ -48,6 +48,7 @@ def open_plain(path: Path) -> Slide:
         mpp=None,
         mpp_source="unknown",
         fingerprint=file_fingerprint(path, [rgb.shape]),
+        reader="imagecodecs",
     )
 
 

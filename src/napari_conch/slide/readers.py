@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
+import dask.array as da
 import numpy as np
 
 from napari_conch.slide.jpeg_check import jpeg_problem
@@ -203,3 +204,29 @@ class TiffChunkReader:
             problem = jpeg_problem(data)
             if problem is not None:
                 raise DamagedChunkError(f"{where}: {problem}")
+
+
+class RegionArray:
+    """Base of readers that decode a region on request (a library's ``read_region``).
+
+    Subclasses set ``shape`` (``(H, W, 3)``) and ``tile`` (``(th, tw)``, the chunk napari and the
+    tissue scan read at once) and define ``read``; indexing ``[y0:y1, x0:x1]`` calls it, so the
+    reader is also the lazy array under a level's dask array.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+    shape: tuple[int, int, int]
+    tile: tuple[int, int]
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __getitem__(self, key) -> np.ndarray:
+        ys, xs = key[0], key[1]
+        out = self.read(ys.start or 0, ys.stop, xs.start or 0, xs.stop)
+        return out[(slice(None), slice(None), *key[2:])] if len(key) > 2 else out
+
+    def dask(self, name: str) -> da.Array:
+        """The level as a dask array of ``tile``-sized chunks."""
+        return da.from_array(self, chunks=(*self.tile, 3), asarray=True, fancy=False, name=name)

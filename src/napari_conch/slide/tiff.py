@@ -97,6 +97,7 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
         mpp_source=source,
         fingerprint=file_fingerprint(path, [lv.shape for lv in levels]),
         close=tif.close,
+        reader="tifffile",
     )
     return with_overview(slide)
 

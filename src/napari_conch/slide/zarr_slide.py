@@ -60,6 +60,7 @@ def open_zarr(path: Path) -> Slide:
         mpp=mpp,
         mpp_source="zarr" if mpp is not None else "unknown",
         fingerprint=zarr_fingerprint(path, [p for p in paths if p], [lv.shape for lv in levels]),
+        reader="zarr",
     )
 
 

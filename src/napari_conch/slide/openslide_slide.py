@@ -1,0 +1,125 @@
+"""Slides OpenSlide reads and tifffile does not, through ``openslide-python`` (the ``openslide``
+extra: ``openslide-python`` and the ``openslide-bin`` library).
+
+Files whose suffix is one of :data:`OPENSLIDE_ONLY` (3DHISTECH MRXS, Hamamatsu VMS / VMU) are
+always opened here; Leica SCN and Ventana BIF (:data:`OPENSLIDE_PREFERRED`) are opened here when
+the extra is installed, by tifffile otherwise. Levels are OpenSlide's, pixels are
+``read_region``'s RGBA composited over white (transparent areas are glass), the MPP is
+``openslide.mpp-x`` / ``-y``, and the fingerprint is OpenSlide's quickhash (it covers the data
+files beside the slide file) with the level shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from napari_conch.errors import SlideError
+from napari_conch.slide.base import Slide
+from napari_conch.slide.fingerprint import file_fingerprint
+from napari_conch.slide.layout import over_white
+from napari_conch.slide.readers import RegionArray
+
+EXTRA_HINT = "pip install 'napari-conch[openslide]'"
+#: Suffixes only OpenSlide reads.
+OPENSLIDE_ONLY = (".mrxs", ".vms", ".vmu")
+#: TIFF-based formats OpenSlide reads better than tifffile (Leica's several images, Ventana's
+#: overlapping tiles): OpenSlide when installed.
+OPENSLIDE_PREFERRED = (".scn", ".bif")
+#: Chunk side of the lazy levels (px).
+CHUNK = 1024
+
+
+def wants_openslide(path: Path) -> bool:
+    """Whether ``path`` is to be read by OpenSlide (see the module's note)."""
+    suffix = path.suffix.lower()
+    return suffix in OPENSLIDE_ONLY or (suffix in OPENSLIDE_PREFERRED and openslide_available())
+
+
+def openslide_available() -> bool:
+    """Whether the openslide extra is installed (the module and its library load)."""
+    try:
+        import openslide  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+class OpenSlideLevelReader(RegionArray):
+    """Reads ``[y0:y1, x0:x1]`` of one OpenSlide level (safe from several threads)."""
+
+    def __init__(self, osr, level: int) -> None:
+        self._osr, self._level = osr, level
+        self._downsample = float(osr.level_downsamples[level])
+        width, height = osr.level_dimensions[level]
+        self.shape = (int(height), int(width), 3)
+        self.tile = (min(CHUNK, self.shape[0]), min(CHUNK, self.shape[1]))
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        d = self._downsample
+        corner = (round(x0 * d), round(y0 * d))  # OpenSlide places regions in level-0 pixels
+        rgba = np.asarray(self._osr.read_region(corner, self._level, (x1 - x0, y1 - y0)))
+        return over_white(rgba[..., :3], rgba[..., 3:4])
+
+
+def open_openslide(path: Path) -> Slide:
+    """Open a slide with OpenSlide.
+
+    Raises
+    ------
+    SlideError
+        When the ``openslide`` extra is missing or OpenSlide cannot read the file.
+    """
+    try:
+        import openslide
+    except (ImportError, OSError):
+        raise SlideError(f"{path}: a {path.suffix.lstrip('.').upper()} slide; reading it needs "
+                         f"the openslide extra ({EXTRA_HINT})") from None  # fmt: skip
+    try:
+        osr = openslide.OpenSlide(str(path))
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SlideError(f"{path}: OpenSlide cannot read it ({reason})") from exc
+    try:
+        return _slide(path, osr)
+    except BaseException:
+        osr.close()
+        raise
+
+
+def _slide(path: Path, osr) -> Slide:
+    readers = [OpenSlideLevelReader(osr, i) for i in range(osr.level_count)]
+    levels = [r.dask(f"openslide-{id(r)}") for r in readers]
+    props = osr.properties
+    sizes = [_positive(props.get(f"openslide.mpp-{axis}")) for axis in "xy"]
+    sizes = [s for s in sizes if s is not None]
+    mpp = sum(sizes) / len(sizes) if sizes else None
+    shapes = [r.shape for r in readers]
+    quickhash = props.get("openslide.quickhash-1")
+    if quickhash:
+        digest = hashlib.sha256(f"openslide:{quickhash}".encode())
+        for shape in shapes:
+            digest.update(repr(shape).encode())
+        fingerprint = digest.hexdigest()[:32]
+    else:
+        fingerprint = file_fingerprint(path, shapes)
+    return Slide(
+        path,
+        levels,
+        readers,
+        mpp=mpp,
+        mpp_source="openslide" if mpp is not None else "unknown",
+        fingerprint=fingerprint,
+        close=osr.close,
+        reader="openslide",
+    )
+
+
+def _positive(text: str | None) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and value > 0 else None
