@@ -194,3 +194,11 @@ def test_caption_says_in_one_line_a_clip_model_has_no_decoder(setup, svs_path, c
     argv = ["caption", str(svs_path), *BOX, *model_argv(setup, "quiltnet")]
     line = refused(main, argv, capsys)
     assert "no captioning decoder" in line and "CLIP" in line and "rank-texts" in line
+
+
+def test_top_tiles_with_a_clip_store(setup, capsys):
+    argv = ["top-tiles", str(setup["stores"]["quiltnet"]), "--prompt", "tumor", "-k", "3"]
+    rows = search_rows(capsys, [*argv, *model_argv(setup, "quiltnet")])
+    assert rows == search_rows(capsys, [*argv, *model_argv(setup, "quiltnet"), "--templates",
+                                        "quiltnet"])  # fmt: skip
+    assert len(rows) == 4
