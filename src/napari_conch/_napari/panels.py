@@ -216,7 +216,11 @@ class PromptPanel(Form):
         self.text = TextEdit(label="Prompts", tooltip="one prompt per line")
         self.text.native.setPlaceholderText(PROMPT_PLACEHOLDER)
         self.text.max_height = 90
-        self.templates = CheckBox(text="CONCH templates", value=True)
+        self.templates = CheckBox(
+            text="Model's templates",
+            value=True,
+            tooltip="the model's own zero-shot templates: CONCH's 22 for CONCH, QuiltNet's, PLIP's",
+        )
         self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
         self.threshold = FloatSpinBox(
             label="Threshold", min=0.0, max=1.0, step=0.01, value=0.0,

@@ -327,21 +327,24 @@ class PromptHighlighter(DockBase):
 
     def request(self) -> PromptRequest:
         """The prompt panel's request: the prompt-set file's classes when one is chosen."""
+        from napari_conch.engine.prompts import model_templates
+
         p = self.prompt_panel
+        # the model's own templates (CONCH's for CONCH and the demo model, QuiltNet's, PLIP's)
+        templates = model_templates(self.session.model) if p.templates.value else "none"
         path = optional_path(p.prompt_file.value)
         if path is not None:
             from napari_conch.engine.prompts import load_prompt_set
 
-            templates = "conch" if p.templates.value else "none"
             return PromptRequest.from_prompt_set(
                 load_prompt_set(path, templates),
-                templates=p.templates.value,
+                templates=templates,
                 background=p.background.value,
                 threshold=p.threshold.value,
             )
         return PromptRequest.from_text(
             p.text.value,
-            templates=p.templates.value,
+            templates=templates,
             background=p.background.value,
             threshold=p.threshold.value,
         )

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from napari_conch.bounds import Bounds
-from napari_conch.cli.common import MODEL_ENV, number, run_option
+from napari_conch.cli.common import (
+    MODEL_ENV,
+    TEMPLATES_DEFAULT_HELP,
+    add_templates_argument,
+    number,
+    run_option,
+)
 from napari_conch.engine.options import DEFAULTS
 from napari_conch.errors import InputError
 
@@ -34,12 +40,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="SLIDE_OR_STORE", help="slide files or stores")
     p.add_argument("--prompts", required=True, metavar="JSON", help="CONCH prompt file")
-    p.add_argument(
-        "--templates",
-        choices=("conch", "none"),
-        default="conch",
-        help="templates for a prompt file without any (default conch)",
-    )
+    add_templates_argument(p, f"templates for a prompt file without any ({TEMPLATES_DEFAULT_HELP})")
     p.add_argument(
         "--topk",
         default="1,5,10,50,100",
@@ -192,11 +193,11 @@ def run(args: argparse.Namespace) -> int:
         write_evidence,
         write_slides_csv,
     )
-    from napari_conch.engine.prompts import embed_prompt_sets, load_prompt_set
+    from napari_conch.engine.prompts import chosen_templates, embed_prompt_sets, load_prompt_set
     from napari_conch.engine.search import check_same_model, open_stores
 
     topk = parse_topk(args.topk)
-    prompt_set = load_prompt_set(args.prompts, args.templates)
+    prompt_set = load_prompt_set(args.prompts, args.templates or "none")  # checked early
     if len(prompt_set.names) < 2:
         raise InputError(f"--prompts {args.prompts}: classifying slides needs two or more classes")
     out = Path(args.out)
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     stores = open_stores(store_paths)
     check_same_model(stores)
     model = load_store_model(stores[0], args)
+    prompt_set = load_prompt_set(args.prompts, chosen_templates(args.templates, model))
     names, class_embeddings = embed_prompt_sets(model, prompt_set)
     scale = float(model.logit_scale)
     results = []

@@ -127,26 +127,36 @@ def no_embeddings_reason(store: Any) -> str:
     return f"{head} yet (run napari-conch embed)"
 
 
+#: ``--templates``: a named template set (``engine.prompts.TEMPLATE_SETS``); left out, the
+#: model's own (CONCH's 22 for CONCH and the demo model, QuiltNet's or PLIP's for those).
+TEMPLATE_NAMES = ("conch", "none", "quiltnet", "plip")
+TEMPLATES_DEFAULT_HELP = "default: the model's own, conch for CONCH"
+
+
+def add_templates_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--templates conch|none|quiltnet|plip``; ``None`` (the model's own) when left out."""
+    parser.add_argument("--templates", choices=TEMPLATE_NAMES, default=None, help=help_text)
+
+
 def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -> None:
-    """``--prompt TEXT`` (repeatable), ``--prompts JSON`` and ``--templates conch|none``."""
+    """``--prompt TEXT`` (repeatable), ``--prompts JSON`` and ``--templates``."""
     parser.add_argument(
         "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
     )
     parser.add_argument(
         "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
     )
-    parser.add_argument(
-        "--templates", choices=("conch", "none"), default="conch", help=templates_help
-    )
+    add_templates_argument(parser, templates_help)
 
 
-def named_prompt_sets(args: argparse.Namespace) -> list:
-    """The prompt sets of ``--prompt`` and ``--prompts`` (see :func:`add_prompt_arguments`)."""
+def named_prompt_sets(args: argparse.Namespace, templates: str) -> list:
+    """The prompt sets of ``--prompt`` and ``--prompts`` (see :func:`add_prompt_arguments`),
+    with ``templates`` for ``--prompt`` and a prompt file without any."""
     from napari_conch.engine.prompts import PromptSet, load_prompt_set
 
     sets = []
     if args.prompt:
-        sets.append(PromptSet.from_prompts(args.prompt, args.templates))
+        sets.append(PromptSet.from_prompts(args.prompt, templates))
     if args.prompts:
-        sets.append(load_prompt_set(args.prompts, args.templates))
+        sets.append(load_prompt_set(args.prompts, templates))
     return sets

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_conch.cli.common import (
+    TEMPLATES_DEFAULT_HELP,
     add_prompt_arguments,
     add_store_model_arguments,
     named_prompt_sets,
@@ -40,7 +41,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--annotations", metavar="GEOJSON", help="QuPath GeoJSON of example shapes")
-    add_prompt_arguments(p, "templates for --prompt and prompt files without any (default conch)")
+    add_prompt_arguments(
+        p, f"templates for --prompt and prompt files without any ({TEMPLATES_DEFAULT_HELP})"
+    )
     p.add_argument(
         "--strength",
         type=number(STRENGTH_BOUNDS),
@@ -80,10 +83,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise InputError(f"--examples-out {args.examples_out}: use a .geojson file")
 
 
-def _prompt_sets(args: argparse.Namespace, project: Any) -> list:
-    from napari_conch.engine.prompts import PromptSet
+def _prompt_sets(args: argparse.Namespace, project: Any, store: Any) -> list:
+    from napari_conch.engine.prompts import PromptSet, chosen_templates
 
-    sets = named_prompt_sets(args)
+    templates = args.templates
+    if templates is None and (args.prompt or args.prompts):
+        from napari_conch.cli.query import load_store_model
+
+        templates = chosen_templates(None, load_store_model(store, args))  # the model's own
+    sets = named_prompt_sets(args, templates or "none")
     if not sets and project is not None and project.prompts:
         sets.append(PromptSet(project.prompts, project.templates))
     return sets
@@ -131,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     index = QueryIndex.from_store(store)
     if index.size == 0:
         raise StoreError(no_embeddings_reason(store))
-    sets = _prompt_sets(args, None if args.annotations else project)
+    sets = _prompt_sets(args, None if args.annotations else project, store)
     text, scale = _text(store, args, sets)
     strength = args.strength
     if strength is None and project is not None and not args.annotations:

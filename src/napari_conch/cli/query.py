@@ -14,6 +14,7 @@ from typing import Any
 
 from napari_conch.bounds import bounds_of
 from napari_conch.cli.common import (
+    TEMPLATES_DEFAULT_HELP,
     add_prompt_arguments,
     add_store_model_arguments,
     no_embeddings_reason,
@@ -42,7 +43,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     add_prompt_arguments(
-        p, "templates for --prompt/--background and prompt files without any (default conch)"
+        p,
+        "templates for --prompt/--background and prompt files without any "
+        f"({TEMPLATES_DEFAULT_HELP})",
     )
     p.add_argument("--background", metavar="TEXT", help="a class whose wins become label 0")
     p.add_argument(
@@ -73,8 +76,9 @@ def add_map_scale_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prompt_request(args: argparse.Namespace) -> Any:
-    """The classes the arguments name, as a checked :class:`PromptRequest`.
+def prompt_request(args: argparse.Namespace, templates: str) -> Any:
+    """The classes the arguments name, as a checked :class:`PromptRequest`, with ``templates``
+    for ``--prompt``, ``--background`` and a prompt file without any.
 
     The ``--prompt`` classes come first, then those of the ``--prompts`` file (each with its
     synonyms and the file's templates), then the ``--background`` class.
@@ -86,11 +90,11 @@ def prompt_request(args: argparse.Namespace) -> Any:
     """
     from napari_conch.engine.prompts import load_prompt_set
 
-    prompt_set = load_prompt_set(args.prompts, args.templates) if args.prompts else None
+    prompt_set = load_prompt_set(args.prompts, templates) if args.prompts else None
     names = (*args.prompt, *(prompt_set.names if prompt_set is not None else ()))
     if not names:
         raise InputError("give at least one --prompt or a --prompts file")
-    request = PromptRequest(names, args.templates, args.background, args.threshold, prompt_set)
+    request = PromptRequest(names, templates, args.background, args.threshold, prompt_set)
     request.check()
     return request
 
@@ -140,14 +144,16 @@ def check_out_file(out: Path, option: str = "--out") -> None:
 def run(args: argparse.Namespace) -> int:
     """Query the store and write every ``--out`` file."""
     from napari_conch.engine.map_tiff import parse_map_scale
+    from napari_conch.engine.prompts import chosen_templates
 
-    request = prompt_request(args)
+    request = prompt_request(args, args.templates or "none")  # checked before the model loads
     map_scale = parse_map_scale(args.map_scale)
     check_outputs(args.out, len(request.classes), args.threshold)
     session = store_session(args)
-    session.query(request)
+    templates = chosen_templates(args.templates, session.model)
+    session.query(prompt_request(args, templates))
     metadata = {
-        "templates": args.templates,
+        "templates": templates,
         "prompt_file": args.prompts,
         "logit_scale": float(session.model.logit_scale),
     }

@@ -7,7 +7,13 @@ import json
 from typing import Any
 
 from napari_conch.bounds import Bounds, bounds_of
-from napari_conch.cli.common import add_model_argument, model_source, number, run_option
+from napari_conch.cli.common import (
+    TEMPLATE_NAMES,
+    add_model_argument,
+    model_source,
+    number,
+    run_option,
+)
 from napari_conch.model.config import CAPTION_DEFAULTS, STRATEGIES, GenerationConfig
 
 #: The caption options: (option, GenerationConfig field, metavar, help); bounds and defaults are
@@ -95,9 +101,10 @@ def register(subparsers: Any) -> None:
     )
     rank.add_argument(
         "--templates",
-        choices=("none", "conch"),
+        choices=TEMPLATE_NAMES,
         default="none",
-        help="wrap each --text in CONCH's 22 templates (default: none)",
+        help="wrap each --text in a template set: conch (CONCH's 22), or a CLIP model's own "
+        "(quiltnet, plip) (default: none)",
     )
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.set_defaults(func=run_rank_texts)
@@ -134,9 +141,15 @@ def run_caption(args: argparse.Namespace) -> int:
     )
     slide, region, model = _open(args)
     if not model.has_decoder:
+        clip = model.config.to_dict().get("architecture") == "clip"
+        why = (
+            "a CLIP model has image and text towers only"
+            if clip
+            else "the public CONCH release ships none"
+        )
         raise NoDecoderError(
-            f"{model.source} has no captioning decoder weights (the public CONCH release ships "
-            "none), so it cannot caption; try 'napari-conch rank-texts' instead"
+            f"{model.source} has no captioning decoder weights ({why}), so it cannot caption; "
+            "try 'napari-conch rank-texts' instead"
         )
     print(caption_region(model, slide, region, cfg))
     return 0

@@ -7,7 +7,13 @@ import csv
 import sys
 from typing import Any
 
-from napari_conch.cli.common import COUNT, add_store_model_arguments, number
+from napari_conch.cli.common import (
+    COUNT,
+    TEMPLATES_DEFAULT_HELP,
+    add_store_model_arguments,
+    add_templates_argument,
+    number,
+)
 from napari_conch.errors import InputError
 
 HELP = "find the tiles that best match a prompt or a tile, over many embedded slides"
@@ -31,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-k", type=number(COUNT), default=20, metavar="N", help="how many tiles (default 20)"
     )
-    p.add_argument("--templates", choices=("conch", "none"), default="conch")
+    add_templates_argument(p, f"templates for --prompt ({TEMPLATES_DEFAULT_HELP})")
     p.add_argument("--out", metavar="FILE.csv", help="write the hits as CSV")
     add_store_model_arguments(p, "the stores'")
     p.set_defaults(func=run)
@@ -60,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
     check_same_model(stores)
     if args.prompt is not None:
         from napari_conch.cli.query import load_store_model
-        from napari_conch.engine.prompts import text_queries
+        from napari_conch.engine.prompts import chosen_templates, text_queries
 
         model = load_store_model(stores[0], args)
-        _, queries = text_queries(model, [args.prompt], args.templates)
+        templates = chosen_templates(args.templates, model)
+        _, queries = text_queries(model, [args.prompt], templates)
         query = queries[0]
     else:
         path, row, col = parse_like(args.like)

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from napari_conch.cli.common import COUNT, add_store_model_arguments, number
+from napari_conch.cli.common import (
+    COUNT,
+    TEMPLATES_DEFAULT_HELP,
+    add_store_model_arguments,
+    add_templates_argument,
+    number,
+)
 from napari_conch.cli.query import check_out_file, store_session
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
@@ -29,7 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "-k", type=number(COUNT), default=10, metavar="N", help="how many tiles (default 10)"
     )
-    p.add_argument("--templates", choices=("conch", "none"), default="conch")
+    add_templates_argument(p, f"templates for the prompt ({TEMPLATES_DEFAULT_HELP})")
     p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
     add_store_model_arguments(p)
     p.set_defaults(func=run)
@@ -37,13 +43,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print (and optionally write) the top tiles of the store, through a session on it."""
+    from napari_conch.engine.prompts import chosen_templates
     from napari_conch.engine.retrieval import top_tiles_for_prompt
 
     if args.out:
         check_out_file(Path(args.out))
     session = store_session(args)
     index, grid, _ = session.live_embeddings()
-    hits = top_tiles_for_prompt(index, grid, session.model, args.prompt, args.k, args.templates)
+    templates = chosen_templates(args.templates, session.model)
+    hits = top_tiles_for_prompt(index, grid, session.model, args.prompt, args.k, templates)
     rows = [(h.rank, h.row, h.col, *(round(v, 1) for v in h.box), round(h.score, 5)) for h in hits]
     writer = csv.writer(sys.stdout)
     writer.writerow(COLUMNS)

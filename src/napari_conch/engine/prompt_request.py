@@ -19,7 +19,8 @@ class PromptRequest:
     prompts : tuple of str
         The classes, in order.
     templates : str
-        ``"conch"`` (CONCH's 22 templates, averaged) or ``"none"``.
+        A name of :data:`~napari_conch.engine.prompts.TEMPLATE_SETS`: ``"conch"`` (CONCH's 22
+        templates, averaged), a CLIP model's own (``"quiltnet"``, ``"plip"``) or ``"none"``.
     background : str, optional
         A class whose wins become label 0.
     threshold : float, optional
@@ -49,14 +50,14 @@ class PromptRequest:
         cls,
         prompt_set: PromptSet,
         *,
-        templates: bool = True,
+        templates: bool | str = True,
         background: str = "",
         threshold: float = 0.0,
     ) -> PromptRequest:
-        """The classes of a prompt set (``templates``: for the background class only)."""
+        """The classes of a prompt set (``templates``: for the background class only; a set's
+        name, or True for CONCH's and False for none)."""
         bg = background.strip() or None
-        mode = "conch" if templates else "none"
-        return cls(tuple(prompt_set.names), mode, bg, threshold or None, prompt_set)
+        return cls(tuple(prompt_set.names), _mode(templates), bg, threshold or None, prompt_set)
 
     def class_set(self, name: str) -> PromptSet:
         """The one-class prompt set that ``name`` is embedded from."""
@@ -71,12 +72,13 @@ class PromptRequest:
 
     @classmethod
     def from_text(
-        cls, text: str, *, templates: bool, background: str = "", threshold: float = 0.0
+        cls, text: str, *, templates: bool | str, background: str = "", threshold: float = 0.0
     ) -> PromptRequest:
-        """Parse a prompt box: one prompt per non-empty line."""
+        """Parse a prompt box: one prompt per non-empty line (``templates``: a set's name, or
+        True for CONCH's and False for none)."""
         lines = tuple(line.strip() for line in text.splitlines() if line.strip())
         bg = background.strip() or None
-        return cls(lines, "conch" if templates else "none", bg, threshold or None)
+        return cls(lines, _mode(templates), bg, threshold or None)
 
     @property
     def classes(self) -> list[str]:
@@ -89,3 +91,9 @@ class PromptRequest:
         if not self.prompts:
             raise InputError("type at least one prompt (one per line)")
         PromptSet.from_prompts(self.classes, self.templates)  # raises for duplicates
+
+
+def _mode(templates: bool | str) -> str:
+    if isinstance(templates, str):
+        return templates
+    return "conch" if templates else "none"

@@ -61,8 +61,37 @@ CONCH_TEMPLATES: tuple[str, ...] = (
 #: The identity template: a class is embedded as its synonyms, nothing added.
 NO_TEMPLATES: tuple[str, ...] = (PLACEHOLDER,)
 
+#: QuiltNet's zero-shot templates: the four its authors' benchmark uses for histopathology
+#: datasets (Ikezogwo et al., NeurIPS 2023; see docs/models.md for how far this was checked).
+QUILTNET_TEMPLATES: tuple[str, ...] = (
+    "a histopathology slide showing CLASSNAME",
+    "histopathology image of CLASSNAME",
+    "pathology tissue showing CLASSNAME",
+    "presence of CLASSNAME tissue on image",
+)
+
+#: PLIP's zero-shot template (Huang et al., *Nature Medicine* 2023; see docs/models.md).
+PLIP_TEMPLATES: tuple[str, ...] = ("An H&E image of CLASSNAME.",)
+
 #: Template choices by name (the CLI's ``--templates``).
-TEMPLATE_SETS: dict[str, tuple[str, ...]] = {"conch": CONCH_TEMPLATES, "none": NO_TEMPLATES}
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "conch": CONCH_TEMPLATES,
+    "none": NO_TEMPLATES,
+    "quiltnet": QUILTNET_TEMPLATES,
+    "plip": PLIP_TEMPLATES,
+}
+
+
+def model_templates(model: Any) -> str:
+    """The name of a model's own template set: a CLIP model's (``quiltnet``, ``plip``, or
+    ``none`` for one napari-conch does not know), ``conch`` for CONCH and the demo model."""
+    name = getattr(model, "templates", "conch")
+    return name if name in TEMPLATE_SETS else "none"
+
+
+def chosen_templates(templates: str | None, model: Any) -> str:
+    """``templates`` when given (a name of :data:`TEMPLATE_SETS`), else the model's own set."""
+    return templates if templates is not None else model_templates(model)
 
 
 def resolve_templates(templates: str | Sequence[str]) -> tuple[str, ...]:
