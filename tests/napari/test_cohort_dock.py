@@ -153,3 +153,18 @@ def test_mistakes_are_one_line_notices(make_napari_viewer, tmp_path):
         "type what to look for",
         f"{tmp_path / 'bad.csv'}: not a classify-slides CSV (slide,store,tiles,pred_top<j>,...)",
     ]
+
+
+def test_the_tables_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot, cohort):
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1366, 768)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
+    dock.slides_csv.value = cohort["csv"]
+    dock.prompts.value = cohort["prompts"]
+    dock.load_slides()
+    dock.hit_table.fill([["a slide with a long name.svs", 12, 34, 0.8612]] * 3)
+    for table in (dock.slides.native, dock.hit_table.native):
+        qtbot.waitUntil(lambda t=table: t.isVisible() and t.viewport().width() > 0, timeout=5000)
+        assert table.horizontalScrollBar().maximum() == 0  # every column in view
+        assert not table.verticalHeader().isVisible()
+    assert dock.slides.native.item(0, 0).toolTip() == dock.slides.text(0, 0)

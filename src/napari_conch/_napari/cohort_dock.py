@@ -45,7 +45,7 @@ EVIDENCE = "Cohort: evidence"
 HIT = "Cohort: hit"
 #: Screen pixels a tile spans after opening a hit.
 TILE_SCREEN_PX = 320
-SLIDE_COLUMNS = ("Slide", "Predicted", "Probability", "Tiles")
+SLIDE_COLUMNS = ("Slide", "Predicted", "Prob.", "Tiles")
 HIT_COLUMNS = ("Slide", "Row", "Col", "Score")
 
 
@@ -55,8 +55,8 @@ class SortableTable:
     Each row remembers the index of the item it shows (:meth:`source_row`), whatever the order.
     """
 
-    def __init__(self, columns: tuple[str, ...]) -> None:
-        from qtpy.QtWidgets import QStyledItemDelegate
+    def __init__(self, columns: tuple[str, ...], names: tuple[int, ...] = (0,)) -> None:
+        from qtpy.QtWidgets import QHeaderView, QStyledItemDelegate
 
         self.widget = _Table(columns=list(columns))
         self.widget.read_only = True
@@ -67,6 +67,15 @@ class SortableTable:
         self.native.setItemDelegate(QStyledItemDelegate(self.native))
         self.native.setSortingEnabled(True)
         self.native.setSelectionBehavior(self.native.SelectionBehavior.SelectRows)
+        # nothing clipped in a 300 px dock: no row numbers, the numbers as wide as they are,
+        # the columns of names (``names``: elided when long, the full text in the tooltip)
+        # share the rest
+        self.native.verticalHeader().setVisible(False)
+        header = self.native.horizontalHeader()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for column in names:
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
 
     def fill(self, rows: list[list[Any]]) -> None:
         """Show ``rows`` (cells: str, int or float) in their given order."""
@@ -85,9 +94,10 @@ class SortableTable:
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
                 if j == 0:
                     item.setData(Qt.ItemDataRole.UserRole, i)
+                if isinstance(value, str):
+                    item.setToolTip(value)
                 table.setItem(i, j, item)
         table.setSortingEnabled(True)
-        table.resizeColumnsToContents()
 
     def sort(self, column: int, descending: bool = True) -> None:
         """Sort by a column, as clicking its header does."""
@@ -151,7 +161,7 @@ class CohortView(DockBase):
         self.prompts.tooltip = "the prompt file the slides were classified with (for the maps)"
         self.load = PushButton(text="Load slides")
         self.pooling = ComboBox(label="Pooling", choices=self._pooling_choices)
-        self.slides = SortableTable(SLIDE_COLUMNS)
+        self.slides = SortableTable(SLIDE_COLUMNS, names=(0, 1))
         self.open = PushButton(text="Open selected slide")
         self.query = LineEdit(label="Prompt")
         self.k = SpinBox(label="Tiles", min=1, max=1000, value=20)
