@@ -42,6 +42,7 @@ def _table(columns: tuple[str, ...]) -> Table:
     table = Table(columns=list(columns))
     table.read_only = True
     table.min_height = 120
+    table.native.verticalHeader().setVisible(False)  # no row numbers: room for the text
     header = table.native.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)  # no sideways scrolling
     return table
