@@ -60,7 +60,7 @@ def prompts_flow(sequence: list[str]) -> str:
     args = argparse.Namespace(
         slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
     )
-    viewer, dock = view.open_view(args)
+    viewer, dock = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
     _wait(app, lambda: L.LABELS in viewer.layers and not dock.drawing, "the first labels map")
@@ -104,7 +104,7 @@ def docks_flow() -> str:
     args = argparse.Namespace(
         slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
     )
-    viewer, prompts = view.open_view(args)
+    viewer, prompts = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
     _wait(app, lambda: L.LABELS in viewer.layers and not prompts.drawing, "the first labels map")

@@ -45,9 +45,14 @@ def test_torch_imports_and_computes_after_its_core_was_preloaded():
     assert out.stdout.strip() == "ok"
 
 
-def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch):
+@pytest.mark.parametrize("tuned", [True, False], ids=["napari-conch view", "another napari"])
+def test_warm_up_pauses_the_collector_only_in_a_tuned_process(monkeypatch, tuned):
+    from napari_conch._napari.fastpaths import process
+
+    monkeypatch.setattr(process, "_TUNED", tuned)
     seen: list[bool] = []
     monkeypatch.setattr(warmup, "MODULES", ("json", "not_a_module_napari_conch"))
+    monkeypatch.setattr(warmup, "private_modules", lambda: ())
     monkeypatch.setattr(warmup, "DOCK_MODULES", ())
     real_import = warmup.importlib.import_module
 
@@ -60,7 +65,8 @@ def test_warm_up_imports_with_the_collector_paused_and_gives_it_back(monkeypatch
 
     warmup.warm_up_imports()
 
-    assert len(seen) >= 2 and not any(seen)  # our two modules, and what they import
+    assert len(seen) >= 2  # our two modules, and what they import
+    assert not any(seen) if tuned else all(seen)  # paused only in our own process
     assert gc.isenabled()
 
 

@@ -90,15 +90,12 @@ def run(args: argparse.Namespace) -> int:
     """Start napari with the slide and the widget; return when the window closes."""
     import napari
 
-    from napari_conch._napari.fastpaths.process import tune_process
-
-    tune_process()  # our own process: its settings are ours to make (fastpaths/process.py)
-    open_view(args)
+    open_view(args, tune=True)
     napari.run()
     return 0
 
 
-def open_view(args: argparse.Namespace) -> tuple:
+def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
     """The viewer with the slide and the Prompt highlighter, its model loading; ``(viewer, dock)``.
 
     What the first model and maps import (torch, pandas, napari's layer code: the docks' warm-up,
@@ -106,6 +103,9 @@ def open_view(args: argparse.Namespace) -> tuple:
     while the first maps are made: the window comes as soon (3.4 s from the start here, 3.6 s with
     torch alone imported first), and the longest pause from the window to the labels map went from
     177-228 ms to 117-125 ms.
+
+    ``tune=True`` (the command, a process of its own) makes the process-wide settings of
+    :func:`~napari_conch._napari.fastpaths.process.tune_process` once the arguments are checked.
     """
     from napari_conch.model.sources import source_info
 
@@ -118,6 +118,10 @@ def open_view(args: argparse.Namespace) -> tuple:
 
     with open_slide(path):  # a file we cannot read is said in one line, before any window
         pass
+    if tune:  # our own process: its settings are ours to make (fastpaths/process.py)
+        from napari_conch._napari.fastpaths.process import tune_process
+
+        tune_process()
     import napari
 
     from napari_conch._napari.warmup import warm_up_imports

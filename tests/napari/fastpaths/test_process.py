@@ -81,9 +81,11 @@ def test_a_shorter_switch_interval_set_by_someone_else_is_kept(monkeypatch):
     monkeypatch.setattr(process, "speed_up_shader_parsing", lambda: True, raising=False)
     monkeypatch.setattr(process, "_TUNED", False)
     monkeypatch.setattr(fastpaths, "enabled", lambda: True)
+    import napari_conch._napari.fastpaths.removal as removal
     import napari_conch._napari.fastpaths.shader_parsing as parsing
 
     monkeypatch.setattr(parsing, "speed_up_shader_parsing", lambda: True)
+    monkeypatch.setattr(removal, "guard_layer_removal", lambda: True)
 
     assert process.tune_process()
 
