@@ -243,6 +243,6 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     dock.label_tiles([(int(r), int(c))], "stroma")
     _wait_outcome(dock, qtbot, 1)
     assert A.LEARNED_LABELS in viewer.layers
-    L.remove_layer(viewer, L.LABELS)
+    L.remove_layer(viewer, L.LABELS, dock)
     prompt_labels_drawn()
     assert A.LEARNED_LABELS in viewer.layers
