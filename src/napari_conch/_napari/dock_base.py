@@ -63,12 +63,6 @@ def reports_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-#: Milliseconds from a dock's making to its joining the other napari-conch docks as a tab: a
-#: turn of its own. Tabifying moves the dock, and napari writes its settings file for every
-#: move (20 ms each here); in the same turn as the dock's making (a 0 ms timer), the opening's
-#: pause was 84-126 ms on this machine, over the 100 ms budget.
-TABIFY_DELAY_MS = 60
-
 class DockBase(Container):
     """A napari-conch dock: a magicgui Container on the viewer's session.
 
@@ -119,7 +113,7 @@ class DockBase(Container):
         self._scroll = DockScrollArea(super().native)  # the container's own widget
         self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
-        QTimer.singleShot(TABIFY_DELAY_MS, self.tabify)  # a turn of its own (see below)
+        QTimer.singleShot(0, self.tabify)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
         warm_glyphs(self.viewer, alive=lambda: (dock := me()) is not None and not dock._closed)
