@@ -89,8 +89,14 @@ def real_cluster(tmp_path) -> Iterator[str]:
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
+    """The CSV's rows, the store column resolved as the CSV names it (from the CSV's folder)."""
+    from napari_conch.engine.csv_paths import resolve_store_reference
+
     with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["store"] = str(resolve_store_reference(row["store"], path.parent))
+    return rows
 
 
 @pytest.mark.slow
