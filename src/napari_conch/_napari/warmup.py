@@ -22,7 +22,6 @@ import importlib.util
 import logging
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 from napari_conch._napari.fastpaths.imports import private_modules
@@ -63,9 +62,6 @@ DOCK_MODULES = (
 #: pause (building and first drawing it) to 500-650 ms in one piece.
 WARM_UP_DELAY_MS = 600
 
-# napari's random label colours print a note about clipped colour conversions (a
-# UserWarning from its own code) the first time: nothing a user can act on, so not shown.
-warnings.filterwarnings("ignore", message="Conversion from CIE-LAB", category=UserWarning)
 
 _LOCK = threading.Lock()
 _THREAD: threading.Thread | None = None

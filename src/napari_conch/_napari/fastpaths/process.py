@@ -48,6 +48,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from typing import Any
 
 logger = logging.getLogger("napari_conch")
@@ -72,7 +73,8 @@ def freeze_long_lived_objects() -> None:
 def tune_process() -> bool:
     """Make the settings above for this whole process (``napari-conch view``); whether made.
 
-    Freezes what exists, shortens the lock's switch interval (never lengthens it), lets
+    Freezes what exists, shortens the lock's switch interval (never lengthens it), hides
+    napari's note on clipped label colours, lets
     napari-conch's background threads lower their priority, has vispy parse shaders in
     linear time (:mod:`.shader_parsing`) and makes napari's own layer removals safe
     (:mod:`.removal`). Nothing is done when the fast paths are off.
@@ -90,6 +92,9 @@ def tune_process() -> bool:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     speed_up_shader_parsing()
     guard_layer_removal()  # not speed: napari's own removals with the canvas's context current
+    # napari's random label colours print a note about clipped colour conversions (a
+    # UserWarning from its own code) the first time: nothing a user can act on
+    warnings.filterwarnings("ignore", message="Conversion from CIE-LAB", category=UserWarning)
     return True
 
 
