@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import annotate_layers as A
+    from napari_conch._napari.layers import examples as example_layers
     from napari_conch.engine.embed import open_store
-    from napari_conch.engine.prompt_request import PromptRequest
-    from napari_conch.engine.store import TileStatus
+    from napari_conch.engine.session.prompt_request import PromptRequest
+    from napari_conch.engine.store.embedding_store import TileStatus
 
     app = QApplication.instance() or QApplication([])
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         f"redraw {1000 * statistics.median(redraw):.0f} ms, "
         f"longest stall {1000 * max(stall):.0f} ms; errors: {dock.errors}"
     )
-    assert A.LEARNED_LABELS in viewer.layers
+    assert example_layers.LEARNED_LABELS in viewer.layers
     viewer.close()
     return 0
 

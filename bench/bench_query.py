@@ -5,10 +5,10 @@ Usage (see ``docs/benchmarks.md``)::
     python bench/bench_query.py                     # 100,000 tiles, D = 512, float16 zarr store
     python bench/bench_query.py --tiles 20000 --no-store
 
-A real :class:`~napari_conch.engine.store.EmbeddingStore` is written under a temporary folder
-(float16 embeddings of random unit vectors; 3 % of the grid left as glass, never embedded),
-then :class:`~napari_conch.engine.query.QueryIndex` loads it once. Timed, each as the median of
-``--repeat`` runs with a new random query each time:
+A real :class:`~napari_conch.engine.store.embedding_store.EmbeddingStore` is written under a
+temporary folder (float16 embeddings of random unit vectors; 3 % of the grid left as glass, never
+embedded), then :class:`~napari_conch.engine.query.QueryIndex` loads it once. Timed, each as the
+median of ``--repeat`` runs with a new random query each time:
 
 - ``cosine map``: one prompt's cosine ``[rows, cols]`` map (one matrix-vector product and a
   scatter into the grid): the latency a user sees when typing a new prompt;
@@ -58,7 +58,7 @@ def make_grid(tiles: int, stride_div: int = 1):
 
 def build_store(folder: Path, grid, dim: int, rng: np.random.Generator) -> tuple[object, float]:
     """Write a store with ~97 % of the grid DONE; return it and the write time."""
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     signature = {"format": 1, "grid": grid.to_dict(), "embed_dim": dim, "bench": True}
     store = EmbeddingStore.open_or_create(folder / "bench.zarr", signature, shape=grid.shape)

@@ -39,7 +39,7 @@ def best_of(repeat: int, fn) -> float:
 def make_store(path: Path, rows: int, cols: int, dim: int, checksums: bool):
     from zarr.codecs import ZstdCodec
 
-    from napari_conch.engine import store as store_mod
+    from napari_conch.engine.store import embedding_store as store_mod
 
     signature = {"format": 1, "grid": {"rows": rows, "cols": cols}, "embed_dim": dim}
     original = store_mod._compressors
@@ -58,7 +58,7 @@ def make_store(path: Path, rows: int, cols: int, dim: int, checksums: bool):
 
 
 def main() -> None:
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)

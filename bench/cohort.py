@@ -106,7 +106,7 @@ def cohort_slides(folder: Path) -> list[Path]:
 
 
 def run(slides, model, options, scheduler=None, mode="auto") -> dict:
-    from napari_conch.engine.cohort_cluster import embed_cohort
+    from napari_conch.engine.cohort.cluster import embed_cohort
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="cohort-bench-") as root:

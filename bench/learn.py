@@ -47,7 +47,7 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def synthetic(tiles: int, dim: int, classes: int, stride_div: int, rng: np.random.Generator):
     """A learner over a grid of about ``tiles`` embedded tiles, and the true class of each."""
-    from napari_conch.engine.learner import Learner
+    from napari_conch.engine.learn.learner import Learner
     from napari_conch.engine.query import QueryIndex
     from napari_conch.slide import TileGrid
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args(argv)
 
-    from napari_conch.engine.annotations import Examples
+    from napari_conch.engine.learn.annotations import Examples
 
     rng = np.random.default_rng(0)
     learner, rows, cols, truth = synthetic(args.tiles, args.dim, args.classes, args.stride_div, rng)

@@ -16,8 +16,8 @@ Each image is embedded by the demo model through the engine (``embed_slide`` int
 the plugin does); the classes are the demo model's prompts ("tumor cells", "stroma",
 "inflammatory cells"), the prior. For ``n`` = 0 (zero-shot), 1, 2, 5, 10, 20 examples per class,
 ``--draws`` random draws of ``n`` pool tiles per class train the classifier
-(:func:`napari_conch.engine.learn.train`, the one the dock and ``napari-conch learn`` use), and
-its balanced accuracy (mean per-class recall) on the held-out tiles is recorded: mean and
+(:func:`napari_conch.engine.learn.classifier.train`, the one the dock and ``napari-conch learn``
+use), and its balanced accuracy (mean per-class recall) on the held-out tiles is recorded: mean and
 standard deviation over the draws.
 
 Every prior strength of ``STRENGTHS`` is run on the same draws. Which one fits this data best is
@@ -88,7 +88,7 @@ def run(draws: int, root: Path, cache: Path) -> dict:
     import torch
 
     from napari_conch.demo import load_demo_model
-    from napari_conch.engine import learn
+    from napari_conch.engine.learn import classifier as learn
     from napari_conch.engine.prompts import PromptSet, embed_prompt_sets
     from train.images import read_json
 
@@ -191,7 +191,7 @@ def figure(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_conch.engine.learn import DEFAULT_STRENGTH
+    from napari_conch.engine.learn.classifier import DEFAULT_STRENGTH
 
     x = np.arange(len(COUNTS))
     fig, ax = plt.subplots(figsize=(6.4, 3.8), dpi=100)

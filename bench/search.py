@@ -5,9 +5,9 @@ Usage (see ``docs/benchmarks.md``)::
     python bench/search.py                       # 50 stores x 20,000 tiles, D = 512, k = 100
     python bench/search.py --stores 5 --rows 40  # a quick run
 
-The stores are real :class:`~napari_conch.engine.store.EmbeddingStore` folders (float16
-embeddings of random unit vectors, every tile DONE) written once under ``--folder`` (default
-``.bench/search``, git-ignored) and reused by later runs. Each search runs in a fresh child
+The stores are real :class:`~napari_conch.engine.store.embedding_store.EmbeddingStore` folders
+(float16 embeddings of random unit vectors, every tile DONE) written once under ``--folder``
+(default ``.bench/search``, git-ignored) and reused by later runs. Each search runs in a fresh child
 process, so its peak resident memory (``VmHWM``) is the search's own: the imports, one band
 of one store and the ``k`` hits. The same child reports its resident memory after the imports,
 before the first store is opened, so the search's own share is the difference. The child runs
@@ -41,7 +41,7 @@ def machine() -> str:
 
 def write_store(path: Path, rows: int, cols: int, dim: int, seed: int) -> None:
     """One synthetic store through the public EmbeddingStore API (every tile DONE)."""
-    from napari_conch.engine.store import STORE_FORMAT, EmbeddingStore
+    from napari_conch.engine.store.embedding_store import STORE_FORMAT, EmbeddingStore
 
     tile = 448
     grid = {
@@ -95,7 +95,7 @@ def search_child(paths: list[str], k: int, dim: int) -> dict:
     """Run in the child: open the stores, search once, report time and memory."""
     import zarr  # noqa: F401  (imported here so that "after imports" includes it)
 
-    from napari_conch.engine.search import open_stores, search_stores
+    from napari_conch.engine.cohort.search import open_stores, search_stores
 
     before = rss_mib()
     query = np.random.default_rng(123).standard_normal(dim).astype(np.float32)

@@ -135,7 +135,7 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import layers as L
+    from napari_conch._napari.layers import map_layers
 
     viewer = napari.Viewer(show=True)
     window = viewer.window._qt_window
@@ -192,10 +192,10 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     def drawn(names, layer):
         return lambda: shows(names)() and layer in viewer.layers and not dock.drawing
 
-    step("first maps", typed("stroma"), drawn(["stroma"], L.HEATMAP))
+    step("first maps", typed("stroma"), drawn(["stroma"], map_layers.HEATMAP))
     step("re-prompt", typed("tumor cells"), shows(["tumor cells"]))
     three = ["tumor cells", "stroma", "inflammatory cells"]
-    step("labels", typed("\n".join(three)), drawn(three, L.LABELS))
+    step("labels", typed("\n".join(three)), drawn(three, map_layers.LABELS))
     target = Path(store_root) / "map.geojson"
     dock.export_panel.path.value = str(target)
     step(
@@ -206,7 +206,7 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
 
     from types import SimpleNamespace
 
-    height, width = L.image_shape(slide_layer)
+    height, width = map_layers.image_shape(slide_layer)
     centre = slide_layer.data_to_world((height / 2, width / 2))
     caption.caption_panel.max_length.value = 12
 
@@ -226,7 +226,7 @@ def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import layers as L
+    from napari_conch._napari.layers import map_layers
     from napari_conch._napari.warmup import warmed_up
 
     viewer = napari.Viewer(show=True)
@@ -249,7 +249,7 @@ def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
     dock.slide_panel.embed_visible.changed.emit(True)
     wait_until(app, lambda: session.index is not None and session.index.size > 0, 600, 0)
     dock.prompt_panel.text.value = "stroma"
-    wait_until(app, lambda: L.HEATMAP in viewer.layers and not dock.drawing, 120, 0)
+    wait_until(app, lambda: map_layers.HEATMAP in viewer.layers and not dock.drawing, 120, 0)
     out.append(("first maps during the run", 0.0, probe.pairs()))
     probe.reset()
     wait_until(app, lambda: True, 0, seconds)
@@ -268,7 +268,7 @@ def run_view(settle: float, store_root: str) -> list:
 
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import layers as L
+    from napari_conch._napari.layers import map_layers
     from napari_conch.cli.view import open_view
     from napari_conch.demo import DEMO_VIEW_PROMPTS
 
@@ -287,10 +287,8 @@ def run_view(settle: float, store_root: str) -> list:
 
     def shown() -> bool:
         result = session.result
-        return (
-            result is not None and list(result.names) == names and L.LABELS in viewer.layers
-            and not dock.drawing and not dock.embedding
-        )  # fmt: skip
+        drawn = map_layers.LABELS in viewer.layers and not dock.drawing
+        return result is not None and list(result.names) == names and drawn and not dock.embedding
 
     seconds = wait_until(app, shown, 300, settle)
     print(f"  view: {seconds:.1f} s until the labels map, {session.index.size} tiles", flush=True)

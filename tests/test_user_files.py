@@ -17,7 +17,7 @@ from tests.user_files import FolderGuard, user_cache_folder
 def test_the_suite_has_its_own_cache_and_napari_settings():
     from napari.settings import get_settings
 
-    from napari_conch.engine.store import default_cache_root
+    from napari_conch.engine.store.embedding_store import default_cache_root
 
     home = conftest.TEST_HOME
     assert default_cache_root().is_relative_to(home)
@@ -53,8 +53,8 @@ def test_the_guard_records_what_touches_the_folder_and_nothing_else(tmp_path):
 
 def test_a_store_made_in_the_default_cache_is_seen(tmp_path, monkeypatch):
     """What a test that bypassed the suite's cache would do: caught by the guard."""
-    from napari_conch.engine.store import default_cache_root
-    from tests.engine.test_search import make_store, random_vectors
+    from napari_conch.engine.store.embedding_store import default_cache_root
+    from tests.engine.cohort.test_search import make_store, random_vectors
 
     monkeypatch.delenv("NAPARI_CONCH_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))

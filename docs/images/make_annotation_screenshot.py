@@ -20,7 +20,7 @@ import numpy as np
 import tifffile
 from screens import laptop_viewer, pause, wait
 
-from napari_conch.engine.prompt_request import PromptRequest
+from napari_conch.engine.session.prompt_request import PromptRequest
 
 OUT = pathlib.Path(__file__).resolve().parent
 REPO = OUT.parents[1]

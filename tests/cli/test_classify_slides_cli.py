@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.csv_paths import resolve_store_reference
+from napari_conch.engine.cohort.csv_paths import resolve_store_reference
 from napari_conch.engine.prompts import embed_prompt_sets, load_prompt_set
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from tests.cli.test_region_cli import model_args
 from tests.conftest import require_fixture
 
@@ -167,7 +167,7 @@ def test_failed_tiles_exit_1_after_classifying(cohort, tmp_path, monkeypatch, ca
     """A run that could not read some tiles still writes the CSV, then exits 1 saying so."""
     import dataclasses
 
-    from napari_conch.engine import cohort_cluster
+    from napari_conch.engine.cohort import cluster as cohort_cluster
 
     real = cohort_cluster.embed_cohort
 
@@ -187,7 +187,7 @@ def test_failed_tiles_exit_1_after_classifying(cohort, tmp_path, monkeypatch, ca
 
 
 def test_stores_of_different_models_are_refused(cohort, tmp_path, capsys):
-    from tests.engine.test_search import make_store, random_vectors
+    from tests.engine.cohort.test_search import make_store, random_vectors
 
     store = read_csv(cohort["out"])[0]["store"]
     dim = EmbeddingStore.open(store).embed_dim

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from tests.cli.conftest import fill
 
 TILE = 512  # a coarse grid of the SVS: quick to embed

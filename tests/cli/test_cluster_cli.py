@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.store import EmbeddingStore
+from napari_conch.engine.store.embedding_store import EmbeddingStore
 from tests.cli.test_classify_slides_cli import PROMPTS
 from tests.cli.test_region_cli import model_args
 from tests.conftest import require_fixture
@@ -90,7 +90,7 @@ def real_cluster(tmp_path) -> Iterator[str]:
 
 def _rows(path: Path) -> list[dict[str, str]]:
     """The CSV's rows, the store column resolved as the CSV names it (from the CSV's folder)."""
-    from napari_conch.engine.csv_paths import resolve_store_reference
+    from napari_conch.engine.cohort.csv_paths import resolve_store_reference
 
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))

@@ -13,7 +13,7 @@ import pytest
 
 from napari_conch.cli import main
 from napari_conch.cli.embed import ProgressBar
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from tests.cli.conftest import refused
 
 
@@ -366,7 +366,7 @@ def test_progress_bar_draws_nothing_when_nothing_is_left():
 
 def test_a_damaged_store_is_repaired_with_one_warning_line(tmp_path, capsys):
     """A flipped byte in an embeddings chunk: the next embed says so once and recomputes."""
-    from tests.engine.test_store_repair_run import write_small_slide
+    from tests.engine.store.test_repair_run import write_small_slide
 
     slide = write_small_slide(tmp_path / "small.tif")
     argv = ["embed", str(slide), "--model", "demo", "--device", "cpu", "--quiet"]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from napari_conch.engine.store import EmbeddingStore, TileStatus
-from napari_conch.engine.store_lock import LOCK_NAME
-from tests.engine.test_store_repair_run import write_small_slide
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.lock import LOCK_NAME
+from tests.engine.store.test_repair_run import write_small_slide
 
 pytestmark = [
     pytest.mark.slow,

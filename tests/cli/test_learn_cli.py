@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.annotations import read_geojson
-from napari_conch.engine.map_tiff import open_map
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.export.map_tiff import open_map
+from napari_conch.engine.learn.annotations import read_geojson
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from napari_conch.slide import TileGrid
 from tests.cli.conftest import refused
 
@@ -130,7 +130,7 @@ def test_learn_writes_every_format_and_prints_the_validation(setup, tmp_path, ca
     assert set(colors) == {"tumor", "stroma", "necrosis"} and colors["necrosis"] == [10, 20, 30]
 
     # the examples written back read as the same example tiles
-    from napari_conch.engine.annotations import examples_from_shapes
+    from napari_conch.engine.learn.annotations import examples_from_shapes
 
     again = examples_from_shapes(store.grid, read_geojson(tmp_path / "examples_out.geojson"))
     first = examples_from_shapes(store.grid, read_geojson(annotations))

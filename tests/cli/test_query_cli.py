@@ -10,8 +10,8 @@ import pytest
 import tifffile
 
 from napari_conch.cli import main
-from napari_conch.engine.export import read_tiff_metadata
-from napari_conch.engine.map_tiff import open_map
+from napari_conch.engine.export.map_tiff import open_map
+from napari_conch.engine.export.writers import read_tiff_metadata
 from tests.cli.conftest import refused
 
 TILE = 256

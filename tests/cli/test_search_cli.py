@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.csv_paths import resolve_store_reference
+from napari_conch.engine.cohort.csv_paths import resolve_store_reference
+from napari_conch.engine.cohort.search import HIT_COLUMNS
 from napari_conch.engine.prompts import text_queries
-from napari_conch.engine.search import HIT_COLUMNS
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from tests.cli.conftest import refused
 from tests.cli.test_region_cli import model_args
 from tests.conftest import require_fixture
-from tests.engine.test_search import make_store, random_vectors
+from tests.engine.cohort.test_search import make_store, random_vectors
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_conch.cli import main
-from napari_conch.engine.store import EmbeddingStore
+from napari_conch.engine.store.embedding_store import EmbeddingStore
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_conch.cli import main
-from napari_conch.engine.store import EmbeddingStore, TileStatus
-from tests.engine.test_store import SHAPE, make, unit_vectors
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
+from tests.engine.store.test_embedding_store import SHAPE, make, unit_vectors
 
 ALL = SHAPE[0] * SHAPE[1]
 
@@ -105,7 +105,7 @@ def test_reading_commands_print_the_damage_as_one_warning_line(store_path, capsy
 
 
 def test_repair_of_a_store_held_by_another_writer_is_exit_2(store_path, capsys):
-    from tests.engine.test_store_lock import HOLDER, python
+    from tests.engine.store.test_lock import HOLDER, python
 
     proc = python(HOLDER, str(store_path))
     try:

@@ -7,9 +7,9 @@ import numpy as np
 
 from napari_conch.cli import main
 from napari_conch.demo import DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
-from napari_conch.engine.export import read_tiff_metadata
-from napari_conch.engine.map_tiff import open_map
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.export.map_tiff import open_map
+from napari_conch.engine.export.writers import read_tiff_metadata
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from napari_conch.samples import HGSC_HELDOUT
 
 

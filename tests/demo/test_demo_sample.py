@@ -8,7 +8,7 @@ import pytest
 
 from napari_conch.cli import main
 from napari_conch.demo import DEMO_TILE_SIZE
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from napari_conch.samples import HGSC_HELDOUT
 from napari_conch.slide import open_slide
 from tests.conftest import require_fixture

@@ -23,7 +23,7 @@ from napari_conch.engine.distributed import (
 from napari_conch.engine.embed import embed
 from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import EMBED, TISSUE
-from napari_conch.engine.store import BLOCK, EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import BLOCK, EmbeddingStore, TileStatus
 from napari_conch.errors import ClusterError, InputError
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -26,7 +26,7 @@ from napari_conch.engine.embed import (
 )
 from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import EMBED, TISSUE
-from napari_conch.engine.store import EmbeddingStore, TileStatus, make_signature
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus, make_signature
 from napari_conch.engine.tiles import region_mask, tile_order
 from napari_conch.errors import InputError, SlideError, StoreError
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from napari_conch.engine.embed import embed_slide, open_store
-from napari_conch.engine.store import TileStatus
+from napari_conch.engine.store.embedding_store import TileStatus
 from napari_conch.errors import InputError
 from napari_conch.slide import make_grid, open_slide, scan_tissue
 from tests.conftest import require_fixture

@@ -243,7 +243,7 @@ def test_example_query() -> None:
 
 
 def test_index_from_store(tmp_path) -> None:
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     grid = make_grid(3, 4)
     signature = {"format": 1, "grid": grid.to_dict(), "embed_dim": 8}

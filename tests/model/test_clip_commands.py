@@ -19,7 +19,7 @@ from napari_conch.engine.prompts import (
     chosen_templates,
     model_templates,
 )
-from napari_conch.engine.store import EmbeddingStore, TileStatus
+from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from napari_conch.model import clear_model_cache, load_model
 from tests.cli.conftest import refused
 from tests.model.clip_folders import write_open_clip_folder, write_transformers_folder

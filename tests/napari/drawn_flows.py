@@ -37,7 +37,7 @@ def _wait(app, condition, what: str) -> None:
 
 def _drawn(app, viewer, draws: int = DRAWS_PER_STEP) -> None:
     """Wait until the canvas has been drawn ``draws`` more times (forcing redraws)."""
-    from napari_conch._napari.gl_context import canvas_widget
+    from napari_conch._napari.layers.gl_context import canvas_widget
 
     canvas = canvas_widget(viewer.window._qt_window)
     if canvas is None:
@@ -54,7 +54,7 @@ def prompts_flow(sequence: list[str]) -> str:
     entry of ``sequence`` in turn (prompts separated by ``|``), every map drawn."""
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import layers as L
+    from napari_conch._napari.layers import map_layers
     from napari_conch.cli import view
 
     args = argparse.Namespace(
@@ -63,12 +63,18 @@ def prompts_flow(sequence: list[str]) -> str:
     viewer, dock = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
-    _wait(app, lambda: L.LABELS in viewer.layers and not dock.drawing, "the first labels map")
+    _wait(
+        app, lambda: map_layers.LABELS in viewer.layers and not dock.drawing, "the first labels map"
+    )
     _drawn(app, viewer)
     for entry in sequence:
         prompts = entry.split("|")
         dock.prompt_panel.text.native.setPlainText("\n".join(prompts))
-        expect = {L.HEATMAP, L.PROBABILITY, L.LABELS} if len(prompts) > 1 else {L.HEATMAP}
+        expect = (
+            {map_layers.HEATMAP, map_layers.PROBABILITY, map_layers.LABELS}
+            if len(prompts) > 1
+            else {map_layers.HEATMAP}
+        )
 
         def settled(prompts=prompts, expect=expect) -> bool:
             result = dock.session.result
@@ -81,8 +87,8 @@ def prompts_flow(sequence: list[str]) -> str:
         _wait(app, settled, f"the maps of {prompts}")
         _drawn(app, viewer)
     layers = [layer.name for layer in viewer.layers]
-    legend = L.legend_shown(viewer)
-    from napari_conch._napari.on_show import caption_shown
+    legend = map_layers.legend_shown(viewer)
+    from napari_conch._napari.layers.on_show import caption_shown
 
     caption = caption_shown(viewer)
     viewer.close()
@@ -98,7 +104,7 @@ def docks_flow() -> str:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari import layers as L
+    from napari_conch._napari.layers import map_layers
     from napari_conch.cli import view
 
     args = argparse.Namespace(
@@ -107,7 +113,11 @@ def docks_flow() -> str:
     viewer, prompts = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
-    _wait(app, lambda: L.LABELS in viewer.layers and not prompts.drawing, "the first labels map")
+    _wait(
+        app,
+        lambda: map_layers.LABELS in viewer.layers and not prompts.drawing,
+        "the first labels map",
+    )
     window, annotate = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
 
     def learned(examples: int) -> bool:

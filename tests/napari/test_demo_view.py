@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from napari_conch._napari import demo as demo_module
-from napari_conch._napari import layers as L
 from napari_conch._napari.demo import DEMO_PROMPT_HINT, start_demo
-from napari_conch._napari.notices import fits_toast
+from napari_conch._napari.docks.notices import fits_toast
+from napari_conch._napari.layers import map_layers
 from napari_conch.cli import main, view
 from napari_conch.cli.view import WIDGET, slide_path
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_MODEL_NAME, DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex, run_query
-from napari_conch.engine.store import TileStatus
+from napari_conch.engine.store.embedding_store import TileStatus
 from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
 
 pytestmark = pytest.mark.gui
@@ -44,7 +44,7 @@ def _run_view(make_napari_viewer, monkeypatch, args):
     monkeypatch.setattr(napari, "run", lambda: None)
     monkeypatch.setattr(napari.utils.notifications, "show_info", notes.append)
     for name in ("show_info", "show_error"):  # the docks' notices too
-        monkeypatch.setattr(f"napari_conch._napari.dock_base.{name}", notes.append)
+        monkeypatch.setattr(f"napari_conch._napari.docks.base.{name}", notes.append)
     assert view.run(args) == 0
     (viewer,) = made
     return viewer, viewer.window.dock_widgets[f"{WIDGET} (napari-conch)"], notes
@@ -76,7 +76,7 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     qtbot.waitUntil(
         lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
     )
-    qtbot.waitUntil(lambda: L.LABELS in viewer.layers, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: map_layers.LABELS in viewer.layers, timeout=WAIT_MS)
     store = widget.session.store
     assert not (store.status() == TileStatus.PENDING).any()
     assert store.grid.tile_size == DEMO_TILE_SIZE
@@ -87,10 +87,10 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
         logit_scale=widget.model.logit_scale,
     )  # fmt: skip
     qtbot.waitUntil(
-        lambda: np.array_equal(viewer.layers[L.LABELS].data, expected.cell_labels),
+        lambda: np.array_equal(viewer.layers[map_layers.LABELS].data, expected.cell_labels),
         timeout=WAIT_MS,
     )
-    labels = viewer.layers[L.LABELS].data
+    labels = viewer.layers[map_layers.LABELS].data
     # Structure, not one flat class: every concept wins somewhere, none everywhere.
     counts = np.bincount(labels.ravel(), minlength=len(names) + 1)[1:]
     assert (counts >= 4).all(), dict(zip(names, counts.tolist(), strict=True))
@@ -137,7 +137,7 @@ def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkey
     qtbot.waitUntil(
         lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
     )
-    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
 
 
 def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
@@ -151,18 +151,22 @@ def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
     qtbot.waitUntil(
         lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
     )
-    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
     store = widget.session.store
     assert (store.status() == TileStatus.DONE).sum() > 50
     names, queries = text_queries(widget.model, ["stroma"], "conch")
     expected = run_query(QueryIndex.from_store(store), names, queries, store.grid)
-    shown = L.clip_to_image(expected.cell_cosine[0], expected.geometry, L.image_shape(
-        viewer.layers[0]))[0]  # fmt: skip
+    slide_shape = map_layers.image_shape(viewer.layers[0])
+    shown = map_layers.clip_to_image(expected.cell_cosine[0], expected.geometry, slide_shape)[0]
     qtbot.waitUntil(
-        lambda: np.isfinite(viewer.layers[L.HEATMAP].data).sum() == np.isfinite(shown).sum(),
+        lambda: (
+            np.isfinite(viewer.layers[map_layers.HEATMAP].data).sum() == np.isfinite(shown).sum()
+        ),
         timeout=WAIT_MS,
     )
-    np.testing.assert_allclose(viewer.layers[L.HEATMAP].data, shown, atol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(
+        viewer.layers[map_layers.HEATMAP].data, shown, atol=1e-5, equal_nan=True
+    )
 
 
 def _prompts_typed_while_embedding(make_napari_viewer, qtbot) -> list[bool]:
@@ -174,7 +178,7 @@ def _prompts_typed_while_embedding(make_napari_viewer, qtbot) -> list[bool]:
     seen: list[bool] = []
     widget.prompt_panel.text.native.textChanged.connect(lambda: seen.append(widget.embedding))
     assert start_demo(widget, ["stroma"]) is not None
-    qtbot.waitUntil(lambda: L.HEATMAP in viewer.layers, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
     return seen
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.napari.test_cohort_dock import cohort  # noqa: F401 (the cohort fixture)
+from tests.napari.docks.test_cohort_dock import cohort  # noqa: F401 (the cohort fixture)
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 

@@ -65,8 +65,8 @@ def test_reader_declines_what_is_not_ours(tmp_path):
 
 def test_reader_lays_an_exported_map_over_the_slide(tmp_path):
     from napari_conch._napari.reader import read_map
-    from napari_conch.engine.export import export_result
-    from napari_conch.engine.map_tiff import SlideFrame
+    from napari_conch.engine.export.map_tiff import SlideFrame
+    from napari_conch.engine.export.writers import export_result
     from napari_conch.engine.query import QueryIndex, run_query
     from napari_conch.slide import TileGrid
 

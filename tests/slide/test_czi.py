@@ -102,8 +102,8 @@ def test_without_the_extra_a_czi_says_which_extra_reads_it(czi_path, monkeypatch
 
 def test_embed_and_query_a_czi_from_the_cli(czi_path, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.map_tiff import open_map
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.export.map_tiff import open_map
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     assert main(["info", str(czi_path)]) == 0
     assert "reader: pylibCZIrw" in capsys.readouterr().out

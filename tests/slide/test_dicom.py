@@ -62,8 +62,8 @@ def test_without_the_extra_a_dicom_slide_says_which_extra_reads_it(dicom_folder,
 
 def test_embed_and_query_a_dicom_slide_from_the_cli(dicom_folder, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.map_tiff import open_map
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.export.map_tiff import open_map
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     argv = ["embed", str(dicom_folder), "--model", "demo", "--device", "cpu", "--quiet"]
     argv += ["--min-tissue", "0.05"]  # the crop is mostly glass

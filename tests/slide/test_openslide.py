@@ -103,8 +103,8 @@ def test_openslide_and_tifffile_read_the_same_svs_pixels(svs_path):
 @needs_openslide
 def test_embed_and_query_a_vmu_from_the_cli(vmu_path, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.map_tiff import open_map
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.export.map_tiff import open_map
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     assert main(["info", str(vmu_path)]) == 0
     assert "reader: openslide" in capsys.readouterr().out

@@ -4,15 +4,14 @@ This subpackage is the only part of napari-conch that imports Qt or napari. Its 
 named in ``napari.yaml`` and imported by napari on use:
 
 - :mod:`.reader`: whole-slide files as multiscale RGB image layers.
-- :mod:`.sample_data`: a lazily generated synthetic slide and the real CC0 slide.
-- :mod:`.dock_base`: the base of every dock (session, notices, slide layer, clicks, workers).
-- :mod:`.layout`: compact docks (a scroll area napari docks, foldable sections, tabs).
-- :mod:`.warmup`: what the first model and maps import, imported in a background thread.
-- :mod:`.session_registry`: one :class:`~napari_conch.engine.session.Session` per viewer.
-- :mod:`.widget`: the prompt highlighter (model, slide, embedding, prompts, export).
-- :mod:`.caption_widget`: caption and retrieval (region captions, ranked texts, top tiles).
-- :mod:`.layer_steps`: new map layers shown in steps, one per event-loop turn.
-- :mod:`.gl_context`: layers removed with the canvas's OpenGL context current.
+- :mod:`.sample_data`, :mod:`.synthetic`: the sample slides (a lazily generated synthetic slide,
+  the real CC0 slide, the demo model's held-out images).
+- :mod:`.docks`: the four docks (prompts, caption, annotate, cohort), their panels and plumbing.
+- :mod:`.layers`: engine results as napari layers, and the legend, colour bar and view that
+  follow them.
+- :mod:`.session_registry`: one :class:`~napari_conch.engine.session.session.Session` per viewer.
+- :mod:`.demo`, :mod:`.warmup`: the demo start of ``napari-conch view``; imports warmed off the
+  GUI thread.
 - :mod:`.fastpaths`: every use of napari's, vispy's and Qt's private names, each with a plain
   fallback, all off with ``NAPARI_CONCH_FAST_PATHS=0``.
 

@@ -1,7 +1,7 @@
 """The npe2 reader: whole-slide images as multiscale RGB image layers.
 
 A map that ``napari-conch query --out map.tif`` wrote (a pyramidal OME-TIFF placed on the slide,
-:mod:`napari_conch.engine.map_tiff`) opens as layers laid over its slide: :func:`read_map`.
+:mod:`napari_conch.engine.export.map_tiff`) opens as layers laid over its slide: :func:`read_map`.
 
 ``get_reader`` returns ``None`` for paths that are not ours (another extension, bytes that are not
 a TIFF, a folder that is not zarr, an image we cannot show as RGB) so that napari tries other
@@ -52,7 +52,7 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
     if not path.name.lower().endswith(SUFFIXES):
         return None
     if path.name.lower().endswith((".tif", ".tiff")) and path.is_file():
-        from napari_conch.engine.map_tiff import read_map_description
+        from napari_conch.engine.export.map_tiff import read_map_description
 
         if read_map_description(path) is not None:
             return read_map
@@ -161,7 +161,7 @@ def _watch_current_viewer() -> None:
     added (:mod:`.slide_view`); nothing without a viewer (a script calling the reader)."""
     import napari
 
-    from napari_conch._napari.slide_view import watch
+    from napari_conch._napari.layers.slide_view import watch
 
     viewer = napari.current_viewer()
     if viewer is not None:
@@ -222,7 +222,7 @@ def read_map(path: Any) -> list[LayerData]:
     import dask.array as da
     import numpy as np
 
-    from napari_conch.engine.map_tiff import open_map
+    from napari_conch.engine.export.map_tiff import open_map
     from napari_conch.engine.overlap import MapGeometry
 
     path = Path(path[0] if isinstance(path, list | tuple) else path)

@@ -1,4 +1,4 @@
-"""One :class:`~napari_conch.engine.session.Session` per napari viewer.
+"""One :class:`~napari_conch.engine.session.session.Session` per napari viewer.
 
 Every napari-conch dock of a viewer asks :func:`session_for` for the viewer's session and
 subscribes to it; no dock reads another. The session is forgotten when the viewer is.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from napari_conch.engine.session import Session
+from napari_conch.engine.session.session import Session
 
 _SESSIONS: dict[int, Session] = {}
 

@@ -38,7 +38,7 @@ logger = logging.getLogger("napari_conch")
 MODULES = (
     "torch",
     "zarr",
-    "napari_conch.engine.store",
+    "napari_conch.engine.store.embedding_store",
     "pandas",
     "napari.layers.shapes.shapes",
     "napari.layers.labels.labels",
@@ -51,10 +51,10 @@ MODULES = (
 
 #: The docks' modules (they only define classes: no Qt object is made on import).
 DOCK_MODULES = (
-    "napari_conch._napari.widget",
-    "napari_conch._napari.caption_widget",
-    "napari_conch._napari.annotate_widget",
-    "napari_conch._napari.cohort_dock",
+    "napari_conch._napari.docks.prompt_dock",
+    "napari_conch._napari.docks.caption_dock",
+    "napari_conch._napari.docks.annotate_dock",
+    "napari_conch._napari.docks.cohort_dock",
 )
 
 #: Milliseconds between a dock's opening and the warm-up's start: the import of torch holds the

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 @contextlib.contextmanager
 def _one_line_warnings(prog: str) -> Iterator[None]:
     """Print a damaged store's warning as one line ``<prog>: warning: ...`` (others unchanged)."""
-    from napari_conch.engine.store_integrity import StoreDamageWarning
+    from napari_conch.engine.store.integrity import StoreDamageWarning
 
     original = warnings.showwarning
 

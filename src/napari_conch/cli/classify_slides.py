@@ -141,7 +141,7 @@ def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Any]]:
     """Store paths for every input (slide files embedded first), and the runs left incomplete."""
     from napari_conch.cli.common import model_source
     from napari_conch.cli.embed import ProgressBar
-    from napari_conch.engine.cohort_cluster import embed_cohort
+    from napari_conch.engine.cohort.cluster import embed_cohort
 
     paths = [Path(p).expanduser() for p in args.inputs]
     for path in paths:
@@ -184,7 +184,7 @@ def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Any]]:
 def run(args: argparse.Namespace) -> int:
     """Embed what needs it, classify every slide, write the CSV (and evidence, metrics)."""
     from napari_conch.cli.query import load_store_model
-    from napari_conch.engine.cohort import (
+    from napari_conch.engine.cohort.classify import (
         classify_store,
         evaluate,
         match_labels,
@@ -193,8 +193,8 @@ def run(args: argparse.Namespace) -> int:
         write_evidence,
         write_slides_csv,
     )
+    from napari_conch.engine.cohort.search import check_same_model, open_stores
     from napari_conch.engine.prompts import chosen_templates, embed_prompt_sets, load_prompt_set
-    from napari_conch.engine.search import check_same_model, open_stores
 
     topk = parse_topk(args.topk)
     prompt_set = load_prompt_set(args.prompts, args.templates or "none")  # checked early

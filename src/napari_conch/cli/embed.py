@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _embed_one(runner: Any, slide: str, bar: ProgressBar, args: argparse.Namespace) -> SlideOutcome:
     """Embed one slide and report it; an error of this slide becomes its one line."""
-    from napari_conch.engine.store_lock import StoreBusyError
+    from napari_conch.engine.store.lock import StoreBusyError
     from napari_conch.slide.open import existing_slide_path
 
     try:
@@ -253,16 +253,17 @@ def overall(outcomes: list[SlideOutcome], asked: int) -> str:
 
 
 class LocalRunner:
-    """Embeds slides in this process through one :class:`~napari_conch.engine.session.Session`.
+    """Embeds slides in this process through one
+    :class:`~napari_conch.engine.session.session.Session`.
 
     The session holds the run options and the model (loaded once, on the options' device and
     precision); each slide is opened in it and embedded with :meth:`Session.embed
-    <napari_conch.engine.session.Session.embed>`, without the live index (nothing shows maps
+    <napari_conch.engine.session.session.Session.embed>`, without the live index (nothing shows maps
     during a CLI run), the progress bar fed by its ``on_progress``.
     """
 
     def __init__(self, args: argparse.Namespace, options: RunOptions) -> None:
-        from napari_conch.engine.session import Session
+        from napari_conch.engine.session.session import Session
 
         self.args, self.options = args, options
         self.source = model_source(args)
@@ -300,7 +301,7 @@ class LocalRunner:
 class ClusterRunner:
     """Embeds slides on a dask.distributed cluster (model and tiles on the workers).
 
-    This path does not go through a :class:`~napari_conch.engine.session.Session`: a session
+    This path does not go through a :class:`~napari_conch.engine.session.session.Session`: a session
     holds a model loaded in this process, while here the model exists only on the workers (the
     client knows its spec and facts), and ``distributed.embed_slide_cluster_iter`` opens the
     slide, grid and store itself, with the same options, writer lock (``--wait``) and store as

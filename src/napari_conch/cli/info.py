@@ -128,7 +128,7 @@ def describe_path(path: Path, slide_mpp: float | None = None) -> str:
     if not path.exists():
         raise NapariConchError(f"{str(path)!r} does not exist")
     if path.is_dir() and (path / "zarr.json").is_file():
-        from napari_conch.engine.store import EmbeddingStore, check_metadata
+        from napari_conch.engine.store.embedding_store import EmbeddingStore, check_metadata
 
         if _is_store(path) or (path / "embeddings").is_dir():
             check_metadata(path)  # a damaged zarr.json is said plainly, not "not a zarr group"

@@ -15,7 +15,7 @@ from napari_conch.cli.common import (
     number,
 )
 from napari_conch.cli.query import add_map_scale_argument
-from napari_conch.engine.learn import STRENGTH_BOUNDS
+from napari_conch.engine.learn.classifier import STRENGTH_BOUNDS
 from napari_conch.errors import InputError, StoreError
 
 HELP = "learn classes from annotated example tiles, with text prompts as the prior"
@@ -66,8 +66,8 @@ def register(subparsers: Any) -> None:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     from napari_conch.cli.query import check_out_file
-    from napari_conch.engine.export import FORMATS
-    from napari_conch.engine.map_tiff import parse_map_scale
+    from napari_conch.engine.export.map_tiff import parse_map_scale
+    from napari_conch.engine.export.writers import FORMATS
 
     args.map_scale = parse_map_scale(args.map_scale)
     if not args.out and not args.examples_out and not args.save:
@@ -114,21 +114,21 @@ def _text(store: Any, args: argparse.Namespace, sets: list) -> tuple[dict, float
 
 def run(args: argparse.Namespace) -> int:
     """Read the examples, train, print the validation and write every output."""
-    from napari_conch.engine.annotation_project import (
-        AnnotationProject,
-        load_project,
-        save_project,
-    )
-    from napari_conch.engine.annotations import (
+    from napari_conch.engine.export.map_tiff import frame_for_store
+    from napari_conch.engine.learn.annotations import (
         examples_from_shapes,
         read_geojson,
         write_examples_geojson,
     )
-    from napari_conch.engine.learn_export import export_learned
-    from napari_conch.engine.learner import Learner
-    from napari_conch.engine.map_tiff import frame_for_store
+    from napari_conch.engine.learn.export import export_learned
+    from napari_conch.engine.learn.learner import Learner
+    from napari_conch.engine.learn.project import (
+        AnnotationProject,
+        load_project,
+        save_project,
+    )
     from napari_conch.engine.query import QueryIndex
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     _check_outputs(args)
     store = EmbeddingStore.open(args.store)

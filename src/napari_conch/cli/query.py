@@ -1,6 +1,6 @@
 """``napari-conch query``: text prompts against an embedding store, exported as files.
 
-The work goes through a :class:`~napari_conch.engine.session.Session` on the store alone
+The work goes through a :class:`~napari_conch.engine.session.session.Session` on the store alone
 (:func:`store_session`): the prompts become one ``PromptRequest`` (:func:`prompt_request`),
 ``Session.query`` makes the maps and ``Session.export`` writes them, as the Prompt highlighter
 dock does.
@@ -20,7 +20,7 @@ from napari_conch.cli.common import (
     no_embeddings_reason,
     number,
 )
-from napari_conch.engine.prompt_request import PromptRequest
+from napari_conch.engine.session.prompt_request import PromptRequest
 from napari_conch.errors import InputError, StoreError
 
 HELP = "turn text prompts into maps over an embedded slide (CSV, TIFF, GeoJSON, NPY)"
@@ -101,7 +101,7 @@ def prompt_request(args: argparse.Namespace, templates: str) -> Any:
 
 def load_store_model(store: Any, args: argparse.Namespace) -> Any:
     """Load the model that made ``store`` (or the one the arguments name) and check it."""
-    from napari_conch.engine.stores import model_for_store
+    from napari_conch.engine.store.lookup import model_for_store
 
     return model_for_store(
         store,
@@ -121,7 +121,7 @@ def store_session(args: argparse.Namespace) -> Any:
         When the folder is not a store, or the store has no embedded tile (saying why, before
         any model is loaded), or the model given is not the one that made it.
     """
-    from napari_conch.engine.session import Session
+    from napari_conch.engine.session.session import Session
 
     session = Session()
     store = session.open_store_at(args.store)
@@ -143,7 +143,7 @@ def check_out_file(out: Path, option: str = "--out") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Query the store and write every ``--out`` file."""
-    from napari_conch.engine.map_tiff import parse_map_scale
+    from napari_conch.engine.export.map_tiff import parse_map_scale
     from napari_conch.engine.prompts import chosen_templates
 
     request = prompt_request(args, args.templates or "none")  # checked before the model loads
@@ -168,7 +168,7 @@ def check_outputs(outs: list[str], n_classes: int, threshold: float | None) -> N
     An unknown format, a path that cannot be a new file, or a GeoJSON of one class without
     ``--threshold`` (it would hold no region) is an :class:`InputError`.
     """
-    from napari_conch.engine.export import FORMATS
+    from napari_conch.engine.export.writers import FORMATS
 
     for out in map(Path, outs):
         if out.suffix.lower() not in FORMATS:

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     """Print the hits (and write them when ``--out`` is given)."""
     from pathlib import Path
 
-    from napari_conch.engine.search import (
+    from napari_conch.engine.cohort.search import (
         HIT_COLUMNS,
         check_same_model,
         open_stores,
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         tile_vector,
         write_hits_csv,
     )
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     if args.k < 1:
         raise InputError(f"-k {args.k}: must be at least 1")

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_csv(path: Path, rows: list[tuple]) -> None:
     """Write the list (via a temporary file, so no half-written file is ever left)."""
-    from napari_conch.engine.export import atomic_path
+    from napari_conch.engine.export.writers import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

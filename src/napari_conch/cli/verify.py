@@ -38,7 +38,7 @@ def register(subparsers: Any) -> None:
 
 def check_store(path: Path, *, repair: bool, wait: float | None = None) -> tuple[int, str]:
     """Verify (and optionally repair) one store; return its exit status and one-line verdict."""
-    from napari_conch.engine.store import EmbeddingStore
+    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     if repair:
         with EmbeddingStore.open(path, writable=True, wait=wait) as store:

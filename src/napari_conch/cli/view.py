@@ -167,7 +167,7 @@ def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:
     from napari.utils.notifications import show_info
 
     from napari_conch._napari.demo import start_demo
-    from napari_conch._napari.notices import toast_text
+    from napari_conch._napari.docks.notices import toast_text
 
     prompts = list(prompts or DEMO_VIEW_PROMPTS)
     start_demo(widget, prompts)

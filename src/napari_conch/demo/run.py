@@ -51,7 +51,7 @@ def run_demo(
     import imagecodecs
 
     from napari_conch.engine.embed import embed_slide, open_store
-    from napari_conch.engine.export import atomic_path, export_result
+    from napari_conch.engine.export.writers import atomic_path, export_result
     from napari_conch.engine.prompts import text_queries
     from napari_conch.engine.query import QueryIndex, run_query
     from napari_conch.engine.render import overlay, thumbnail

@@ -44,8 +44,13 @@ from napari_conch.engine.embed import (
 )
 from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary
-from napari_conch.engine.store import BLOCK, EmbeddingStore, make_info, make_signature
-from napari_conch.engine.store import store_path_for as _store_path_for
+from napari_conch.engine.store.embedding_store import (
+    BLOCK,
+    EmbeddingStore,
+    make_info,
+    make_signature,
+)
+from napari_conch.engine.store.embedding_store import store_path_for as _store_path_for
 from napari_conch.engine.tiles import Box
 from napari_conch.errors import ClusterError, InputError, StoreError, describe_os_error
 from napari_conch.generators import drain

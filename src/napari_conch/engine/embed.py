@@ -32,7 +32,7 @@ import numpy as np
 
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary, RateMeter, tissue_event
-from napari_conch.engine.store import (
+from napari_conch.engine.store.embedding_store import (
     EmbeddingStore,
     TileStatus,
     make_info,

@@ -119,12 +119,13 @@ class QueryIndex:
 
     @classmethod
     def from_store(cls, store: Any) -> QueryIndex:
-        """Build from an :class:`~napari_conch.engine.store.EmbeddingStore` (DONE tiles only).
+        """Build from an :class:`~napari_conch.engine.store.embedding_store.EmbeddingStore` (DONE
+        tiles only).
 
         Reads the whole embeddings array once (a bulk read is far faster than gathering the
         DONE tiles one by one), so it briefly holds ``rows x cols x D`` float32.
         """
-        from napari_conch.engine.store import TileStatus
+        from napari_conch.engine.store.embedding_store import TileStatus
 
         done = store.status() == TileStatus.DONE
         if not done.any():

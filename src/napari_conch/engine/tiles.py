@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_conch.engine.store import BLOCK
+from napari_conch.engine.store.embedding_store import BLOCK
 from napari_conch.errors import InputError, NapariConchError
 
 #: A level-0 box ``(x0, y0, x1, y1)``.

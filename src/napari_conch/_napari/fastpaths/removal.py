@@ -1,7 +1,7 @@
 """Every layer removal in napari with the canvas's OpenGL context current (our own process).
 
-napari-conch removes its own layers through :mod:`napari_conch._napari.gl_context`. A layer the
-user deletes (the layer list's bin) goes through napari alone, whose removal runs the OpenGL
+napari-conch removes its own layers through :mod:`napari_conch._napari.layers.gl_context`. A layer
+the user deletes (the layer list's bin) goes through napari alone, whose removal runs the OpenGL
 deletions without the canvas's context current, and crashes the next paint on Mesa llvmpipe
 (a layer whose canvas colour bar was shown, every time here). In ``napari-conch view``, a
 process of our own, :func:`guard_layer_removal` wraps napari's private

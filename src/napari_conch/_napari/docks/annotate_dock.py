@@ -1,0 +1,609 @@
+"""The Annotate dock: teach the map by example, live, on the stored embeddings.
+
+The dock is a :class:`~.dock_base.DockBase` over the viewer's
+:class:`~napari_conch.engine.session.session.Session`; the learning is the engine's
+(:class:`~napari_conch.engine.learn.learner.Learner`), the dock holds widgets and wiring only:
+
+- **Classes** are the prompts on show (typed in the Prompt highlighter; they are the prior),
+  then the names the user adds (learned from examples alone) and the classes of imported or
+  loaded annotations.
+- **Paint** selects the ``CONCH examples`` labels layer (one pixel per tile of the
+  store's grid, on the tile's centre) in paint mode with the chosen class: every painted tile is
+  an example. **Draw** selects the ``CONCH example shapes`` layer for polygons (rectangles,
+  ellipses): the tiles whose centre lies in a finished shape become examples, and the shape
+  goes. **Correct** arms one click: the tile under it becomes an example of the chosen class.
+- Each change restarts a short timer; when it fires, the classifier is retrained in a worker
+  (the text of new prompts encoded first, also in a worker) and the ``CONCH learned labels`` and
+  ``CONCH learned probability`` layers are redrawn, with the cross-validated precision/recall
+  table and the **Check next** list (a click centres and zooms the camera on that tile).
+- **Import** reads QuPath GeoJSON; **Save / Load project** keep the project in the
+  store's ``annotations`` folder, and it is loaded again whenever that store is opened;
+  **Export** writes the learned map (CSV, TIFF, GeoJSON, NPY) or the examples (QuPath GeoJSON).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QTimer
+
+from napari_conch._napari.docks.annotate_panels import (
+    NO_EXAMPLES,
+    NO_EXAMPLES_SHOWN_BY_PROMPTS,
+    TABLE_COLUMNS,
+    ClassPanel,
+    LearnPanel,
+    ProjectPanel,
+    fit_table,
+)
+from napari_conch._napari.docks.base import DockBase, reports_errors
+from napari_conch._napari.docks.panels import optional_path
+from napari_conch._napari.docks.workers import background
+from napari_conch._napari.layers import examples as example_layers
+from napari_conch._napari.layers import map_layers
+from napari_conch.engine.learn.annotations import Examples, class_colors
+from napari_conch.engine.session.prompt_request import PromptRequest
+from napari_conch.errors import InputError
+
+if TYPE_CHECKING:
+    import napari
+
+    from napari_conch.engine.learn.classifier import CrossValidation
+    from napari_conch.engine.learn.learner import Learner, Outcome
+
+#: Milliseconds between the last stroke and the retraining.
+DEBOUNCE_MS = 300
+CORRECT_ARMED = "Click a tile (or here: stop)"
+#: Tiles across the view after a jump to a tile of the Check next list.
+TILES_IN_VIEW = 8
+#: Screen pixels those tiles span (about a laptop canvas's width).
+VIEW_PIXELS = 700
+
+
+class AnnotateDock(DockBase):
+    """Dock teaching the classifier by example over an embedded slide.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+        The viewer (napari passes it when the dock is opened from the Plugins menu).
+
+    Attributes
+    ----------
+    class_panel, learn_panel, project_panel
+        The parts (see :mod:`.annotate_panels`).
+    outcome : Outcome or None
+        The last retraining's result (classifier, maps, validation, tiles to check).
+    """
+
+    def __init__(self, napari_viewer: napari.Viewer) -> None:
+        self.class_panel = ClassPanel()
+        self.learn_panel = LearnPanel()
+        self.project_panel = ProjectPanel()
+        super().__init__(
+            napari_viewer,
+            [
+                ("Classes and examples", self.class_panel),
+                ("Learning", self.learn_panel),
+                ("Project", self.project_panel),
+            ],
+        )
+        self.outcome: Outcome | None = None
+        self.extra: list[str] = []
+        self.prompted: list[str] = []
+        self.given_colors: dict[str, tuple[int, int, int]] = {}
+        self._layer_classes: list[str] = []
+        self._again = False
+        self._generation = 0
+        self._uncertain: dict[str, tuple[int, int]] = {}
+        #: How many examples the learned map on screen came from (None: no learned map).
+        self._learned_from: int | None = None
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self._auto_retrain)
+        self.bind_layer_combo(self.class_panel.layer)
+        self.class_panel.klass.choices = self._class_choices
+        # a callable: napari's reset_choices() on every layer change keeps the list
+        self.learn_panel.check_next.choices = self._check_next_choices
+        self._connect()
+        self.refresh_classes()
+        self.schedule()
+
+    # ------------------------------------------------------------------ wiring
+    def _connect(self) -> None:
+        c, lp, p = self.class_panel, self.learn_panel, self.project_panel
+        c.add.changed.connect(self.add_class)
+        c.paint.changed.connect(self.paint_examples)
+        c.draw.changed.connect(self.draw_examples)
+        c.correct.changed.connect(self.arm_correct)
+        c.erase.changed.connect(self.clear_examples)
+        c.klass.changed.connect(self._class_chosen)
+        lp.retrain.changed.connect(self.retrain)
+        lp.check_next.changed.connect(self._check_next_chosen)
+        p.import_.changed.connect(self.import_annotations)
+        p.save.changed.connect(self.save_project)
+        p.load.changed.connect(self.load_project)
+        p.export_map.changed.connect(self.export_map)
+        p.export_examples.changed.connect(self.export_examples)
+        events = self.session.events
+        self.listen(events.prompts_changed, self._on_prompts)
+        self.listen(events.store_changed, self._on_store)
+        self.listen(events.run_finished, lambda *_: self.schedule())
+        self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
+
+    def schedule(self, *_: Any) -> None:
+        """Retrain ~300 ms after the last change (when live retraining is on)."""
+        if self.learn_panel.live.value:
+            self._timer.start()
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def prompts(self) -> tuple[list[str], str]:
+        """Classes with a prompt (the session's, then a loaded project's), and the templates."""
+        request = self.session.request
+        names = list(request.classes) if request is not None else []
+        names += [n for n in self.prompted if n not in names]
+        return names, request.templates if request is not None else "conch"
+
+    @property
+    def classes(self) -> list[str]:
+        """Prompted classes, then the classes added, imported or loaded."""
+        names = self.prompts[0]
+        return names + [n for n in self.extra if n not in names]
+
+    @property
+    def colors(self) -> dict[str, tuple[int, int, int]]:
+        """The colour of every class (given ones, else the map colour of its position)."""
+        return class_colors(self.classes, self.given_colors)
+
+    def _class_choices(self, _widget: Any = None) -> list[str]:
+        return self.classes
+
+    def _check_next_choices(self, _widget: Any = None) -> list[str]:
+        return list(self._uncertain)
+
+    def _canonical(self, name: str) -> str:
+        known = {n.casefold(): n for n in reversed(self.classes)}
+        return known.get(name.strip().casefold(), name.strip())
+
+    @reports_errors
+    def add_class(self, *_: Any, name: str | None = None) -> str:
+        """Add a class learned from examples alone (the New class box, or ``name``)."""
+        name = self._canonical(name if name is not None else self.class_panel.new_class.value)
+        if not name:
+            raise InputError("type a class name first")
+        if name not in self.classes:
+            self.extra.append(name)
+        self.class_panel.new_class.value = ""
+        self.refresh_classes()
+        self.class_panel.klass.value = name
+        return name
+
+    def refresh_classes(self) -> None:
+        """Show the classes; keep every example with its class when their order changes.
+
+        A class that has examples stays when its prompt goes (learned from its examples then).
+        """
+        examples = self.examples()
+        self.extra.extend(n for n in examples.classes if n not in self.classes)
+        for name, color in self.colors.items():  # a class keeps its colour when others move
+            self.given_colors.setdefault(name, color)
+        combo = self.class_panel.klass
+        current = combo.value
+        combo.reset_choices()
+        if current in self.classes:
+            combo.value = current
+        if self._layer_classes == self.classes:
+            return
+        self._layer_classes = self.classes
+        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
+        if layer is not None:
+            self._write_examples(layer, examples)
+
+    def _on_prompts(self, _request: Any) -> None:
+        self.refresh_classes()
+        self.schedule()
+
+    def _on_store(self, store: Any) -> None:
+        """Another store (slide, model or grid changed): its saved project comes back with it."""
+        from napari_conch.engine.learn.project import project_path
+
+        self.outcome = None
+        for name in (
+            example_layers.EXAMPLES,
+            example_layers.LEARNED_LABELS,
+            example_layers.LEARNED_PROBABILITY,
+        ):
+            map_layers.remove_layer(self.viewer, name, self)
+        if store is not None and project_path(store.path).is_file():
+            if self.load_project() is not None:
+                self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
+        self.schedule()
+
+    def _class_chosen(self, name: Any) -> None:
+        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
+        if layer is not None and name in self._layer_classes:
+            layer.selected_label = self._layer_classes.index(name) + 1
+        self._redisplay()
+
+    # ------------------------------------------------------------------ examples
+    def examples(self) -> Examples:
+        """The example tiles, read from the examples layer."""
+        return example_layers.read_examples(
+            map_layers.find_layer(self.viewer, example_layers.EXAMPLES), self._layer_classes
+        )
+
+    def _grid(self) -> Any:
+        """The store's grid (its embeddings are what is learned from)."""
+        live = self.session.live_embeddings()
+        if live is None:
+            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
+        return live[1]
+
+    def examples_layer(self) -> Any:
+        """The ``CONCH examples`` layer over the store's grid, made when missing."""
+        grid = self._grid()
+        if self.slide_layer is None:
+            raise InputError("open a slide first: no RGB image layer to annotate")
+        layer, made = example_layers.examples_layer(self.viewer, grid, self.slide_layer, self)
+        if made:
+            layer.events.paint.connect(self.schedule)
+            self._layer_classes = self.classes
+        example_layers.set_colors(layer, [self.colors[n] for n in self._layer_classes])
+        return layer
+
+    def _write_examples(self, layer: Any, examples: Examples) -> None:
+        names = self._layer_classes
+        example_layers.write_examples(layer, examples, names, [self.colors[n] for n in names])
+
+    def set_examples(self, examples: Examples) -> None:
+        """Show ``examples`` in the examples layer (their classes added when new).
+
+        Raises
+        ------
+        InputError
+            When a tile lies outside the store's grid.
+        """
+        rows, cols = self._grid().shape
+        outside = (examples.rows < 0) | (examples.rows >= rows)
+        outside |= (examples.cols < 0) | (examples.cols >= cols)
+        if outside.any():
+            i = int(np.flatnonzero(outside)[0])
+            raise InputError(
+                f"tile ({examples.rows[i]}, {examples.cols[i]}) is outside the {rows} x {cols} grid"
+            )
+        new = [n for n in examples.classes if n not in self.classes]
+        if new:
+            self.extra.extend(new)
+            self.refresh_classes()
+        self._write_examples(self.examples_layer(), examples)
+        self.schedule()
+
+    @reports_errors
+    def paint_examples(self, *_: Any) -> Any:
+        """Select the examples layer in paint mode with the chosen class."""
+        name = self.class_panel.klass.value
+        if name is None:
+            raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
+        layer = self.examples_layer()
+        layer.selected_label = self._layer_classes.index(name) + 1
+        layer.brush_size = 1
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        return layer
+
+    @reports_errors
+    def draw_examples(self, *_: Any) -> Any:
+        """Select the example shapes layer for drawing polygons (made when missing)."""
+        if self.class_panel.klass.value is None:
+            raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
+        self._grid()
+        layer, made = example_layers.shapes_layer(self.viewer, self.slide_layer)
+        if made:
+            layer.events.data.connect(self._on_shape_drawn)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_polygon"
+        return layer
+
+    def _on_shape_drawn(self, event: Any) -> None:
+        if str(getattr(event, "action", "added")).lower().endswith("added"):
+            self.add_drawn_shapes()
+
+    @reports_errors
+    def add_drawn_shapes(self) -> Examples | None:
+        """The tiles whose centre lies in a drawn shape become examples of the chosen class;
+        the shapes are then removed (the examples layer shows what they gave)."""
+        from napari_conch.engine.learn.annotations import examples_from_shapes
+
+        layer = map_layers.find_layer(self.viewer, example_layers.SHAPES)
+        name = self.class_panel.klass.value
+        if layer is None or name is None or len(layer.data) == 0:
+            return None
+        shapes = example_layers.drawn_shapes(layer, name)
+        layer.data = []
+        if not shapes:
+            return None
+        found = examples_from_shapes(self._grid(), shapes)
+        self.set_examples(
+            self.examples().with_tiles(zip(found.rows, found.cols, strict=True), name)
+        )
+        return found
+
+    @reports_errors
+    def label_tiles(self, tiles: list[tuple[int, int]], name: str | None) -> None:
+        """Make ``tiles`` examples of ``name`` (None: not examples any more)."""
+        examples = self.examples().with_tiles(
+            tiles, None if name is None else self._canonical(name)
+        )
+        self.set_examples(examples)
+
+    def arm_correct(self, *_: Any) -> None:
+        """The next click on the slide makes the tile under it an example of the chosen class."""
+        self.arm_click(self.class_panel.correct, CORRECT_ARMED, self.correct_at)
+
+    @reports_errors
+    def correct_at(self, world_position: Any) -> tuple[int, int] | None:
+        """Make the tile under a world position an example of the chosen class; return it."""
+        self.disarm_click()
+        grid = self._grid()
+        name = self.class_panel.klass.value
+        if name is None:
+            raise InputError("choose a class first")
+        from napari_conch.engine.session.maps import tile_at
+
+        y, x = map_layers.world_to_level0(self.slide_layer, world_position)
+        tile = tile_at(grid, y, x)
+        if tile is None:
+            raise InputError("the click is outside the slide's tile grid")
+        self.label_tiles([tile], name)
+        return tile
+
+    @reports_errors
+    def clear_examples(self, *_: Any) -> None:
+        """Forget every example."""
+        self.set_examples(Examples())
+
+    # ------------------------------------------------------------------ learning
+    def _learner(self) -> Learner | None:
+        """A learner over the session's embeddings, or None while prompt texts are encoded."""
+        from napari_conch.engine.learn.learner import Learner
+
+        live = self.session.live_embeddings()
+        if live is None:
+            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
+        index, grid, _ = live
+        model = self.session.require_model()
+        names, templates = self.prompts
+        shown = self.session.request  # a prompt file's synonyms and templates, when one is used
+        request = PromptRequest(
+            tuple(names), templates, prompt_set=shown.prompt_set if shown is not None else None
+        )
+        missing = self.session.missing_texts(request)
+        if missing:
+            if not self.busy("text"):
+
+                def encoded(texts: dict) -> None:
+                    self.session.remember_texts(texts)
+                    self.retrain()
+
+                worker = background(self.session.encode_texts, request, missing)
+                self.run("text", worker, encoded)
+            return None
+        text = self.session.text_vectors(request)
+        learner = Learner(index, grid, float(model.logit_scale), text, colors=self.given_colors)
+        for name in self.extra:
+            learner.add_class(name)
+        learner.set_examples(self.examples())
+        return learner
+
+    def _auto_retrain(self) -> None:
+        """Retrain after a change; say in the status line what is missing instead of warning."""
+        status = self.learn_panel.status
+        if self.session.model is None or self.session.live_embeddings() is None:
+            status.value = "Waiting for embeddings: load a model and embed (Prompt highlighter)."
+        elif len(self.classes) < 2:
+            status.value = "Waiting for two or more classes: type prompts or add classes."
+        else:
+            self.retrain()
+
+    @reports_errors
+    def retrain(self, *_: Any) -> Any:
+        """Retrain in a worker and redraw the maps; returns the worker (None when deferred)."""
+        if self.busy("learn"):
+            self._again = True
+            return None
+        learner = self._learner()
+        if learner is None:
+            return None
+        learner.check_classes()
+        self.learn_panel.status.value = f"Retraining on {len(learner.examples)} examples ..."
+        worker = background(learner.retrain, validate=False)
+        self._generation += 1
+        generation = self._generation
+
+        def validated(validation: CrossValidation) -> None:
+            if generation == self._generation:  # not one of examples since changed
+                self.show_validation(validation)
+
+        def done(outcome: Outcome) -> None:
+            self.show_outcome(outcome)
+            if not self._again:  # the maps first; the cross-validation after, also off-thread
+                self.run("validate", background(learner.validate), validated)
+            self._rerun()
+
+        return self.run("learn", worker, done, failed=self._learn_failed)
+
+    def _learn_failed(self, message: str) -> None:
+        self.learn_panel.status.value = message
+        self._rerun()
+
+    def _rerun(self) -> None:
+        if self._again:
+            self._again = False
+            self.retrain()
+
+    def show_outcome(self, outcome: Outcome) -> None:
+        """Show a retraining's maps, validation and tiles to check next."""
+        self.outcome = outcome
+        seconds = outcome.seconds["train"] + outcome.seconds["maps"]
+        note = f", {outcome.unembedded} on tiles without embedding" if outcome.unembedded else ""
+        self.learn_panel.status.value = (
+            f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
+            if outcome.used
+            else NO_EXAMPLES_SHOWN_BY_PROMPTS
+            if example_layers.repeats_prompt_map(self.viewer, 0)
+            else NO_EXAMPLES
+        )
+        self._uncertain = {
+            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
+            for u in outcome.uncertain
+        }
+        self.learn_panel.check_next.reset_choices()
+        self._redisplay()
+        if outcome.validation is not None:
+            self.show_validation(outcome.validation)
+
+    def show_validation(self, v: CrossValidation) -> None:
+        """Show the cross-validated precision and recall per class."""
+        names = list(v.support) + v.not_enough
+        counts = self.examples().counts()
+        columns = [
+            names,
+            [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
+            [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
+            [str(counts.get(n, 0)) for n in names],
+        ]
+        self.learn_panel.table.value = dict(zip(TABLE_COLUMNS, columns, strict=True))
+        fit_table(self.learn_panel.table)
+        self.learn_panel.validation.value = v.message
+
+    def _redisplay(self) -> None:
+        if self.outcome is not None and self.slide_layer is not None:
+            if example_layers.repeats_prompt_map(self.viewer, self.outcome.used):
+                return
+            result = self.outcome.result
+            colors = class_colors(result.names, self.given_colors)
+            value = self.class_panel.klass.value
+            example_layers.show_learned(self.viewer, result, self.slide_layer, colors, value)
+            self._learned_from = self.outcome.used
+
+    def _on_layer_inserted(self, event: Any) -> None:
+        """The Prompt highlighter's labels came after a learned map from no example: that map
+        repeated them (see ``annotate_layers.repeats_prompt_map``), so it goes."""
+        if self._closed or getattr(event.value, "name", None) != map_layers.LABELS:
+            return
+        if self._learned_from == 0 and self.outcome is not None and self.outcome.used == 0:
+            for name in (example_layers.LEARNED_LABELS, example_layers.LEARNED_PROBABILITY):
+                map_layers.remove_layer(self.viewer, name, self)
+            self._learned_from = None
+            self.learn_panel.status.value = NO_EXAMPLES_SHOWN_BY_PROMPTS
+
+    # ------------------------------------------------------------------ check next
+    def _check_next_chosen(self, value: Any) -> None:
+        if value:
+            self.go_to(*self._uncertain[value[0]])
+
+    def go_to(self, row: int, col: int) -> None:
+        """Centre and zoom the camera on tile ``(row, col)``."""
+        grid = self._grid()
+        centre = example_layers.tile_centre_world(self.slide_layer, grid, row, col)
+        x0, _, x1, _ = grid.tile_box(row, col)
+        scale = map_layers.slide_transform(self.slide_layer)[0]
+
+        camera = map_layers.viewer_camera(self.viewer)
+        camera.center = tuple(float(v) for v in centre)
+        camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
+
+    # ------------------------------------------------------------------ project
+    @reports_errors
+    def import_annotations(self, *_: Any) -> Examples:
+        """Read the QuPath GeoJSON file: its shapes' tiles become examples (added to those)."""
+        from napari_conch.engine.learn.annotations import examples_from_shapes, read_geojson
+
+        path = optional_path(self.project_panel.geojson.value)
+        if path is None:
+            raise InputError("choose a QuPath GeoJSON file to import")
+        shapes = read_geojson(path)
+        for name, color in shapes.colors().items():
+            self.given_colors[self._canonical(name)] = color
+        found = examples_from_shapes(self._grid(), shapes)
+        merged = self.examples().as_dict()
+        merged.update({k: self._canonical(v) for k, v in found.as_dict().items()})
+        self.set_examples(Examples.from_dict(merged))
+        self.notify_info(f"Imported {len(found)} example tiles from {Path(path).name}")
+        return found
+
+    def _store(self) -> Any:
+        self._grid()
+        return self.session.store
+
+    @reports_errors
+    def save_project(self, *_: Any) -> Path:
+        """Save classes, colours, examples and the classifier in the store."""
+        from napari_conch.engine.learn.project import AnnotationProject, save_project
+
+        store = self._store()
+        prompted, templates = self.prompts
+        project = AnnotationProject(
+            classes={n: ([n] if n in prompted else []) for n in self.classes},
+            colors=self.colors,
+            templates=templates,
+            examples=self.examples(),
+            classifier=None if self.outcome is None else self.outcome.classifier,
+        )
+        path = save_project(store, project)
+        self.notify_info(f"Saved {path}")
+        return path
+
+    @reports_errors
+    def load_project(self, *_: Any) -> Any:
+        """Take up the project saved in the store: classes, colours, examples."""
+        from napari_conch.engine.learn.project import load_project
+
+        project = load_project(self._store())
+        if project is None:
+            raise InputError(f"{self.session.store.path} holds no saved annotation project")
+        current = self.prompts[0]
+        for name, synonyms in project.classes.items():
+            if synonyms and name not in current:
+                self.prompted.append(name)
+            elif not synonyms and name not in self.extra:
+                self.extra.append(name)
+        self.given_colors.update(project.colors)
+        self.set_examples(project.examples)
+        return project
+
+    @reports_errors
+    def export_map(self, *_: Any) -> Path:
+        """Write the learned map (format by the file's extension)."""
+        from napari_conch.engine.learn.export import export_learned
+
+        path = optional_path(self.project_panel.path.value)
+        if path is None:
+            raise InputError("choose a file to export to (.tif, .geojson, .csv or .npy)")
+        if self.outcome is None:
+            raise InputError("nothing to export yet: the map appears after the first training")
+        out = export_learned(
+            path,
+            self.outcome.result,
+            self._grid(),
+            colors=self.colors,
+            mpp=self.session.slide.mpp if self.session.slide is not None else None,
+        )
+        self.notify_info(f"Exported {out}")
+        return out
+
+    @reports_errors
+    def export_examples(self, *_: Any) -> Path:
+        """Write the examples as QuPath GeoJSON annotations."""
+        from napari_conch.engine.learn.annotations import write_examples_geojson
+
+        path = optional_path(self.project_panel.path.value)
+        if path is None or not path.lower().endswith(".geojson"):
+            raise InputError("choose a .geojson file to export the examples to")
+        out = write_examples_geojson(path, self.examples(), self._grid(), self.colors)
+        self.notify_info(f"Exported {out}")
+        return out

@@ -1,0 +1,321 @@
+"""The parts of the prompt highlighter: four magicgui containers with their widgets as attributes.
+
+They hold no behaviour (see :mod:`.widget`), so a test can set ``.value`` on any part and call
+the widget's handlers, as a user would by typing and clicking.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    Password,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+    TextEdit,
+)
+
+from napari_conch._napari.docks.form import Form
+from napari_conch.engine.options import DEFAULTS, MAX_TILE_SIZE, RunOptions
+from napari_conch.errors import InputError
+
+#: Colormaps offered for the heatmap and probability layers.
+COLORMAPS = ("inferno", "magma", "viridis", "turbo", "plasma", "gray")
+#: The prompt box's placeholder before a model tells what it knows.
+PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
+#: Title of the folded section of advanced options in every panel.
+MORE_OPTIONS = "More options"
+#: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
+RANGES = ("shared", "per prompt")
+#: Devices offered; "auto" picks CUDA, then MPS, then CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: What the Model section says before a model is loaded.
+NO_MODEL_NOTE = (
+    "Load CONCH's checkpoint (pytorch_model.bin, or hf_hub:MahmoodLab/conch with a token), "
+    "or try the demo model shipped with the plugin."
+)
+
+
+def advanced(*widgets: Any) -> Form:
+    """A sub-container of advanced options (folded away by the dock)."""
+    return Form(widgets=list(widgets), label="")
+
+
+class ModelPanel(Form):
+    """Checkpoint (file or ``hf_hub:`` id + token), config, tokenizer, device; Load."""
+
+    def __init__(self) -> None:
+        self.source = LineEdit(
+            label="Checkpoint",
+            tooltip="pytorch_model.bin of CONCH, a folder holding it, hf_hub:MahmoodLab/conch, "
+            "or demo (the demo model shipped with napari-conch; not CONCH)",
+            value=os.environ.get("NAPARI_CONCH_MODEL", ""),
+        )
+        self.browse = FileEdit(label="", mode="r", tooltip="choose a checkpoint file")
+        self.token = Password(label="HF token", tooltip="Hugging Face token for hf_hub: sources")
+        self.config = FileEdit(
+            label="Config JSON", mode="r", nullable=True, tooltip="only for non-CONCH models"
+        )
+        self.tokenizer = FileEdit(
+            label="Tokenizer",
+            mode="r",
+            nullable=True,
+            tooltip="conch_byte_level_bpe_uncased.json (found next to the checkpoint if empty)",
+        )
+        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.load = PushButton(text="Load model")
+        self.demo = PushButton(
+            text="Use the demo model (not CONCH)",
+            tooltip="a small CoCa trained on a few openly licensed images, shipped with the "
+            "plugin: for trying it without CONCH's weights; not for diagnosis",
+        )
+        self.info = Label(value="No model loaded.")
+        self.note = Label(value=NO_MODEL_NOTE)
+        self.more = advanced(self.token, self.config, self.tokenizer, self.device)
+        super().__init__(
+            widgets=[
+                self.source,
+                self.browse,
+                self.more,
+                self.load,
+                self.demo,
+                self.info,
+                self.note,
+            ]
+        )
+        #: Sub-containers the dock folds away: (container, title).
+        self.folds = [(self.more, MORE_OPTIONS)]
+        self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
+
+    def load_arguments(self) -> dict[str, Any]:
+        """What the panel names, as keyword arguments of ``Session.prepare_model``.
+
+        Raises
+        ------
+        InputError
+            When no checkpoint is given.
+        """
+        source = self.source.value.strip()
+        if not source:
+            raise InputError(
+                "give a checkpoint path, hf_hub:MahmoodLab/conch, or demo (the demo model)"
+            )
+        return {
+            "source": source,
+            "config": optional_path(self.config.value),
+            "tokenizer": optional_path(self.tokenizer.value),
+            "device": None if self.device.value == "auto" else self.device.value,
+            "token": self.token.value or None,
+        }
+
+
+class SlidePanel(Form):
+    """Image layer, level or MPP, tile size, stride, minimum tissue; Embed, Cancel, progress."""
+
+    def __init__(self) -> None:
+        self.layer = ComboBox(label="Image layer", choices=())
+        self.level = SpinBox(label="Level", min=0, max=0, value=0)
+        self.mpp = FloatSpinBox(
+            label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
+            tooltip="microns per pixel of the tiles (0: use the level as it is)",
+        )  # fmt: skip
+        self.tile_size = SpinBox(
+            label="Tile size", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.tile_size or 0,
+            tooltip="tile side in pixels of the level (0: the model's own tile size)",
+        )  # fmt: skip
+        self.tile_size.native.setSpecialValueText("model's own")
+        self.stride = SpinBox(
+            label="Stride", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.stride or 0,
+            tooltip="step between tiles (0: the tile size, no overlap)",
+        )  # fmt: skip
+        self.stride.native.setSpecialValueText("tile size")
+        self.min_tissue = FloatSlider(
+            label="Min tissue", min=0.0, max=1.0, value=DEFAULTS.min_tissue,
+            tooltip="tiles with less tissue than this fraction are background, never embedded",
+        )  # fmt: skip
+        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=DEFAULTS.batch_size)
+        self.store_root = FileEdit(
+            label="Store folder", mode="d", nullable=True, tooltip="default: the cache folder"
+        )
+        self.embed = PushButton(text="Embed")
+        self.embed_visible = PushButton(text="Embed visible region first")
+        self.cancel = PushButton(text="Cancel", enabled=False)
+        self.progress = ProgressBar(label="Progress", min=0, max=1, value=0)
+        self.status = Label(value="")
+        self.more = advanced(
+            self.level,
+            self.mpp,
+            self.tile_size,
+            self.stride,
+            self.min_tissue,
+            self.batch_size,
+            self.store_root,
+        )
+        super().__init__(
+            widgets=[
+                self.layer,
+                self.more,
+                self.embed,
+                self.embed_visible,
+                self.cancel,
+                self.progress,
+                self.status,
+            ]
+        )
+        self.folds = [(self.more, MORE_OPTIONS)]
+
+    #: The widgets whose values make the run options.
+    OPTION_WIDGETS = (
+        "level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
+    )  # fmt: skip
+
+    def run_options(self, base: RunOptions) -> RunOptions:
+        """``base`` with the panel's values (0 tile size / stride / MPP: not set)."""
+        mpp = self.mpp.value or None
+        return base.replace(
+            level=None if mpp else self.level.value,
+            mpp=mpp,
+            tile_size=self.tile_size.value or None,
+            stride=self.stride.value or None,
+            min_tissue=float(self.min_tissue.value),
+            batch_size=self.batch_size.value,
+            store_root=optional_path(self.store_root.value),
+        )
+
+    def show_options(self, options: RunOptions) -> None:
+        """Show ``options`` in the panel's widgets."""
+        values = {
+            "level": options.level or 0,
+            "mpp": options.mpp or 0.0,
+            "tile_size": options.tile_size or 0,
+            "stride": options.stride or 0,
+            "min_tissue": options.min_tissue,
+            "batch_size": options.batch_size,
+        }
+        for name, value in values.items():
+            widget = getattr(self, name)
+            if widget.value != value:
+                widget.value = value
+        if optional_path(self.store_root.value) != options.store_root:
+            self.store_root.value = options.store_root
+
+
+class PromptPanel(Form):
+    """Prompts (one per line), templates, background, threshold, display; more like this."""
+
+    def __init__(self) -> None:
+        self.text = TextEdit(label="Prompts", tooltip="one prompt per line")
+        self.text.native.setPlaceholderText(PROMPT_PLACEHOLDER)
+        self.text.max_height = 90
+        self.templates = CheckBox(
+            text="Model's templates",
+            value=True,
+            tooltip="the model's own zero-shot templates: CONCH's 22 for CONCH, QuiltNet's, PLIP's",
+        )
+        self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
+        self.threshold = FloatSpinBox(
+            label="Threshold", min=0.0, max=1.0, step=0.01, value=0.0,
+            tooltip="label 0 below this winning probability (one prompt: below this cosine)",
+        )  # fmt: skip
+        self.show_class = ComboBox(label="Show", choices=())
+        self.colormap = ComboBox(label="Colormap", choices=COLORMAPS, value="inferno")
+        self.opacity = FloatSlider(label="Opacity", min=0.0, max=1.0, value=0.6)
+        self.range = ComboBox(
+            label="Range", choices=RANGES, value=RANGES[0],
+            tooltip="similarity colours: one range for every prompt (comparable), or each "
+            "prompt's own (more contrast)",
+        )  # fmt: skip
+        self.more_like_this = PushButton(text="More like this (click a tile)")
+        self.legend = Label(value="")
+        self.cursor = Label(value="")
+        self.prompt_file = FileEdit(
+            label="Or prompt set", mode="r", nullable=True, filter="*.json",
+            tooltip='a CONCH prompt file {"classnames": {CLASS: [synonyms]}, "templates": [...]}'
+            ": its classes replace the prompts typed above",
+        )  # fmt: skip
+        self.more = advanced(
+            self.prompt_file, self.background, self.threshold, self.colormap, self.opacity
+        )
+        super().__init__(
+            widgets=[
+                self.text,
+                self.templates,
+                self.show_class,
+                self.range,
+                self.legend,
+                self.more,
+                self.more_like_this,
+                self.cursor,
+            ]
+        )
+        self.folds = [(self.more, MORE_OPTIONS)]
+
+
+class ExportPanel(Form):
+    """Export the current map: TIFF, GeoJSON, CSV or NPY by the file's extension."""
+
+    def __init__(self) -> None:
+        self.path = FileEdit(
+            label="Export to", mode="w", filter="*.tif *.tiff *.geojson *.csv *.npy"
+        )
+        self.export = PushButton(text="Export")
+        super().__init__(widgets=[self.path, self.export])
+
+
+def optional_path(value: Any) -> str | None:
+    """A FileEdit value as a path string, None when empty."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", ".") else text
+
+
+def model_summary(model: Any) -> str:
+    """The loaded model in a few words: the checkpoint's file name, not its whole path.
+
+    The dock shows this; the full :meth:`~napari_conch.model.LoadedModel.describe` (with the
+    path) is its tooltip.
+    """
+    from pathlib import Path
+
+    source = str(model.source)
+    shown = source if source.startswith("hf_hub:") or "/" not in source else Path(source).name
+    decoder = "captioning decoder" if model.has_decoder else "no captioning decoder"
+    name = f"{model.config.name} (not CONCH)" if model.is_demo else model.config.name
+    return f"{name}: {shown}, {model.device} {model.precision}, {decoder}"
+
+
+def prompt_hint(model: Any) -> str:
+    """The prompt box's placeholder for ``model``: the demo model lists the concepts it knows.
+
+    The concepts are ``napari_conch.demo.DEMO_CONCEPTS``.
+    """
+    from napari_conch.demo import DEMO_CONCEPTS
+
+    if model is None or not model.is_demo:
+        return PROMPT_PLACEHOLDER
+    return "one prompt per line; the demo model knows:\n" + "\n".join(DEMO_CONCEPTS)
+
+
+def model_note(model: Any) -> str:
+    """What a user should know about a loaded model, in one line."""
+    if model.is_demo:
+        return (
+            "Demo model, not CONCH: trained on a few openly licensed images to try the plugin; "
+            "not for diagnosis."
+        )
+    if not model.has_decoder:
+        return (
+            "No captioning decoder in this checkpoint (as in the public CONCH release): "
+            "prompts and maps work, captions do not."
+        )
+    return "Captioning decoder loaded: captions work (Caption and retrieval dock)."

@@ -1,0 +1,100 @@
+"""Writing a learned map: CSV with class names, and the query writers with the classes' colours.
+
+- ``.csv``: one row per computed tile: ``row,col,x0,y0,x1,y1`` (the tile's level-0 box),
+  ``class`` (the winning class's name), then ``prob_<class>`` for every class.
+- ``.tif`` / ``.tiff`` / ``.npy``: the cell map of probabilities and label, as
+  :func:`~napari_conch.engine.export.writers.export_result` writes a query's (the TIFF a pyramidal
+  OME-TIFF placed on the slide, or one pixel per cell with ``map_scale="tile"``).
+- ``.geojson``: the labelled regions as QuPath annotations
+  (:func:`~napari_conch.engine.export.writers.geojson_features`), each with its class's name and
+  colour.
+
+Every file is written to a temporary sibling and renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_conch.engine.export.map_tiff import DEFAULT_MAP_SCALE, SlideFrame
+from napari_conch.engine.export.writers import (
+    FORMATS,
+    atomic_path,
+    export_result,
+    geojson_features,
+)
+from napari_conch.engine.learn.annotations import Color, class_colors
+from napari_conch.engine.query import QueryResult
+from napari_conch.errors import InputError
+
+
+def write_learned_csv(path: str | os.PathLike, result: QueryResult, grid: Any) -> None:
+    """One row per computed tile: box, class name, and the probability of each class."""
+    header = ["row", "col", "x0", "y0", "x1", "y1", "class"] + [f"prob_{n}" for n in result.names]
+    clashes = sorted({h for h in header if header.count(h) > 1})
+    if clashes:
+        raise InputError(f"class {clashes[0]!r} clashes with another CSV column name")
+    rows, cols = np.nonzero(result.valid)
+    boxes = np.asarray(grid.boxes(), dtype=np.float64)[rows, cols]
+    probs = result.probs[:, rows, cols].T
+    names = ["", *result.label_names]
+    labels = result.labels[rows, cols]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i in range(len(rows)):
+            box = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in boxes[i]]
+            writer.writerow(
+                [str(rows[i]), str(cols[i]), *box, names[labels[i]]]
+                + [repr(float(p)) for p in probs[i]]
+            )
+
+
+def write_learned_geojson(
+    path: str | os.PathLike, result: QueryResult, colors: dict[str, Color] | None = None
+) -> None:
+    """The labelled regions as QuPath annotations coloured by class."""
+    colors = class_colors(result.names, colors)
+    features = geojson_features(result)
+    for f in features:
+        name = f["properties"]["classification"]["name"]
+        f["properties"]["classification"]["color"] = list(colors[name])
+    with atomic_path(path) as tmp:
+        tmp.write_text(
+            json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8"
+        )
+
+
+def export_learned(
+    path: str | os.PathLike,
+    result: QueryResult,
+    grid: Any,
+    *,
+    colors: dict[str, Color] | None = None,
+    mpp: float | None = None,
+    metadata: dict[str, Any] | None = None,
+    map_scale: Any = DEFAULT_MAP_SCALE,
+    frame: SlideFrame | None = None,
+) -> Path:
+    """Write a learned map to ``path`` in the format its extension names; return the path.
+
+    ``map_scale`` and ``frame`` place a ``.tif`` map on the slide, as in
+    :func:`~napari_conch.engine.export.writers.export_result`.
+    """
+    path = Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind == "csv":
+        write_learned_csv(path, result, grid)
+    elif kind == "geojson":
+        write_learned_geojson(path, result, colors)
+    else:
+        export_result(
+            path, result, grid, mpp=mpp, metadata=metadata, map_scale=map_scale, frame=frame
+        )
+    return path
