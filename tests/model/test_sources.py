@@ -27,7 +27,9 @@ from napari_conch.model.sources import (
 def clean_registry(monkeypatch):
     """A registry that forgets what a test registers."""
     monkeypatch.setattr(sources, "_NAMED", dict(sources._NAMED))
-    monkeypatch.setattr(sources, "KNOWN_PLUGINS", dict(sources.KNOWN_PLUGINS))
+    plugins = dict(sources.plugin_modules())
+    monkeypatch.setattr(sources, "plugin_modules", lambda: plugins)
+    return plugins
 
 
 def test_paths_and_hub_ids_are_built_in(tmp_path):
@@ -83,8 +85,12 @@ def test_register_a_source(clean_registry, tmp_path):
             register_source(SourceInfo(name=bad, kind="bundled", display_name="x"), print)
 
 
+def test_the_demo_source_is_declared_as_an_entry_point():
+    assert sources.plugin_modules()["demo"] == "napari_conch.demo"
+
+
 def test_a_known_plugin_that_does_not_register_is_reported(clean_registry):
-    sources.KNOWN_PLUGINS["ghost"] = "napari_conch.errors"  # imports, registers nothing
+    clean_registry["ghost"] = "napari_conch.errors"  # imports, registers nothing
     with pytest.raises(CheckpointError, match=r"'ghost': napari_conch\.errors did not register it"):
         source_info("ghost")
 

@@ -180,7 +180,7 @@ def cohort_flow(csv: Path, prompts: Path) -> str:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari.reader import META_KEY
+    from napari_conch._napari.layers.slide_source import META_KEY
 
     viewer = napari.Viewer(show=True)
     viewer.window._qt_window.resize(1366, 768)

@@ -16,6 +16,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from napari_conch._napari.layers.slide_source import META_KEY
 from napari_conch.errors import SlideError, SlideRefusedError
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ SUFFIXES = (
 WSI_SUFFIXES = (".svs", ".ndpi", *LIBRARY_SUFFIXES)
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
-#: Key of our entry in a layer's ``metadata``.
-META_KEY = "napari_conch"
 
 LayerData = tuple[Any, dict[str, Any], str]
 

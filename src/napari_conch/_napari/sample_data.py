@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_conch._napari.reader import META_KEY, LayerData, read_slide
+from napari_conch._napari.layers.slide_source import META_KEY
+from napari_conch._napari.reader import LayerData, read_slide
 from napari_conch._napari.synthetic import SyntheticSlide, SyntheticSpec
 from napari_conch.samples import CMU_SMALL_REGION, HGSC_HELDOUT
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 
-from napari_conch.engine.export.writers import label_color
+from napari_conch.engine.colors import label_color
 from napari_conch.engine.overlap import MapGeometry
 
 #: A perceptually ordered dark-to-bright ramp (black, purple, red, orange, pale yellow).

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from napari_conch.engine.prompts import text_queries
 from napari_conch.engine.query import QueryIndex
-from napari_conch.errors import NapariConchError
+from napari_conch.errors import InputError, NapariConchError
 from napari_conch.slide import TileGrid
 
 
@@ -57,3 +60,43 @@ def top_tiles_for_prompt(
         raise NapariConchError("top tiles take exactly one prompt")
     _, embeddings = text_queries(model, prompts, templates)
     return top_tiles(index, grid, embeddings[0], k)
+
+
+@dataclass(frozen=True)
+class TopTiles:
+    """The best tiles for a prompt, their grid and the store their embeddings came from."""
+
+    hits: list[TileHit]
+    grid: Any
+    store_path: Path
+
+
+def top_tiles_job(
+    slide: Any,
+    model: Any,
+    root: str | os.PathLike | None,
+    live: tuple | None,
+    prompt: str,
+    k: int,
+    templates: str,
+) -> TopTiles:
+    """Top tiles for a prompt from ``live`` ``(index, grid, path)``, else the store under ``root``.
+
+    Raises
+    ------
+    InputError
+        When neither is there: the slide was not embedded with this model.
+    """
+    from napari_conch.engine.store.lookup import find_store, store_folder
+
+    if live is None:
+        store = find_store(slide, model, root)
+        if store is None:
+            raise InputError(
+                f"embed the slide first: no embeddings of {slide.name} with this model in "
+                f"{store_folder(root)}"
+            )
+        live = (QueryIndex.from_store(store), store.grid, store.path)
+    index, grid, path = live
+    hits = top_tiles_for_prompt(index, grid, model, prompt, k, templates)
+    return TopTiles(hits, grid, Path(path))

@@ -10,14 +10,18 @@ A source is what a user types where a model is asked for (``--model``, the Model
   the package, which :mod:`napari_conch.demo` registers when it is imported.
 
 This module imports nothing above :mod:`napari_conch.model` and nothing heavy (no torch).
-Packages that register a source are listed in :data:`KNOWN_PLUGINS`; the first time one of their
-names is asked for, the registry imports that package by name, so the source is there whichever
-entry point (CLI, napari, Python) asked first. A registered name wins over a file of the same
+Packages that register a source declare it as an entry point of the group
+:data:`ENTRY_POINT_GROUP` (``name = "package.module"``; napari-conch's own ``demo`` is declared
+in ``pyproject.toml``, so the registration shows in the package metadata, not as an import from
+``model/`` upwards); the first time one of those names is asked for, the registry imports that
+module, which registers the source, so it is there whichever entry point (CLI, napari, Python)
+asked first. A registered name wins over a file of the same
 name in the working folder; write ``./demo`` for the file.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -31,8 +35,17 @@ from napari_conch.errors import CheckpointError
 HF_PREFIX = "hf_hub:"
 #: Names of checkpoint files looked for inside a folder, in this order.
 FOLDER_CHECKPOINTS = ("pytorch_model.bin", "model.safetensors")
-#: Named sources provided by packages that register them on import: name -> module.
-KNOWN_PLUGINS: dict[str, str] = {"demo": "napari_conch.demo"}
+#: Entry-point group of the packages that register named model sources on import.
+ENTRY_POINT_GROUP = "napari_conch.model_sources"
+
+
+@functools.cache
+def plugin_modules() -> dict[str, str]:
+    """Named sources declared as entry points: name -> the module that registers it."""
+    from importlib.metadata import entry_points
+
+    return {point.name: point.value for point in entry_points(group=ENTRY_POINT_GROUP)}
+
 
 #: Kinds of source.
 PATH, HUB, BUNDLED = "path", "hub", "bundled"
@@ -138,7 +151,7 @@ def _named(text: str) -> tuple[SourceInfo, Resolver] | None:
     """The registered source called ``text``, importing its package when it is a known one."""
     with _LOCK:
         entry = _NAMED.get(text)
-        module = KNOWN_PLUGINS.get(text)
+        module = plugin_modules().get(text)
     if entry is not None or module is None:
         return entry
     # Registers the source as it is imported. Not under _LOCK: another thread importing the
@@ -207,7 +220,7 @@ def cache_key(source: str | os.PathLike) -> str:
 def available_names() -> list[str]:
     """Names of the registered sources (known plugins included, not imported)."""
     with _LOCK:
-        return sorted(set(_NAMED) | set(KNOWN_PLUGINS))
+        return sorted(set(_NAMED) | set(plugin_modules()))
 
 
 def registered_sources() -> list[SourceInfo]:
@@ -216,15 +229,16 @@ def registered_sources() -> list[SourceInfo]:
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "HF_PREFIX",
     "HUB_SOURCE",
-    "KNOWN_PLUGINS",
     "PATH_SOURCE",
     "ResolvedSource",
     "SourceInfo",
     "available_names",
     "cache_key",
     "checkpoint_path",
+    "plugin_modules",
     "register_source",
     "registered_sources",
     "resolve_source",

@@ -24,7 +24,7 @@ from napari_conch.engine.cohort.classify import (
     write_slides_csv,
 )
 from napari_conch.engine.cohort.cluster import choose_mode
-from napari_conch.engine.export.writers import label_color
+from napari_conch.engine.colors import label_color
 from napari_conch.errors import InputError, StoreError
 from tests.engine.cohort.test_search import make_store, random_vectors
 

@@ -11,7 +11,7 @@ import pytest
 from napari_conch._napari.docks.cohort_dock import EVIDENCE, HIT, LABELS, PROBABILITY
 from napari_conch._napari.layers import map_layers, regions
 from napari_conch._napari.layers.map_layers import viewer_camera
-from napari_conch._napari.reader import META_KEY
+from napari_conch._napari.layers.slide_source import META_KEY
 from napari_conch.cli import main
 from napari_conch.engine.cohort.search import SearchHit, write_hits_csv
 from napari_conch.engine.store.embedding_store import EmbeddingStore

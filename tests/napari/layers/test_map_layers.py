@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_conch._napari.layers import map_layers
-from napari_conch.engine.export.writers import label_color
+from napari_conch.engine.colors import label_color
 from napari_conch.engine.overlap import MapGeometry
 
 

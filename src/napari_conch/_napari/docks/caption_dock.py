@@ -39,7 +39,7 @@ from napari_conch._napari.layers import regions
 from napari_conch._napari.layers.map_layers import find_layer, viewer_camera
 from napari_conch._napari.layers.steps import STEP_GAP_MS, reveal_steps, run_in_turns
 from napari_conch._napari.session_registry import unwrap
-from napari_conch.engine.store.lookup import top_tiles_job
+from napari_conch.engine.retrieval import top_tiles_job
 from napari_conch.errors import InputError, NoDecoderError
 
 if TYPE_CHECKING:

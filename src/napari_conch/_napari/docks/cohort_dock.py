@@ -27,7 +27,8 @@ from napari_conch._napari.docks.form import Form
 from napari_conch._napari.docks.panels import optional_path
 from napari_conch._napari.docks.workers import background
 from napari_conch._napari.layers import map_layers, on_show, regions
-from napari_conch._napari.reader import META_KEY, layer_data
+from napari_conch._napari.layers.slide_source import META_KEY
+from napari_conch._napari.reader import layer_data
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import numpy as np
 
 from napari_conch._napari.layers import gl_context
 from napari_conch._napari.layers.steps import add_in_parts
-from napari_conch.engine.export.writers import label_color
+from napari_conch.engine.colors import label_color
 
 if TYPE_CHECKING:
     import napari

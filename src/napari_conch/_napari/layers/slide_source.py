@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_conch._napari.reader import META_KEY
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -23,6 +22,8 @@ if TYPE_CHECKING:
 
     from napari_conch.slide import Slide
 
+#: Key of our entry in a layer's ``metadata``.
+META_KEY = "napari_conch"
 #: Largest coarsest level (pixels) hashed for the fingerprint of a layer without a file.
 MAX_HASHED_PIXELS = 4096 * 4096
 

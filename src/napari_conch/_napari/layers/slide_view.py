@@ -26,7 +26,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_conch._napari.layers.map_layers import viewer_camera
-from napari_conch._napari.reader import META_KEY
+from napari_conch._napari.layers.slide_source import META_KEY
 
 if TYPE_CHECKING:
     import napari

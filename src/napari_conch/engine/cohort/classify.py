@@ -26,7 +26,8 @@ import numpy as np
 
 from napari_conch.engine.cohort.csv_paths import resolve_store_reference, store_reference
 from napari_conch.engine.cohort.search import iter_store_tiles, slide_name
-from napari_conch.engine.export.writers import atomic_path, label_color
+from napari_conch.engine.colors import label_color
+from napari_conch.engine.export.writers import atomic_path
 from napari_conch.engine.query import softmax_probs
 from napari_conch.engine.store.embedding_store import EmbeddingStore
 from napari_conch.errors import InputError, StoreError

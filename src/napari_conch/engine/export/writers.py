@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.engine.colors import label_color
 from napari_conch.engine.export.map_tiff import (
     DEFAULT_MAP_SCALE,
     SlideFrame,
@@ -47,27 +48,8 @@ from napari_conch.engine.export.polygons import label_polygons
 from napari_conch.engine.query import QueryResult
 from napari_conch.errors import InputError, OutputError, describe_os_error
 
-#: Colours of labels 1, 2, ... (cycled), RGB.
-LABEL_COLORS: tuple[tuple[int, int, int], ...] = (
-    (228, 26, 28),
-    (55, 126, 184),
-    (77, 175, 74),
-    (152, 78, 163),
-    (255, 127, 0),
-    (255, 255, 51),
-    (166, 86, 40),
-    (247, 129, 191),
-    (0, 200, 200),
-    (120, 120, 120),
-)
-
 #: File extensions and the writer each one uses.
 FORMATS = {".csv": "csv", ".tif": "tiff", ".tiff": "tiff", ".geojson": "geojson", ".npy": "npy"}
-
-
-def label_color(label: int) -> tuple[int, int, int]:
-    """RGB colour of label ``label`` (1-based)."""
-    return LABEL_COLORS[(int(label) - 1) % len(LABEL_COLORS)]
 
 
 @contextlib.contextmanager

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.engine.colors import label_color
 from napari_conch.engine.export.polygons import label_polygons
-from napari_conch.engine.export.writers import atomic_path, label_color
+from napari_conch.engine.export.writers import atomic_path
 from napari_conch.engine.overlap import tile_geometry
 from napari_conch.errors import InputError
 from napari_conch.json_input import read_json

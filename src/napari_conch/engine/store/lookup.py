@@ -10,9 +10,8 @@ the store's own grid; :func:`find_store` picks the one with the most embedded ti
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from napari_conch.engine.store.embedding_store import (
     EmbeddingStore,
@@ -21,10 +20,7 @@ from napari_conch.engine.store.embedding_store import (
     make_signature,
     signature_matches,
 )
-from napari_conch.errors import InputError, StoreError
-
-if TYPE_CHECKING:
-    from napari_conch.engine.retrieval import TileHit
+from napari_conch.errors import StoreError
 
 
 def store_folder(root: str | os.PathLike | None = None) -> Path:
@@ -99,44 +95,3 @@ def model_for_store(
             "give the model (and config) used to embed"
         )
     return model
-
-
-@dataclass(frozen=True)
-class TopTiles:
-    """The best tiles for a prompt, their grid and the store their embeddings came from."""
-
-    hits: list[TileHit]
-    grid: Any
-    store_path: Path
-
-
-def top_tiles_job(
-    slide: Any,
-    model: Any,
-    root: str | os.PathLike | None,
-    live: tuple | None,
-    prompt: str,
-    k: int,
-    templates: str,
-) -> TopTiles:
-    """Top tiles for a prompt from ``live`` ``(index, grid, path)``, else the store under ``root``.
-
-    Raises
-    ------
-    InputError
-        When neither is there: the slide was not embedded with this model.
-    """
-    from napari_conch.engine.query import QueryIndex
-    from napari_conch.engine.retrieval import top_tiles_for_prompt
-
-    if live is None:
-        store = find_store(slide, model, root)
-        if store is None:
-            raise InputError(
-                f"embed the slide first: no embeddings of {slide.name} with this model in "
-                f"{store_folder(root)}"
-            )
-        live = (QueryIndex.from_store(store), store.grid, store.path)
-    index, grid, path = live
-    hits = top_tiles_for_prompt(index, grid, model, prompt, k, templates)
-    return TopTiles(hits, grid, Path(path))
