@@ -19,7 +19,7 @@ from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
 pytestmark = pytest.mark.gui
 
-MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
+MANIFEST = Path(__file__).resolve().parents[3] / "napari.yaml"
 
 
 def dock_names() -> list[str]:
