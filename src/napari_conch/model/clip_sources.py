@@ -330,6 +330,72 @@ def resolve_clip(source: str | os.PathLike, token: str | None = None) -> ClipFil
     return folder_files(folder)
 
 
+#: What each folder layout is, for listings.
+LAYOUT_LABELS = {
+    OPEN_CLIP: "open_clip CLIP",
+    TRANSFORMERS: "transformers CLIP",
+    KEEP_LAYOUT: "KEEP (timm ViT + BERT)",
+}
+TOWERS_LABEL = "open_clip with a timm image tower and a BERT text tower (BiomedCLIP)"
+
+
+def folder_kind(folder: Path) -> str | None:
+    """What a model folder is, in words (``None``: not a CLIP-family folder). Reads only its
+    config; imports no torch."""
+    layout = folder_layout(folder)
+    if layout != OPEN_CLIP:
+        return LAYOUT_LABELS.get(layout) if layout is not None else None
+    try:
+        data = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))
+        model = data.get("model_cfg", data)
+        towers = bool(
+            (model.get("vision_cfg") or {}).get("timm_model_name")
+            or (model.get("text_cfg") or {}).get("hf_model_name")
+        )
+    except (OSError, ValueError, AttributeError):
+        towers = False
+    return TOWERS_LABEL if towers else LAYOUT_LABELS[OPEN_CLIP]
+
+
+def uses_wordpiece(source: str | os.PathLike) -> bool:
+    """Whether a CLIP-family source tokenises with BERT's WordPiece (KEEP, BiomedCLIP) rather
+    than CLIP's BPE. Downloads nothing."""
+    text = str(source)
+    card = known_model(text)
+    if card is not None:
+        return card.templates in ("keep", "biomedclip")
+    try:
+        folder = clip_folder(text)
+    except OSError:
+        return False
+    return folder is not None and folder_kind(folder) in (LAYOUT_LABELS[KEEP_LAYOUT], TOWERS_LABEL)
+
+
+def known_model_status(folder: str | os.PathLike | None = None) -> list[dict[str, object]]:
+    """One row per known model, for a model chooser (the napari Model panel) or a listing:
+    ``name``, ``source`` (what to pass as ``--model``), ``repo``, ``summary``, ``licence``,
+    ``image_size``, ``templates``, ``supported``, ``found`` (its files are in ``folder`` or the
+    Hugging Face cache) and ``where`` (one phrase). Reads only small files; downloads nothing."""
+    rows = []
+    for card in KNOWN_MODELS:
+        where = where_found(card, folder) if card.supported else "not yet supported"
+        rows.append(
+            {
+                "name": card.name,
+                "source": card.source,
+                "repo": card.repo,
+                "summary": card.summary,
+                "licence": card.licence,
+                "image_size": card.image_size,
+                "templates": card.templates,
+                "supported": card.supported,
+                "found": where.startswith("found"),
+                "where": where,
+            }
+        )
+    return rows
+
+
 def where_found(card: ModelCard, folder: str | os.PathLike | None = None) -> str:
     """Where a known model's files are: a given folder, the HF cache, or nowhere (one phrase)."""
     if folder is not None:
