@@ -30,7 +30,7 @@ WORDS = (
 
 def build_vocab() -> list[str]:
     """A small uncased WordPiece vocabulary: specials, characters, ``##`` pieces, words."""
-    chars = list(string.ascii_lowercase + string.digits + string.punctuation) + ["é", "ü"]
+    chars = [*(string.ascii_lowercase + string.digits + string.punctuation), "é", "ü"]
     pieces = ["##" + c for c in string.ascii_lowercase + string.digits]
     pieces += ["##s", "##ing", "##ed", "##oma", "##cytes", "##osis", "##al", "##ous"]
     vocab = SPECIALS + chars + pieces

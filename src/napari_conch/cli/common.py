@@ -135,7 +135,8 @@ TEMPLATES_DEFAULT_HELP = "default: the model's own, conch for CONCH"
 
 
 def add_templates_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--templates conch|none|quiltnet|plip|keep|biomedclip``; ``None`` (the model's own) when left out."""
+    """``--templates conch|none|quiltnet|plip|keep|biomedclip``; ``None`` (the model's own) when
+    left out."""
     parser.add_argument("--templates", choices=TEMPLATE_NAMES, default=None, help=help_text)
 
 

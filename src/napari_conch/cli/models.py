@@ -11,9 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="list the models napari-conch can use and whether their files are found",
         description=(
-            "The known models (CONCH, the demo model, QuiltNet, PLIP, KEEP, BiomedCLIP): what each "
-            "is, its licence, its input size, whether its files are in the Hugging Face cache (or in "
-            "FOLDER) and how to get them. Nothing is downloaded."
+            "The known models (CONCH, the demo model, QuiltNet, PLIP, KEEP, BiomedCLIP): what "
+            "each is, its licence, its input size, its zero-shot templates, whether its files are "
+            "in the Hugging Face cache (or in FOLDER) and how to get them. Nothing is downloaded."
         ),
     )
     parser.add_argument(

@@ -27,7 +27,7 @@ from torch import nn
 from napari_conch.model.bert import BertModel
 from napari_conch.model.build import _SkipInitialisation
 from napari_conch.model.clip_weights import load_strict
-from napari_conch.model.towers_config import KEEP, POOL_CLS, POOL_MEAN, POOL_POOLER, TowersConfig
+from napari_conch.model.towers_config import KEEP, POOL_CLS, POOL_POOLER, TowersConfig
 from napari_conch.model.vit_timm import TimmVit
 
 #: Buffers transformers saved with older versions of ``BertModel``: not weights.
@@ -106,9 +106,7 @@ class TimmTower(nn.Module):
         self.head = nn.Sequential(
             OrderedDict(
                 drop=nn.Identity(),
-                proj=nn.Linear(
-                    config.vision.width, config.embed_dim, bias=config.image_proj_bias
-                ),
+                proj=nn.Linear(config.vision.width, config.embed_dim, bias=config.image_proj_bias),
             )
         )
 

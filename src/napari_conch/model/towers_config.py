@@ -77,7 +77,8 @@ class TowersConfig:
     text_pool : str
         ``"pooler"``, ``"cls"`` or ``"mean"``.
     text_proj : str
-        BiomedCLIP's ``hf_proj_type``: ``"mlp"``, ``"linear"`` or ``"none"`` (null; KEEP: ``"none"``).
+        BiomedCLIP's ``hf_proj_type``: ``"mlp"``, ``"linear"`` or ``"none"`` (null; KEEP:
+        ``"none"``).
     image_proj_bias : bool
         BiomedCLIP's ``timm_proj_bias``.
     lowercase : bool or None

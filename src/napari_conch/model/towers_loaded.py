@@ -32,8 +32,13 @@ from napari_conch.model.towers_config import (
     from_open_clip_towers,
     is_towers_open_clip,
 )
-from napari_conch.model.wordpiece import TOKENIZER_CONFIG, TOKENIZER_JSON, VOCAB_FILE
-from napari_conch.model.wordpiece import WordPieceTokenizer
+from napari_conch.model.wordpiece import (
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+    VOCAB_FILE,
+    WordPieceTokenizer,
+)
+
 
 def is_towers_files(files: ClipFiles) -> bool:
     """Whether a model's files are KEEP's or BiomedCLIP-like (timm + Hugging Face towers)."""
@@ -77,10 +82,10 @@ def _tokenizer_folder(files: ClipFiles, config: TowersConfig, download: bool) ->
                 vocab = huggingface_hub.hf_hub_download(repo, VOCAB_FILE)
                 try:
                     huggingface_hub.hf_hub_download(repo, TOKENIZER_CONFIG)
-                except Exception:  # noqa: BLE001 - optional file; BERT's defaults then
+                except Exception:
                     pass
                 return Path(vocab).parent
-            except Exception as exc:  # noqa: BLE001 - any hub failure is one line here
+            except Exception as exc:
                 raise TokenizerNotFoundError(
                     f"the tokenizer of {config.name} ({repo}) could not be downloaded: {exc}"
                 ) from None
