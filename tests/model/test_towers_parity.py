@@ -186,6 +186,29 @@ def test_keep_tokenizer_equals_bert_tokenizer_cased(tmp_path):
     assert (ids == 1).any()  # some pieces are unknown to the small vocabulary: [UNK] is tested
 
 
+def test_tokenizer_json_with_keeps_lower_casing(tmp_path):
+    """A folder with only ``tokenizer.json`` (as transformers 5 saves it), cased: KEEP's
+    ``do_lower_case=True`` is applied as transformers applies it, and left as it is without."""
+    transformers = import_transformers()
+    from napari_conch.model.wordpiece import WordPieceTokenizer
+
+    write_vocab(tmp_path, lowercase=False)
+    saved = tmp_path / "saved"
+    transformers.BertTokenizer(str(tmp_path / "vocab.txt"), do_lower_case=False).save_pretrained(
+        str(saved)
+    )
+    (saved / "vocab.txt").unlink(missing_ok=True)
+    assert (saved / "tokenizer.json").is_file()
+    for lower in (True, None):
+        kwargs = {} if lower is None else {"do_lower_case": lower}
+        reference = transformers.AutoTokenizer.from_pretrained(str(saved), **kwargs)
+        expected = reference(TEXTS, max_length=64, padding="max_length", truncation=True,
+                             return_tensors="pt")  # fmt: skip
+        ours = WordPieceTokenizer.from_folder(saved, 64, lowercase=lower)
+        assert ours.path.name == "tokenizer.json"
+        assert torch.equal(ours.encode(TEXTS), expected["input_ids"])
+
+
 def test_biomedclip_parity(tmp_path):
     """A BiomedCLIP-style folder: open_clip's own CustomTextCLIP and ours agree."""
     open_clip = import_open_clip()

@@ -10,7 +10,8 @@ with ``[PAD]`` (``padding="max_length"``). ``[PAD]``, ``[UNK]``, ``[CLS]``, ``[S
 
 The vocabulary is the model folder's ``vocab.txt`` (one token per line, the line number is the
 id) with the options of its ``tokenizer_config.json`` (``do_lower_case``, ``strip_accents``,
-``tokenize_chinese_chars``); without ``vocab.txt``, its ``tokenizer.json`` as it is.
+``tokenize_chinese_chars``); without ``vocab.txt``, its ``tokenizer.json`` (what transformers 5
+saves), lower-casing forced on or off where the model's code asks (KEEP: ``do_lower_case=True``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,20 @@ def wordpiece_backend(
         [AddedToken(s, special=True, normalized=False) for s in SPECIALS if s in vocab]
     )
     return backend
+
+
+def _force_lowercase(backend, lowercase: bool) -> None:
+    """Rebuild a ``tokenizer.json``'s BERT normaliser with ``lowercase`` (as transformers does
+    for ``do_lower_case=...`` given at loading)."""
+    from tokenizers import normalizers
+
+    if backend.normalizer is None:
+        return
+    state = json.loads(backend.normalizer.__getstate__())
+    if state.get("type") == "BertNormalizer" and state.get("lowercase") != lowercase:
+        state.pop("type")
+        state["lowercase"] = lowercase
+        backend.normalizer = normalizers.BertNormalizer(**state)
 
 
 class WordPieceTokenizer:
@@ -166,6 +181,8 @@ class WordPieceTokenizer:
                 backend = Tokenizer.from_file(str(json_path))
             except Exception as exc:  # tokenizers raises plain Exceptions for bad files
                 raise TokenizerNotFoundError(f"cannot read {str(json_path)!r}: {exc}") from None
+            if lowercase is not None:
+                _force_lowercase(backend, lowercase)
             return cls(backend, context_length, json_path, vocab_size, clean)
         raise TokenizerNotFoundError(
             f"{str(folder)!r} has no BERT tokenizer ({VOCAB_FILE} or {TOKENIZER_JSON})"
