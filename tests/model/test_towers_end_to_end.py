@@ -157,3 +157,29 @@ def test_biomedclip_tokenizer_from_its_bert_folder(tmp_path):
     (folder / "vocab.txt").unlink()
     model = load_model(str(folder), device="cpu")
     assert model.tokenizer.path.parent == tmp_path / "b-bert"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda c: c["model_cfg"].__setitem__("vision_cfg", ["not", "an", "object"]),
+        lambda c: c["model_cfg"]["vision_cfg"].__setitem__("timm_model_name", ["vit"]),
+        lambda c: c["model_cfg"].__setitem__("embed_dim", [512]),
+    ],
+)
+def test_malformed_biomedclip_config_is_one_line(tmp_path, edit):
+    folder = write_biomedclip_folder(tmp_path / "b")
+    config = json.loads((folder / "open_clip_config.json").read_text())
+    edit(config)
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"open_clip_config\.json"):
+        load_model(str(folder), device="cpu")
+
+
+def test_malformed_keep_config_is_one_line(tmp_path):
+    folder = write_keep_folder(tmp_path / "KEEP")
+    config = json.loads((folder / "config.json").read_text())
+    config["vision_config"]["depth"] = [2]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="depth"):
+        load_model(str(folder), device="cpu")

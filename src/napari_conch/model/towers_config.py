@@ -25,6 +25,7 @@ Anything else (another timm pool, a non-BERT text model, another resize mode) is
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,20 @@ def _int(section: dict, key: str, default: Any, where: str) -> int:
         raise ConfigError(f"{where}: {key}={section.get(key)!r} is not a number") from None
 
 
+def _malformed_is_a_config_error(parse):
+    """``parse(data, name, where)`` raising :class:`ConfigError` for any malformed value (a list
+    where a number belongs, a string where an object does) instead of a traceback."""
+
+    @functools.wraps(parse)
+    def wrapper(data: dict[str, Any], name: str, where: str) -> TowersConfig:
+        try:
+            return parse(data, name, where)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{where} is malformed: {exc}") from None
+
+    return wrapper
+
+
 def from_keep(data: dict[str, Any], name: str = "KEEP", where: str = "config.json") -> TowersConfig:
     """A :class:`TowersConfig` from KEEP's ``config.json``.
 
@@ -126,6 +141,11 @@ def from_keep(data: dict[str, Any], name: str = "KEEP", where: str = "config.jso
     ConfigError
         When it is not KEEP's config, or a value is malformed.
     """
+    return _from_keep(data, name, where)
+
+
+@_malformed_is_a_config_error
+def _from_keep(data: dict[str, Any], name: str, where: str) -> TowersConfig:
     if data.get("model_type") != KEEP:
         raise ConfigError(f"{where}: model_type {data.get('model_type')!r} is not 'keep'")
     if "text_config" not in data:
@@ -178,8 +198,10 @@ def _check_vit(vision: TimmVitConfig, where: str) -> None:
 def is_towers_open_clip(data: dict[str, Any]) -> bool:
     """Whether an ``open_clip_config.json`` asks for a timm image or Hugging Face text tower."""
     model = data.get("model_cfg", data) if isinstance(data, dict) else {}
-    vision = model.get("vision_cfg") or {}
-    text = model.get("text_cfg") or {}
+    model = model if isinstance(model, dict) else {}
+    vision, text = model.get("vision_cfg"), model.get("text_cfg")
+    vision = vision if isinstance(vision, dict) else {}
+    text = text if isinstance(text, dict) else {}
     return bool(vision.get("timm_model_name") or text.get("hf_model_name"))
 
 
@@ -218,8 +240,13 @@ def from_open_clip_towers(
     Raises
     ------
     ConfigError
-        Naming the key that asks for something else.
+        Naming the key that asks for something else, or a malformed value.
     """
+    return _from_open_clip_towers(data, name, where)
+
+
+@_malformed_is_a_config_error
+def _from_open_clip_towers(data: dict[str, Any], name: str, where: str) -> TowersConfig:
     model = data.get("model_cfg", data)
     vision = dict(model.get("vision_cfg") or {})
     text = dict(model.get("text_cfg") or {})
