@@ -40,7 +40,7 @@ def folders(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind,tile", [("keep", 224), ("biomedclip", 160)])
-def test_embed_query_classify_slides(folders, kind, tile, svs_path, tmp_path):
+def test_embed_query_classify_slides(folders, kind, tile, svs_path, tmp_path, capsys):
     folder = folders[kind]
     model = ["--model", str(folder), "--device", "cpu"]
     stores = tmp_path / "stores"
@@ -67,6 +67,9 @@ def test_embed_query_classify_slides(folders, kind, tile, svs_path, tmp_path):
     a, b = float(row["score_top1_tumor"]), float(row["score_top1_stroma"])
     assert float(row["prob_top1_tumor"]) == pytest.approx(1 / (1 + np.exp(-scale * (a - b))),
                                                           abs=1e-5)  # fmt: skip
+    capsys.readouterr()
+    assert main(["search", str(store), "--prompt", "tumor", "-k", "3", *model]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4  # header + 3 hits
 
 
 def test_own_templates_and_no_decoder(folders):
