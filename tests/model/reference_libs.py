@@ -59,3 +59,14 @@ def import_transformers():
     import transformers
 
     return transformers
+
+
+def import_timm():
+    """timm, or a skip naming what is missing."""
+    for package in ("timm", "torchvision"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed (pip install 'napari-conch[reference]')")
+    _import_torchvision()  # timm imports it
+    import timm
+
+    return timm

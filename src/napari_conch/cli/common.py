@@ -128,13 +128,15 @@ def no_embeddings_reason(store: Any) -> str:
 
 
 #: ``--templates``: a named template set (``engine.prompts.TEMPLATE_SETS``); left out, the
-#: model's own (CONCH's 22 for CONCH and the demo model, QuiltNet's or PLIP's for those).
-TEMPLATE_NAMES = ("conch", "none", "quiltnet", "plip")
+#: model's own (CONCH's 22 for CONCH and the demo model, QuiltNet's, PLIP's, KEEP's or
+#: BiomedCLIP's for those).
+TEMPLATE_NAMES = ("conch", "none", "quiltnet", "plip", "keep", "biomedclip")
 TEMPLATES_DEFAULT_HELP = "default: the model's own, conch for CONCH"
 
 
 def add_templates_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--templates conch|none|quiltnet|plip``; ``None`` (the model's own) when left out."""
+    """``--templates conch|none|quiltnet|plip|keep|biomedclip``; ``None`` (the model's own) when
+    left out."""
     parser.add_argument("--templates", choices=TEMPLATE_NAMES, default=None, help=help_text)
 
 

@@ -23,8 +23,9 @@ DEMO_AVAILABLE = (
 
 #: What ``info`` says of the open models (``napari-conch models`` lists them).
 OPEN_MODELS = (
-    "open models without CONCH's gate: QuiltNet-B-32, QuiltNet-B-16 (hf_hub:wisdomik/...), "
-    "PLIP (hf_hub:vinid/plip); see napari-conch models"
+    "open models without CONCH's gate: KEEP (hf_hub:Astaxanthin/KEEP), QuiltNet-B-32, "
+    "QuiltNet-B-16 (hf_hub:wisdomik/...), PLIP (hf_hub:vinid/plip), BiomedCLIP; see "
+    "napari-conch models"
 )
 
 
@@ -102,12 +103,14 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
 
 def weights_line(model: str) -> tuple[str, str | None]:
     """The ``weights:`` line for a model source, and its own tokenizer when it brings one."""
-    from napari_conch.model.clip_sources import is_clip_source, known_model
+    from napari_conch.model.clip_sources import is_clip_source, known_model, uses_wordpiece
     from napari_conch.model.sources import HUB, PATH, resolve_source, source_info
 
     if is_clip_source(model):
         card = known_model(model)
         what = f"{card.name}, {card.licence}" if card is not None else "a CLIP model"
+        if uses_wordpiece(model):
+            return f"weights: {model} ({what}; timm ViT + BERT)", "BERT WordPiece (vocab.txt)"
         return f"weights: {model} ({what}; CLIP)", "CLIP BPE"
     info = source_info(model)
     if info.kind == HUB:

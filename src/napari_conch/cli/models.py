@@ -11,9 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models",
         help="list the models napari-conch can use and whether their files are found",
         description=(
-            "The known models (CONCH, the demo model, QuiltNet, PLIP, ...): what each is, its "
-            "licence, its input size, whether its files are in the Hugging Face cache (or in "
-            "FOLDER) and how to get them. Nothing is downloaded."
+            "The known models (CONCH, the demo model, QuiltNet, PLIP, KEEP, BiomedCLIP): what "
+            "each is, its licence, its input size, its zero-shot templates, whether its files are "
+            "in the Hugging Face cache (or in FOLDER) and how to get them. Nothing is downloaded."
         ),
     )
     parser.add_argument(
@@ -36,26 +36,26 @@ def model_lines(folder: str | None = None) -> list[str]:
         found = where_found(card) if card.supported else "not yet supported"
         lines.append(
             f"{card.name} ({card.repo}): {card.summary}; {card.image_size} px; licence: "
-            f"{card.licence}; {found}"
+            f"{card.licence}; zero-shot templates: {card.templates}; {found}"
         )
         if card.supported:
             lines.append(f"  get it: {card.how_to_get}")
     if folder is not None:
         from pathlib import Path
 
-        from napari_conch.model.clip_sources import folder_files, folder_layout
+        from napari_conch.model.clip_sources import folder_files, folder_kind
 
         path = Path(folder)
-        layout = folder_layout(path) if path.is_dir() else None
-        if layout is None:
+        kind = folder_kind(path) if path.is_dir() else None
+        if kind is None:
             lines.append(f"{folder}: not a CLIP model folder (no open_clip_config.json, nor a "
-                         "config.json of model_type clip)")  # fmt: skip
+                         "config.json of model_type clip or keep)")  # fmt: skip
         else:
             from napari_conch.errors import NapariConchError
 
             try:
                 files = folder_files(path)
-                lines.append(f"{folder}: a {layout} CLIP model folder ({files.weights.name})")
+                lines.append(f"{folder}: a {kind} model folder ({files.weights.name})")
             except NapariConchError as exc:
                 lines.append(f"{folder}: {exc}")
     return lines

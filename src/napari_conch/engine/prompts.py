@@ -73,18 +73,28 @@ QUILTNET_TEMPLATES: tuple[str, ...] = (
 #: PLIP's zero-shot template (Huang et al., *Nature Medicine* 2023; see docs/models.md).
 PLIP_TEMPLATES: tuple[str, ...] = ("An H&E image of CLASSNAME.",)
 
+#: KEEP's zero-shot template: the class name and a full stop (its WSI evaluation prompts,
+#: ``"templates": "CLASSNAME."``; Zhou et al. 2024; see docs/models.md).
+KEEP_TEMPLATES: tuple[str, ...] = ("CLASSNAME.",)
+
+#: BiomedCLIP's zero-shot template (its model card's example, ``"this is a photo of " + label``).
+BIOMEDCLIP_TEMPLATES: tuple[str, ...] = ("this is a photo of CLASSNAME",)
+
 #: Template choices by name (the CLI's ``--templates``).
 TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
     "conch": CONCH_TEMPLATES,
     "none": NO_TEMPLATES,
     "quiltnet": QUILTNET_TEMPLATES,
     "plip": PLIP_TEMPLATES,
+    "keep": KEEP_TEMPLATES,
+    "biomedclip": BIOMEDCLIP_TEMPLATES,
 }
 
 
 def model_templates(model: Any) -> str:
-    """The name of a model's own template set: a CLIP model's (``quiltnet``, ``plip``, or
-    ``none`` for one napari-conch does not know), ``conch`` for CONCH and the demo model."""
+    """The name of a model's own template set: a CLIP-family model's (``quiltnet``, ``plip``,
+    ``keep``, ``biomedclip``, or ``none`` for one napari-conch does not know), ``conch`` for
+    CONCH and the demo model."""
     name = getattr(model, "templates", "conch")
     return name if name in TEMPLATE_SETS else "none"
 

@@ -189,7 +189,9 @@ def load_clip_model(
     precision: str | None = None,
     token: str | None = None,
 ) -> LoadedClip:
-    """Load a CLIP model folder or ``hf_hub:REPO`` once per (source, device, precision).
+    """Load a CLIP-family model folder or ``hf_hub:REPO`` once per (source, device, precision):
+    QuiltNet, PLIP here; KEEP and BiomedCLIP through
+    :func:`~napari_conch.model.towers_loaded.load_towers`.
 
     Raises
     ------
@@ -206,6 +208,11 @@ def load_clip_model(
             return cached
         files = resolve_clip(requested, token=token)
         name = model_name(requested, files)
+        from napari_conch.model.towers_loaded import is_towers_files, load_towers
+
+        if is_towers_files(files):  # KEEP, BiomedCLIP: a timm ViT and a BERT
+            _CACHE[key] = load_towers(requested, files, name, dev, prec)
+            return _CACHE[key]
         config = read_clip_config(files, name)
         tokenizer = clip_tokenizer(files, config)
         state = read_state_dict(files.weights)

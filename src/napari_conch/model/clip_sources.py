@@ -1,12 +1,15 @@
 """Open CLIP-family pathology models: what is known about each, and where its files are.
 
-A CLIP model is loaded from its own published files, unchanged:
+A CLIP-family model (two towers, contrastive; QuiltNet, PLIP, KEEP, BiomedCLIP) is loaded from
+its own published files, unchanged:
 
 - a local folder laid out as its Hugging Face repository: ``open_clip_config.json`` with
   ``open_clip_model.safetensors`` / ``open_clip_pytorch_model.safetensors`` /
   ``open_clip_pytorch_model.bin`` (open_clip: QuiltNet), or ``config.json`` of
   ``model_type: clip`` with ``model.safetensors`` / ``pytorch_model.bin``, and the tokenizer files
-  (transformers: PLIP);
+  (transformers: PLIP); or ``config.json`` of ``model_type: keep`` with the same weight files
+  and ``vocab.txt``/``tokenizer.json`` (KEEP). BiomedCLIP is an open_clip folder whose config
+  names a timm image tower and a Hugging Face text tower.
 - ``hf_hub:REPO`` for a known repository (:data:`KNOWN_MODELS`) or any repository whose cached
   snapshot holds such files, through ``huggingface_hub`` (the ``hub`` extra): the cached snapshot
   when there is one (nothing is downloaded then), else a download of those files only.
@@ -28,6 +31,8 @@ from napari_conch.model.sources import HF_PREFIX
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 HF_CONFIG = "config.json"
 HF_PREPROCESSOR = "preprocessor_config.json"
+#: The layout of KEEP's repository (transformers with its own modelling code).
+KEEP_LAYOUT = "keep"
 #: Weight files looked for, per layout, in this order (safetensors first).
 WEIGHT_FILES = {
     OPEN_CLIP: (
@@ -36,9 +41,17 @@ WEIGHT_FILES = {
         "open_clip_pytorch_model.bin",
     ),
     TRANSFORMERS: ("model.safetensors", "pytorch_model.bin"),
+    KEEP_LAYOUT: ("model.safetensors", "pytorch_model.bin"),
 }
-#: Tokenizer files of a transformers folder.
-HF_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
+#: Tokenizer files of a transformers folder (CLIP's BPE or BERT's WordPiece).
+HF_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 @dataclass(frozen=True)
@@ -115,16 +128,18 @@ KNOWN_MODELS: tuple[ModelCard, ...] = (
     ModelCard(
         "KEEP",
         "Astaxanthin/KEEP",
-        "ViT-L/16 + BERT, knowledge-enhanced pathology VLM; transformers with its own code",
+        "timm ViT-L/16 + BERT, knowledge-enhanced pathology vision-language model (disease "
+        "knowledge graph); transformers with its own modelling code",
         "MIT (per its card)",
-        supported=False,
+        templates="keep",
     ),
     ModelCard(
         "BiomedCLIP",
         "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
-        "timm ViT-B/16 + PubMedBERT, biomedical figures (not only pathology); open_clip",
+        "timm ViT-B/16 + PubMedBERT (256 tokens), trained on PubMed figures (biomedical, not "
+        "only pathology); open_clip",
         "MIT",
-        supported=False,
+        templates="biomedclip",
     ),
 )
 
@@ -164,7 +179,8 @@ class ClipFiles:
 
 
 def folder_layout(folder: Path) -> str | None:
-    """``"open_clip"``/``"transformers"`` for a CLIP model folder, ``None`` for anything else."""
+    """``"open_clip"``/``"transformers"``/``"keep"`` for a CLIP-family model folder, ``None`` for
+    anything else."""
     if (folder / OPEN_CLIP_CONFIG).is_file():
         return OPEN_CLIP
     config = folder / HF_CONFIG
@@ -175,6 +191,8 @@ def folder_layout(folder: Path) -> str | None:
             return None
         if isinstance(data, dict) and data.get("model_type") == "clip":
             return TRANSFORMERS
+        if isinstance(data, dict) and data.get("model_type") == KEEP_LAYOUT:
+            return KEEP_LAYOUT
     return None
 
 
@@ -202,7 +220,7 @@ def folder_files(folder: Path, where: str | None = None) -> ClipFiles:
     if layout is None:
         raise CheckpointError(
             f"{where} is not a CLIP model folder (no {OPEN_CLIP_CONFIG}, nor a {HF_CONFIG} of "
-            "model_type clip)"
+            "model_type clip or keep)"
         )
     for name in WEIGHT_FILES[layout]:
         if (folder / name).is_file():
@@ -310,6 +328,72 @@ def resolve_clip(source: str | os.PathLike, token: str | None = None) -> ClipFil
     if folder is None:
         raise CheckpointError(f"{text!r} is not a CLIP model folder")
     return folder_files(folder)
+
+
+#: What each folder layout is, for listings.
+LAYOUT_LABELS = {
+    OPEN_CLIP: "open_clip CLIP",
+    TRANSFORMERS: "transformers CLIP",
+    KEEP_LAYOUT: "KEEP (timm ViT + BERT)",
+}
+TOWERS_LABEL = "open_clip with a timm image tower and a BERT text tower (BiomedCLIP)"
+
+
+def folder_kind(folder: Path) -> str | None:
+    """What a model folder is, in words (``None``: not a CLIP-family folder). Reads only its
+    config; imports no torch."""
+    layout = folder_layout(folder)
+    if layout != OPEN_CLIP:
+        return LAYOUT_LABELS.get(layout) if layout is not None else None
+    try:
+        data = json.loads((folder / OPEN_CLIP_CONFIG).read_text(encoding="utf-8"))
+        model = data.get("model_cfg", data)
+        towers = bool(
+            (model.get("vision_cfg") or {}).get("timm_model_name")
+            or (model.get("text_cfg") or {}).get("hf_model_name")
+        )
+    except (OSError, ValueError, AttributeError):
+        towers = False
+    return TOWERS_LABEL if towers else LAYOUT_LABELS[OPEN_CLIP]
+
+
+def uses_wordpiece(source: str | os.PathLike) -> bool:
+    """Whether a CLIP-family source tokenises with BERT's WordPiece (KEEP, BiomedCLIP) rather
+    than CLIP's BPE. Downloads nothing."""
+    text = str(source)
+    card = known_model(text)
+    if card is not None:
+        return card.templates in ("keep", "biomedclip")
+    try:
+        folder = clip_folder(text)
+    except OSError:
+        return False
+    return folder is not None and folder_kind(folder) in (LAYOUT_LABELS[KEEP_LAYOUT], TOWERS_LABEL)
+
+
+def known_model_status(folder: str | os.PathLike | None = None) -> list[dict[str, object]]:
+    """One row per known model, for a model chooser (the napari Model panel) or a listing:
+    ``name``, ``source`` (what to pass as ``--model``), ``repo``, ``summary``, ``licence``,
+    ``image_size``, ``templates``, ``supported``, ``found`` (its files are in ``folder`` or the
+    Hugging Face cache) and ``where`` (one phrase). Reads only small files; downloads nothing."""
+    rows = []
+    for card in KNOWN_MODELS:
+        where = where_found(card, folder) if card.supported else "not yet supported"
+        rows.append(
+            {
+                "name": card.name,
+                "source": card.source,
+                "repo": card.repo,
+                "summary": card.summary,
+                "licence": card.licence,
+                "image_size": card.image_size,
+                "templates": card.templates,
+                "supported": card.supported,
+                "found": where.startswith("found"),
+                "where": where,
+            }
+        )
+    return rows
 
 
 def where_found(card: ModelCard, folder: str | os.PathLike | None = None) -> str:

@@ -104,9 +104,9 @@ def _backend(vocab: dict[str, int], merges: list[tuple], specials: Sequence[str]
     return backend
 
 
-def open_clip_clean(text: str) -> str:
+def open_clip_clean(text: str, lower: bool = True) -> str:
     """open_clip's ``clean="lower"``: ftfy, HTML entities unescaped twice, whitespace collapsed,
-    stripped, lower-cased.
+    stripped, lower-cased (``lower=False``: its ``clean="whitespace"``, the same but the case).
 
     Raises
     ------
@@ -121,7 +121,8 @@ def open_clip_clean(text: str) -> str:
             "open_clip's tokenizer cleans texts with ftfy, which is not installed: pip install ftfy"
         ) from None
     text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
-    return _WHITESPACE.sub(" ", text).strip().lower()
+    text = _WHITESPACE.sub(" ", text).strip()
+    return text.lower() if lower else text
 
 
 class ClipTokenizer:

@@ -135,6 +135,19 @@ def load_clip_weights(
         Naming ``source`` and the first missing, unexpected or mis-shaped tensors.
     """
     renamed = to_open_clip_names(state, source=source)
+    return load_strict(model, renamed, source=source, name=model.config.name)
+
+
+def load_strict(
+    model: torch.nn.Module, renamed: Mapping[str, torch.Tensor], *, source: str, name: str
+) -> torch.nn.Module:
+    """Load a state dict already under ``model``'s names, strictly (fp32; ``assign`` on meta).
+
+    Raises
+    ------
+    CheckpointError
+        Naming ``source`` and the first missing, unexpected or mis-shaped tensors.
+    """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in renamed]
     unexpected = [k for k in renamed if k not in expected]
@@ -156,7 +169,7 @@ def load_clip_weights(
         )
     if problems:
         raise CheckpointError(
-            f"{source} does not fit the {model.config.name} architecture: " + "; ".join(problems)
+            f"{source} does not fit the {name} architecture: " + "; ".join(problems)
         )
     floats = {
         k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v

@@ -20,7 +20,8 @@ class PromptRequest:
         The classes, in order.
     templates : str
         A name of :data:`~napari_conch.engine.prompts.TEMPLATE_SETS`: ``"conch"`` (CONCH's 22
-        templates, averaged), a CLIP model's own (``"quiltnet"``, ``"plip"``) or ``"none"``.
+        templates, averaged), a CLIP-family model's own (``"quiltnet"``, ``"plip"``, ``"keep"``,
+        ``"biomedclip"``) or ``"none"``.
     background : str, optional
         A class whose wins become label 0.
     threshold : float, optional
