@@ -23,7 +23,7 @@ from napari_conch.errors import InputError, NapariConchError, SlideError
 WIDGET = "Prompt highlighter"
 #: What the first view says about itself (the demo model on its held-out sample).
 #: Its first line is the whole of napari's collapsed toast (40 characters, see
-#: ``_napari/notices.py``); the rest shows when the toast is expanded.
+#: ``_napari/docks/notices.py``); the rest shows when the toast is expanded.
 DEMO_SAMPLE_NOTE = (
     "Demo model: not CONCH, not for diagnosis\n"
     "On held-out parts of its own training images (ovarian carcinoma H&E, never seen in "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_conch._napari import layers as L
+from napari_conch._napari.layers import map_layers
 from napari_conch.engine.prompts import TEMPLATE_SETS, text_queries
 from napari_conch.engine.query import QueryIndex, run_query
 from napari_conch.model import clear_model_cache
@@ -52,7 +52,7 @@ def test_folder_shows_maps_with_its_own_templates(kind, make_napari_viewer, tmp_
             timeout=WAIT_MS,
         )
         assert dock.request().templates == kind  # the model's own templates
-        assert dock.viewer.layers[L.LABELS].visible
+        assert dock.viewer.layers[map_layers.LABELS].visible
         names, queries = text_queries(model, PROMPTS, TEMPLATE_SETS[kind])
         expected = run_query(
             QueryIndex.from_store(store), names, queries, store.grid,
