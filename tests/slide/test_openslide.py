@@ -266,6 +266,8 @@ def test_when_openslide_cannot_read_it_either_both_reasons_are_said(svs_crop, tm
 
 @needs_openslide
 def test_embed_and_query_an_scn_and_a_bif_from_the_cli(scn_path, bif_path, tmp_path, capsys):
+    import openslide
+
     from napari_conch.cli import main
     from napari_conch.engine.map_tiff import open_map
     from napari_conch.engine.store import EmbeddingStore
@@ -282,6 +284,12 @@ def test_embed_and_query_an_scn_and_a_bif_from_the_cli(scn_path, bif_path, tmp_p
         query = ["query", str(store.path), "--model", "demo", "--device", "cpu"]
         assert main([*query, "--prompt", "tumor", "--out", str(out)]) == 0
         assert open_map(out).levels[0].shape[1:] == (shape[0] // 8, shape[1] // 8)
+        coloured = tmp_path / f"{path.stem}-{path.suffix[1:]}-rgb.tif"
+        rgb = ["--prompt", "tumor", "--out", str(coloured), "--map-render", "rgb"]
+        assert main([*query, *rgb]) == 0
+        with openslide.OpenSlide(str(coloured)) as osr:  # what QuPath opens through OpenSlide
+            assert osr.dimensions == (shape[1] // 8, shape[0] // 8)
+            assert float(osr.properties["openslide.mpp-x"]) == pytest.approx(MPP * 8)
 
 
 @needs_openslide
