@@ -157,6 +157,33 @@ def bif_path(bif_source, tmp_path_factory):
     return write_bif(tmp_path_factory.mktemp("bif") / "slide.bif", bif_source, MPP, *BIF_GRID)
 
 
+@pytest.fixture(scope="module")
+def mrxs_path(svs_crop, tmp_path_factory):
+    from tests.slide.mrxs_fixture import write_mrxs
+
+    return write_mrxs(tmp_path_factory.mktemp("mrxs"), svs_crop, MPP)
+
+
+@needs_openslide
+def test_an_mrxs_opens_with_openslide_levels_pixels_and_mpp(mrxs_path, svs_crop):
+    import openslide
+
+    assert openslide.OpenSlide.detect_format(str(mrxs_path)) == "mirax"
+    with open_slide(mrxs_path) as slide:
+        assert slide.reader == "openslide"
+        assert slide.mpp == pytest.approx(MPP) and slide.mpp_source == "openslide"
+        shapes = [slide.level_shape(i) for i in range(slide.level_count)]
+        assert shapes == [(1536, 1024), (768, 512)]
+        np.testing.assert_array_equal(slide.read_region(0, 0, 0, 1024, 1536), svs_crop)
+        np.testing.assert_array_equal(np.asarray(slide.levels[1]), svs_crop[::2, ::2])
+
+
+def test_without_the_extra_an_mrxs_says_which_extra_reads_it(mrxs_path, monkeypatch):
+    _no_openslide(monkeypatch)
+    with pytest.raises(SlideError, match=r"an? MRXS slide; reading it needs the openslide extra"):
+        open_slide(mrxs_path)
+
+
 @needs_openslide
 def test_openslide_itself_detects_the_scn_and_bif_fixtures(scn_path, bif_path):
     import openslide
@@ -265,14 +292,17 @@ def test_when_openslide_cannot_read_it_either_both_reasons_are_said(svs_crop, tm
 
 
 @needs_openslide
-def test_embed_and_query_an_scn_and_a_bif_from_the_cli(scn_path, bif_path, tmp_path, capsys):
+def test_embed_and_query_an_scn_a_bif_and_an_mrxs_from_the_cli(
+    scn_path, bif_path, mrxs_path, tmp_path, capsys
+):
     import openslide
 
     from napari_conch.cli import main
     from napari_conch.engine.map_tiff import open_map
     from napari_conch.engine.store import EmbeddingStore
 
-    for path, shape in ((scn_path, (1664, 1152)), (bif_path, (1696, 1216))):
+    for path, shape in ((scn_path, (1664, 1152)), (bif_path, (1696, 1216)),
+                        (mrxs_path, (1536, 1024))):  # fmt: skip
         assert main(["info", str(path)]) == 0
         assert "reader: openslide" in capsys.readouterr().out
         argv = ["embed", str(path), "--model", "demo", "--device", "cpu", "--quiet"]
@@ -293,10 +323,10 @@ def test_embed_and_query_an_scn_and_a_bif_from_the_cli(scn_path, bif_path, tmp_p
 
 
 @needs_openslide
-def test_the_napari_reader_opens_an_scn_and_a_bif(scn_path, bif_path):
+def test_the_napari_reader_opens_an_scn_a_bif_and_an_mrxs(scn_path, bif_path, mrxs_path):
     from napari_conch._napari.reader import get_reader
 
-    for path in (scn_path, bif_path):
+    for path in (scn_path, bif_path, mrxs_path):
         [(data, kwargs, kind)] = get_reader(str(path))(str(path))
         assert kind == "image" and kwargs["multiscale"] and len(data) == 2
         assert kwargs["scale"] == pytest.approx((MPP, MPP))
