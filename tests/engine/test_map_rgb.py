@@ -119,3 +119,23 @@ def test_the_cli_refuses_rgb_with_tile_before_loading_anything(tmp_path, capsys)
     code = main([*argv, str(tmp_path / "m.tif"), "--map-scale", "tile", "--map-render", "rgb"])
     assert code == 2
     assert "--map-render rgb needs a --map-scale other than tile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("scale", "s"), [(8, 8), ("full", 1)])  # one level, two levels
+def test_the_napari_reader_opens_the_rgb_map_where_it_puts_the_float_map(tmp_path, scale, s):
+    from napari_conch._napari.reader import get_reader, read_map, read_rgb_map
+
+    res, path = write(tmp_path, scale=scale)
+    floats = export_result(tmp_path / "float.tif", res, GRID, map_scale=scale,
+                           frame=SlideFrame(SLIDE, (1.0, 2.0, 8.0), mpp=MPP))  # fmt: skip
+    assert get_reader(str(path)) is read_rgb_map
+    [(data, kwargs, kind)] = read_rgb_map(str(path))
+    _, placed, _ = read_map(str(floats))[0]
+    assert kind == "image" and kwargs["rgb"] and kwargs["multiscale"] == isinstance(data, list)
+    assert kwargs["scale"] == pytest.approx(placed["scale"])
+    assert kwargs["translate"] == pytest.approx(placed["translate"])
+    assert kwargs["scale"] == pytest.approx((MPP * s, MPP * s))
+    assert kwargs["multiscale"] == (scale == "full")
+    finest = data[0] if isinstance(data, list) else data
+    with tifffile.TiffFile(path) as tif:
+        np.testing.assert_array_equal(np.asarray(finest), tif.pages[0].asarray())

@@ -147,3 +147,54 @@ def write_rgb_map_tiff(
                 description=text if level == 0 else None,
                 metadata=None,
             )
+
+
+def read_rgb_map_description(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The description of a map written by :func:`write_rgb_map_tiff`, ``None`` for other
+    files."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            text = tif.pages.first.description
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError):
+        return None
+    if not text.startswith(DESCRIPTION_PREFIX):
+        return None
+    try:
+        value = json.loads(text[len(DESCRIPTION_PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("map"), dict) else None
+
+
+def open_rgb_map(path: str | os.PathLike) -> Any:
+    """Open a coloured map lazily: an :class:`~napari_conch.engine.map_tiff.OpenedMap` whose
+    levels are ``[H, W, 4]`` uint8 (RGBA) and whose one channel is ``"rgba"``.
+
+    Raises
+    ------
+    InputError
+        When the file is not such a map, or cannot be read.
+    """
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    from napari_conch.engine.map_tiff import OpenedMap
+
+    description = read_rgb_map_description(path)
+    if description is None:
+        raise InputError(f"{path}: not a napari-conch coloured map (no map description)")
+    try:
+        tif = tifffile.TiffFile(path)
+        series = tif.series[0]
+        root = zarr.open(tif.aszarr(series=0), mode="r")
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: cannot read the map ({exc})") from exc
+    arrays = (
+        [root]
+        if isinstance(root, zarr.Array)
+        else [root[str(i)] for i in range(len(series.levels))]
+    )
+    return OpenedMap([da.from_zarr(a) for a in arrays], ["rgba"], description)
