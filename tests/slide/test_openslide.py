@@ -184,6 +184,46 @@ def test_without_the_extra_an_mrxs_says_which_extra_reads_it(mrxs_path, monkeypa
         open_slide(mrxs_path)
 
 
+@pytest.fixture(scope="module")
+def philips_source(svs_path) -> np.ndarray:
+    with open_slide(svs_path) as svs:  # sides that are not whole tiles: padded coarser levels
+        return svs.read_region(0, 0, 0, 1000, 1500)
+
+
+@pytest.fixture(scope="module")
+def philips_path(philips_source, tmp_path_factory):
+    from tests.slide.vendor_tiff_fixture import write_philips_tiff
+
+    path = tmp_path_factory.mktemp("philips") / "slide.tiff"
+    return write_philips_tiff(path, philips_source, MPP)
+
+
+def test_a_philips_tiff_is_read_by_tifffile_with_its_mpp_from_the_xml(philips_path,
+                                                                      philips_source):  # fmt: skip
+    with open_slide(philips_path) as slide:
+        assert slide.reader == "tifffile"
+        assert slide.mpp == pytest.approx(MPP) and slide.mpp_source == "philips"
+        shapes = [slide.level_shape(i) for i in range(slide.level_count)]
+        assert shapes == [(1500, 1000), (750, 500), (375, 250)]  # the padding clipped
+        np.testing.assert_array_equal(slide.read_region(0, 0, 0, 1000, 1500), philips_source)
+
+
+@needs_openslide
+def test_openslide_and_tifffile_read_the_same_philips_tiff(philips_path):
+    import openslide
+
+    from napari_conch.slide.openslide_slide import open_openslide
+
+    assert openslide.OpenSlide.detect_format(str(philips_path)) == "philips"
+    with open_slide(philips_path) as ours, open_openslide(philips_path) as theirs:
+        assert theirs.reader == "openslide" and theirs.mpp == pytest.approx(ours.mpp)
+        assert theirs.level_count == ours.level_count == 3
+        for level in range(3):
+            assert theirs.level_shape(level) == ours.level_shape(level)
+            np.testing.assert_array_equal(np.asarray(theirs.levels[level]),
+                                          np.asarray(ours.levels[level]))  # fmt: skip
+
+
 @needs_openslide
 def test_openslide_itself_detects_the_scn_and_bif_fixtures(scn_path, bif_path):
     import openslide

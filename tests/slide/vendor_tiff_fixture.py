@@ -149,3 +149,50 @@ def write_bif(
         tif.write(np.ascontiguousarray(mosaic[::4, ::4]), tile=(TILE, TILE), compression="zlib",
                   description="level=1 mag=5 quality=95", **common)  # fmt: skip
     return path
+
+
+def _philips_spacing(mm: float) -> str:
+    return f"&quot;{mm:.9g}&quot; &quot;{mm:.9g}&quot;"
+
+
+def write_philips_tiff(path: Path, image: np.ndarray, mpp: float, levels: int = 3) -> Path:
+    """Save ``image`` as a Philips TIFF: software ``Philips DP``, the ``DPUfsImport`` XML in the
+    first directory's ImageDescription (one ``WSI`` scanned image with its pixel spacing in mm
+    and one ``PixelDataRepresentation`` per level), then the levels (each 2 times coarser,
+    reduced-resolution directories) padded to whole 256 px tiles as Philips writes them: OpenSlide
+    (and tifffile's Philips reader) take the true sizes from level 0 and the spacings. Lossless
+    (zlib); level ``i`` holds every ``2 ** i``-th pixel. Returns ``path``."""
+    mm = mpp / 1000
+    representations = "".join(
+        '<DataObject ObjectType="PixelDataRepresentation">'
+        '<Attribute Name="DICOM_PIXEL_SPACING" Group="0x0028" Element="0x0030" '
+        f'PMSVR="IDoubleArray">{_philips_spacing(mm * 2**i)}</Attribute>'
+        '<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_NUMBER" Group="0x101D" '
+        f'Element="0x2001" PMSVR="IUInt16">{i}</Attribute></DataObject>'
+        for i in range(levels)
+    )
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8" ?>\n<DataObject ObjectType="DPUfsImport">'
+        '<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" '
+        'PMSVR="IDataObjectArray"><Array><DataObject ObjectType="DPScannedImage">'
+        '<Attribute Name="DICOM_PIXEL_SPACING" Group="0x0028" Element="0x0030" '
+        f'PMSVR="IDoubleArray">{_philips_spacing(mm)}</Attribute>'
+        '<Attribute Name="PIM_DP_IMAGE_TYPE" Group="0x301D" Element="0x1004" '
+        'PMSVR="IString">WSI</Attribute>'
+        '<Attribute Name="PIIM_PIXEL_DATA_REPRESENTATION_SEQUENCE" Group="0x1001" '
+        f'Element="0x8B01" PMSVR="IDataObjectArray"><Array>{representations}</Array>'
+        "</Attribute></DataObject></Array></Attribute></DataObject>"
+    )
+    common = {"photometric": "rgb", "metadata": None, "software": "Philips DP v1.0",
+              "tile": (TILE, TILE), "compression": "zlib"}  # fmt: skip
+    with tifffile.TiffWriter(path, bigtiff=False) as tif:
+        for i in range(levels):
+            level = image[:: 2**i, :: 2**i]
+            if i:  # padded to whole tiles (white), as the scanner writes it
+                h, w, _ = level.shape
+                padded = np.full((-(-h // TILE) * TILE, -(-w // TILE) * TILE, 3), 255, np.uint8)
+                padded[:h, :w] = level
+                level = padded
+            tif.write(np.ascontiguousarray(level), description=xml if i == 0 else None,
+                      subfiletype=1 if i else 0, **common)  # fmt: skip
+    return path

@@ -27,7 +27,7 @@ from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import make_layout
-from napari_conch.slide.mpp import aperio_mpp, ome_mpp, resolution_mpp
+from napari_conch.slide.mpp import aperio_mpp, ome_mpp, philips_mpp, resolution_mpp
 from napari_conch.slide.openslide_slide import (
     misread_by_tifffile,
     openslide_available,
@@ -189,6 +189,10 @@ def tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str]:
         mpp = ome_mpp(tif.ome_metadata)
         if mpp is not None:
             return mpp, "ome"
+    if tif.is_philips:
+        mpp = philips_mpp(tif.philips_metadata)
+        if mpp is not None:
+            return mpp, "philips"
     mpp = resolution_mpp(page)
     if mpp is not None:
         return mpp, "tiff-resolution"
