@@ -2,8 +2,9 @@
 
 napari's removal of a layer runs the layer's OpenGL deletions at once, with Qt's context
 current instead of the canvas's; the next drawing then crashed the process (``napari-conch
-view``, three prompts to two to one: every time, see ``_napari/layers/gl_context.py``). The
-flows run in a child process (``drawn_flows.py``) so that such a crash fails the test with its signal.
+view``, three prompts to two to one: every time, see ``_napari/layers/gl_context.py``).
+The flows run in a child process (``drawn_flows.py``) so that such a crash fails the test
+with its signal.
 """
 
 from __future__ import annotations

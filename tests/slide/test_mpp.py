@@ -37,3 +37,21 @@ def test_units_and_plausibility():
         plausible(25400 / 72) is None and plausible(0.0) is None and plausible(float("nan")) is None
     )
     assert plausible(0.25) == 0.25
+
+
+def test_philips_mpp_is_the_wsi_images_pixel_spacing_in_mm():
+    from napari_conch.slide.mpp import philips_mpp
+
+    def xml(kind, spacing):
+        return (
+            '<DataObject ObjectType="DPUfsImport"><Attribute Name="PIM_DP_SCANNED_IMAGES"><Array>'
+            '<DataObject ObjectType="DPScannedImage"><Attribute Name="PIM_DP_IMAGE_TYPE">'
+            f'{kind}</Attribute><Attribute Name="DICOM_PIXEL_SPACING">{spacing}</Attribute>'
+            "</DataObject></Array></Attribute></DataObject>"
+        )
+
+    assert philips_mpp(xml("WSI", '"0.00025" "0.00025"')) == pytest.approx(0.25)
+    assert philips_mpp(xml("WSI", '"0.0002" "0.0003"')) == pytest.approx(0.25)  # the mean
+    assert philips_mpp(xml("MACROIMAGE", '"0.00025" "0.00025"')) is None  # not the slide
+    assert philips_mpp(xml("WSI", "nonsense")) is None
+    assert philips_mpp("<not xml") is None and philips_mpp(None) is None

@@ -55,6 +55,10 @@ def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None
 
         if read_map_description(path) is not None:
             return read_map
+        from napari_conch.engine.export.map_rgb import read_rgb_map_description
+
+        if read_rgb_map_description(path) is not None:
+            return read_rgb_map
     from napari_conch.slide import open_slide
     from napari_conch.slide.open import existing_slide_path
 
@@ -259,3 +263,28 @@ def read_map(path: Any) -> list[LayerData]:
         )
         layers.append((data if multiscale else data[0], kwargs, "image"))
     return layers
+
+
+def read_rgb_map(path: Any) -> list[LayerData]:
+    """Read a coloured map (``--map-render rgb``) as one RGBA image layer aligned over its
+    slide, as :func:`read_map` places the float map."""
+    from napari_conch.engine.export.map_rgb import open_rgb_map
+    from napari_conch.engine.overlap import MapGeometry
+
+    path = Path(path[0] if isinstance(path, list | tuple) else path)
+    opened = open_rgb_map(path)
+    unit = opened.mpp or 1.0
+    geometry = MapGeometry(tuple(opened.levels[0].shape[:2]), opened.pixel_size, opened.origin)
+    kwargs: dict[str, Any] = {
+        "name": path.name.split(".")[0],
+        "rgb": True,
+        "contrast_limits": (0, 255),
+        "scale": tuple(v * unit for v in geometry.scale),
+        "translate": tuple(v * unit for v in geometry.napari_translate),
+        "metadata": {META_KEY: {"map": opened.description, "path": str(path.resolve())}},
+        "multiscale": len(opened.levels) > 1,
+    }
+    if opened.mpp is not None:
+        kwargs["units"] = ("um", "um")
+    data = opened.levels if len(opened.levels) > 1 else opened.levels[0]
+    return [(data, kwargs, "image")]

@@ -14,7 +14,7 @@ from napari_conch.cli.common import (
     no_embeddings_reason,
     number,
 )
-from napari_conch.cli.query import add_map_scale_argument
+from napari_conch.cli.query import add_map_scale_argument, check_map_render
 from napari_conch.engine.learn.classifier import STRENGTH_BOUNDS
 from napari_conch.errors import InputError, StoreError
 
@@ -70,6 +70,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from napari_conch.engine.export.writers import FORMATS
 
     args.map_scale = parse_map_scale(args.map_scale)
+    check_map_render(args.map_render, args.map_scale)
     if not args.out and not args.examples_out and not args.save:
         raise InputError("nothing to do: give --out FILE, --examples-out FILE or --save")
     for out in map(Path, args.out):
@@ -188,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
                 metadata=metadata,
                 map_scale=args.map_scale,
                 frame=frame,
+                map_render=args.map_render,
             )
         )
     if args.examples_out:

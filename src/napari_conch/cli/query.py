@@ -63,7 +63,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_map_scale_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--map-scale`` (how a .tif map is placed on the slide)."""
+    """Add ``--map-scale`` and ``--map-render`` (how a .tif map is placed and drawn)."""
     parser.add_argument(
         "--map-scale",
         default="auto",
@@ -74,6 +74,23 @@ def add_map_scale_argument(parser: argparse.ArgumentParser) -> None:
             "tile (one pixel per stride cell, the old TIFF) (default auto)"
         ),
     )
+    parser.add_argument(
+        "--map-render",
+        default="float",
+        choices=("float", "rgb"),
+        help=(
+            ".tif maps: float (the values, an OME-TIFF; default) or rgb (colours with "
+            "transparency, a pyramidal TIFF QuPath and OpenSlide open over the slide)"
+        ),
+    )
+
+
+def check_map_render(render: str, scale: str | float) -> None:
+    """Refuse ``--map-render rgb`` with ``--map-scale tile`` (the coloured map is laid over
+    the slide; the one-pixel-per-cell TIFF holds values)."""
+    if render == "rgb" and scale == "tile":
+        raise InputError("--map-render rgb needs a --map-scale other than tile (the coloured map "
+                         "is laid over the slide)")  # fmt: skip
 
 
 def prompt_request(args: argparse.Namespace, templates: str) -> Any:
@@ -148,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
     request = prompt_request(args, args.templates or "none")  # checked before the model loads
     map_scale = parse_map_scale(args.map_scale)
+    check_map_render(args.map_render, map_scale)
     check_outputs(args.out, len(request.classes), args.threshold)
     session = store_session(args)
     templates = chosen_templates(args.templates, session.model)
@@ -158,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         "logit_scale": float(session.model.logit_scale),
     }
     for out in args.out:
-        print(session.export(out, metadata=metadata, map_scale=map_scale))
+        print(session.export(out, metadata=metadata, map_scale=map_scale,
+                             map_render=args.map_render))  # fmt: skip
     return 0
 
 

@@ -38,8 +38,8 @@ class Slide:
     mpp : float or None
         Microns per pixel at level 0, ``None`` when unknown.
     mpp_source : str
-        Where ``mpp`` came from: ``"aperio"``, ``"ome"``, ``"tiff-resolution"``, ``"zarr"``,
-        ``"dicom"``, ``"czi"``, ``"openslide"``, ``"caller"`` or ``"unknown"``.
+        Where ``mpp`` came from: ``"aperio"``, ``"ome"``, ``"philips"``, ``"tiff-resolution"``,
+        ``"zarr"``, ``"dicom"``, ``"czi"``, ``"openslide"``, ``"caller"`` or ``"unknown"``.
     fingerprint : str
         A cheap, stable hex digest that changes when the file does (see ``fingerprint.py``).
     reader : str

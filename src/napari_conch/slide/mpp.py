@@ -1,9 +1,10 @@
 """Microns per pixel from the metadata of each format.
 
 Sources, in the order they are trusted for a TIFF: the Aperio ImageDescription (``MPP = 0.499``),
-OME-XML ``PhysicalSizeX/Y`` with their units, then the TIFF resolution tags with their unit (this
-also covers NDPI, which stores pixels per centimetre). For OME-Zarr, the ``scale`` of the ``y``
-and ``x`` axes with their units. A value that is not positive, or larger than
+OME-XML ``PhysicalSizeX/Y`` with their units, the Philips XML (the ``WSI`` image's
+``DICOM_PIXEL_SPACING``, in mm, as OpenSlide reads it), then the TIFF resolution tags with their
+unit (this also covers NDPI, which stores pixels per centimetre). For OME-Zarr, the ``scale``
+of the ``y`` and ``x`` axes with their units. A value that is not positive, or larger than
 :data:`MAX_PLAUSIBLE_MPP` (e.g. the 72 dpi default of many writers, 353 um/px), counts as unknown.
 """
 
@@ -62,6 +63,29 @@ def aperio_mpp(description: str) -> float | None:
         return plausible(float(match.group(1)))
     except ValueError:
         return None
+
+
+def philips_mpp(xml: str | None) -> float | None:
+    """MPP from a Philips TIFF's XML: the ``DICOM_PIXEL_SPACING`` (``"row mm" "column mm"``) of
+    its ``WSI`` scanned image (mean of both)."""
+    try:
+        root = ET.fromstring(xml or "")
+    except ET.ParseError:
+        return None
+    for image in root.iter("DataObject"):
+        if image.get("ObjectType") != "DPScannedImage":
+            continue
+        attributes = {a.get("Name"): (a.text or "") for a in image.findall("Attribute")}
+        if attributes.get("PIM_DP_IMAGE_TYPE", "").strip() != "WSI":
+            continue
+        try:
+            sizes = [
+                float(v) * 1000 for v in attributes["DICOM_PIXEL_SPACING"].replace('"', " ").split()
+            ]
+        except (KeyError, ValueError):
+            return None
+        return plausible(sum(sizes) / len(sizes)) if len(sizes) == 2 else None
+    return None
 
 
 def ome_mpp(ome_xml: str) -> float | None:

@@ -23,8 +23,9 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
 
     Formats: Aperio SVS, NDPI, OME-TIFF and any tiled or stripped TIFF (read by tifffile; SVS
     thumbnail, label and macro images are not levels), OME-Zarr and plain zarr folders, PNG and
-    JPEG files; DICOM WSI (``dicom`` extra), Zeiss CZI (``czi`` extra), and MRXS, VMS/VMU, SCN
-    and BIF through OpenSlide (``openslide`` extra; see ``docs/slides.md``). See
+    JPEG files, Philips TIFF; DICOM WSI (``dicom`` extra), Zeiss CZI (``czi`` extra), and MRXS,
+    VMS/VMU, SCN and BIF through OpenSlide (``openslide`` extra, which also gets the TIFFs
+    tifffile cannot read; see ``docs/slides.md``). See
     :mod:`napari_conch.slide.layout` for how axes, channels and dtypes are normalised to
     ``(H, W, 3)`` uint8.
 

@@ -3,7 +3,10 @@ extra: ``openslide-python`` and the ``openslide-bin`` library).
 
 Files whose suffix is one of :data:`OPENSLIDE_ONLY` (3DHISTECH MRXS, Hamamatsu VMS / VMU) are
 always opened here; Leica SCN and Ventana BIF (:data:`OPENSLIDE_PREFERRED`) are opened here when
-the extra is installed, by tifffile otherwise. Levels are OpenSlide's, pixels are
+the extra is installed, by tifffile otherwise; so are files of those formats under another
+suffix (tifffile flags them: :data:`TIFFFILE_MISREADS`), and TIFFs tifffile opens but cannot
+read as a slide (:func:`retry_with_openslide`; without the extra, one line names it). Levels
+are OpenSlide's, pixels are
 ``read_region``'s RGBA composited over white (transparent areas are glass), the MPP is
 ``openslide.mpp-x`` / ``-y``, and the fingerprint is OpenSlide's quickhash (it covers the data
 files beside the slide file) with the level shapes.
@@ -30,6 +33,47 @@ OPENSLIDE_ONLY = (".mrxs", ".vms", ".vmu")
 OPENSLIDE_PREFERRED = (".scn", ".bif")
 #: Chunk side of the lazy levels (px).
 CHUNK = 1024
+
+
+#: tifffile's flags of the vendor TIFFs it misreads: the format's name and what goes wrong.
+TIFFFILE_MISREADS = {
+    "is_scn": ("Leica SCN", "reads one image of its XML (the first, often the macro) without "
+               "its place in the slide"),
+    "is_bif": ("Ventana BIF", "lays its overlapping tiles side by side without stitching them"),
+}  # fmt: skip
+
+
+def misread_by_tifffile(tif) -> str | None:
+    """One line saying how tifffile misreads ``tif`` (an open ``tifffile.TiffFile``) and which
+    extra reads it, or ``None`` for the TIFFs tifffile reads as they are meant."""
+    for flag, (name, wrong) in TIFFFILE_MISREADS.items():
+        try:
+            flagged = bool(getattr(tif, flag))
+        except Exception:  # a damaged first page: tifffile says so when the series is read
+            flagged = False
+        if flagged:
+            return (f"{tif.filehandle.path}: a {name} slide; tifffile {wrong}: OpenSlide reads it "
+                    f"with the openslide extra ({EXTRA_HINT})")  # fmt: skip
+    return None
+
+
+def retry_with_openslide(path: Path, error: SlideError) -> Slide:
+    """Open ``path``, which tifffile opened but could not read as a slide (``error``), with
+    OpenSlide.
+
+    Raises
+    ------
+    SlideError
+        ``error`` with what OpenSlide said, or, without the extra, with the extra to install.
+    """
+    if not openslide_available():
+        raise SlideError(f"{error}; OpenSlide may read it: install the openslide extra "
+                         f"({EXTRA_HINT})") from error  # fmt: skip
+    try:
+        return open_openslide(path)
+    except SlideError as second:
+        reason = str(second).removeprefix(f"{path}: ")
+        raise SlideError(f"{error}; {reason}") from error
 
 
 def wants_openslide(path: Path) -> bool:

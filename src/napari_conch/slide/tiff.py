@@ -6,10 +6,16 @@ levels. Each level is a lazy dask array over tifffile's zarr store; regions for 
 chunk by chunk (see ``readers.py``). A level stored uncompressed in one piece (a flat TIFF in one
 strip, of any size) is memory-mapped instead, so a region reads only its own rows. A slide
 without a pyramid gets overview levels, made once and cached (``overview.py``).
+
+Vendor TIFFs tifffile misreads (Leica SCN, Ventana BIF: :data:`~napari_conch.slide.
+openslide_slide.TIFFFILE_MISREADS`) and TIFFs whose series tifffile cannot lay out are handed to
+OpenSlide when the ``openslide`` extra is installed; without it, the first are read by tifffile
+with a warning naming the extra, the second refused in one line naming it.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dask.array as da
@@ -21,9 +27,16 @@ from napari_conch.errors import SlideError, SlideRefusedError
 from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import make_layout
-from napari_conch.slide.mpp import aperio_mpp, ome_mpp, resolution_mpp
+from napari_conch.slide.mpp import aperio_mpp, ome_mpp, philips_mpp, resolution_mpp
+from napari_conch.slide.openslide_slide import (
+    misread_by_tifffile,
+    openslide_available,
+    retry_with_openslide,
+)
 from napari_conch.slide.overview import with_overview
 from napari_conch.slide.readers import ArrayReader, ChunkCache, TiffChunkReader
+
+log = logging.getLogger("napari_conch")
 
 #: Dask chunks over a memory-mapped level (rows, columns, samples).
 MEMMAP_CHUNKS = (1024, 1024, -1)
@@ -35,11 +48,32 @@ def open_tiff(path: Path) -> Slide:
         tif = tifffile.TiffFile(path)
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise SlideError(f"{path}: cannot read as TIFF ({_one_line(exc)})") from exc
+    misread = misread_by_tifffile(tif)
+    if misread is not None and openslide_available():
+        from napari_conch.slide.openslide_slide import open_openslide
+
+        try:
+            slide = open_openslide(path)
+        except SlideError as exc:  # said, then read as tifffile reads it
+            log.warning("%s; read by tifffile instead", exc)
+        else:
+            tif.close()
+            return slide
     try:
-        return _slide_from_tiff(path, tif)
+        slide = _slide_from_tiff(path, tif)
+    except TiffLayoutError as exc:  # tifffile opens the file but cannot read it as a slide
+        tif.close()
+        return retry_with_openslide(path, exc)
     except BaseException:
         tif.close()
         raise
+    if misread is not None and not openslide_available():
+        log.warning("%s", misread)
+    return slide
+
+
+class TiffLayoutError(SlideError):
+    """tifffile opened the file but cannot lay out its images (its series) as a slide."""
 
 
 def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
@@ -52,8 +86,8 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
         raise SlideRefusedError(f"{path}: its image is {width} x {height} px, without pixels")
     try:
         series_list = tif.series
-    except Exception as exc:  # tifffile's parsing of damaged headers (a zero width divides)
-        raise SlideError(f"{path}: cannot read as TIFF ({_one_line(exc)})") from exc
+    except Exception as exc:  # damaged headers (a zero width divides), vendor XML it refuses
+        raise TiffLayoutError(f"{path}: cannot read as TIFF ({_one_line(exc)})") from exc
     if not series_list:
         raise SlideError(f"{path}: cannot read as TIFF (it holds no image)")
     series = series_list[0]
@@ -62,7 +96,9 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
     try:
         root = zarr.open(tif.aszarr(series=0, fillvalue=PAD_VALUE), mode="r")
     except Exception as exc:
-        raise SlideError(f"{path}: cannot read the TIFF's image data ({_one_line(exc)})") from exc
+        raise TiffLayoutError(
+            f"{path}: cannot read the TIFF's image data ({_one_line(exc)})"
+        ) from exc
     arrays = (
         [root]
         if isinstance(root, zarr.Array)
@@ -153,6 +189,10 @@ def tiff_mpp(tif: tifffile.TiffFile) -> tuple[float | None, str]:
         mpp = ome_mpp(tif.ome_metadata)
         if mpp is not None:
             return mpp, "ome"
+    if tif.is_philips:
+        mpp = philips_mpp(tif.philips_metadata)
+        if mpp is not None:
+            return mpp, "philips"
     mpp = resolution_mpp(page)
     if mpp is not None:
         return mpp, "tiff-resolution"

@@ -253,3 +253,53 @@ def test_tile_under_a_point(svs_path):
     assert tile_at(grid, 600, 300) == (1, 0)  # centre (512, 256) of tile (1, 0) is nearest
     assert tile_at(grid, -5, 10) is None
     assert tile_at(grid, float("nan"), 10) is None
+
+
+def _layer_like_slide(svs_path):
+    """An in-memory slide over arrays, without an MPP: what a napari layer from another reader
+    (or an array) becomes (``_napari/layers/slide_source.py``)."""
+    import dask.array as da
+
+    from napari_conch.slide import Slide, open_slide
+    from napari_conch.slide.layout import make_layout
+    from napari_conch.slide.readers import ArrayReader
+
+    with open_slide(svs_path) as svs:
+        pixels = svs.read_region(0, 0, 0, 1024, 1024)
+    layout = make_layout("YXC", pixels.shape, pixels.dtype, "layer")
+    return Slide("layer", [da.from_array(pixels)], [ArrayReader(pixels, layout)], mpp=None,
+                 mpp_source="unknown", fingerprint="layer-without-mpp")  # fmt: skip
+
+
+def test_a_stated_slide_mpp_applies_to_a_slide_from_a_layer(svs_path, tiny_model, tmp_path):
+    s = Session(RunOptions(tile_size=512, store_root=str(tmp_path), mpp=1.0))
+    s.set_model(tiny_model)
+    slide = _layer_like_slide(svs_path)
+    s.set_slide(slide, source="a layer")
+    with pytest.raises(SlideError):  # an --mpp grid on a slide without an MPP
+        s.grid  # noqa: B018
+    s.set_options(slide_mpp=0.5)  # stated after the slide: applied to it
+    assert slide.mpp == 0.5 and slide.mpp_source == "caller"
+    assert s.grid.mpp == 1.0 and s.grid.resample == 2.0  # 1 um/px tiles from 0.5 um/px
+    store = s.open_store()
+    assert store.signature["slide_mpp"] == 0.5 and store.attrs["slide_mpp"] == 0.5
+    s.set_options(slide_mpp=0.25)  # another stated MPP: another grid and store
+    assert slide.mpp == 0.25 and s.store is None
+    assert s.open_store().signature["slide_mpp"] == 0.25 and s.store.path != store.path
+    s.set_options(slide_mpp=None)  # none stated: the slide's own (none) again
+    assert slide.mpp is None and slide.mpp_source == "unknown" and s.store is None
+
+    # stated before the slide is given: applied when it is
+    other = Session(s.options.replace(slide_mpp=0.5))
+    other.set_model(tiny_model)
+    other.set_slide(_layer_like_slide(svs_path), source="a layer")
+    assert other.slide.mpp == 0.5 and other.open_store().path == store.path
+
+
+def test_a_stated_slide_mpp_overrides_the_files_and_clearing_it_restores_it(session):
+    own = session.slide.mpp
+    assert own == pytest.approx(0.499) and session.slide.mpp_source == "aperio"
+    session.set_options(slide_mpp=0.3)
+    assert session.slide.mpp == 0.3 and session.slide.mpp_source == "caller"
+    session.set_options(slide_mpp=None)
+    assert session.slide.mpp == own and session.slide.mpp_source == "aperio"

@@ -403,6 +403,9 @@ def test_user_errors_are_notifications(
     assert widget.start_embedding() is None
     assert "microns-per-pixel" in widget.errors[-1]
     assert widget.slide_panel.embed.enabled and not widget.embedding
+    widget.slide_panel.slide_mpp.value = 0.25  # the Slide panel states the layer's MPP
+    assert widget.session.options.slide_mpp == 0.25
+    assert widget.session.slide.mpp == 0.25 and widget.session.slide.mpp_source == "caller"
 
 
 def test_event_loop_stays_responsive_with_live_maps(viewer_widget, qtbot, capsys):

@@ -128,6 +128,12 @@ class SlidePanel(Form):
             label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
             tooltip="microns per pixel of the tiles (0: use the level as it is)",
         )  # fmt: skip
+        self.slide_mpp = FloatSpinBox(
+            label="Slide MPP", min=0.0, max=100.0, step=0.001, value=0.0,
+            tooltip="microns per pixel of the slide at level 0, for a slide without one or with a "
+            "wrong one (0: the slide's own); recorded in the store",
+        )  # fmt: skip
+        self.slide_mpp.native.setDecimals(4)
         self.tile_size = SpinBox(
             label="Tile size", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.tile_size or 0,
             tooltip="tile side in pixels of the level (0: the model's own tile size)",
@@ -154,6 +160,7 @@ class SlidePanel(Form):
         self.more = advanced(
             self.level,
             self.mpp,
+            self.slide_mpp,
             self.tile_size,
             self.stride,
             self.min_tissue,
@@ -175,15 +182,17 @@ class SlidePanel(Form):
 
     #: The widgets whose values make the run options.
     OPTION_WIDGETS = (
-        "level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
+        "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size",
+        "store_root",
     )  # fmt: skip
 
     def run_options(self, base: RunOptions) -> RunOptions:
-        """``base`` with the panel's values (0 tile size / stride / MPP: not set)."""
+        """``base`` with the panel's values (0 tile size / stride / MPP / slide MPP: not set)."""
         mpp = self.mpp.value or None
         return base.replace(
             level=None if mpp else self.level.value,
             mpp=mpp,
+            slide_mpp=self.slide_mpp.value or None,
             tile_size=self.tile_size.value or None,
             stride=self.stride.value or None,
             min_tissue=float(self.min_tissue.value),
@@ -196,6 +205,7 @@ class SlidePanel(Form):
         values = {
             "level": options.level or 0,
             "mpp": options.mpp or 0.0,
+            "slide_mpp": options.slide_mpp or 0.0,
             "tile_size": options.tile_size or 0,
             "stride": options.stride or 0,
             "min_tissue": options.min_tissue,

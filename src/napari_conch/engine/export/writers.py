@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from napari_conch.engine.colors import label_color
+from napari_conch.engine.export.map_rgb import parse_map_render, write_rgb_map_tiff
 from napari_conch.engine.export.map_tiff import (
     DEFAULT_MAP_SCALE,
     SlideFrame,
@@ -90,6 +91,7 @@ def export_result(
     metadata: dict[str, Any] | None = None,
     map_scale: Any = DEFAULT_MAP_SCALE,
     frame: SlideFrame | None = None,
+    map_render: str = "float",
 ) -> Path:
     """Write ``result`` to ``path`` in the format its extension names; return the path.
 
@@ -111,6 +113,9 @@ def export_result(
     frame
         TIFF only: the slide's level-0 size, downsamples and MPP; by default what ``grid`` and
         ``mpp`` imply (:meth:`SlideFrame.from_grid`).
+    map_render
+        TIFF only, not with ``"tile"``: ``"float"`` (the values, an OME-TIFF) or ``"rgb"``
+        (colours QuPath and OpenSlide open: :mod:`napari_conch.engine.export.map_rgb`).
     """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
@@ -118,6 +123,10 @@ def export_result(
         known = ", ".join(FORMATS)
         raise InputError(f"cannot export to {path}: unknown extension {path.suffix!r} ({known})")
     scale = parse_map_scale(map_scale)
+    render = parse_map_render(map_render)
+    if kind == "tiff" and render == "rgb" and scale == "tile":
+        raise InputError(f"cannot export to {path}: map render rgb needs a map scale other than "
+                         "tile (the coloured map is laid over the slide)")  # fmt: skip
     if kind == "csv":
         write_csv(path, result, grid)
     elif kind == "tiff" and scale == "tile":
@@ -125,7 +134,8 @@ def export_result(
     elif kind == "tiff":
         frame = frame or SlideFrame.from_grid(grid, mpp)
         described = map_metadata(result, result.cell_map()[1], frame.mpp, metadata)
-        write_map_tiff(path, result, frame, scale=scale, description=described)
+        write = write_rgb_map_tiff if render == "rgb" else write_map_tiff
+        write(path, result, frame, scale=scale, description=described)
     elif kind == "geojson":
         write_geojson(path, result)
     else:

@@ -81,10 +81,11 @@ def export_learned(
     metadata: dict[str, Any] | None = None,
     map_scale: Any = DEFAULT_MAP_SCALE,
     frame: SlideFrame | None = None,
+    map_render: str = "float",
 ) -> Path:
     """Write a learned map to ``path`` in the format its extension names; return the path.
 
-    ``map_scale`` and ``frame`` place a ``.tif`` map on the slide, as in
+    ``map_scale``, ``frame`` and ``map_render`` place and render a ``.tif`` map, as in
     :func:`~napari_conch.engine.export.writers.export_result`.
     """
     path = Path(path)
@@ -95,6 +96,7 @@ def export_learned(
         write_learned_geojson(path, result, colors)
     else:
         export_result(
-            path, result, grid, mpp=mpp, metadata=metadata, map_scale=map_scale, frame=frame
-        )
+            path, result, grid, mpp=mpp, metadata=metadata, map_scale=map_scale, frame=frame,
+            map_render=map_render,
+        )  # fmt: skip
     return path

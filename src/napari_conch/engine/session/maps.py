@@ -179,9 +179,11 @@ class SessionMaps:
         *,
         metadata: dict[str, Any] | None = None,
         map_scale: Any = "auto",
+        map_render: str = "float",
     ) -> Path:
         """Write the map on show (format by the file's extension); returns the file written."""
-        return self.export_job(path, metadata=metadata, map_scale=map_scale)()
+        return self.export_job(path, metadata=metadata, map_scale=map_scale,
+                               map_render=map_render)()  # fmt: skip
 
     def export_job(
         self,
@@ -189,13 +191,16 @@ class SessionMaps:
         *,
         metadata: dict[str, Any] | None = None,
         map_scale: Any = "auto",
+        map_render: str = "float",
     ) -> Callable[[], Path]:
         """Check ``path`` and what there is to export now; returns the writing, to run later.
 
         The returned call holds the map on show and writes it (safe in a worker thread);
         :meth:`export` runs it at once. ``metadata``: entries added to what the file records
         (the store, the model source, the slide). ``map_scale``: how a ``.tif`` map is placed
-        on the slide (:mod:`napari_conch.engine.export.map_tiff`; ``"tile"``: one pixel per cell).
+        on the slide (:mod:`napari_conch.engine.export.map_tiff`; ``"tile"``: one pixel per cell);
+        ``map_render``: ``"float"`` values or ``"rgb"`` colours
+        (:mod:`~napari_conch.engine.export.map_rgb`).
         """
         from functools import partial
 
@@ -209,7 +214,9 @@ class SessionMaps:
             raise InputError(f"{choose}: {path} is a folder")
         if self.result is None or self.store is None:
             raise InputError("nothing to export yet: type a prompt first")
-        map_scale = parse_map_scale(map_scale)
+        from napari_conch.engine.export.map_rgb import parse_map_render
+
+        map_scale, map_render = parse_map_scale(map_scale), parse_map_render(map_render)
         slide, mpp = self._slide_facts()
         recorded = {"store": str(self.store.path)}
         if self.model is not None:
@@ -227,6 +234,7 @@ class SessionMaps:
             metadata=recorded,
             map_scale=map_scale,
             frame=frame,
+            map_render=map_render,
         )
 
     def _slide_frame(self) -> Any:

@@ -93,6 +93,7 @@ class Session(SessionMaps):
         self._writer: Any = None  # the store's handle holding its writer lock during a run
         self.running = False
         self._grid: tuple[tuple, Any] | None = None
+        self._opened_mpp: tuple[float | None, str] | None = None  # the slide's before options
 
     # ------------------------------------------------------------------ model
     @staticmethod
@@ -140,21 +141,46 @@ class Session(SessionMaps):
 
     # ------------------------------------------------------------------ slide and options
     def set_slide(self, slide: Any, source: Any = None) -> None:
-        """Work on ``slide`` (None: no slide); ``source`` is what it was opened from."""
+        """Work on ``slide`` (None: no slide); ``source`` is what it was opened from.
+
+        A stated MPP (``options.slide_mpp``) is the slide's from now on, however it was opened
+        (a file, a napari layer): ``slide.mpp`` becomes it and ``slide.mpp_source`` ``"caller"``,
+        so the store's signature records it as ``--slide-mpp`` does. Without one, the slide keeps
+        the MPP it was opened with.
+        """
         if slide is self.slide and source is self.slide_source:
             return
         self._check_idle("change the slide")
         self.slide, self.slide_source = slide, source
+        self._opened_mpp = None if slide is None else (slide.mpp, slide.mpp_source)
+        self._apply_slide_mpp()
         self.close_store()
         self.events.slide_changed.emit(slide)
 
+    def _apply_slide_mpp(self) -> None:
+        """Give the slide the stated MPP (``options.slide_mpp``), or back the one it was opened
+        with when none is stated."""
+        if self.slide is None or self._opened_mpp is None:
+            return
+        stated = self.options.slide_mpp
+        if stated is not None:
+            self.slide.mpp, self.slide.mpp_source = float(stated), "caller"
+        else:
+            self.slide.mpp, self.slide.mpp_source = self._opened_mpp
+
     def open_slide(self, path: str | os.PathLike, *, slide_mpp: float | None = None) -> Any:
-        """Open a slide file and work on it; returns the slide."""
+        """Open a slide file and work on it; returns the slide.
+
+        ``slide_mpp`` states its MPP for this opening (default: ``options.slide_mpp``, which
+        then stays the slide's as the options change: :meth:`set_slide`).
+        """
         from napari_conch.engine.embed import open_slide_checked
 
         mpp = slide_mpp if slide_mpp is not None else self.options.slide_mpp
         slide = open_slide_checked(path, mpp)
         self.set_slide(slide, source=Path(path))
+        if slide_mpp is not None:  # this opening's, over the options'
+            slide.mpp, slide.mpp_source = float(slide_mpp), "caller"
         return slide
 
     def set_options(self, options: RunOptions | None = None, **changes: Any) -> RunOptions:
@@ -170,6 +196,7 @@ class Session(SessionMaps):
             return self.options
         self._check_idle("change the run options")
         self.options = new
+        self._apply_slide_mpp()
         key = self._stores.key
         if key is not None and not self._stores.by_path and key != self._key():
             self.close_store()
@@ -227,7 +254,9 @@ class Session(SessionMaps):
         o = self.options
         model = self.require_model()
         slide = self.require_slide()
-        return (id(slide), model.fingerprint, o.level, o.mpp, self.tile_size, o.stride)
+        return (
+            id(slide), slide.mpp, model.fingerprint, o.level, o.mpp, self.tile_size, o.stride,
+        )  # fmt: skip
 
     def _key(self) -> tuple:
         return (*self._grid_key(), self.options.store_root)
