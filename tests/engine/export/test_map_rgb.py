@@ -16,7 +16,7 @@ from napari_conch.engine.export.map_tiff import SlideFrame
 from napari_conch.engine.export.writers import export_result, label_color
 from napari_conch.errors import InputError
 from napari_conch.slide.openslide_slide import openslide_available
-from tests.engine.test_map_tiff import GRID, SLIDE, result
+from tests.engine.export.test_map_tiff import GRID, SLIDE, result
 
 MPP = 0.25
 needs_openslide = pytest.mark.skipif(
