@@ -11,8 +11,6 @@ from napari_conch.bounds import Bounds
 from napari_conch.errors import InputError
 
 MODEL_ENV = "NAPARI_CONCH_MODEL"
-#: ``-k``: how many tiles a search lists (a whole number from 1).
-COUNT = Bounds(kind=int, minimum=1)
 MODEL_HELP = f"checkpoint file or folder, hf_hub:MahmoodLab/conch, or demo (default: ${MODEL_ENV})"
 
 
@@ -38,13 +36,6 @@ def number(bounds: Bounds) -> Callable[[str], Any]:
 
     parse.__name__ = "whole number" if whole else "number"  # argparse names it in errors
     return parse
-
-
-def run_option(name: str) -> Callable[[str], Any]:
-    """``type=`` for the run option ``name`` (:class:`~napari_conch.engine.options.RunOptions`)."""
-    from napari_conch.engine.options import run_option_bounds
-
-    return number(run_option_bounds(name))
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
