@@ -20,12 +20,13 @@ from magicgui.widgets import (
     Password,
     ProgressBar,
     PushButton,
-    SpinBox,
     TextEdit,
 )
 
 from napari_conch._napari.docks.form import Form
-from napari_conch.engine.options import DEFAULTS, MAX_TILE_SIZE, RunOptions
+from napari_conch._napari.docks.option_widgets import field_widget
+from napari_conch.engine.option_fields import panel_fields, path_or_none
+from napari_conch.engine.options import RunOptions
 from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
@@ -38,6 +39,10 @@ MORE_OPTIONS = "More options"
 RANGES = ("shared", "per prompt")
 #: Devices offered; "auto" picks CUDA, then MPS, then CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The run options the Slide panel shows, in its order.
+SLIDE_OPTIONS = ("level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root")
+#: Their fields (label, range, default, tooltip), made from ``RunOptions``' field metadata.
+SLIDE_FIELDS = panel_fields(RunOptions, SLIDE_OPTIONS)
 #: What the Model section says before a model is loaded.
 NO_MODEL_NOTE = (
     "Load CONCH's checkpoint (pytorch_model.bin, or hf_hub:MahmoodLab/conch with a token), "
@@ -123,29 +128,14 @@ class SlidePanel(Form):
 
     def __init__(self) -> None:
         self.layer = ComboBox(label="Image layer", choices=())
-        self.level = SpinBox(label="Level", min=0, max=0, value=0)
-        self.mpp = FloatSpinBox(
-            label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
-            tooltip="microns per pixel of the tiles (0: use the level as it is)",
-        )  # fmt: skip
-        self.tile_size = SpinBox(
-            label="Tile size", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.tile_size or 0,
-            tooltip="tile side in pixels of the level (0: the model's own tile size)",
-        )  # fmt: skip
-        self.tile_size.native.setSpecialValueText("model's own")
-        self.stride = SpinBox(
-            label="Stride", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.stride or 0,
-            tooltip="step between tiles (0: the tile size, no overlap)",
-        )  # fmt: skip
-        self.stride.native.setSpecialValueText("tile size")
-        self.min_tissue = FloatSlider(
-            label="Min tissue", min=0.0, max=1.0, value=DEFAULTS.min_tissue,
-            tooltip="tiles with less tissue than this fraction are background, never embedded",
-        )  # fmt: skip
-        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=DEFAULTS.batch_size)
-        self.store_root = FileEdit(
-            label="Store folder", mode="d", nullable=True, tooltip="default: the cache folder"
-        )
+        field = SLIDE_FIELDS  # label, range, default and tooltip: engine.options.RunOptions
+        self.level = field_widget(field["level"])  # its range: the slide's levels, once chosen
+        self.mpp = field_widget(field["mpp"])
+        self.tile_size = field_widget(field["tile_size"])
+        self.stride = field_widget(field["stride"])
+        self.min_tissue = field_widget(field["min_tissue"])
+        self.batch_size = field_widget(field["batch_size"])
+        self.store_root = field_widget(field["store_root"])
         self.embed = PushButton(text="Embed")
         self.embed_visible = PushButton(text="Embed visible region first")
         self.cancel = PushButton(text="Cancel", enabled=False)
@@ -174,39 +164,22 @@ class SlidePanel(Form):
         self.folds = [(self.more, MORE_OPTIONS)]
 
     #: The widgets whose values make the run options.
-    OPTION_WIDGETS = (
-        "level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
-    )  # fmt: skip
+    OPTION_WIDGETS = tuple(SLIDE_OPTIONS)
 
     def run_options(self, base: RunOptions) -> RunOptions:
         """``base`` with the panel's values (0 tile size / stride / MPP: not set)."""
-        mpp = self.mpp.value or None
-        return base.replace(
-            level=None if mpp else self.level.value,
-            mpp=mpp,
-            tile_size=self.tile_size.value or None,
-            stride=self.stride.value or None,
-            min_tissue=float(self.min_tissue.value),
-            batch_size=self.batch_size.value,
-            store_root=optional_path(self.store_root.value),
-        )
+        values = {name: SLIDE_FIELDS[name].read(getattr(self, name).value) for name in SLIDE_FIELDS}
+        if values["mpp"] is not None:
+            values["level"] = None  # a grid by MPP, not by level
+        return base.replace(**values)
 
     def show_options(self, options: RunOptions) -> None:
         """Show ``options`` in the panel's widgets."""
-        values = {
-            "level": options.level or 0,
-            "mpp": options.mpp or 0.0,
-            "tile_size": options.tile_size or 0,
-            "stride": options.stride or 0,
-            "min_tissue": options.min_tissue,
-            "batch_size": options.batch_size,
-        }
-        for name, value in values.items():
+        for name, field in SLIDE_FIELDS.items():
             widget = getattr(self, name)
-            if widget.value != value:
+            value = field.shown(getattr(options, name))
+            if field.read(widget.value) != field.read(value):
                 widget.value = value
-        if optional_path(self.store_root.value) != options.store_root:
-            self.store_root.value = options.store_root
 
 
 class PromptPanel(Form):
@@ -273,10 +246,7 @@ class ExportPanel(Form):
 
 def optional_path(value: Any) -> str | None:
     """A FileEdit value as a path string, None when empty."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", ".") else text
+    return path_or_none(value)
 
 
 def model_summary(model: Any) -> str:
