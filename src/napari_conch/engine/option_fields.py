@@ -46,7 +46,8 @@ class OptionField:
     slider : bool
         A slider rather than a spin box.
     unset_text : str, optional
-        What the widget shows in place of the 0 that stands for "left out".
+        What the widget shows in place of the 0 that stands for "left out"; for a choice, the
+        choice that does (``"auto"``).
     zero_is_unset : bool
         0 in the widget is the option left out (``None``).
     """
@@ -68,6 +69,8 @@ class OptionField:
         """The widget value of the option's ``value``."""
         if self.kind == "folder":
             return value
+        if value is None and self.kind == "choice":
+            return self.unset_text
         if value is None and self.kind in ("int", "float"):
             return 0 if self.kind == "int" else 0.0
         return value
@@ -76,6 +79,8 @@ class OptionField:
         """The option's value of the widget's ``value`` (0 or an empty folder: ``None``)."""
         if self.kind == "folder":
             return path_or_none(value)
+        if self.kind == "choice":
+            return None if value is not None and value == self.unset_text else value
         if self.kind == "int":
             number: Any = int(value)
         elif self.kind == "float":
@@ -112,9 +117,17 @@ def panel_field(cls: Any, name: str, defaults: Any = None) -> OptionField:
         if surface.unset is not None:
             tooltip += f" (empty: {surface.unset})"
         return OptionField(name, "folder", surface.label, tooltip, default)
-    if surface.choices is not None:
+    choices = surface.panel_choices or surface.choices
+    if choices is not None:
+        unset = surface.unset_text
         return OptionField(
-            name, "choice", surface.label, tooltip, default, choices=tuple(surface.choices)
+            name,
+            "choice",
+            surface.label,
+            tooltip,
+            unset if default is None else default,
+            choices=tuple(choices) if unset is None else (unset, *choices),
+            unset_text=unset,
         )
     try:
         bounds = bounds_of(cls, name)

@@ -30,6 +30,8 @@ from napari_conch.model.config import STRATEGIES, GenerationConfig
 
 #: Largest tile side accepted (pixels of the grid's level); larger tiles would not fit in memory.
 MAX_TILE_SIZE = 8192
+#: Device types a panel offers (``model.device.COMPUTE_DEVICES``; ``None``: the best there is).
+PANEL_DEVICES = ("cpu", "cuda", "mps")
 #: Compute precisions a run accepts (``None``: the device's default).
 PRECISIONS = ("fp32", "bf16", "fp16")
 #: Key of a :class:`Surface` in a dataclass field's metadata.
@@ -53,6 +55,9 @@ class Surface:
         What the option left out (``None``) means, in words: ``"the model's own"``.
     choices : tuple of str, optional
         The values a text option accepts.
+    panel_choices : tuple of str, optional
+        The values a panel offers for a text option that accepts more (a device: ``cuda:1``
+        on the command line, ``cuda`` in the panel).
     label : str, optional
         The panel field's label; ``None``: in no panel.
     tooltip : str, optional
@@ -66,7 +71,8 @@ class Surface:
     panel_max : float, optional
         The panel's range end where the bounds have none (or a wider one than a panel can show).
     unset_text : str, optional
-        The panel's text for the 0 that stands for ``None`` (``"model's own"``).
+        The panel's text for the 0 (or the choice) that stands for ``None`` (``"model's own"``,
+        ``"auto"``).
     """
 
     help: str
@@ -74,6 +80,7 @@ class Surface:
     metavar: str | None = None
     unset: str | None = None
     choices: tuple[str, ...] | None = None
+    panel_choices: tuple[str, ...] | None = None
     label: str | None = None
     tooltip: str | None = None
     slider: bool = False
@@ -197,7 +204,8 @@ class RunOptions:
     )  # fmt: skip
     device: str | None = option(
         None, flag="--device", metavar="D", help="torch device: cuda, cuda:1, cpu",
-        unset="CUDA, else MPS, else CPU",
+        unset="CUDA, else MPS, else CPU", label="Device", panel_choices=PANEL_DEVICES,
+        unset_text="auto",
     )  # fmt: skip
     precision: str | None = option(
         None, flag="--precision", choices=PRECISIONS, help="compute precision",
@@ -254,7 +262,6 @@ DEFAULTS = RunOptions()
 
 #: Seconds a command waits for another process writing a store (``inf``: as long as it takes).
 WAIT_BOUNDS = Bounds(minimum=0, infinite=True)
-
 
 
 def _generation(name: str) -> Bounds:
@@ -355,7 +362,7 @@ class SearchOptions:
     top_tiles : int
         Tiles ``top-tiles`` lists.
     search_hits : int
-        Tiles ``search`` lists over every store.
+        Tiles ``search`` lists over every store (and the Cohort dock's search).
     """
 
     top_tiles: int = option(
@@ -363,8 +370,9 @@ class SearchOptions:
         label="k", panel_max=1000,
     )  # fmt: skip
     search_hits: int = option(
-        20, bounds=dict(kind=int, minimum=1), flag="-k", metavar="N", help="how many tiles"
-    )
+        20, bounds=dict(kind=int, minimum=1), flag="-k", metavar="N", help="how many tiles",
+        label="Tiles", panel_max=1000,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_fields(self)

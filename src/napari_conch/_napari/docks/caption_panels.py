@@ -21,7 +21,12 @@ from magicgui.widgets import (
 from napari_conch._napari.docks.form import Form
 from napari_conch._napari.docks.option_widgets import option_widget
 from napari_conch._napari.docks.panels import MORE_OPTIONS, advanced
-from napari_conch.engine.options import DOCK_CAPTION_DEFAULTS, CaptionOptions, SearchOptions
+from napari_conch.engine.options import (
+    DOCK_CAPTION_DEFAULTS,
+    CaptionOptions,
+    RunOptions,
+    SearchOptions,
+)
 
 DRAW_TEXT = "Draw a rectangle"
 CLICK_TEXT = "Click a point (a tile-sized box)"
@@ -54,8 +59,8 @@ class RegionPanel(Form):
 
     def __init__(self) -> None:
         self.layer = ComboBox(label="Image layer", choices=())
-        self.level = SpinBox(
-            label="Read level", min=0, max=0, value=0, tooltip="pyramid level the region is read at"
+        self.level = option_widget(
+            RunOptions, "level", label="Read level", tooltip="pyramid level the region is read at"
         )
         self.box_size = SpinBox(
             label="Click box", min=16, max=8192, value=448,

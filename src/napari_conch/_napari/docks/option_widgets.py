@@ -7,6 +7,7 @@ writes none of them.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from magicgui.widgets import ComboBox, FileEdit, FloatSlider, FloatSpinBox, LineEdit, SpinBox
@@ -35,6 +36,13 @@ def field_widget(field: OptionField) -> Any:
     return widget
 
 
-def option_widget(cls: Any, name: str, defaults: Any = None) -> Any:
-    """The widget of ``cls``'s option ``name`` (default from ``defaults``, else the class's)."""
-    return field_widget(panel_field(cls, name, defaults))
+def option_widget(cls: Any, name: str, defaults: Any = None, **words: str) -> Any:
+    """The widget of ``cls``'s option ``name`` (default from ``defaults``, else the class's).
+
+    ``words`` (``label``, ``tooltip``) replace the option's own where a panel uses the option
+    for something of its own (the level a region is read at).
+    """
+    field = panel_field(cls, name, defaults)
+    if words:
+        field = dataclasses.replace(field, **words)
+    return field_widget(field)

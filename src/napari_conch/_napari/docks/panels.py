@@ -25,7 +25,7 @@ from magicgui.widgets import (
 
 from napari_conch._napari.docks.form import Form
 from napari_conch._napari.docks.option_widgets import field_widget
-from napari_conch.engine.option_fields import panel_fields, path_or_none
+from napari_conch.engine.option_fields import panel_field, panel_fields, path_or_none
 from napari_conch.engine.options import RunOptions
 from napari_conch.errors import InputError
 
@@ -37,8 +37,8 @@ PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
 MORE_OPTIONS = "More options"
 #: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
 RANGES = ("shared", "per prompt")
-#: Devices offered; "auto" picks CUDA, then MPS, then CPU.
-DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The Model panel's device: "auto" (CUDA, then MPS, then CPU) or a device type.
+DEVICE_FIELD = panel_field(RunOptions, "device")
 #: The run options the Slide panel shows, in its order.
 SLIDE_OPTIONS = ("level", "mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root")
 #: Their fields (label, range, default, tooltip), made from ``RunOptions``' field metadata.
@@ -76,7 +76,7 @@ class ModelPanel(Form):
             nullable=True,
             tooltip="conch_byte_level_bpe_uncased.json (found next to the checkpoint if empty)",
         )
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.device = field_widget(DEVICE_FIELD)
         self.load = PushButton(text="Load model")
         self.demo = PushButton(
             text="Use the demo model (not CONCH)",
@@ -118,7 +118,7 @@ class ModelPanel(Form):
             "source": source,
             "config": optional_path(self.config.value),
             "tokenizer": optional_path(self.tokenizer.value),
-            "device": None if self.device.value == "auto" else self.device.value,
+            "device": DEVICE_FIELD.read(self.device.value),
             "token": self.token.value or None,
         }
 
