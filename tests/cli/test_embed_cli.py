@@ -109,7 +109,6 @@ def test_bad_values_are_refused_before_anything_is_created(
 def test_defaults_come_from_run_options():
     from napari_conch.cli import build_parser
     from napari_conch.cli.embed import run_options
-    from napari_conch.engine.options import DEFAULTS
 
     args = build_parser().parse_args(["embed", "slide.svs"])
     assert run_options(args) == DEFAULTS

@@ -164,3 +164,14 @@ def test_panel_fields_follow_the_options():
     assert strategy.choices == STRATEGIES and strategy.value == "greedy"
     with pytest.raises(KeyError, match="num_readers has no panel label"):
         panel_field(RunOptions, "num_readers")
+
+
+def test_the_device_field_offers_the_model_devices_and_auto():
+    from napari_conch.engine.option_fields import panel_field
+    from napari_conch.engine.options import PANEL_DEVICES
+    from napari_conch.model.device import COMPUTE_DEVICES
+
+    assert PANEL_DEVICES == COMPUTE_DEVICES
+    device = panel_field(RunOptions, "device")
+    assert device.choices == ("auto", *COMPUTE_DEVICES) and device.value == "auto"
+    assert device.read("auto") is None and device.read("cuda") == "cuda"
