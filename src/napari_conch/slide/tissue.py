@@ -139,9 +139,7 @@ def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float) -> Steps[
     return TissueScan(mask, fraction, damaged, reasons, method, threshold)
 
 
-def tissue_mask(
-    slide: Slide, grid: TileGrid, min_tissue: float
-) -> tuple[np.ndarray, np.ndarray]:
+def tissue_mask(slide: Slide, grid: TileGrid, min_tissue: float) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(mask, fraction)`` over the grid (:func:`scan_tissue` without the damage report).
 
     Returns
