@@ -17,13 +17,7 @@ from pathlib import Path
 import pytest
 
 import napari_conch
-from napari_conch.engine.options import (
-    CaptionOptions,
-    RunOptions,
-    SearchOptions,
-    surface_of,
-    surfaced_fields,
-)
+from napari_conch.engine.options import OPTION_CLASSES, surface_of, surfaced_fields
 
 SRC = Path(napari_conch.__file__).parent
 #: Folders whose code must take every option default from engine/options.py.
@@ -34,7 +28,7 @@ DEFAULT_IN_TEXT = re.compile(r"default:? ?\d")
 
 def _option_names() -> tuple[frozenset[str], frozenset[str]]:
     names, flags = set(), set()
-    for cls in (RunOptions, CaptionOptions, SearchOptions):
+    for cls in OPTION_CLASSES:
         for name in surfaced_fields(cls):
             names.add(name)
             flag = surface_of(cls, name).flag

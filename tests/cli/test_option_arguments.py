@@ -15,8 +15,12 @@ from napari_conch.cli.option_arguments import options_from_args
 from napari_conch.engine.options import (
     CAPTION_DEFAULTS,
     DEFAULTS,
+    DEMO_PROMPT_DEFAULTS,
+    PROMPT_DEFAULTS,
+    RANK_TEXTS_DEFAULTS,
     SEARCH_DEFAULTS,
     CaptionOptions,
+    PromptOptions,
     RunOptions,
     SearchOptions,
     help_text,
@@ -24,6 +28,10 @@ from napari_conch.engine.options import (
     surfaced_fields,
 )
 
+TEMPLATES = {"templates": "templates"}
+BOTH = {"templates": "templates", "threshold": "threshold"}
+COMMANDS_NEEDS = ["s.svs", "--prompts", "p.json", "--out", "o.csv"]
+RANK_NEEDS = ["s.svs", "--box", "0", "0", "1", "1", "--text", "x"]
 #: (subcommand, the least it needs, options class, defaults, {option: dest}).
 COMMANDS = [
     ("embed", ["s.svs"], RunOptions, DEFAULTS, {n: n for n in embed_cli.EMBED_OPTIONS}),
@@ -42,9 +50,16 @@ COMMANDS = [
         {n: n for n in surfaced_fields(CaptionOptions)},
     ),
     ("search", ["st.zarr", "--prompt", "x"], SearchOptions, SEARCH_DEFAULTS, {"search_hits": "k"}),
+    ("query", ["st.zarr", "--prompt", "x", "--out", "o.csv"], PromptOptions, PROMPT_DEFAULTS, BOTH),
+    ("learn", ["st.zarr", "--save"], PromptOptions, PROMPT_DEFAULTS, TEMPLATES),
+    ("classify-slides", COMMANDS_NEEDS, PromptOptions, PROMPT_DEFAULTS, TEMPLATES),
+    ("search", ["st.zarr", "--prompt", "x"], PromptOptions, PROMPT_DEFAULTS, TEMPLATES),
+    ("top-tiles", ["st.zarr", "--prompt", "x"], PromptOptions, PROMPT_DEFAULTS, TEMPLATES),
+    ("rank-texts", RANK_NEEDS, PromptOptions, RANK_TEXTS_DEFAULTS, TEMPLATES),
+    ("demo", ["--out", "d"], PromptOptions, DEMO_PROMPT_DEFAULTS, TEMPLATES),
     ("top-tiles", ["st.zarr", "--prompt", "x"], SearchOptions, SEARCH_DEFAULTS, {"top_tiles": "k"}),
 ]
-IDS = [command[0] for command in COMMANDS]
+IDS = [f"{command[0]}-{command[2].__name__}" for command in COMMANDS]
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:
@@ -73,7 +88,11 @@ def test_help_says_each_default_of_the_dataclass(command, needs, cls, defaults, 
         action = _action(parser, dest)
         surface = surface_of(cls, name)
         assert surface.flag in action.option_strings, (command, name)
-        assert action.help == help_text(cls, name, defaults), (command, name)
+        if not action.help.startswith(surface.help):  # the command's own words, then the default
+            words = action.help.rsplit(" (default", 1)[0]
+            assert action.help == help_text(cls, name, defaults, words=words), (command, name)
+        else:
+            assert action.help == help_text(cls, name, defaults), (command, name)
         assert action.help in shown, (command, name)
         default = getattr(defaults, name)
         if isinstance(default, str):
@@ -101,9 +120,11 @@ def test_numbers_out_of_bounds_are_refused_by_argparse(
         except KeyError:
             continue  # a text option
         flag = surface_of(cls, name).flag
-        assert bounds.problem(-1) is not None  # every bounded option refuses -1
+        # every whole-number option here refuses -1, every decimal one nan
+        wrong = "-1" if bounds.kind is int else "nan"
+        assert bounds.problem(int(wrong) if bounds.kind is int else float(wrong)), (command, name)
         with pytest.raises(SystemExit) as info:
-            build_parser().parse_args([command, *needs, flag, "-1"])
+            build_parser().parse_args([command, *needs, flag, wrong])
         assert info.value.code == 2
         assert f"argument {flag}" in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ from napari_conch.engine.options import (
     DEFAULTS,
     DOCK_CAPTION_DEFAULTS,
     MAX_TILE_SIZE,
+    OPTION_CLASSES,
     SEARCH_DEFAULTS,
     CaptionOptions,
     RunOptions,
@@ -24,9 +25,6 @@ from napari_conch.engine.options import (
 )
 from napari_conch.errors import InputError
 from napari_conch.model.config import STRATEGIES
-
-#: Every options dataclass a surface is made from.
-OPTION_CLASSES = (RunOptions, CaptionOptions, SearchOptions)
 
 
 def test_defaults_are_the_documented_ones():

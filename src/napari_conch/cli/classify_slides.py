@@ -11,7 +11,6 @@ from typing import Any
 from napari_conch.bounds import Bounds
 from napari_conch.cli.common import (
     MODEL_ENV,
-    TEMPLATES_DEFAULT_HELP,
     add_templates_argument,
     number,
 )
@@ -48,7 +47,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="SLIDE_OR_STORE", help="slide files or stores")
     p.add_argument("--prompts", required=True, metavar="JSON", help="CONCH prompt file")
-    add_templates_argument(p, f"templates for a prompt file without any ({TEMPLATES_DEFAULT_HELP})")
+    add_templates_argument(p, "templates for a prompt file without any")
     p.add_argument(
         "--topk",
         default="1,5,10,50,100",

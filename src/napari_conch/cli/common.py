@@ -118,18 +118,16 @@ def no_embeddings_reason(store: Any) -> str:
     return f"{head} yet (run napari-conch embed)"
 
 
-#: ``--templates``: a named template set (``engine.prompts.TEMPLATE_SETS``); left out, the
-#: model's own (CONCH's 22 for CONCH and the demo model, QuiltNet's or PLIP's for those).
-TEMPLATE_NAMES = ("conch", "none", "quiltnet", "plip")
-TEMPLATES_DEFAULT_HELP = "default: the model's own, conch for CONCH"
+def add_templates_argument(parser: argparse.ArgumentParser, words: str) -> None:
+    """``--templates conch|none|quiltnet|plip``, said as ``words``; ``None`` (the model's own)
+    when left out (``PromptOptions.templates``)."""
+    from napari_conch.cli.option_arguments import add_option
+    from napari_conch.engine.options import PromptOptions
+
+    add_option(parser, PromptOptions, "templates", words=words)
 
 
-def add_templates_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--templates conch|none|quiltnet|plip``; ``None`` (the model's own) when left out."""
-    parser.add_argument("--templates", choices=TEMPLATE_NAMES, default=None, help=help_text)
-
-
-def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -> None:
+def add_prompt_arguments(parser: argparse.ArgumentParser, templates_words: str) -> None:
     """``--prompt TEXT`` (repeatable), ``--prompts JSON`` and ``--templates``."""
     parser.add_argument(
         "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
@@ -137,7 +135,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -
     parser.add_argument(
         "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
     )
-    add_templates_argument(parser, templates_help)
+    add_templates_argument(parser, templates_words)
 
 
 def named_prompt_sets(args: argparse.Namespace, templates: str) -> list:

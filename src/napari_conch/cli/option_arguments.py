@@ -62,11 +62,13 @@ def add_option(
     words: str | None = None,
     aliases: Sequence[str] = (),
     dest: str | None = None,
+    choices: Sequence[str] | None = None,
 ) -> argparse.Action:
     """Add the argument of ``cls``'s option ``name`` to ``parser`` (a parser or a group).
 
-    ``aliases`` are more flags for it, ``dest`` another attribute name (``-k`` as ``args.k``);
-    see :func:`argument_settings` for the rest.
+    ``aliases`` are more flags for it, ``dest`` another attribute name (``-k`` as ``args.k``),
+    ``choices`` fewer choices than the option's (a command that offers only some); see
+    :func:`argument_settings` for the rest.
     """
     flag = surface_of(cls, name).flag
     if flag is None:
@@ -74,6 +76,8 @@ def add_option(
     settings = argument_settings(cls, name, defaults, words=words)
     if dest is not None:
         settings["dest"] = dest
+    if choices is not None:
+        settings["choices"] = tuple(choices)
     return parser.add_argument(flag, *aliases, **settings)
 
 

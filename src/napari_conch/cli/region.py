@@ -7,11 +7,13 @@ import json
 from typing import Any
 
 from napari_conch.bounds import Bounds
-from napari_conch.cli.common import TEMPLATE_NAMES, add_model_argument, model_source, number
+from napari_conch.cli.common import add_model_argument, model_source, number
 from napari_conch.cli.option_arguments import add_option, add_options, options_from_args
 from napari_conch.engine.options import (
     CAPTION_DEFAULTS,
+    RANK_TEXTS_DEFAULTS,
     CaptionOptions,
+    PromptOptions,
     RunOptions,
     surfaced_fields,
 )
@@ -74,13 +76,11 @@ def register(subparsers: Any) -> None:
         help='CONCH prompt set {"classnames": {CLASS: [synonyms]}, "templates": [...]}: '
         "ranks its classes, each an ensemble of synonyms x templates",
     )
-    rank.add_argument(
-        "--templates",
-        choices=TEMPLATE_NAMES,
-        default="none",
-        help="wrap each --text in a template set: conch (CONCH's 22), or a CLIP model's own "
-        "(quiltnet, plip) (default: none)",
-    )
+    add_option(
+        rank, PromptOptions, "templates", RANK_TEXTS_DEFAULTS,
+        words="wrap each --text in a template set: conch (CONCH's 22), or a CLIP model's own "
+        "(quiltnet, plip)",
+    )  # fmt: skip
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.set_defaults(func=run_rank_texts)
 

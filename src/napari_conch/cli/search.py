@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from napari_conch.cli.common import (
-    TEMPLATES_DEFAULT_HELP,
     add_store_model_arguments,
     add_templates_argument,
 )
@@ -35,7 +34,7 @@ def register(subparsers: Any) -> None:
     what.add_argument("--prompt", metavar="TEXT", help="what to look for")
     what.add_argument("--like", metavar="STORE:ROW,COL", help="tiles like this tile")
     add_option(p, SearchOptions, "search_hits", dest="k")
-    add_templates_argument(p, f"templates for --prompt ({TEMPLATES_DEFAULT_HELP})")
+    add_templates_argument(p, "templates for --prompt")
     p.add_argument("--out", metavar="FILE.csv", help="write the hits as CSV")
     add_store_model_arguments(p, "the stores'")
     p.set_defaults(func=run)

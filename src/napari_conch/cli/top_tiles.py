@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_conch.cli.common import (
-    TEMPLATES_DEFAULT_HELP,
     add_store_model_arguments,
     add_templates_argument,
 )
@@ -33,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="what to look for")
     add_option(p, SearchOptions, "top_tiles", dest="k")
-    add_templates_argument(p, f"templates for the prompt ({TEMPLATES_DEFAULT_HELP})")
+    add_templates_argument(p, "templates for the prompt")
     p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
     add_store_model_arguments(p)
     p.set_defaults(func=run)

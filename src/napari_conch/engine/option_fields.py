@@ -134,7 +134,7 @@ def panel_field(cls: Any, name: str, defaults: Any = None) -> OptionField:
     except KeyError:
         return OptionField(name, "text", surface.label, tooltip, default)
     kind = "int" if bounds.kind is int else "float"
-    zero_is_unset = bounds.optional and bounds.problem(0) is not None
+    zero_is_unset = surface.zero_unset or (bounds.optional and bounds.problem(0) is not None)
     if zero_is_unset and surface.unset is not None:
         tooltip += f" (0: {surface.unset})"
     shown_default = default if default is not None else (0 if kind == "int" else 0.0)
@@ -144,13 +144,18 @@ def panel_field(cls: Any, name: str, defaults: Any = None) -> OptionField:
         surface.label,
         tooltip,
         shown_default,
-        minimum=0 if zero_is_unset else bounds.minimum,
-        maximum=surface.panel_max if surface.panel_max is not None else bounds.maximum,
+        minimum=_first(surface.panel_min, 0 if zero_is_unset else None, bounds.minimum),
+        maximum=_first(surface.panel_max, bounds.maximum),
         step=surface.step,
         slider=surface.slider,
         unset_text=surface.unset_text,
         zero_is_unset=zero_is_unset,
     )
+
+
+def _first(*values: float | None) -> float | None:
+    """The first of ``values`` that is not ``None``."""
+    return next((value for value in values if value is not None), None)
 
 
 def panel_fields(cls: Any, names: tuple[str, ...], defaults: Any = None) -> dict[str, OptionField]:

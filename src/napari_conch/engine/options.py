@@ -8,8 +8,9 @@ created on disk.
 
 The other option sets a command line and a dock both show live here too: how a region is
 captioned (:class:`CaptionOptions`, with the command line's :data:`CAPTION_DEFAULTS` and the
-dock's quicker :data:`DOCK_CAPTION_DEFAULTS`) and how many tiles a search lists
-(:class:`SearchOptions`).
+dock's quicker :data:`DOCK_CAPTION_DEFAULTS`), how many tiles a search lists
+(:class:`SearchOptions`) and how prompts become maps (:class:`PromptOptions`: template set and
+threshold).
 
 Each field carries, in its metadata, its :class:`~napari_conch.bounds.Bounds` and a
 :class:`Surface`: its command-line flag and help, its panel label and widget hints. The command
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_conch.bounds import BOUNDS_KEY, Bounds, bounds_of, check_fields
+from napari_conch.engine.prompts import TEMPLATE_SETS
+from napari_conch.engine.session.prompt_request import PromptRequest
 from napari_conch.errors import InputError
 from napari_conch.model.config import STRATEGIES, GenerationConfig
 
@@ -68,8 +71,10 @@ class Surface:
         A folder: the panel shows a folder chooser (empty: ``unset``).
     step : float, optional
         The panel's step for a decimal number.
-    panel_max : float, optional
-        The panel's range end where the bounds have none (or a wider one than a panel can show).
+    panel_min, panel_max : float, optional
+        The panel's range where the bounds have none (or a wider one than a panel shows).
+    zero_unset : bool
+        The panel's 0 stands for ``None`` even though the option accepts 0 (a threshold).
     unset_text : str, optional
         The panel's text for the 0 (or the choice) that stands for ``None`` (``"model's own"``,
         ``"auto"``).
@@ -86,7 +91,9 @@ class Surface:
     slider: bool = False
     folder: bool = False
     step: float | None = None
+    panel_min: float | None = None
     panel_max: float | None = None
+    zero_unset: bool = False
     unset_text: str | None = None
 
 
@@ -380,3 +387,47 @@ class SearchOptions:
 
 #: The search defaults.
 SEARCH_DEFAULTS = SearchOptions()
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """How prompts become maps: the template set every prompt command takes (``--templates``)
+    and the threshold of ``query`` and the Prompt panel.
+
+    Parameters
+    ----------
+    templates : str, optional
+        A name of :data:`~napari_conch.engine.prompts.TEMPLATE_SETS`; ``None``: the model's own
+        (CONCH's 22 for CONCH and the demo model, QuiltNet's or PLIP's for those).
+    threshold : float, optional
+        Label 0 below this winning probability (one prompt: below this cosine); its bounds are
+        :class:`~napari_conch.engine.session.prompt_request.PromptRequest`'s. The panel's 0 is
+        none.
+    """
+
+    templates: str | None = option(
+        None, flag="--templates", choices=tuple(TEMPLATE_SETS), help="template set",
+        unset="the model's own, conch for CONCH",
+    )  # fmt: skip
+    threshold: float | None = option(
+        None, bounds=bounds_of(PromptRequest, "threshold"), flag="--threshold", metavar="F",
+        help="label 0 below this winning probability (one prompt: below this cosine)",
+        unset="none", label="Threshold", step=0.01, panel_min=0, panel_max=1, zero_unset=True,
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.templates is not None and self.templates not in TEMPLATE_SETS:
+            raise InputError(f"templates={self.templates!r}: expected {', '.join(TEMPLATE_SETS)}")
+
+
+#: The prompt defaults: the model's own templates, no threshold.
+PROMPT_DEFAULTS = PromptOptions()
+#: ``rank-texts``: each ``--text`` as it is, no template, unless asked.
+RANK_TEXTS_DEFAULTS = PromptOptions(templates="none")
+#: ``napari-conch demo``: CONCH's templates, which the demo model was trained with.
+DEMO_PROMPT_DEFAULTS = PromptOptions(templates="conch")
+
+
+#: Every options dataclass that the command line and the docks are made from.
+OPTION_CLASSES = (RunOptions, CaptionOptions, SearchOptions, PromptOptions)

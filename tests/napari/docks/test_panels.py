@@ -9,6 +9,7 @@ from napari_conch._napari.docks.caption_panels import CaptionPanel, TopTilesPane
 from napari_conch._napari.docks.panels import (
     PROMPT_PLACEHOLDER,
     SLIDE_OPTIONS,
+    PromptPanel,
     SlidePanel,
     model_summary,
     prompt_hint,
@@ -20,6 +21,7 @@ from napari_conch.engine.options import (
     DOCK_CAPTION_DEFAULTS,
     SEARCH_DEFAULTS,
     CaptionOptions,
+    PromptOptions,
     RunOptions,
     SearchOptions,
     surface_of,
@@ -103,3 +105,11 @@ def test_caption_and_top_tiles_fields_are_their_options(qtbot):
     assert caption.strategy.value == DOCK_CAPTION_DEFAULTS.strategy
     _check_field(tiles.k, SearchOptions, "top_tiles")
     assert tiles.k.value == SEARCH_DEFAULTS.top_tiles
+
+
+def test_the_prompt_panels_threshold_is_the_prompt_option(qtbot):
+    panel = PromptPanel()
+    qtbot.addWidget(panel.native)
+    _check_field(panel.threshold, PromptOptions, "threshold")
+    assert (panel.threshold.min, panel.threshold.max, panel.threshold.value) == (0, 1, 0)
+    assert panel_field(PromptOptions, "threshold").read(0.0) is None  # 0: no threshold

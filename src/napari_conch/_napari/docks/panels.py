@@ -14,7 +14,6 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSlider,
-    FloatSpinBox,
     Label,
     LineEdit,
     Password,
@@ -24,9 +23,9 @@ from magicgui.widgets import (
 )
 
 from napari_conch._napari.docks.form import Form
-from napari_conch._napari.docks.option_widgets import field_widget
+from napari_conch._napari.docks.option_widgets import field_widget, option_widget
 from napari_conch.engine.option_fields import panel_field, panel_fields, path_or_none
-from napari_conch.engine.options import RunOptions
+from napari_conch.engine.options import PromptOptions, RunOptions
 from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
@@ -195,10 +194,7 @@ class PromptPanel(Form):
             tooltip="the model's own zero-shot templates: CONCH's 22 for CONCH, QuiltNet's, PLIP's",
         )
         self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
-        self.threshold = FloatSpinBox(
-            label="Threshold", min=0.0, max=1.0, step=0.01, value=0.0,
-            tooltip="label 0 below this winning probability (one prompt: below this cosine)",
-        )  # fmt: skip
+        self.threshold = option_widget(PromptOptions, "threshold")  # 0: none
         self.show_class = ComboBox(label="Show", choices=())
         self.colormap = ComboBox(label="Colormap", choices=COLORMAPS, value="inferno")
         self.opacity = FloatSlider(label="Opacity", min=0.0, max=1.0, value=0.6)
