@@ -27,7 +27,6 @@ from typing import Any
 
 from napari_conch.bounds import BOUNDS_KEY, Bounds, bounds_of, check_fields
 from napari_conch.engine.prompts import TEMPLATE_SETS
-from napari_conch.engine.session.prompt_request import PromptRequest
 from napari_conch.errors import InputError
 from napari_conch.model.config import STRATEGIES, GenerationConfig
 
@@ -37,6 +36,8 @@ MAX_TILE_SIZE = 8192
 PANEL_DEVICES = ("cpu", "cuda", "mps")
 #: Compute precisions a run accepts (``None``: the device's default).
 PRECISIONS = ("fp32", "bf16", "fp16")
+#: A map's threshold: a probability (0..1) or, for one prompt, a cosine (-1..1).
+THRESHOLD_BOUNDS = Bounds(minimum=-1, maximum=1, optional=True)
 #: Key of a :class:`Surface` in a dataclass field's metadata.
 SURFACE_KEY = "napari_conch.surface"
 
@@ -400,9 +401,8 @@ class PromptOptions:
         A name of :data:`~napari_conch.engine.prompts.TEMPLATE_SETS`; ``None``: the model's own
         (CONCH's 22 for CONCH and the demo model, QuiltNet's or PLIP's for those).
     threshold : float, optional
-        Label 0 below this winning probability (one prompt: below this cosine); its bounds are
-        :class:`~napari_conch.engine.session.prompt_request.PromptRequest`'s. The panel's 0 is
-        none.
+        Label 0 below this winning probability (one prompt: below this cosine), within
+        :data:`THRESHOLD_BOUNDS` (which ``PromptRequest`` checks too). The panel's 0 is none.
     """
 
     templates: str | None = option(
@@ -410,7 +410,7 @@ class PromptOptions:
         unset="the model's own, conch for CONCH",
     )  # fmt: skip
     threshold: float | None = option(
-        None, bounds=bounds_of(PromptRequest, "threshold"), flag="--threshold", metavar="F",
+        None, bounds=THRESHOLD_BOUNDS, flag="--threshold", metavar="F",
         help="label 0 below this winning probability (one prompt: below this cosine)",
         unset="none", label="Threshold", step=0.01, panel_min=0, panel_max=1, zero_unset=True,
     )  # fmt: skip
