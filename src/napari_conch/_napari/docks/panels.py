@@ -127,14 +127,14 @@ class SlidePanel(Form):
 
     def __init__(self) -> None:
         self.layer = ComboBox(label="Image layer", choices=())
-        field = SLIDE_FIELDS  # label, range, default and tooltip: engine.options.RunOptions
-        self.level = field_widget(field["level"])  # its range: the slide's levels, once chosen
-        self.mpp = field_widget(field["mpp"])
-        self.tile_size = field_widget(field["tile_size"])
-        self.stride = field_widget(field["stride"])
-        self.min_tissue = field_widget(field["min_tissue"])
-        self.batch_size = field_widget(field["batch_size"])
-        self.store_root = field_widget(field["store_root"])
+        fields = SLIDE_FIELDS  # label, range, default and tooltip: engine.options.RunOptions
+        self.level = field_widget(fields["level"])  # its range: the slide's levels, once chosen
+        self.mpp = field_widget(fields["mpp"])
+        self.tile_size = field_widget(fields["tile_size"])
+        self.stride = field_widget(fields["stride"])
+        self.min_tissue = field_widget(fields["min_tissue"])
+        self.batch_size = field_widget(fields["batch_size"])
+        self.store_root = field_widget(fields["store_root"])
         self.embed = PushButton(text="Embed")
         self.embed_visible = PushButton(text="Embed visible region first")
         self.cancel = PushButton(text="Cancel", enabled=False)
