@@ -13,6 +13,7 @@ import pytest
 
 from napari_conch.cli import main
 from napari_conch.cli.embed import ProgressBar
+from napari_conch.engine.options import DEFAULTS
 from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from tests.cli.conftest import refused
 
@@ -108,7 +109,6 @@ def test_bad_values_are_refused_before_anything_is_created(
 def test_defaults_come_from_run_options():
     from napari_conch.cli import build_parser
     from napari_conch.cli.embed import run_options
-    from napari_conch.engine.options import DEFAULTS
 
     args = build_parser().parse_args(["embed", "slide.svs"])
     assert run_options(args) == DEFAULTS
@@ -489,7 +489,9 @@ def test_a_slide_file_cut_short_fails_its_lost_tiles_never_background(
     assert "cut short" in last or "the file ends after" in last
     # every tile that is tissue in the whole file is DONE or FAILED here, never BACKGROUND
     with open_slide(whole) as slide:
-        tissue = scan_tissue(slide, make_grid(slide, level=0, tile_size=256)).mask
+        tissue = scan_tissue(
+            slide, make_grid(slide, level=0, tile_size=256), DEFAULTS.min_tissue
+        ).mask
     lost_as_glass = tissue & (status == TileStatus.BACKGROUND)
     below = np.nonzero(status == TileStatus.FAILED)[0].min()
     assert not lost_as_glass[below:].any()  # past the cut: none (above it: Otsu's own call)

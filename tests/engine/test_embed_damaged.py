@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from napari_conch.engine.embed import embed_slide, open_store
+from napari_conch.engine.options import DEFAULTS
 from napari_conch.engine.store.embedding_store import TileStatus
 from napari_conch.errors import InputError
 from napari_conch.slide import make_grid, open_slide, scan_tissue
@@ -49,7 +50,7 @@ def test_svs_with_a_bad_jpeg_tile(tmp_path, svs_path, tiny_model):
     with open_slide(path) as slide:
         grid = make_grid(slide, tile_size=256)
         store, summary = run(slide, tiny_model, grid, tmp_path / "stores")
-        scan = scan_tissue(slide, grid)
+        scan = scan_tissue(slide, grid, DEFAULTS.min_tissue)
     damaged = {tuple(p) for p in np.argwhere(scan.damaged).tolist()}
     assert damaged == {(3, 4), (3, 5), (4, 4), (4, 5)}
     check_outcome(store, summary, damaged)

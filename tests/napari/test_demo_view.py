@@ -67,7 +67,9 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     assert note.splitlines()[0] == "Demo model: not CONCH, not for diagnosis"
     assert "never seen in training" in " ".join(note.split())
     assert widget.model_panel.source.value == "demo"
-    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE == widget.slide_panel.stride.value
+    # the demo writes no tile size into the panel: the session takes the model's own
+    options = widget.session.options
+    assert options.tile_size is None and options.stride is None
     assert widget.prompt_panel.text.tooltip == DEMO_PROMPT_HINT
     assert all(concept in DEMO_PROMPT_HINT for concept in DEMO_CONCEPTS)
 
@@ -133,10 +135,10 @@ def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkey
         make_napari_viewer, monkeypatch, _view_args(model="demo", prompt=["stroma"])
     )
     assert "demo model, not CONCH" in viewer.title
-    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
     qtbot.waitUntil(
         lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
     )
+    assert widget.session.store.grid.tile_size == DEMO_TILE_SIZE
     qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
 
 
@@ -219,7 +221,7 @@ def test_demo_model_button_loads_the_demo_model(make_napari_viewer, qtbot, monke
     widget.model_panel.demo.changed.emit(True)  # the button's click signal
     qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
     assert widget.model.config.name == DEMO_MODEL_NAME and widget.model.is_demo
-    assert widget.slide_panel.tile_size.value == DEMO_TILE_SIZE
+    assert widget.session.tile_size == DEMO_TILE_SIZE  # the model's own, no panel value
     assert "Demo model, not CONCH" in widget.model_panel.note.value
 
 

@@ -91,20 +91,20 @@ def test_resampled_grid(slide, nest_pyramid):
 
 def test_mpp_errors(slide, ihc_path):
     with pytest.raises(SlideError, match=r"finer than the slide's full resolution \(0.25 um/px\)"):
-        make_grid(slide, mpp=0.1)
+        make_grid(slide, mpp=0.1, tile_size=448)
     with pytest.raises(SlideError, match="give a level or an mpp for the tile grid, not both"):
-        make_grid(slide, level=0, mpp=0.5)
+        make_grid(slide, level=0, mpp=0.5, tile_size=448)
     with pytest.raises(SlideError, match="level 5 does not exist"):
-        make_grid(slide, level=5)
+        make_grid(slide, level=5, tile_size=448)
     with pytest.raises(SlideError, match="requested microns per pixel -1 must be positive"):
-        make_grid(slide, mpp=-1)
+        make_grid(slide, mpp=-1, tile_size=448)
     with pytest.raises(SlideError, match="tile size must be a positive integer, got 0"):
         make_grid(slide, tile_size=0)
     with pytest.raises(SlideError, match=r"stride must be a positive integer, got 12\.5"):
-        make_grid(slide, stride=12.5)
+        make_grid(slide, stride=12.5, tile_size=448)
     no_mpp = open_slide(ihc_path)
     with pytest.raises(SlideError, match=r"ihc\.png: the slide has no microns-per-pixel.*level"):
-        make_grid(no_mpp, mpp=0.5)
+        make_grid(no_mpp, mpp=0.5, tile_size=448)
     grid = make_grid(no_mpp, level=0, tile_size=100)
     assert grid.mpp is None and grid.shape == (6, 6)
 
@@ -116,7 +116,7 @@ def test_odd_sizes_are_one_line_errors_or_one_tile(slide):
     with pytest.raises(SlideError, match=r"stride 9000 px is too large"):
         make_grid(slide, tile_size=64, stride=9000)
     with pytest.raises(SlideError, match=r"at 1e\+06 um/px the whole slide .* smaller than one"):
-        make_grid(slide, mpp=1e6)
+        make_grid(slide, mpp=1e6, tile_size=448)
     with pytest.raises(SlideError, match=r"needs 12800 x 12800 px of level 2.*at most 64 or"):
         make_grid(slide, mpp=100, tile_size=128)  # 1.5 x 1.25 px, but one tile reads too much
     grid = make_grid(slide, tile_size=8192)  # larger than the slide: one tile, padded

@@ -4,6 +4,7 @@ import imagecodecs
 import numpy as np
 import pytest
 
+from napari_conch.engine.options import DEFAULTS
 from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
 
@@ -80,7 +81,7 @@ def test_a_file_cut_short_keeps_its_decoded_rows_and_refuses_the_rest(
     with pytest.raises(SlideError, match=r"cut\.(jpg|png): cannot read .*the file is cut short"):
         slide.read_region(0, 0, valid - 1, width, 2)
     grid = make_grid(slide, tile_size=128)
-    scan = scan_tissue(slide, grid)
+    scan = scan_tissue(slide, grid, DEFAULTS.min_tissue)
     boxes = grid.boxes()
     lost = boxes[..., 3] > valid  # tiles that reach the lost rows
     assert scan.damaged[lost].all() and not scan.mask[lost].any()

@@ -6,8 +6,12 @@ import logging
 import numpy as np
 import pytest
 
+from napari_conch.engine.options import DEFAULTS
 from napari_conch.slide import make_grid, open_slide, scan_tissue, tissue_mask
 from napari_conch.slide.tissue import otsu_threshold
+
+#: The tissue fraction a run keeps by default (``RunOptions.min_tissue``).
+MIN_TISSUE = DEFAULTS.min_tissue
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +22,7 @@ def svs(svs_path):
 
 def test_svs_glass_is_skipped(svs):
     grid = make_grid(svs, tile_size=224)
-    mask, fraction = tissue_mask(svs, grid)
+    mask, fraction = tissue_mask(svs, grid, MIN_TISSUE)
     assert mask.shape == fraction.shape == (14, 10)
     assert fraction.dtype == np.float32 and 0 <= fraction.min() and fraction.max() <= 1
     # about a third of this skin section is tissue (checked by eye); glass tiles are skipped
@@ -43,7 +47,7 @@ def test_blank_glass_has_no_tissue(tmp_path):
     glass = (245 + rng.integers(-3, 4, size=(256, 256, 3))).astype(np.uint8)
     imagecodecs.imwrite(tmp_path / "glass.png", glass)
     slide = open_slide(tmp_path / "glass.png")
-    mask, fraction = tissue_mask(slide, make_grid(slide, tile_size=64))
+    mask, fraction = tissue_mask(slide, make_grid(slide, tile_size=64), MIN_TISSUE)
     assert not mask.any() and fraction.max() == 0
 
 
@@ -52,7 +56,7 @@ def test_tissue_everywhere_on_the_pyramid(nest_pyramid):
         grid = make_grid(slide, tile_size=64)
         mask, _ = tissue_mask(slide, grid, min_tissue=0.0)
         assert mask.all()
-        mask, _ = tissue_mask(slide, grid)
+        mask, _ = tissue_mask(slide, grid, MIN_TISSUE)
         assert mask.mean() > 0.5
 
 
@@ -86,9 +90,9 @@ def test_damaged_svs_tile_is_reported_not_fatal(tmp_path, svs_path, svs, how):
 
     path = svs_with_bad_tile(svs_path, tmp_path / "bad.svs", how)
     grid = make_grid(svs, tile_size=224)
-    clean = scan_tissue(svs, grid)
+    clean = scan_tissue(svs, grid, MIN_TISSUE)
     with open_slide(path) as slide:
-        scan = scan_tissue(slide, grid)
+        scan = scan_tissue(slide, grid, MIN_TISSUE)
     expected = _expected_damaged(grid, (1200, 960, 1440, 1200))  # SVS chunk 45
     np.testing.assert_array_equal(scan.damaged, expected)
     assert set(scan.reasons) == set(map(tuple, np.argwhere(expected).tolist()))
@@ -146,9 +150,9 @@ def test_greyscale_slide_uses_darkness_and_says_so(tmp_path, svs, caplog):
     grey = np.rint(rgb.astype(np.float32) @ np.float32([0.299, 0.587, 0.114])).astype(np.uint8)
     imagecodecs.imwrite(tmp_path / "grey.png", grey)
     grid = make_grid(svs, tile_size=224)
-    colour = scan_tissue(svs, grid)
+    colour = scan_tissue(svs, grid, MIN_TISSUE)
     with caplog.at_level(logging.WARNING, logger="napari_conch"):
-        scan = scan_tissue(open_slide(tmp_path / "grey.png"), grid)
+        scan = scan_tissue(open_slide(tmp_path / "grey.png"), grid, MIN_TISSUE)
     assert colour.method == "saturation" and scan.method == "darkness"
     assert any("no colour found" in r.getMessage() for r in caplog.records)
     assert scan.mask.sum() > 0.8 * colour.mask.sum()
@@ -163,7 +167,7 @@ def test_transparent_parts_of_an_rgba_slide_are_glass(tmp_path, nest):
     imagecodecs.imwrite(tmp_path / "rgba.png", np.concatenate([nest, alpha], -1))
     slide = open_slide(tmp_path / "rgba.png")
     grid = make_grid(slide, tile_size=64)
-    mask, _ = tissue_mask(slide, grid)
+    mask, _ = tissue_mask(slide, grid, MIN_TISSUE)
     assert not mask[:, :4].any()  # columns 0..255: transparent, composited to white
     assert mask[:, 4:].mean() > 0.7
     assert (grid.read_tile(slide, 0, 0) == 255).all()
@@ -177,7 +181,7 @@ def test_one_pixel_slide_is_one_padded_tile(tmp_path):
     slide = open_slide(tmp_path / "one.png")
     grid = make_grid(slide, tile_size=64)
     assert grid.shape == (1, 1)
-    scan = scan_tissue(slide, grid)
+    scan = scan_tissue(slide, grid, MIN_TISSUE)
     assert not scan.mask.any() and scan.fraction[0, 0] < 1 / 4000  # 1 pixel of 64 x 64
     assert scan_tissue(slide, grid, min_tissue=0.0).mask.all()
     tile = grid.read_tile(slide, 0, 0)
@@ -196,7 +200,7 @@ def test_tile_larger_than_the_slide(svs):
 def test_skimage_otsu_and_scipy_morphology_keep_the_fixture_counts(svs):
     """Before the switch (hand-written Otsu and morphology, trimmed cells) on this grid: 55
     tissue tiles of 140; now 52 (the cells are exact: 14 px, not 14.06 px)."""
-    scan = scan_tissue(svs, make_grid(svs, tile_size=224))
+    scan = scan_tissue(svs, make_grid(svs, tile_size=224), MIN_TISSUE)
     assert 50 <= scan.mask.sum() <= 57
 
 
@@ -223,11 +227,13 @@ def test_progress_steps_rise_to_the_total_and_change_nothing(svs, monkeypatch, b
     from napari_conch.slide import tissue
 
     grid = make_grid(svs, tile_size=224)
-    reference = scan_tissue(svs, grid)
+    reference = scan_tissue(svs, grid, MIN_TISSUE)
     if band_cells is not None:
         monkeypatch.setattr(tissue, "BAND_CELLS", band_cells)
     calls = []
-    scan = scan_tissue(svs, grid, progress=lambda done, total: calls.append((done, total)))
+    scan = scan_tissue(
+        svs, grid, MIN_TISSUE, progress=lambda done, total: calls.append((done, total))
+    )
     _assert_same_scan(scan, reference)
     _assert_steps_rise_to_the_total(calls)
     assert len({t for _, t in calls}) == 1  # nothing damaged: the total is known at once
@@ -263,5 +269,5 @@ def test_an_error_in_progress_stops_the_scan(svs):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        scan_tissue(svs, grid, progress=stop)
+        scan_tissue(svs, grid, MIN_TISSUE, progress=stop)
     assert calls == [0, 1, 2]

@@ -3,10 +3,11 @@
 This is what ``napari-conch view`` does when no CONCH checkpoint is configured: the widget's Model
 panel names the model source ``demo`` (the demo model shipped in the package, registered by
 :mod:`napari_conch.demo`; labelled "demo model (not CONCH)" wherever it appears), the slide is
-embedded at the tile size the registry gives for it (128 px, as ``napari-conch embed --model
-demo`` does, so both find the same store), and the prompts are typed in once the tiles are
-embedded, or after :data:`LIVE_MAP_AFTER_S` on a slide that takes longer (the map then fills in
-as the tiles come). Several prompts give a labels map.
+embedded at the model's own tile size (the registry gives 128 px for it; chosen by
+``RunOptions.tile_size_for`` as ``napari-conch embed --model demo`` does, so both find the same
+store), and the prompts are typed in once the tiles are embedded, or after
+:data:`LIVE_MAP_AFTER_S` on a slide that takes longer (the map then fills in as the tiles come).
+Several prompts give a labels map.
 
 Why not at once: the map layers made while the run's threads take the cores cost napari twice
 its GUI thread's time (the held-out sample's 44 tiles take a fraction of a second; its map
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_SOURCE, DEMO_VIEW_PROMPTS
-from napari_conch.model.sources import source_info
 
 #: How often :func:`start_demo` looks whether the demo model is loaded (milliseconds).
 POLL_MS = 50
@@ -38,11 +38,13 @@ def fill_demo_paths(panel: Any) -> None:
 
 
 def fill_demo_model(widget: Any) -> None:
-    """Name the demo model in the Model panel and put its tile size in the Slide panel."""
+    """Name the demo model in the Model panel.
+
+    Its tile size is not written into the Slide panel: the panel's tile size and stride are
+    left as they are ("model's own" unless the user set one), and the session takes the model's
+    own (``RunOptions.tile_size_for``: 128 px for the demo model).
+    """
     fill_demo_paths(widget.model_panel)
-    size = source_info(DEMO_SOURCE).default_tile_size
-    widget.slide_panel.tile_size.value = size
-    widget.slide_panel.stride.value = size
     text = widget.prompt_panel.text
     text.tooltip = DEMO_PROMPT_HINT
     text.native.setPlaceholderText(DEMO_PROMPT_HINT)

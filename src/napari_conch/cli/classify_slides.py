@@ -11,16 +11,23 @@ from typing import Any
 from napari_conch.bounds import Bounds
 from napari_conch.cli.common import (
     MODEL_ENV,
-    TEMPLATES_DEFAULT_HELP,
     add_templates_argument,
     number,
-    run_option,
 )
-from napari_conch.engine.options import DEFAULTS
+from napari_conch.cli.option_arguments import add_options, options_from_args
+from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
+from napari_conch.engine.options import RunOptions
 from napari_conch.errors import InputError
 
 #: ``--evidence-top``: tiles per class in the evidence.
 EVIDENCE_TOP = Bounds(kind=int, minimum=1, optional=True)
+
+#: The run options of the slide files it embeds, in the order of its help (level and mpp
+#: exclude each other).
+EMBED_OPTIONS = (
+    "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size", "device",
+    "store_root",
+)  # fmt: skip
 
 HELP = "zero-shot classify whole slides by top-j pooling of tile scores (CONCH's MI-Zero)"
 
@@ -40,7 +47,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="SLIDE_OR_STORE", help="slide files or stores")
     p.add_argument("--prompts", required=True, metavar="JSON", help="CONCH prompt file")
-    add_templates_argument(p, f"templates for a prompt file without any ({TEMPLATES_DEFAULT_HELP})")
+    add_templates_argument(p, "templates for a prompt file without any")
     p.add_argument(
         "--topk",
         default="1,5,10,50,100",
@@ -64,39 +71,15 @@ def register(subparsers: Any) -> None:
     )
     embedding.add_argument("--config", metavar="JSON", help="model config")
     embedding.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON")
-    where = embedding.add_mutually_exclusive_group()
-    where.add_argument(
-        "--level", type=run_option("level"), metavar="N", help="pyramid level of the grid"
-    )
-    where.add_argument(
-        "--mpp", type=run_option("mpp"), metavar="X", help="grid resolution in microns/px"
-    )
-    embedding.add_argument(
-        "--slide-mpp", type=run_option("slide_mpp"), metavar="X", help="microns/px if unknown"
-    )
-    embedding.add_argument(
-        "--tile-size", type=run_option("tile_size"), metavar="N", help="default: model input"
-    )
-    embedding.add_argument(
-        "--stride", type=run_option("stride"), metavar="N", help="default: tile size"
-    )
-    embedding.add_argument(
-        "--min-tissue", type=run_option("min_tissue"), metavar="F",
-        help=f"default {DEFAULTS.min_tissue:g}",
-    )  # fmt: skip
-    embedding.add_argument(
-        "--batch-size", type=run_option("batch_size"), metavar="N",
-        help=f"default {DEFAULTS.batch_size}",
-    )  # fmt: skip
-    embedding.add_argument("--device", metavar="D", help="torch device")
-    embedding.add_argument("--store", metavar="DIR", help="folder of the stores (default cache)")
+    add_options(embedding.add_mutually_exclusive_group(), RunOptions, EMBED_OPTIONS[:2])
+    add_options(embedding, RunOptions, EMBED_OPTIONS[2:])
     embedding.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler")
     embedding.add_argument(
         "--cluster-timeout",
         type=float,
         metavar="SECONDS",
         help="with --scheduler: give up after this long without a worker, or when the "
-        "scheduler does not answer (default 180)",
+        f"scheduler does not answer (default {DEFAULT_CLUSTER_TIMEOUT:g})",
     )
     embedding.add_argument(
         "--mode",
@@ -119,22 +102,9 @@ def is_embedding_store(path: Path) -> bool:
         return False
 
 
-def run_options(args: argparse.Namespace) -> Any:
+def run_options(args: argparse.Namespace) -> RunOptions:
     """The :class:`RunOptions` the arguments give (defaults where they give none)."""
-    from napari_conch.engine.options import RunOptions
-
-    given = {
-        "level": args.level,
-        "mpp": args.mpp,
-        "slide_mpp": args.slide_mpp,
-        "tile_size": args.tile_size,
-        "stride": args.stride,
-        "min_tissue": args.min_tissue,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "store_root": args.store,
-    }
-    return RunOptions(**{k: v for k, v in given.items() if v is not None})
+    return options_from_args(RunOptions, args, EMBED_OPTIONS)
 
 
 def embed_inputs(args: argparse.Namespace) -> tuple[list[Path], list[Any]]:

@@ -11,8 +11,6 @@ from napari_conch.bounds import Bounds
 from napari_conch.errors import InputError
 
 MODEL_ENV = "NAPARI_CONCH_MODEL"
-#: ``-k``: how many tiles a search lists (a whole number from 1).
-COUNT = Bounds(kind=int, minimum=1)
 MODEL_HELP = f"checkpoint file or folder, hf_hub:MahmoodLab/conch, or demo (default: ${MODEL_ENV})"
 
 
@@ -38,13 +36,6 @@ def number(bounds: Bounds) -> Callable[[str], Any]:
 
     parse.__name__ = "whole number" if whole else "number"  # argparse names it in errors
     return parse
-
-
-def run_option(name: str) -> Callable[[str], Any]:
-    """``type=`` for the run option ``name`` (:class:`~napari_conch.engine.options.RunOptions`)."""
-    from napari_conch.engine.options import run_option_bounds
-
-    return number(run_option_bounds(name))
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -127,20 +118,16 @@ def no_embeddings_reason(store: Any) -> str:
     return f"{head} yet (run napari-conch embed)"
 
 
-#: ``--templates``: a named template set (``engine.prompts.TEMPLATE_SETS``); left out, the
-#: model's own (CONCH's 22 for CONCH and the demo model, QuiltNet's, PLIP's, KEEP's or
-#: BiomedCLIP's for those).
-TEMPLATE_NAMES = ("conch", "none", "quiltnet", "plip", "keep", "biomedclip")
-TEMPLATES_DEFAULT_HELP = "default: the model's own, conch for CONCH"
+def add_templates_argument(parser: argparse.ArgumentParser, words: str) -> None:
+    """``--templates conch|none|quiltnet|plip|keep|biomedclip``, said as ``words``; ``None`` (the model's own)
+    when left out (``PromptOptions.templates``)."""
+    from napari_conch.cli.option_arguments import add_option
+    from napari_conch.engine.options import PromptOptions
+
+    add_option(parser, PromptOptions, "templates", words=words)
 
 
-def add_templates_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--templates conch|none|quiltnet|plip|keep|biomedclip``; ``None`` (the model's own) when
-    left out."""
-    parser.add_argument("--templates", choices=TEMPLATE_NAMES, default=None, help=help_text)
-
-
-def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -> None:
+def add_prompt_arguments(parser: argparse.ArgumentParser, templates_words: str) -> None:
     """``--prompt TEXT`` (repeatable), ``--prompts JSON`` and ``--templates``."""
     parser.add_argument(
         "--prompt", action="append", default=[], metavar="TEXT", help="a prompt (repeatable)"
@@ -148,7 +135,7 @@ def add_prompt_arguments(parser: argparse.ArgumentParser, templates_help: str) -
     parser.add_argument(
         "--prompts", metavar="JSON", help='CONCH prompt file {"classnames": ..., "templates": ...}'
     )
-    add_templates_argument(parser, templates_help)
+    add_templates_argument(parser, templates_words)
 
 
 def named_prompt_sets(args: argparse.Namespace, templates: str) -> list:

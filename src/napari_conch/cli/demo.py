@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.option_arguments import add_option
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
+from napari_conch.engine.options import DEMO_PROMPT_DEFAULTS, PromptOptions
 from napari_conch.errors import InputError
 
 
@@ -34,7 +36,7 @@ def register(subparsers: Any) -> None:
         help="what to look for (repeatable; default: " + ", ".join(DEMO_VIEW_PROMPTS)
         + "). The demo model knows: " + ", ".join(DEMO_CONCEPTS),
     )  # fmt: skip
-    p.add_argument("--templates", choices=("conch", "none"), default="conch")
+    add_option(p, PromptOptions, "templates", DEMO_PROMPT_DEFAULTS, choices=("conch", "none"))
     p.add_argument("--device", metavar="D", help="torch device (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -16,20 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from napari_conch.cli.common import (
-    add_model_argument,
-    add_wait_argument,
-    model_source,
-    run_option,
-)
+from napari_conch.cli.common import add_model_argument, add_wait_argument, model_source
+from napari_conch.cli.option_arguments import add_options, options_from_args
 from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
-from napari_conch.engine.options import DEFAULTS, RunOptions
+from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import TISSUE
 from napari_conch.errors import ClusterError, InputError, NapariConchError, describe_os_error
 
 HELP = "embed the tissue tiles of slides into embedding stores"
 #: Seconds the tissue search runs before its bar is drawn: a quick one shows nothing.
 TISSUE_BAR_DELAY_S = 1.0
+
+#: The run options ``embed`` takes, in the order of its help (level and mpp exclude each other).
+EMBED_OPTIONS = (
+    "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size",
+    "num_readers", "device", "precision", "store_root",
+)  # fmt: skip
 
 #: Exit statuses (also in README.md and docs/reliability.md).
 COMPLETE, FAILED_TILES, ERROR = 0, 1, 2
@@ -51,69 +53,8 @@ def register(subparsers: Any) -> None:
     add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (recorded, not needed)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--level", type=run_option("level"), default=DEFAULTS.level, metavar="N",
-        help="pyramid level of the grid",
-    )  # fmt: skip
-    where.add_argument(
-        "--mpp", type=run_option("mpp"), default=DEFAULTS.mpp, metavar="X",
-        help="grid resolution in microns/px",
-    )  # fmt: skip
-    p.add_argument(
-        "--slide-mpp",
-        type=run_option("slide_mpp"),
-        default=DEFAULTS.slide_mpp,
-        metavar="X",
-        help="level-0 microns/px of slides without one",
-    )
-    p.add_argument(
-        "--tile-size",
-        type=run_option("tile_size"),
-        default=DEFAULTS.tile_size,
-        metavar="N",
-        help="tile side in pixels of the grid (default: the model's own)",
-    )
-    p.add_argument(
-        "--stride", type=run_option("stride"), default=DEFAULTS.stride, metavar="N",
-        help="default: tile size",
-    )  # fmt: skip
-    p.add_argument(
-        "--min-tissue",
-        type=run_option("min_tissue"),
-        default=DEFAULTS.min_tissue,
-        metavar="F",
-        help=f"minimum tissue fraction of a tile (default {DEFAULTS.min_tissue})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=run_option("batch_size"),
-        default=DEFAULTS.batch_size,
-        metavar="N",
-        help=f"tiles per model call (default {DEFAULTS.batch_size})",
-    )
-    p.add_argument(
-        "--num-readers",
-        type=run_option("num_readers"),
-        default=DEFAULTS.num_readers,
-        metavar="N",
-        help=f"threads reading tiles (default {DEFAULTS.num_readers})",
-    )
-    p.add_argument(
-        "--device", default=DEFAULTS.device, metavar="D", help="torch device: cuda, cuda:1, cpu"
-    )
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default=DEFAULTS.precision,
-        help="compute precision (default: the device's)",
-    )
-    p.add_argument(
-        "--store",
-        default=DEFAULTS.store_root,
-        metavar="DIR",
-        help="folder of the stores (default: user cache)",
-    )
+    add_options(p.add_mutually_exclusive_group(), RunOptions, ("level", "mpp"))
+    add_options(p, RunOptions, EMBED_OPTIONS[2:])
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address")
     add_wait_argument(
         p,
@@ -134,19 +75,7 @@ def register(subparsers: Any) -> None:
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The run options the arguments give (checked: a bad value is an error before any work)."""
-    return RunOptions(
-        level=args.level,
-        mpp=args.mpp,
-        tile_size=args.tile_size,
-        stride=args.stride,
-        min_tissue=args.min_tissue,
-        batch_size=args.batch_size,
-        num_readers=args.num_readers,
-        slide_mpp=args.slide_mpp,
-        device=args.device,
-        precision=args.precision,
-        store_root=args.store,
-    )
+    return options_from_args(RunOptions, args, EMBED_OPTIONS)
 
 
 @dataclass

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from napari_conch.cli.common import (
-    TEMPLATES_DEFAULT_HELP,
     add_prompt_arguments,
     add_store_model_arguments,
     named_prompt_sets,
@@ -41,9 +40,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--annotations", metavar="GEOJSON", help="QuPath GeoJSON of example shapes")
-    add_prompt_arguments(
-        p, f"templates for --prompt and prompt files without any ({TEMPLATES_DEFAULT_HELP})"
-    )
+    add_prompt_arguments(p, "templates for --prompt and prompt files without any")
     p.add_argument(
         "--strength",
         type=number(STRENGTH_BOUNDS),

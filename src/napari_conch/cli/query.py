@@ -12,14 +12,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from napari_conch.bounds import bounds_of
 from napari_conch.cli.common import (
-    TEMPLATES_DEFAULT_HELP,
     add_prompt_arguments,
     add_store_model_arguments,
     no_embeddings_reason,
-    number,
 )
+from napari_conch.cli.option_arguments import add_option
+from napari_conch.engine.options import PromptOptions
 from napari_conch.engine.session.prompt_request import PromptRequest
 from napari_conch.errors import InputError, StoreError
 
@@ -44,16 +43,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     add_prompt_arguments(
         p,
-        "templates for --prompt/--background and prompt files without any "
-        f"({TEMPLATES_DEFAULT_HELP})",
+        "templates for --prompt/--background and prompt files without any",
     )
     p.add_argument("--background", metavar="TEXT", help="a class whose wins become label 0")
-    p.add_argument(
-        "--threshold",
-        type=number(bounds_of(PromptRequest, "threshold")),
-        metavar="F",
-        help="label 0 below this winning probability (one prompt: below this cosine)",
-    )
+    add_option(p, PromptOptions, "threshold")
     add_store_model_arguments(p)
     p.add_argument(
         "--out", action="append", required=True, metavar="FILE", help="output file (repeatable)"

@@ -6,28 +6,18 @@ import argparse
 import json
 from typing import Any
 
-from napari_conch.bounds import Bounds, bounds_of
-from napari_conch.cli.common import (
-    TEMPLATE_NAMES,
-    add_model_argument,
-    model_source,
-    number,
-    run_option,
+from napari_conch.bounds import Bounds
+from napari_conch.cli.common import add_model_argument, model_source, number
+from napari_conch.cli.option_arguments import add_option, add_options, options_from_args
+from napari_conch.engine.options import (
+    CAPTION_DEFAULTS,
+    RANK_TEXTS_DEFAULTS,
+    CaptionOptions,
+    PromptOptions,
+    RunOptions,
+    surfaced_fields,
 )
-from napari_conch.model.config import CAPTION_DEFAULTS, STRATEGIES, GenerationConfig
 
-#: The caption options: (option, GenerationConfig field, metavar, help); bounds and defaults are
-#: the field's (:data:`~napari_conch.model.config.CAPTION_DEFAULTS`).
-CAPTION_OPTIONS = (
-    ("--beams", "num_beams", "N", "beams"),
-    ("--top-k", "top_k", "K", "candidates kept by top_k sampling"),
-    ("--top-p", "top_p", "P", "probability mass kept by top_p sampling, in (0, 1]"),
-    ("--temperature", "temperature", "T", "divides the logits before sampling, above 0"),
-    ("--min-length", "min_length", "N", "ids before the end may come"),
-    ("--max-length", "max_length", "N", "ids per caption, at least 2"),
-    ("--repetition-penalty", "repetition_penalty", "R", "above 1 discourages repeats, above 0"),
-    ("--seed", "seed", "S", "makes sampling reproducible"),
-)
 #: Box corners: any finite level-0 coordinate (a box partly outside the slide is clipped).
 COORDINATE = Bounds()
 
@@ -42,12 +32,10 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
         metavar=("X0", "Y0", "X1", "Y1"),
         help="the region, in level-0 pixels",
     )
-    p.add_argument(
-        "--level", type=run_option("level"), default=0, metavar="N", help="pyramid level to read at"
-    )
-    p.add_argument(
-        "--slide-mpp", "--mpp", dest="mpp", type=run_option("slide_mpp"), metavar="X",
-        help="level-0 microns/px if the file has none",
+    add_option(p, RunOptions, "level", words="pyramid level to read at")
+    add_option(
+        p, RunOptions, "slide_mpp", words="level-0 microns/px if the file has none",
+        aliases=("--mpp",), dest="mpp",
     )  # fmt: skip
     add_model_argument(p)
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
@@ -67,18 +55,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     _add_region_arguments(cap)
-    cap.add_argument(
-        "--strategy",
-        default=CAPTION_DEFAULTS.strategy,
-        choices=STRATEGIES,
-        help=f"decoding strategy (default: {CAPTION_DEFAULTS.strategy})",
-    )
-    for option, name, metavar, text in CAPTION_OPTIONS:
-        default = getattr(CAPTION_DEFAULTS, name)
-        cap.add_argument(
-            option, dest=name, type=number(bounds_of(GenerationConfig, name)), default=default,
-            metavar=metavar, help=text if default is None else f"{text} (default {default:g})",
-        )  # fmt: skip
+    add_options(cap, CaptionOptions, surfaced_fields(CaptionOptions), CAPTION_DEFAULTS)
     cap.set_defaults(func=run_caption)
 
     rank = subparsers.add_parser(
@@ -99,13 +76,11 @@ def register(subparsers: Any) -> None:
         help='CONCH prompt set {"classnames": {CLASS: [synonyms]}, "templates": [...]}: '
         "ranks its classes, each an ensemble of synonyms x templates",
     )
-    rank.add_argument(
-        "--templates",
-        choices=TEMPLATE_NAMES,
-        default="none",
-        help="wrap each --text in a template set: conch (CONCH's 22), or a CLIP model's own "
-        "(quiltnet, plip) (default: none)",
-    )
+    add_option(
+        rank, PromptOptions, "templates", RANK_TEXTS_DEFAULTS,
+        words="wrap each --text in a template set: conch (CONCH's 22), or a CLIP model's own "
+        "(quiltnet, plip)",
+    )  # fmt: skip
     rank.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rank.set_defaults(func=run_rank_texts)
 
@@ -115,7 +90,8 @@ def _open(args: argparse.Namespace):
     from napari_conch.model import load_model
     from napari_conch.slide import open_slide
 
-    region = Region(*args.box, level=args.level)
+    level = {} if args.level is None else {"level": args.level}  # left out: Region's own (0)
+    region = Region(*args.box, **level)
     slide = open_slide(args.slide, mpp=args.mpp)
     model = load_model(
         model_source(args), config=args.config, tokenizer=args.tokenizer, device=args.device
@@ -128,17 +104,8 @@ def run_caption(args: argparse.Namespace) -> int:
     from napari_conch.engine.region import caption_region
     from napari_conch.errors import NoDecoderError
 
-    cfg = GenerationConfig(
-        strategy=args.strategy,
-        max_length=args.max_length,
-        min_length=args.min_length,
-        num_beams=args.num_beams,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        temperature=args.temperature,
-        repetition_penalty=args.repetition_penalty,
-        seed=args.seed,
-    )
+    fields = surfaced_fields(CaptionOptions)
+    cfg = options_from_args(CaptionOptions, args, fields, CAPTION_DEFAULTS).generation_config()
     slide, region, model = _open(args)
     if not model.has_decoder:
         clip = model.config.to_dict().get("architecture") == "clip"

@@ -8,12 +8,11 @@ import sys
 from typing import Any
 
 from napari_conch.cli.common import (
-    COUNT,
-    TEMPLATES_DEFAULT_HELP,
     add_store_model_arguments,
     add_templates_argument,
-    number,
 )
+from napari_conch.cli.option_arguments import add_option
+from napari_conch.engine.options import SearchOptions
 from napari_conch.errors import InputError
 
 HELP = "find the tiles that best match a prompt or a tile, over many embedded slides"
@@ -34,10 +33,8 @@ def register(subparsers: Any) -> None:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", metavar="TEXT", help="what to look for")
     what.add_argument("--like", metavar="STORE:ROW,COL", help="tiles like this tile")
-    p.add_argument(
-        "-k", type=number(COUNT), default=20, metavar="N", help="how many tiles (default 20)"
-    )
-    add_templates_argument(p, f"templates for --prompt ({TEMPLATES_DEFAULT_HELP})")
+    add_option(p, SearchOptions, "search_hits", dest="k")
+    add_templates_argument(p, "templates for --prompt")
     p.add_argument("--out", metavar="FILE.csv", help="write the hits as CSV")
     add_store_model_arguments(p, "the stores'")
     p.set_defaults(func=run)

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from napari_conch.cli.common import (
-    COUNT,
-    TEMPLATES_DEFAULT_HELP,
     add_store_model_arguments,
     add_templates_argument,
-    number,
 )
+from napari_conch.cli.option_arguments import add_option
 from napari_conch.cli.query import check_out_file, store_session
+from napari_conch.engine.options import SearchOptions
 
 COLUMNS = ("rank", "row", "col", "x0", "y0", "x1", "y1", "cosine")
 
@@ -32,10 +31,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("store", metavar="STORE", help="embedding store folder (.zarr)")
     p.add_argument("--prompt", required=True, metavar="TEXT", help="what to look for")
-    p.add_argument(
-        "-k", type=number(COUNT), default=10, metavar="N", help="how many tiles (default 10)"
-    )
-    add_templates_argument(p, f"templates for the prompt ({TEMPLATES_DEFAULT_HELP})")
+    add_option(p, SearchOptions, "top_tiles", dest="k")
+    add_templates_argument(p, "templates for the prompt")
     p.add_argument("--out", metavar="FILE.csv", help="also write the list as CSV")
     add_store_model_arguments(p)
     p.set_defaults(func=run)

@@ -34,7 +34,14 @@ from napari_conch.model.clip_tokenizer import ClipTokenizer
 from napari_conch.model.clip_weights import build_clip, load_clip_weights
 from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
 from napari_conch.model.preprocess import Preprocess
-from napari_conch.model.sources import HF_PREFIX, HUB, PATH, SourceInfo, cache_key
+from napari_conch.model.sources import (
+    HF_PREFIX,
+    HUB,
+    PATH,
+    SourceInfo,
+    cache_key,
+    model_tile_size,
+)
 
 
 def read_clip_config(files: ClipFiles, name: str) -> ClipConfig:
@@ -82,7 +89,7 @@ class LoadedClip:
     @property
     def default_tile_size(self) -> int:
         """The input size: QuiltNet and PLIP were trained on 224 px crops."""
-        return int(self.source_info.default_tile_size or self.image_size)
+        return model_tile_size(self.source_info, self.image_size)
 
     @property
     def embed_dim(self) -> int:

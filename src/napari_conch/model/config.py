@@ -249,7 +249,3 @@ class GenerationConfig:
                 f"min_length={self.min_length} is more than max_length={self.max_length}: "
                 "a caption cannot be longer than its maximum"
             )
-
-
-#: The command line's captioning defaults: beam search, captions of up to 40 ids.
-CAPTION_DEFAULTS = GenerationConfig(strategy="beam", max_length=40)

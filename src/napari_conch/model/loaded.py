@@ -31,6 +31,7 @@ from napari_conch.model.sources import (
     PATH_SOURCE,
     SourceInfo,
     cache_key,
+    model_tile_size,
     resolve_source,
     source_info,
 )
@@ -90,7 +91,7 @@ class LoadedModel:
         The source's recommended size (the demo model: 128, the size it was trained on), else
         the model's input size (CONCH: 448).
         """
-        return int(self.source_info.default_tile_size or self.image_size)
+        return model_tile_size(self.source_info, self.image_size)
 
     @property
     def is_demo(self) -> bool:

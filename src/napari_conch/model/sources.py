@@ -81,6 +81,17 @@ class SourceInfo:
     description: str = ""
 
 
+def model_tile_size(info: SourceInfo, image_size: int) -> int:
+    """The tile side a model embeds with unless told otherwise (pixels of the grid's level).
+
+    Its source's recommended size (the demo model: 128, the size it was trained on), else the
+    model's input size (CONCH: 448). The models' ``default_tile_size`` is this;
+    :meth:`RunOptions.tile_size_for <napari_conch.engine.options.RunOptions.tile_size_for>`
+    puts a tile size the user gave before it.
+    """
+    return int(info.default_tile_size or image_size)
+
+
 @dataclass(frozen=True)
 class ResolvedSource:
     """The local files a source stands for.

@@ -153,7 +153,7 @@ def make_grid(
     *,
     level: int | None = None,
     mpp: float | None = None,
-    tile_size: int = 448,
+    tile_size: int,
     stride: int | None = None,
 ) -> TileGrid:
     """Lay a tile grid over a slide, at a level or at a physical pixel size.
@@ -167,7 +167,7 @@ def make_grid(
         Microns per grid pixel wanted. The coarsest level at least as fine is read (a level
         within 2% of ``mpp`` counts as equal) and resampled to ``mpp``.
     tile_size : int
-        Tile side in grid pixels.
+        Tile side in grid pixels (the caller's: a run takes ``RunOptions.tile_size_for``).
     stride : int, optional
         Step between tiles in grid pixels (default ``tile_size``; e.g. ``tile_size // 4`` for
         75% overlap).

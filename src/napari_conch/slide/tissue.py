@@ -84,7 +84,7 @@ class TissueScan:
 
 
 def scan_tissue(
-    slide: Slide, grid: TileGrid, min_tissue: float = 0.25, progress: Progress | None = None
+    slide: Slide, grid: TileGrid, min_tissue: float, progress: Progress | None = None
 ) -> TissueScan:
     """Find the tissue tiles of a grid, and the tiles whose data is damaged.
 
@@ -94,7 +94,8 @@ def scan_tissue(
     grid : TileGrid
     min_tissue : float
         Minimum tissue fraction of a tile for it to count as tissue (0 keeps every tile that
-        can be read).
+        can be read); the caller's, with no default here (a run's is
+        ``RunOptions.min_tissue``).
     progress : callable, optional
         Called as ``progress(done, total)`` at each step of :func:`scan_tissue_steps` (a block
         of the low-resolution level read, a band of its colours measured, the last step).
@@ -106,7 +107,7 @@ def scan_tissue(
     return run_steps(scan_tissue_steps(slide, grid, min_tissue), progress)
 
 
-def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) -> Steps[TissueScan]:
+def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float) -> Steps[TissueScan]:
     """:func:`scan_tissue` as a generator of ``(done, total)`` steps; returns the scan.
 
     The steps are units of similar work: each block of the low-resolution level read (most of
@@ -138,9 +139,7 @@ def scan_tissue_steps(slide: Slide, grid: TileGrid, min_tissue: float = 0.25) ->
     return TissueScan(mask, fraction, damaged, reasons, method, threshold)
 
 
-def tissue_mask(
-    slide: Slide, grid: TileGrid, min_tissue: float = 0.25
-) -> tuple[np.ndarray, np.ndarray]:
+def tissue_mask(slide: Slide, grid: TileGrid, min_tissue: float) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(mask, fraction)`` over the grid (:func:`scan_tissue` without the damage report).
 
     Returns

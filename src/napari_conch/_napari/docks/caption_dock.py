@@ -280,20 +280,20 @@ class CaptionDock(DockBase):
     @reports_errors
     def caption(self, *_: Any) -> Any:
         """Caption the region in a worker; returns the worker."""
+        from napari_conch.engine.options import DOCK_CAPTION_DEFAULTS
         from napari_conch.engine.region import caption_region
-        from napari_conch.model.generation import GenerationConfig
 
         self.check_idle("caption", "a caption")
         model = self.require_model()
         if not model.has_decoder:
             raise NoDecoderError(NO_DECODER_REASON)
         c = self.caption_panel
-        cfg = GenerationConfig(
+        cfg = DOCK_CAPTION_DEFAULTS.replace(
             strategy=c.strategy.value,
             max_length=c.max_length.value,
-            min_length=min(GenerationConfig.min_length, c.max_length.value),
+            min_length=min(DOCK_CAPTION_DEFAULTS.min_length, c.max_length.value),
             num_beams=c.num_beams.value,
-        )
+        ).generation_config()
         worker = background(caption_region, model, self.slide(), self.current_region(), cfg)
         c.text.value = "Captioning ..."
         failed = lambda _message: setattr(c.text, "value", "")  # noqa: E731

@@ -19,8 +19,14 @@ from magicgui.widgets import (
 )
 
 from napari_conch._napari.docks.form import Form
+from napari_conch._napari.docks.option_widgets import option_widget
 from napari_conch._napari.docks.panels import MORE_OPTIONS, advanced
-from napari_conch.model.config import STRATEGIES
+from napari_conch.engine.options import (
+    DOCK_CAPTION_DEFAULTS,
+    CaptionOptions,
+    RunOptions,
+    SearchOptions,
+)
 
 DRAW_TEXT = "Draw a rectangle"
 CLICK_TEXT = "Click a point (a tile-sized box)"
@@ -53,8 +59,8 @@ class RegionPanel(Form):
 
     def __init__(self) -> None:
         self.layer = ComboBox(label="Image layer", choices=())
-        self.level = SpinBox(
-            label="Read level", min=0, max=0, value=0, tooltip="pyramid level the region is read at"
+        self.level = option_widget(
+            RunOptions, "level", label="Read level", tooltip="pyramid level the region is read at"
         )
         self.box_size = SpinBox(
             label="Click box", min=16, max=8192, value=448,
@@ -75,9 +81,11 @@ class CaptionPanel(Form):
     """Generation strategy, beams, maximum length; Caption; the caption."""
 
     def __init__(self) -> None:
-        self.strategy = ComboBox(label="Strategy", choices=STRATEGIES, value="greedy")
-        self.num_beams = SpinBox(label="Beams", min=1, max=16, value=4)
-        self.max_length = SpinBox(label="Max length", min=2, max=128, value=30)
+        # label, range, default and tooltip: engine.options.CaptionOptions (the dock's preset)
+        caption = DOCK_CAPTION_DEFAULTS
+        self.strategy = option_widget(CaptionOptions, "strategy", caption)
+        self.num_beams = option_widget(CaptionOptions, "num_beams", caption)
+        self.max_length = option_widget(CaptionOptions, "max_length", caption)
         self.caption = PushButton(text="Caption")
         self.reason = _wrapping_label()
         self.text = _wrapping_label()
@@ -109,7 +117,7 @@ class TopTilesPanel(Form):
 
     def __init__(self) -> None:
         self.prompt = LineEdit(label="Prompt")
-        self.k = SpinBox(label="k", min=1, max=1000, value=10)
+        self.k = option_widget(SearchOptions, "top_tiles")  # as top-tiles' -k
         self.templates = CheckBox(text="CONCH templates", value=True)
         self.store_root = FileEdit(
             label="Store folder", mode="d", nullable=True,

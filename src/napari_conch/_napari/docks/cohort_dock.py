@@ -19,16 +19,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton
 from magicgui.widgets import Table as _Table
 
 from napari_conch._napari.docks.base import DockBase, reports_errors
 from napari_conch._napari.docks.form import Form
+from napari_conch._napari.docks.option_widgets import option_widget
 from napari_conch._napari.docks.panels import optional_path
 from napari_conch._napari.docks.workers import background
 from napari_conch._napari.layers import map_layers, on_show, regions
 from napari_conch._napari.layers.slide_source import META_KEY
 from napari_conch._napari.reader import layer_data
+from napari_conch.engine.options import SearchOptions
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -163,7 +165,7 @@ class CohortDock(DockBase):
         self.slides = SortableTable(SLIDE_COLUMNS, names=(0, 1))
         self.open = PushButton(text="Open selected slide")
         self.query = LineEdit(label="Prompt")
-        self.k = SpinBox(label="Tiles", min=1, max=1000, value=20)
+        self.k = option_widget(SearchOptions, "search_hits")  # as search's -k
         self.search = PushButton(text="Search the cohort")
         self.hits_csv = FileEdit(label="Hits CSV", mode="r", filter="*.csv")
         self.load_hits = PushButton(text="Load hits")

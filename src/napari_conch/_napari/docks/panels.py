@@ -14,18 +14,18 @@ from magicgui.widgets import (
     ComboBox,
     FileEdit,
     FloatSlider,
-    FloatSpinBox,
     Label,
     LineEdit,
     Password,
     ProgressBar,
     PushButton,
-    SpinBox,
     TextEdit,
 )
 
 from napari_conch._napari.docks.form import Form
-from napari_conch.engine.options import DEFAULTS, MAX_TILE_SIZE, RunOptions
+from napari_conch._napari.docks.option_widgets import field_widget, option_widget
+from napari_conch.engine.option_fields import panel_field, panel_fields, path_or_none
+from napari_conch.engine.options import PromptOptions, RunOptions
 from napari_conch.errors import InputError
 
 #: Colormaps offered for the heatmap and probability layers.
@@ -36,8 +36,14 @@ PROMPT_PLACEHOLDER = "one prompt per line, e.g.\ntumor\nstroma"
 MORE_OPTIONS = "More options"
 #: Colour ranges of the similarity map: one for every prompt, or each prompt's own.
 RANGES = ("shared", "per prompt")
-#: Devices offered; "auto" picks CUDA, then MPS, then CPU.
-DEVICES = ("auto", "cpu", "cuda", "mps")
+#: The Model panel's device: "auto" (CUDA, then MPS, then CPU) or a device type.
+DEVICE_FIELD = panel_field(RunOptions, "device")
+#: The run options the Slide panel shows, in its order.
+SLIDE_OPTIONS = (
+    "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
+)  # fmt: skip
+#: Their fields (label, range, default, tooltip), made from ``RunOptions``' field metadata.
+SLIDE_FIELDS = panel_fields(RunOptions, SLIDE_OPTIONS)
 #: What the Model section says before a model is loaded.
 NO_MODEL_NOTE = (
     "Load CONCH's checkpoint (pytorch_model.bin, or hf_hub:MahmoodLab/conch with a token), "
@@ -71,7 +77,7 @@ class ModelPanel(Form):
             nullable=True,
             tooltip="conch_byte_level_bpe_uncased.json (found next to the checkpoint if empty)",
         )
-        self.device = ComboBox(label="Device", choices=DEVICES, value="auto")
+        self.device = field_widget(DEVICE_FIELD)
         self.load = PushButton(text="Load model")
         self.demo = PushButton(
             text="Use the demo model (not CONCH)",
@@ -113,7 +119,7 @@ class ModelPanel(Form):
             "source": source,
             "config": optional_path(self.config.value),
             "tokenizer": optional_path(self.tokenizer.value),
-            "device": None if self.device.value == "auto" else self.device.value,
+            "device": DEVICE_FIELD.read(self.device.value),
             "token": self.token.value or None,
         }
 
@@ -123,35 +129,16 @@ class SlidePanel(Form):
 
     def __init__(self) -> None:
         self.layer = ComboBox(label="Image layer", choices=())
-        self.level = SpinBox(label="Level", min=0, max=0, value=0)
-        self.mpp = FloatSpinBox(
-            label="Or MPP", min=0.0, max=100.0, step=0.05, value=0.0,
-            tooltip="microns per pixel of the tiles (0: use the level as it is)",
-        )  # fmt: skip
-        self.slide_mpp = FloatSpinBox(
-            label="Slide MPP", min=0.0, max=100.0, step=0.001, value=0.0,
-            tooltip="microns per pixel of the slide at level 0, for a slide without one or with a "
-            "wrong one (0: the slide's own); recorded in the store",
-        )  # fmt: skip
+        fields = SLIDE_FIELDS  # label, range, default and tooltip: engine.options.RunOptions
+        self.level = field_widget(fields["level"])  # its range: the slide's levels, once chosen
+        self.mpp = field_widget(fields["mpp"])
+        self.slide_mpp = field_widget(fields["slide_mpp"])
         self.slide_mpp.native.setDecimals(4)
-        self.tile_size = SpinBox(
-            label="Tile size", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.tile_size or 0,
-            tooltip="tile side in pixels of the level (0: the model's own tile size)",
-        )  # fmt: skip
-        self.tile_size.native.setSpecialValueText("model's own")
-        self.stride = SpinBox(
-            label="Stride", min=0, max=MAX_TILE_SIZE, value=DEFAULTS.stride or 0,
-            tooltip="step between tiles (0: the tile size, no overlap)",
-        )  # fmt: skip
-        self.stride.native.setSpecialValueText("tile size")
-        self.min_tissue = FloatSlider(
-            label="Min tissue", min=0.0, max=1.0, value=DEFAULTS.min_tissue,
-            tooltip="tiles with less tissue than this fraction are background, never embedded",
-        )  # fmt: skip
-        self.batch_size = SpinBox(label="Batch size", min=1, max=1024, value=DEFAULTS.batch_size)
-        self.store_root = FileEdit(
-            label="Store folder", mode="d", nullable=True, tooltip="default: the cache folder"
-        )
+        self.tile_size = field_widget(fields["tile_size"])
+        self.stride = field_widget(fields["stride"])
+        self.min_tissue = field_widget(fields["min_tissue"])
+        self.batch_size = field_widget(fields["batch_size"])
+        self.store_root = field_widget(fields["store_root"])
         self.embed = PushButton(text="Embed")
         self.embed_visible = PushButton(text="Embed visible region first")
         self.cancel = PushButton(text="Cancel", enabled=False)
@@ -181,42 +168,22 @@ class SlidePanel(Form):
         self.folds = [(self.more, MORE_OPTIONS)]
 
     #: The widgets whose values make the run options.
-    OPTION_WIDGETS = (
-        "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size",
-        "store_root",
-    )  # fmt: skip
+    OPTION_WIDGETS = tuple(SLIDE_OPTIONS)
 
     def run_options(self, base: RunOptions) -> RunOptions:
-        """``base`` with the panel's values (0 tile size / stride / MPP / slide MPP: not set)."""
-        mpp = self.mpp.value or None
-        return base.replace(
-            level=None if mpp else self.level.value,
-            mpp=mpp,
-            slide_mpp=self.slide_mpp.value or None,
-            tile_size=self.tile_size.value or None,
-            stride=self.stride.value or None,
-            min_tissue=float(self.min_tissue.value),
-            batch_size=self.batch_size.value,
-            store_root=optional_path(self.store_root.value),
-        )
+        """``base`` with the panel's values (0 tile size / stride / MPP: not set)."""
+        values = {name: SLIDE_FIELDS[name].read(getattr(self, name).value) for name in SLIDE_FIELDS}
+        if values["mpp"] is not None:
+            values["level"] = None  # a grid by MPP, not by level
+        return base.replace(**values)
 
     def show_options(self, options: RunOptions) -> None:
         """Show ``options`` in the panel's widgets."""
-        values = {
-            "level": options.level or 0,
-            "mpp": options.mpp or 0.0,
-            "slide_mpp": options.slide_mpp or 0.0,
-            "tile_size": options.tile_size or 0,
-            "stride": options.stride or 0,
-            "min_tissue": options.min_tissue,
-            "batch_size": options.batch_size,
-        }
-        for name, value in values.items():
+        for name, field in SLIDE_FIELDS.items():
             widget = getattr(self, name)
-            if widget.value != value:
+            value = field.shown(getattr(options, name))
+            if field.read(widget.value) != field.read(value):
                 widget.value = value
-        if optional_path(self.store_root.value) != options.store_root:
-            self.store_root.value = options.store_root
 
 
 class PromptPanel(Form):
@@ -232,10 +199,7 @@ class PromptPanel(Form):
             tooltip="the model's own zero-shot templates: CONCH's 22 for CONCH, QuiltNet's, PLIP's",
         )
         self.background = LineEdit(label="Background", tooltip="optional: its wins are label 0")
-        self.threshold = FloatSpinBox(
-            label="Threshold", min=0.0, max=1.0, step=0.01, value=0.0,
-            tooltip="label 0 below this winning probability (one prompt: below this cosine)",
-        )  # fmt: skip
+        self.threshold = option_widget(PromptOptions, "threshold")  # 0: none
         self.show_class = ComboBox(label="Show", choices=())
         self.colormap = ComboBox(label="Colormap", choices=COLORMAPS, value="inferno")
         self.opacity = FloatSlider(label="Opacity", min=0.0, max=1.0, value=0.6)
@@ -283,10 +247,7 @@ class ExportPanel(Form):
 
 def optional_path(value: Any) -> str | None:
     """A FileEdit value as a path string, None when empty."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", ".") else text
+    return path_or_none(value)
 
 
 def model_summary(model: Any) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from napari_conch.bounds import bounded, check_fields
+from napari_conch.bounds import BOUNDS_KEY, check_fields
+from napari_conch.engine.options import THRESHOLD_BOUNDS
 from napari_conch.engine.prompts import PromptSet
 from napari_conch.errors import InputError
 
@@ -34,9 +35,7 @@ class PromptRequest:
     prompts: tuple[str, ...]
     templates: str = "conch"
     background: str | None = None
-    threshold: float | None = field(
-        default=None, metadata=bounded(minimum=-1, maximum=1, optional=True)
-    )  # a probability (0..1) or, for one prompt, a cosine (-1..1)
+    threshold: float | None = field(default=None, metadata={BOUNDS_KEY: THRESHOLD_BOUNDS})
     prompt_set: PromptSet | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
