@@ -119,8 +119,10 @@ def no_embeddings_reason(store: Any) -> str:
 
 
 def add_templates_argument(parser: argparse.ArgumentParser, words: str) -> None:
-    """``--templates conch|none|quiltnet|plip|keep|biomedclip``, said as ``words``; ``None`` (the model's own)
-    when left out (``PromptOptions.templates``)."""
+    """``--templates conch|none|quiltnet|plip|keep|biomedclip``, said as ``words``.
+
+    ``None`` (the model's own) when left out (``PromptOptions.templates``).
+    """
     from napari_conch.cli.option_arguments import add_option
     from napari_conch.engine.options import PromptOptions
 
