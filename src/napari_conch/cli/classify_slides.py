@@ -12,6 +12,7 @@ from napari_conch.bounds import Bounds
 from napari_conch.cli.common import (
     MODEL_ENV,
     TEMPLATES_DEFAULT_HELP,
+    add_precision_argument,
     add_templates_argument,
     number,
     run_option,
@@ -89,6 +90,7 @@ def register(subparsers: Any) -> None:
         help=f"default {DEFAULTS.batch_size}",
     )  # fmt: skip
     embedding.add_argument("--device", metavar="D", help="torch device")
+    add_precision_argument(embedding)
     embedding.add_argument("--store", metavar="DIR", help="folder of the stores (default cache)")
     embedding.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler")
     embedding.add_argument(
@@ -132,6 +134,7 @@ def run_options(args: argparse.Namespace) -> Any:
         "min_tissue": args.min_tissue,
         "batch_size": args.batch_size,
         "device": args.device,
+        "precision": args.precision,
         "store_root": args.store,
     }
     return RunOptions(**{k: v for k, v in given.items() if v is not None})

@@ -52,8 +52,28 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="SRC", help=MODEL_HELP)
 
 
+#: ``--precision``'s help: what each choice means, where the default comes from.
+PRECISION_HELP = (
+    "number format of the image encoder: auto (bf16 on CUDA GPUs with bf16 and on CPUs with "
+    "native bf16 where the model passes the parity gate, else fp32), fp32 (CONCH-exact), bf16, "
+    "fp16 (CUDA), int8 (ONNX Runtime on the CPU; pip install 'napari-conch[int8]'); "
+    "default %(default)s"
+)
+
+
+def add_precision_argument(parser: Any) -> None:
+    """``--precision auto|fp32|bf16|fp16|int8`` (choices and default: the run options')."""
+    from napari_conch.engine.options import DEFAULTS, run_option_choices
+
+    parser.add_argument(
+        "--precision", choices=run_option_choices("precision"), default=DEFAULTS.precision,
+        help=PRECISION_HELP,
+    )  # fmt: skip
+
+
 def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the store's") -> None:
-    """``--model``, ``--config``, ``--tokenizer`` (default: what made the store) and ``--device``.
+    """``--model``, ``--config``, ``--tokenizer`` (default: what made the store), ``--device``
+    and ``--precision``.
 
     For the commands that read stores and only need the text encoder: ``whose`` names the
     default in the help ("the store's", "the stores'").
@@ -62,6 +82,7 @@ def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the
     parser.add_argument("--config", metavar="JSON", help=f"model config (default: {whose})")
     parser.add_argument("--tokenizer", metavar="PATH", help=f"tokenizer JSON (default: {whose})")
     parser.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_precision_argument(parser)
 
 
 def add_wait_argument(parser: argparse.ArgumentParser, help: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from napari_conch.cli.common import (
     add_model_argument,
+    add_precision_argument,
     add_wait_argument,
     model_source,
     run_option,
@@ -102,12 +103,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--device", default=DEFAULTS.device, metavar="D", help="torch device: cuda, cuda:1, cpu"
     )
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default=DEFAULTS.precision,
-        help="compute precision (default: the device's)",
-    )
+    add_precision_argument(p)
     p.add_argument(
         "--store",
         default=DEFAULTS.store_root,
@@ -279,6 +275,9 @@ class LocalRunner:
             self.fatal = True
             session.set_model(self._load_model())
             self.fatal = False
+            note = getattr(session.model, "precision_note", None)
+            if note:  # what the number format was chosen by, and its gate (never silent)
+                print(f"napari-conch embed: precision {note}", file=sys.stderr)
         opened = session.open_slide(slide)
         if opened.mpp is None:
             print(no_mpp_note(opened), file=sys.stderr)

@@ -10,6 +10,7 @@ from napari_conch.bounds import Bounds, bounds_of
 from napari_conch.cli.common import (
     TEMPLATE_NAMES,
     add_model_argument,
+    add_precision_argument,
     model_source,
     number,
     run_option,
@@ -53,6 +54,7 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
     p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cpu (default: auto)")
+    add_precision_argument(p)
 
 
 def register(subparsers: Any) -> None:
@@ -118,7 +120,11 @@ def _open(args: argparse.Namespace):
     region = Region(*args.box, level=args.level)
     slide = open_slide(args.slide, mpp=args.mpp)
     model = load_model(
-        model_source(args), config=args.config, tokenizer=args.tokenizer, device=args.device
+        model_source(args),
+        config=args.config,
+        tokenizer=args.tokenizer,
+        device=args.device,
+        precision=args.precision,
     )
     return slide, region, model
 

@@ -15,6 +15,10 @@ from typing import Any
 
 from napari_conch.bounds import Bounds, bounded, bounds_of, check_fields
 from napari_conch.errors import InputError
+from napari_conch.model.formats import AUTO, PRECISION_CHOICES
+
+#: Key of a field's allowed values in its metadata (see :func:`check_choices`).
+CHOICES = "choices"
 
 #: Largest tile side accepted (pixels of the grid's level); larger tiles would not fit in memory.
 MAX_TILE_SIZE = 8192
@@ -48,8 +52,12 @@ class RunOptions:
         ``--slide-mpp``; a dock's Slide panel sets it with ``Session.set_options``.
     device : str, optional
         Torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); ``None``: CUDA, else MPS, else CPU.
-    precision : str, optional
-        ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``None``: the device's default.
+    precision : str
+        The image encoder's number format, one of
+        :data:`~napari_conch.model.formats.PRECISION_CHOICES`: ``"auto"`` (bf16 on CUDA GPUs
+        that support it and on CPUs with native bf16 where the model passes the parity gate,
+        else fp32), ``"fp32"`` (CONCH-exact), ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"``
+        (ONNX Runtime on the CPU; the extra ``napari-conch[int8]``). ``None`` means ``"auto"``.
     store_root : str, optional
         Folder of the stores; ``None``: the user cache folder.
     """
@@ -69,15 +77,16 @@ class RunOptions:
         default=None, metadata=bounded(minimum=0, above=True, optional=True)
     )
     device: str | None = None
-    precision: str | None = None
+    precision: str = field(default=AUTO, metadata={CHOICES: PRECISION_CHOICES})
     store_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.level is not None and self.mpp is not None:
             raise InputError(f"level={self.level} and mpp={self.mpp}: give one or the other")
         check_fields(self)
-        if self.precision is not None and self.precision not in ("fp32", "bf16", "fp16"):
-            raise InputError(f"precision={self.precision!r}: expected fp32, bf16 or fp16")
+        if self.precision is None:  # options saved before "auto" was the default
+            object.__setattr__(self, "precision", AUTO)
+        check_choices(self)
         if self.store_root is not None:
             object.__setattr__(self, "store_root", str(self.store_root))
         if self.device is not None:
@@ -105,6 +114,21 @@ class RunOptions:
         if self.tile_size is not None:
             return int(self.tile_size)
         return int(getattr(model, "default_tile_size", None) or model.image_size)
+
+
+def check_choices(obj: Any) -> None:
+    """Refuse a field value outside its metadata's :data:`CHOICES` (one line naming both)."""
+    for f in dataclasses.fields(obj):
+        allowed = f.metadata.get(CHOICES)
+        value = getattr(obj, f.name)
+        if allowed is not None and value not in allowed:
+            raise InputError(f"{f.name}={value!r}: expected one of {', '.join(allowed)}")
+
+
+def run_option_choices(name: str) -> tuple[str, ...]:
+    """The allowed values of the run option ``name`` (for the argument parsers and widgets)."""
+    fields = {f.name: f for f in dataclasses.fields(RunOptions)}
+    return tuple(fields[name].metadata[CHOICES])
 
 
 #: The defaults, for widgets and argument parsers that show them.

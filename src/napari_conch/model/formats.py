@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -29,12 +30,28 @@ RESOLVED_PRECISIONS = PRECISION_CHOICES[1:]
 CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 #: The optional dependency group of the int8 path.
 INT8_EXTRA = "int8"
+#: The file the CPU's flags are read from; ``$NAPARI_CONCH_CPUINFO`` names another (the test
+#: suite points it at ``os.devnull`` so that ``auto`` is the same on every CPU, and at a fixture
+#: with ``avx512_bf16`` where it tests the bf16 choice).
 CPUINFO = Path("/proc/cpuinfo")
+CPUINFO_ENV = "NAPARI_CONCH_CPUINFO"
 
 
-def cpu_flags(path: Path = CPUINFO) -> frozenset[str]:
+class PrecisionWarning(UserWarning):
+    """A number format's parity gate failed: ``auto`` fell back to fp32, or an explicitly asked
+    format runs although its numbers drift; also bf16 asked for on a CPU without native bf16."""
+
+
+def cpuinfo_path() -> Path:
+    """``$NAPARI_CONCH_CPUINFO`` when set, else ``/proc/cpuinfo``."""
+    env = os.environ.get(CPUINFO_ENV)
+    return Path(env) if env else CPUINFO
+
+
+def cpu_flags(path: Path | None = None) -> frozenset[str]:
     """The CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none: macOS,
     Windows)."""
+    path = cpuinfo_path() if path is None else path
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -46,8 +63,9 @@ def cpu_flags(path: Path = CPUINFO) -> frozenset[str]:
     return frozenset()
 
 
-def cpu_name(path: Path = CPUINFO) -> str:
+def cpu_name(path: Path | None = None) -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
+    path = cpuinfo_path() if path is None else path
     try:
         for line in path.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")

@@ -21,8 +21,8 @@ import warnings
 from typing import Any
 
 from napari_conch.model.device import auto_choice, bf16_cpu_note
-from napari_conch.model.formats import AUTO
-from napari_conch.model.precision_gate import GateResult, PrecisionWarning, cached_gate
+from napari_conch.model.formats import AUTO, PrecisionWarning
+from napari_conch.model.precision_gate import GateResult, cached_gate
 
 
 def as_precision(loaded: Any, precision: str, image_engine: Any = None) -> Any:
@@ -58,11 +58,10 @@ def apply_precision(loaded: Any, requested: str | None) -> Any:
         result = gate(loaded, choice)
         if result.passed:
             return as_precision_noted(
-                loaded, choice, f"{choice} (auto): {reason}; gate passed ({result.summary()})"
+                loaded, choice, f"{choice}: {reason}; gate passed ({result.summary()})"
             )
         note = (
-            f"fp32 (auto): {reason}, but the {choice} gate failed ({result.failure()}; "
-            f"{result.summary()})"
+            f"fp32: {reason}, but the {choice} gate failed ({result.failure()}; {result.summary()})"
         )
         warnings.warn(PrecisionWarning(f"{loaded.source}: {note}"), stacklevel=3)
         return as_precision_noted(loaded, "fp32", note)
@@ -82,9 +81,12 @@ def _gated(loaded: Any, precision: str, image_engine: Any) -> Any:
     """``loaded`` in an explicitly asked ``precision``: gated; a failure warns but runs."""
     result = gate(loaded, precision, image_engine)
     if result.passed:
-        note = f"{precision}: gate passed ({result.summary()})"
+        note = f"{precision} (asked for): gate passed ({result.summary()})"
     else:
-        note = f"{precision}: gate FAILED ({result.failure()}); running {precision} as asked"
+        note = (
+            f"{precision} (asked for): gate FAILED ({result.failure()}; {result.summary()}); "
+            f"running {precision} as asked"
+        )
         warnings.warn(PrecisionWarning(f"{loaded.source}: {note}"), stacklevel=3)
     out = as_precision(loaded, precision, image_engine)
     out.precision_note = note

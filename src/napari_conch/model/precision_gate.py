@@ -31,6 +31,9 @@ import numpy as np
 import torch
 
 from napari_conch.errors import TokenizerNotFoundError
+from napari_conch.model.formats import PrecisionWarning
+
+__all__ = ["GateResult", "PrecisionWarning", "cached_gate", "gate_tiles", "run_gate"]
 
 logger = logging.getLogger("napari_conch")
 
@@ -46,10 +49,6 @@ ANCHORS = 7
 GATE_VERSION = 1
 LABELS_PROMPTS = "prompts"
 LABELS_ANCHORS = "anchor tiles"
-
-
-class PrecisionWarning(UserWarning):
-    """A number format was asked for whose gate failed (it runs, but its numbers drift)."""
 
 
 @dataclass(frozen=True)
