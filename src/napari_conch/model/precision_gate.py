@@ -45,6 +45,8 @@ MIN_LABEL_AGREEMENT = 0.99
 GATE_BATCH = 16
 #: Anchor tiles standing in for prompts when the model has no tokenizer.
 ANCHORS = 7
+#: Tiles of the sample the gate measures (``None``: all of them; 325 at 128 px, 18 at 448 px).
+GATE_MAX_TILES: int | None = None
 #: Bump when what the gate measures changes (old cached results are then not used).
 GATE_VERSION = 1
 LABELS_PROMPTS = "prompts"
@@ -144,15 +146,21 @@ def embed_all(embed: Callable[[np.ndarray], torch.Tensor], tiles: np.ndarray) ->
 
 
 def compare(
-    reference: torch.Tensor, candidate: torch.Tensor, classes: torch.Tensor
+    reference: torch.Tensor,
+    candidate: torch.Tensor,
+    classes: torch.Tensor,
+    centre: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """``(min cosine, label agreement)`` of normalised ``candidate`` against ``reference``.
 
     ``classes`` ``[K, D]`` are the label directions; a tile's label is its best class.
+    ``centre`` is subtracted from the embeddings before labelling (anchor tiles: tiles of one
+    slide are nearly parallel, and their labels are only meaningful relative to the mean).
     """
-    ref = torch.nn.functional.normalize(reference.float(), dim=-1)
-    cand = torch.nn.functional.normalize(candidate.float(), dim=-1)
+    ref, cand = unit(reference), unit(candidate)
     cosine = (ref * cand).sum(dim=-1)
+    if centre is not None:
+        ref, cand = ref - centre, cand - centre
     finite = bool(torch.isfinite(cand).all())
     min_cosine = float(cosine.min()) if finite else float("nan")
     labels_ref = (ref @ classes.float().T).argmax(dim=-1)
@@ -161,13 +169,27 @@ def compare(
     return min_cosine, agreement
 
 
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32, L2-normalised along its last axis."""
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
 def label_classes(reference_model: Any, reference: torch.Tensor, prompts: Sequence[str]):
-    """The label directions: the prompts' text embeddings, else anchor tiles' embeddings."""
+    """``(classes, centre, labels)``: the prompts' text embeddings (no centre), else
+    :data:`ANCHORS` tiles far apart (farthest-point) in the centred fp32 embeddings."""
     try:
-        return reference_model.embed_texts(list(prompts)), LABELS_PROMPTS
+        return reference_model.embed_texts(list(prompts)), None, LABELS_PROMPTS
     except TokenizerNotFoundError:
-        keep = np.linspace(0, len(reference) - 1, min(ANCHORS, len(reference))).round()
-        return reference[torch.as_tensor(keep, dtype=torch.long)], LABELS_ANCHORS
+        pass
+    units = unit(reference)
+    centre = units.mean(dim=0)
+    centred = units - centre
+    chosen = [int(centred.norm(dim=-1).argmax())]
+    nearest = (centred - centred[chosen[0]]).norm(dim=-1)
+    while len(chosen) < min(ANCHORS, len(units)):
+        chosen.append(int(nearest.argmax()))
+        nearest = torch.minimum(nearest, (centred - centred[chosen[-1]]).norm(dim=-1))
+    return centred[chosen], centre, LABELS_ANCHORS
 
 
 def run_gate(
@@ -184,15 +206,15 @@ def run_gate(
     concepts.
     """
     if tiles is None:
-        tiles = gate_tiles(reference_model.default_tile_size)
+        tiles = gate_tiles(reference_model.default_tile_size, GATE_MAX_TILES)
     if prompts is None:
         from napari_conch.demo import DEMO_CONCEPTS
 
         prompts = DEMO_CONCEPTS
     reference = embed_all(reference_model.embed_images, tiles)
     candidate = embed_all(candidate_model.embed_images, tiles)
-    classes, labels = label_classes(reference_model, reference, prompts)
-    min_cosine, agreement = compare(reference, candidate, classes)
+    classes, centre, labels = label_classes(reference_model, reference, prompts)
+    min_cosine, agreement = compare(reference, candidate, classes, centre)
     return GateResult(precision, min_cosine, agreement, len(tiles), labels)
 
 
