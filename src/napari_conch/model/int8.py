@@ -46,9 +46,9 @@ def require_onnxruntime() -> Any:
     try:
         import onnx  # noqa: F401 - quantisation reads and writes onnx models
         import onnxruntime
-    except ImportError as exc:
+    except ImportError:
         raise NapariConchError(
-            f"precision int8 needs ONNX Runtime ({exc.name} is not installed): "
+            "precision int8 needs ONNX Runtime and onnx, which are not installed here: "
             f"pip install 'napari-conch[{INT8_EXTRA}]'"
         ) from None
     return onnxruntime
