@@ -236,3 +236,11 @@ def test_no_warning_when_the_gate_passes(bf16_cpu, cache):
     with warnings.catch_warnings():
         warnings.simplefilter("error", PrecisionWarning)
         load_model("demo", device="cpu")
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_a_new_gate(bf16_cpu, cache):
+    cache.mkdir()
+    (cache / "precision-gate").write_text("a file where the folder would be")
+    model = load_model("demo", device="cpu")
+    assert model.precision == "bf16"  # gated, not kept
+    assert (cache / "precision-gate").read_text() == "a file where the folder would be"

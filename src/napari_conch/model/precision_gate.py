@@ -262,6 +262,7 @@ def read_cached(path: Path) -> GateResult | None:
 def write_cached(path: Path, result: GateResult) -> None:
     """Keep ``result`` at ``path``, atomically (a temporary file renamed); a folder that cannot
     be written only costs running the gate again next time."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".gate-", suffix=".json", dir=path.parent)
@@ -270,6 +271,8 @@ def write_cached(path: Path, result: GateResult) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         logger.info("precision gate: could not keep the result in %s (%s)", path, exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def cached_gate(
