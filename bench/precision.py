@@ -7,8 +7,8 @@ Usage (from the repository root; results in ``docs/benchmarks.md``, Precision)::
     python bench/precision.py --models conch --conch-tiles 16 --json precision.json
 
 Per model and format: tiles/s of the image encoder alone (preprocessed tiles of the held-out
-sample, batches of ``--batch``, after one warm-up batch, best of ``--repeats``), the speed-up over
-fp32, and the gate's figures (min per-tile cosine to fp32 and label agreement, as
+sample, batches of ``--batch``, after a warm-up, best of ``--repeats`` interleaved rounds), the
+speed-up over fp32, and the gate's figures (min per-tile cosine to fp32 and label agreement, as
 ``napari_conch.model.precision_gate`` measures them: the demo model over its whole held-out
 sample, CONCH over ``--gate-tiles`` tiles with CONCH's tokenizer when the fixtures have it, else
 anchor tiles); then the projected time of a 20,000-tile CONCH slide per format. int8 needs
@@ -62,8 +62,9 @@ def variant(fp32, precision: str):
     return as_precision(fp32, "int8", load_int8_encoder(fp32))
 
 
-def encoder_speed(model, tiles: np.ndarray, batch: int, repeats: int) -> float:
-    """Tiles/s of the image encoder alone on preprocessed ``tiles`` (best of ``repeats``)."""
+def encoder_runner(model, tiles: np.ndarray, batch: int):
+    """A function that runs the image encoder once on ``batch`` preprocessed ``tiles`` (warmed
+    up) and returns its seconds."""
     x = model.preprocess(tiles[:batch], device=model.device)
 
     def run(inputs):
@@ -73,38 +74,50 @@ def encoder_speed(model, tiles: np.ndarray, batch: int, repeats: int) -> float:
             return model.model.encode_image(inputs)
 
     run(x[: min(2, batch)])  # warm-up (kernels, allocations)
-    best = float("inf")
-    for _ in range(repeats):
+
+    def timed() -> float:
         start = time.perf_counter()
         run(x)
-        best = min(best, time.perf_counter() - start)
-    return len(x) / best
+        return time.perf_counter() - start
+
+    return timed
 
 
 def measure(name: str, fp32, formats, args, gate_tiles_n: int | None) -> list[dict]:
-    """Speed and gate figures of ``fp32`` in each of ``formats``."""
+    """Speed and gate figures of ``fp32`` in each of ``formats``.
+
+    The formats are timed in interleaved rounds (fp32, bf16, int8, fp32, ...; best of
+    ``--repeats`` each), so that a burst of load on a shared machine hits all of them alike.
+    """
     from napari_conch.model.precision_gate import gate_tiles, run_gate
 
-    size = fp32.default_tile_size
-    tiles = gate_tiles(size, gate_tiles_n)
+    tiles = gate_tiles(fp32.default_tile_size, gate_tiles_n)
     speed_tiles = np.concatenate([tiles] * (args.batch // len(tiles) + 1))[: args.batch]
-    rows = []
+    models, prepare = {}, {}
     for precision in formats:
         start = time.perf_counter()
         try:
-            model = fp32 if precision == "fp32" else variant(fp32, precision)
+            models[precision] = fp32 if precision == "fp32" else variant(fp32, precision)
         except Exception as exc:  # the int8 extra missing, an export that fails
             print(f"{name} {precision}: skipped ({exc})", file=sys.stderr)
             continue
-        prepared = time.perf_counter() - start
-        speed = encoder_speed(model, speed_tiles, args.batch, args.repeats)
+        prepare[precision] = time.perf_counter() - start
+    runners = {p: encoder_runner(m, speed_tiles, args.batch) for p, m in models.items()}
+    best = dict.fromkeys(runners, float("inf"))
+    for round_ in range(args.repeats):
+        for precision, timed in runners.items():
+            best[precision] = min(best[precision], timed())
+            print(f"  {name} {precision} round {round_ + 1}: {args.batch / best[precision]:.2f}"
+                  " tiles/s (best so far)", file=sys.stderr, flush=True)  # fmt: skip
+    rows = []
+    for precision, model in models.items():
         gate = None if precision == "fp32" else run_gate(fp32, model, precision, tiles=tiles)
         rows.append(
             {
                 "model": name,
                 "precision": precision,
-                "tiles_per_s": speed,
-                "prepare_s": prepared,
+                "tiles_per_s": args.batch / best[precision],
+                "prepare_s": prepare[precision],
                 "min_cosine": None if gate is None else gate.min_cosine,
                 "label_agreement": None if gate is None else gate.label_agreement,
                 "gate_tiles": None if gate is None else gate.tiles,
@@ -112,7 +125,6 @@ def measure(name: str, fp32, formats, args, gate_tiles_n: int | None) -> list[di
                 "passed": None if gate is None else gate.passed,
             }
         )
-        print(f"  {name} {precision}: {speed:.2f} tiles/s", file=sys.stderr, flush=True)
     base = next((r["tiles_per_s"] for r in rows if r["precision"] == "fp32"), None)
     for r in rows:
         r["speedup"] = r["tiles_per_s"] / base if base else None
@@ -170,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="demo,conch", help="demo, conch or both")
     parser.add_argument("--formats", default="fp32,bf16,int8")
     parser.add_argument("--batch", type=int, default=8, help="tiles per encoder call")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gate-tiles", type=int, default=6, help="CONCH's gate tiles")
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON")
