@@ -28,6 +28,9 @@ USER_CACHE = user_files.user_cache_folder()
 #: The session's stand-in for the user's folders (``$NAPARI_CONCH_CACHE``, napari's settings, XDG).
 TEST_HOME = user_files.isolate()
 USER_CACHE_GUARD = user_files.FolderGuard(USER_CACHE).start()
+#: ``--precision auto`` the same on every CPU: no CPU flags, so no CPU bf16 (fp32, CONCH-exact);
+#: tests of the bf16 choice point it at a cpuinfo with ``avx512_bf16`` (tests/model).
+os.environ["NAPARI_CONCH_CPUINFO"] = os.devnull
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -72,19 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def _one_line_warnings(prog: str) -> Iterator[None]:
-    """Print a damaged store's warning as one line ``<prog>: warning: ...`` (others unchanged)."""
+    """Print a damaged store's warning and a number format's failed gate as one line
+    ``<prog>: warning: ...`` (others unchanged)."""
     from napari_conch.engine.store.integrity import StoreDamageWarning
+    from napari_conch.model.formats import PrecisionWarning
 
     original = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, StoreDamageWarning):
+        if issubclass(category, StoreDamageWarning | PrecisionWarning):
             print(f"{prog}: warning: {message}", file=sys.stderr)
         else:
             original(message, category, filename, lineno, file, line)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", StoreDamageWarning)
+        warnings.simplefilter("always", PrecisionWarning)
         warnings.showwarning = show
         yield
 

@@ -26,7 +26,7 @@ EVIDENCE_TOP = Bounds(kind=int, minimum=1, optional=True)
 #: exclude each other).
 EMBED_OPTIONS = (
     "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size", "device",
-    "store_root",
+    "precision", "store_root",
 )  # fmt: skip
 
 HELP = "zero-shot classify whole slides by top-j pooling of tile scores (CONCH's MI-Zero)"

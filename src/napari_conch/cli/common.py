@@ -43,8 +43,17 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="SRC", help=MODEL_HELP)
 
 
+def add_precision_argument(parser: Any) -> None:
+    """``--precision auto|fp32|bf16|fp16|int8`` (choices, help and default: ``RunOptions``)."""
+    from napari_conch.cli.option_arguments import add_option
+    from napari_conch.engine.options import RunOptions
+
+    add_option(parser, RunOptions, "precision")
+
+
 def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the store's") -> None:
-    """``--model``, ``--config``, ``--tokenizer`` (default: what made the store) and ``--device``.
+    """``--model``, ``--config``, ``--tokenizer`` (default: what made the store), ``--device``
+    and ``--precision``.
 
     For the commands that read stores and only need the text encoder: ``whose`` names the
     default in the help ("the store's", "the stores'").
@@ -53,6 +62,7 @@ def add_store_model_arguments(parser: argparse.ArgumentParser, whose: str = "the
     parser.add_argument("--config", metavar="JSON", help=f"model config (default: {whose})")
     parser.add_argument("--tokenizer", metavar="PATH", help=f"tokenizer JSON (default: {whose})")
     parser.add_argument("--device", metavar="D", help="torch device for the text encoder")
+    add_precision_argument(parser)
 
 
 def add_wait_argument(parser: argparse.ArgumentParser, help: str) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from napari_conch.cli.common import add_precision_argument
 from napari_conch.cli.option_arguments import add_option
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
 from napari_conch.engine.options import DEMO_PROMPT_DEFAULTS, PromptOptions
@@ -38,6 +39,7 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_option(p, PromptOptions, "templates", DEMO_PROMPT_DEFAULTS, choices=("conch", "none"))
     p.add_argument("--device", metavar="D", help="torch device (default: auto)")
+    add_precision_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             prompts=args.prompt or DEFAULT_PROMPTS,
             templates=args.templates,
             device=args.device,
+            precision=args.precision,
             on_progress=bar.update,
         )
     finally:

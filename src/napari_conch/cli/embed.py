@@ -209,6 +209,9 @@ class LocalRunner:
             self.fatal = True
             session.set_model(self._load_model())
             self.fatal = False
+            note = getattr(session.model, "precision_note", None)
+            if note:  # what the number format was chosen by, and its gate (never silent)
+                print(f"napari-conch embed: precision {note}", file=sys.stderr)
         opened = session.open_slide(slide)
         if opened.mpp is None:
             print(no_mpp_note(opened), file=sys.stderr)

@@ -80,6 +80,8 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
         except importlib.metadata.PackageNotFoundError:
             lines.append(f"{package}: not installed")
     model = model or os.environ.get("NAPARI_CONCH_MODEL")
+    lines.append(precision_line(model))
+    lines.append(int8_line())
     bundled_tokenizer = None
     if model:
         line, bundled_tokenizer = weights_line(model)
@@ -99,6 +101,53 @@ def environment_report(model: str | None = None, tokenizer: str | None = None) -
     except NapariConchError as exc:
         lines.append(f"tokenizer: not found: {exc}")
     return lines
+
+
+def precision_line(model: str | None) -> str:
+    """What ``--precision auto`` picks here and why.
+
+    On a CPU with native bf16 that depends on the model's parity gate: with a model, it is
+    loaded (the gate runs once per model and is cached); without one, the line says so.
+    """
+    import warnings
+
+    from napari_conch.model.device import auto_choice, default_device
+    from napari_conch.model.formats import PrecisionWarning, cpu_name
+
+    device = default_device()
+    choice, reason, needs_gate = auto_choice(device)
+    where = f" on {cpu_name()}" if device.type == "cpu" else ""
+    if not needs_gate:
+        return f"precision (auto){where}: {choice}: {reason}"
+    if not model:
+        return (
+            f"precision (auto){where}: {choice} where the model passes the parity gate "
+            f"({reason}); give --model to gate one"
+        )
+    from napari_conch.model import load_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrecisionWarning)  # the line below says it
+            loaded = load_model(model, device=device)
+    except NapariConchError as exc:
+        return f"precision (auto){where}: not decided ({reason}; the model did not load: {exc})"
+    return f"precision (auto){where}: {loaded.precision_note or loaded.precision}"
+
+
+def int8_line() -> str:
+    """Whether ``--precision int8`` can run (ONNX Runtime and onnx installed)."""
+    import importlib.util
+
+    from napari_conch.model.formats import INT8_EXTRA
+
+    missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        return (
+            f"precision int8: not available ({', '.join(missing)} not installed; "
+            f"pip install 'napari-conch[{INT8_EXTRA}]')"
+        )
+    return f"precision int8: available (onnxruntime {importlib.metadata.version('onnxruntime')})"
 
 
 def weights_line(model: str) -> tuple[str, str | None]:

@@ -119,6 +119,7 @@ def load_store_model(store: Any, args: argparse.Namespace) -> Any:
         config=args.config,
         tokenizer=args.tokenizer,
         device=args.device,
+        precision=args.precision,
     )
 
 

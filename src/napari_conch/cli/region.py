@@ -7,7 +7,12 @@ import json
 from typing import Any
 
 from napari_conch.bounds import Bounds
-from napari_conch.cli.common import add_model_argument, model_source, number
+from napari_conch.cli.common import (
+    add_model_argument,
+    add_precision_argument,
+    model_source,
+    number,
+)
 from napari_conch.cli.option_arguments import add_option, add_options, options_from_args
 from napari_conch.engine.options import (
     CAPTION_DEFAULTS,
@@ -41,6 +46,7 @@ def _add_region_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="JSON", help="model config (CONCH JSON form or preset)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer JSON (found when omitted)")
     p.add_argument("--device", metavar="D", help="torch device, e.g. cuda, cpu (default: auto)")
+    add_precision_argument(p)
 
 
 def register(subparsers: Any) -> None:
@@ -94,7 +100,11 @@ def _open(args: argparse.Namespace):
     region = Region(*args.box, **level)
     slide = open_slide(args.slide, mpp=args.mpp)
     model = load_model(
-        model_source(args), config=args.config, tokenizer=args.tokenizer, device=args.device
+        model_source(args),
+        config=args.config,
+        tokenizer=args.tokenizer,
+        device=args.device,
+        precision=args.precision,
     )
     return slide, region, model
 

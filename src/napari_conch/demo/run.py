@@ -34,6 +34,7 @@ def run_demo(
     templates: str = "conch",
     device: str | None = None,
     on_progress: Callable | None = None,
+    precision: str | None = None,
 ) -> DemoOutputs:
     """Embed a slide with the demo model and write the map for ``prompts``.
 
@@ -47,6 +48,8 @@ def run_demo(
         training images it never saw in training; see ``napari_conch.samples.HGSC_HELDOUT``).
     prompts
         One prompt gives a similarity heatmap; several give labels (zero-shot segmentation).
+    precision
+        The image encoder's number format (``--precision``; default ``auto``).
     """
     import imagecodecs
 
@@ -60,7 +63,7 @@ def run_demo(
 
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    model = load_demo_model(device=device)
+    model = load_demo_model(device=device, precision=precision)
     slide = open_slide(slide_path or HGSC_HELDOUT)
     at_mpp = slide.mpp is not None and slide.mpp < DEMO_MPP * 0.9
     grid = make_grid(

@@ -29,13 +29,13 @@ from napari_conch.bounds import BOUNDS_KEY, Bounds, bounds_of, check_fields
 from napari_conch.engine.prompts import TEMPLATE_SETS
 from napari_conch.errors import InputError
 from napari_conch.model.config import STRATEGIES, GenerationConfig
+from napari_conch.model.formats import AUTO, PRECISION_CHOICES
 
 #: Largest tile side accepted (pixels of the grid's level); larger tiles would not fit in memory.
 MAX_TILE_SIZE = 8192
 #: Device types a panel offers (``model.device.COMPUTE_DEVICES``; ``None``: the best there is).
 PANEL_DEVICES = ("cpu", "cuda", "mps")
 #: Compute precisions a run accepts (``None``: the device's default).
-PRECISIONS = ("fp32", "bf16", "fp16")
 #: A map's threshold: a probability (0..1) or, for one prompt, a cosine (-1..1).
 THRESHOLD_BOUNDS = Bounds(minimum=-1, maximum=1, optional=True)
 #: Key of a :class:`Surface` in a dataclass field's metadata.
@@ -168,8 +168,12 @@ class RunOptions:
         ``--slide-mpp``; a dock's Slide panel sets it with ``Session.set_options``.
     device : str, optional
         Torch device (``"cuda"``, ``"cuda:1"``, ``"cpu"``); ``None``: CUDA, else MPS, else CPU.
-    precision : str, optional
-        ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``None``: the device's default.
+    precision : str
+        The image encoder's number format, one of
+        :data:`~napari_conch.model.formats.PRECISION_CHOICES`: ``"auto"`` (bf16 on CUDA GPUs
+        that support it and on CPUs with native bf16 where the model passes the parity gate,
+        else fp32), ``"fp32"`` (CONCH-exact), ``"bf16"``, ``"fp16"`` (CUDA) or ``"int8"``
+        (ONNX Runtime on the CPU; the extra ``napari-conch[int8]``). ``None`` means ``"auto"``.
     store_root : str, optional
         Folder of the stores; ``None``: the user cache folder.
     """
@@ -218,9 +222,12 @@ class RunOptions:
         unset="CUDA, else MPS, else CPU", label="Device", panel_choices=PANEL_DEVICES,
         unset_text="auto",
     )  # fmt: skip
-    precision: str | None = option(
-        None, flag="--precision", choices=PRECISIONS, help="compute precision",
-        unset="the device's",
+    precision: str = option(
+        AUTO, flag="--precision", choices=PRECISION_CHOICES,
+        help="number format of the image encoder: auto (bf16 on CUDA GPUs with bf16 and on "
+        "CPUs with native bf16 where the model passes the parity gate, else fp32), fp32 "
+        "(CONCH-exact), bf16, fp16 (CUDA), int8 (ONNX Runtime on the CPU; pip install "
+        "'napari-conch[int8]')",
     )  # fmt: skip
     store_root: str | None = option(
         None, flag="--store", metavar="DIR", help="folder of the stores", unset="user cache",
@@ -231,8 +238,12 @@ class RunOptions:
         if self.level is not None and self.mpp is not None:
             raise InputError(f"level={self.level} and mpp={self.mpp}: give one or the other")
         check_fields(self)
-        if self.precision is not None and self.precision not in PRECISIONS:
-            raise InputError(f"precision={self.precision!r}: expected fp32, bf16 or fp16")
+        if self.precision is None:  # options saved before "auto" was the default
+            object.__setattr__(self, "precision", AUTO)
+        if self.precision not in PRECISION_CHOICES:
+            raise InputError(
+                f"precision={self.precision!r}: expected one of {', '.join(PRECISION_CHOICES)}"
+            )
         if self.store_root is not None:
             object.__setattr__(self, "store_root", str(self.store_root))
         if self.device is not None:

@@ -32,7 +32,8 @@ from napari_conch.model.clip_config import (
 from napari_conch.model.clip_sources import ClipFiles, known_model, resolve_clip
 from napari_conch.model.clip_tokenizer import ClipTokenizer
 from napari_conch.model.clip_weights import build_clip, load_clip_weights
-from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
+from napari_conch.model.device import PRECISIONS, resolve_device
+from napari_conch.model.precision_choice import apply_precision
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.sources import (
     HF_PREFIX,
@@ -76,6 +77,8 @@ class LoadedClip:
     files: ClipFiles
     source_info: SourceInfo
     templates: str = "none"
+    image_engine: Any = field(default=None, repr=False)
+    precision_note: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     has_decoder = False
@@ -114,17 +117,21 @@ class LoadedClip:
         return "CLIP BPE vocabulary shipped with napari-conch (open_clip's)"
 
     def autocast(self):
-        """The autocast context for this model's precision (a no-op for fp32)."""
-        if self.precision == "fp32":
+        """The autocast context for this model's precision (a no-op for fp32 and int8)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def embed_images(self, tiles) -> torch.Tensor:
         """uint8 RGB tiles ``[B, H, W, 3]`` -> normalised embeddings ``[B, D]`` (CPU)."""
         x = self.preprocess(tiles, device=self.device)
-        with self._lock, self.autocast():
-            out = self.model.encode_image(x, normalize=False)
+        if self.image_engine is not None:  # int8 (ONNX Runtime)
+            out = self.image_engine(x)
+        else:
+            with self._lock, self.autocast():
+                out = self.model.encode_image(x, normalize=False)
         return F.normalize(out.float(), dim=-1).cpu()
 
     @torch.inference_mode()
@@ -200,6 +207,9 @@ def load_clip_model(
     QuiltNet, PLIP here; KEEP and BiomedCLIP through
     :func:`~napari_conch.model.towers_loaded.load_towers`.
 
+    ``precision`` as for :func:`~napari_conch.model.loaded.load_model` (``auto``, ``fp32``,
+    ``bf16``, ``fp16``, ``int8``); the float32 model is loaded once and shared.
+
     Raises
     ------
     CheckpointError, ConfigError, TokenizerNotFoundError
@@ -207,49 +217,60 @@ def load_clip_model(
     """
     requested = str(source)
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    key = (cache_key(requested), str(dev), prec)
+    from napari_conch.model.loaded import precision_key
+
+    wanted = precision_key(precision, dev)
+    base_key = (cache_key(requested), str(dev))
     with _CACHE_LOCK:
-        cached = _CACHE.get(key)
+        cached = _CACHE.get((*base_key, wanted))
         if cached is not None:
             return cached
-        files = resolve_clip(requested, token=token)
-        name = model_name(requested, files)
-        from napari_conch.model.towers_loaded import is_towers_files, load_towers
-
-        if is_towers_files(files):  # KEEP, BiomedCLIP: a timm ViT and a BERT
-            _CACHE[key] = load_towers(requested, files, name, dev, prec)
-            return _CACHE[key]
-        config = read_clip_config(files, name)
-        tokenizer = clip_tokenizer(files, config)
-        state = read_state_dict(files.weights)
-        model = build_clip(config, device="meta")
-        load_clip_weights(model, state, source=repr(str(files.weights)))
-        card = known_model(name)
-        hub = requested.startswith(HF_PREFIX)
-        info = SourceInfo(
-            name="hf_hub" if hub else "path",
-            kind=HUB if hub else PATH,
-            display_name=name,
-            default_tile_size=config.vision.image_size,
-            description=card.summary if card is not None else "a CLIP model",
-        )
-        loaded = LoadedClip(
-            model=model.to(dev).eval(),
-            config=config,
-            device=dev,
-            precision=prec,
-            source=requested,
-            fingerprint=fingerprint_state_dict(state),
-            preprocess=Preprocess(config.vision.image_size, config.mean, config.std),
-            tokenizer=tokenizer,
-            files=files,
-            source_info=info,
-            templates=card.templates if card is not None else "none",
-        )
-        _check_finite(loaded)
-        _CACHE[key] = loaded
+        base = _CACHE.get((*base_key, "fp32"))
+        if base is None:
+            base = _load_fp32(requested, dev, token)
+            _CACHE[(*base_key, "fp32")] = base
+        loaded = base if wanted == "fp32" else apply_precision(base, precision)
+        _CACHE[(*base_key, wanted)] = loaded
         return loaded
+
+
+def _load_fp32(requested: str, dev: torch.device, token: str | None) -> LoadedClip:
+    """The float32 CLIP model of a folder or hub repository, checked for finite embeddings."""
+    files = resolve_clip(requested, token=token)
+    name = model_name(requested, files)
+    from napari_conch.model.towers_loaded import is_towers_files, load_towers
+
+    if is_towers_files(files):  # KEEP, BiomedCLIP: a timm ViT and a BERT
+        return load_towers(requested, files, name, dev, "fp32")
+    config = read_clip_config(files, name)
+    tokenizer = clip_tokenizer(files, config)
+    state = read_state_dict(files.weights)
+    model = build_clip(config, device="meta")
+    load_clip_weights(model, state, source=repr(str(files.weights)))
+    card = known_model(name)
+    hub = requested.startswith(HF_PREFIX)
+    info = SourceInfo(
+        name="hf_hub" if hub else "path",
+        kind=HUB if hub else PATH,
+        display_name=name,
+        default_tile_size=config.vision.image_size,
+        description=card.summary if card is not None else "a CLIP model",
+    )
+    loaded = LoadedClip(
+        model=model.to(dev).eval(),
+        config=config,
+        device=dev,
+        precision="fp32",
+        source=requested,
+        fingerprint=fingerprint_state_dict(state),
+        preprocess=Preprocess(config.vision.image_size, config.mean, config.std),
+        tokenizer=tokenizer,
+        files=files,
+        source_info=info,
+        templates=card.templates if card is not None else "none",
+    )
+    _check_finite(loaded)
+    return loaded
 
 
 def clear_clip_cache() -> None:

@@ -23,8 +23,15 @@ from napari_conch.model.checkpoint import (
 )
 from napari_conch.model.coca import CoCa
 from napari_conch.model.config import CocaConfig, resolve_config
-from napari_conch.model.device import PRECISIONS, resolve_device, resolve_precision
+from napari_conch.model.device import (
+    PRECISIONS,
+    auto_choice,
+    resolve_device,
+    resolve_precision,
+)
+from napari_conch.model.formats import AUTO
 from napari_conch.model.generation import GenerationConfig, generate
+from napari_conch.model.precision_choice import apply_precision
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.sources import (
     BUNDLED,
@@ -53,7 +60,8 @@ class LoadedModel:
     device : torch.device
         Where it runs.
     precision : str
-        ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; the latter two on CUDA only).
+        ``"fp32"``, ``"bf16"`` (autocast; CUDA or CPU), ``"fp16"`` (autocast; CUDA only) or
+        ``"int8"`` (the image encoder in ONNX Runtime, see :mod:`napari_conch.model.int8`).
     source : str
         What was loaded, as it was asked for (a path, ``hf_hub:...`` or a source name such as
         ``demo``).
@@ -65,6 +73,12 @@ class LoadedModel:
         The tokenizer JSON; found automatically when ``None``.
     source_info : SourceInfo
         What kind of source it came from (see :mod:`napari_conch.model.sources`).
+    image_engine : callable, optional
+        Runs the image encoder instead of ``model`` (the int8 ONNX Runtime session): preprocessed
+        images ``[B, 3, S, S]`` -> unnormalised embeddings ``[B, D]``.
+    precision_note : str, optional
+        What the precision was chosen by and how its gate went (see
+        :mod:`napari_conch.model.precision_choice`); ``None`` when nothing was gated.
     """
 
     model: CoCa
@@ -76,6 +90,8 @@ class LoadedModel:
     preprocess: Preprocess
     tokenizer_path: str | Path | None = None
     source_info: SourceInfo = PATH_SOURCE
+    image_engine: Any = field(default=None, repr=False)
+    precision_note: str | None = None
     _tokenizer: Tokenizer | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -139,17 +155,21 @@ class LoadedModel:
             return None
 
     def autocast(self):
-        """The autocast context for this model's precision (a no-op for fp32)."""
-        if self.precision == "fp32":
+        """The autocast context for this model's precision (a no-op for fp32 and int8)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def embed_images(self, tiles) -> torch.Tensor:
         """uint8 RGB tiles ``[B, H, W, 3]`` -> normalised projected embeddings ``[B, D]`` (CPU)."""
         x = self.preprocess(tiles, device=self.device)
-        with self._lock, self.autocast():
-            out = self.model.encode_image(x)
+        if self.image_engine is not None:
+            out = self.image_engine(x)
+        else:
+            with self._lock, self.autocast():
+                out = self.model.encode_image(x)
         return F.normalize(out.float(), dim=-1).cpu()
 
     @torch.inference_mode()
@@ -247,7 +267,10 @@ def load_model(
     device : str or torch.device, optional
         Default: CUDA, else MPS, else CPU.
     precision : str, optional
-        ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 on capable CUDA GPUs, else fp32).
+        ``"auto"`` (default), ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``: see
+        :mod:`napari_conch.model.formats` and :mod:`napari_conch.model.precision_choice`
+        (``auto``: bf16 on capable CUDA GPUs, and on CPUs with native bf16 when the model
+        passes the parity gate; else fp32).
     token : str, optional
         Hugging Face token for ``hf_hub:`` sources (default: ``HF_TOKEN``).
 
@@ -279,34 +302,59 @@ def load_model(
         tokenizer = tokenizer if tokenizer is not None else resolved.tokenizer
     cfg = resolve_config(config)
     dev = resolve_device(device)
-    prec = resolve_precision(precision, dev)
-    key = (cache_key(requested), repr(cfg), str(dev), prec, str(tokenizer) if tokenizer else None)
+    wanted = precision_key(precision, dev)
+    base_key = (cache_key(requested), repr(cfg), str(dev), str(tokenizer) if tokenizer else None)
     with _CACHE_LOCK:
-        cached = _CACHE.get(key)
+        cached = _CACHE.get((*base_key, wanted))
         if cached is not None:
             return cached
-        if resolved is None:
-            resolved = resolve_source(requested, token=token)
-        path = resolved.weights
-        state = read_state_dict(path)
-        model = build_model(cfg, device="meta")
-        load_weights(model, state, source=repr(str(path)))
-        loaded = LoadedModel(
-            model=model.to(dev).eval(),
-            config=cfg,
-            device=dev,
-            precision=prec,
-            source=requested,
-            fingerprint=fingerprint_state_dict(state),
-            preprocess=Preprocess(cfg.vision.image_size),
-            tokenizer_path=tokenizer,
-            source_info=info,
-        )
-        if tokenizer is not None:
-            loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
-        check_finite_embeddings(loaded)  # NaN weights are refused, never embedded
-        _CACHE[key] = loaded
+        base = _CACHE.get((*base_key, "fp32"))
+        if base is None:
+            if resolved is None:
+                resolved = resolve_source(requested, token=token)
+            base = _load_fp32(requested, resolved.weights, cfg, dev, tokenizer, info)
+            _CACHE[(*base_key, "fp32")] = base
+        loaded = base if wanted == "fp32" else apply_precision(base, precision)
+        _CACHE[(*base_key, wanted)] = loaded
         return loaded
+
+
+def precision_key(precision: str | None, device: torch.device) -> str:
+    """The cache key of a requested precision: checked against ``device``; ``auto`` stays
+    ``auto`` where it needs the gate, else it is what it resolves to."""
+    resolved = resolve_precision(precision, device)
+    if precision in (None, AUTO):
+        return AUTO if auto_choice(device)[2] else resolved
+    return resolved
+
+
+def _load_fp32(
+    requested: str,
+    path: Any,
+    cfg: CocaConfig,
+    dev: torch.device,
+    tokenizer: Any,
+    info: SourceInfo,
+) -> LoadedModel:
+    """The float32 model of a checkpoint, checked for finite embeddings."""
+    state = read_state_dict(path)
+    model = build_model(cfg, device="meta")
+    load_weights(model, state, source=repr(str(path)))
+    loaded = LoadedModel(
+        model=model.to(dev).eval(),
+        config=cfg,
+        device=dev,
+        precision="fp32",
+        source=requested,
+        fingerprint=fingerprint_state_dict(state),
+        preprocess=Preprocess(cfg.vision.image_size),
+        tokenizer_path=tokenizer,
+        source_info=info,
+    )
+    if tokenizer is not None:
+        loaded.tokenizer  # noqa: B018 - fail early on an explicit but broken path
+    check_finite_embeddings(loaded)  # NaN weights are refused, never embedded
+    return loaded
 
 
 def clear_model_cache() -> None:

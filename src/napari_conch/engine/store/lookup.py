@@ -64,6 +64,7 @@ def model_for_store(
     config: Any = None,
     tokenizer: Any = None,
     device: str | None = None,
+    precision: str | None = None,
 ) -> Any:
     """The model that made ``store``, loaded and checked against the store's fingerprint.
 
@@ -87,6 +88,7 @@ def model_for_store(
         config=config or attrs.get("model_config"),
         tokenizer=tokenizer or attrs.get("model_tokenizer"),
         device=device,
+        precision=precision,
     )
     wanted = store.signature.get("model_fingerprint")
     if wanted and model.fingerprint != wanted:
