@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from napari_conch.errors import CheckpointError
 from napari_conch.model.sources import BUNDLED, ResolvedSource, SourceInfo, register_source
+from napari_conch.samples import SAMPLE_CONCEPTS
 
 if TYPE_CHECKING:
     from napari_conch.model import LoadedModel
@@ -34,15 +35,7 @@ DEMO_TILE_SIZE = 128
 #: The prompts the demo model was trained and evaluated on, one per concept (see
 #: docs/demo-model.md for their held-out AUCs and the other phrasings it knows). H&E: tumour,
 #: stroma, inflammation, tissue (skin), glass; IHC: DAB-positive, DAB-negative.
-DEMO_CONCEPTS = (
-    "tumor cells",
-    "stroma",
-    "inflammatory cells",
-    "tissue",
-    "background glass",
-    "dab positive staining",
-    "negative immunostaining",
-)
+DEMO_CONCEPTS = SAMPLE_CONCEPTS
 #: The prompts the first view shows on the H&E sample: the three H&E concepts measured there.
 DEMO_VIEW_PROMPTS = ("tumor cells", "stroma", "inflammatory cells")
 #: What the demo model is, for the source registry.

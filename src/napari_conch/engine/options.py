@@ -226,8 +226,8 @@ class RunOptions:
         AUTO, flag="--precision", choices=PRECISION_CHOICES,
         help="number format of the image encoder: auto (bf16 on CUDA GPUs with bf16 and on "
         "CPUs with native bf16 where the model passes the parity gate, else fp32), fp32 "
-        "(CONCH-exact), bf16, fp16 (CUDA), int8 (ONNX Runtime on the CPU; pip install "
-        "'napari-conch[int8]')",
+        "(exact to the reference), bf16, fp16 (CUDA), int8 (ONNX Runtime on the CPU, with the "
+        "int8 extra)",
     )  # fmt: skip
     store_root: str | None = option(
         None, flag="--store", metavar="DIR", help="folder of the stores", unset="user cache",

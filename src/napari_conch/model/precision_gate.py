@@ -6,7 +6,7 @@ the model's own preprocessing: the tiles of the held-out H&E sample shipped with
 model's tile size, embedded once in fp32 and once in the candidate format. It passes when
 
 - every tile's embedding has cosine >= :data:`MIN_COSINE` to its fp32 embedding, and
-- the labels map (each tile's best prompt among :data:`napari_conch.demo.DEMO_CONCEPTS`) agrees
+- the labels map (each tile's best prompt among :data:`napari_conch.samples.SAMPLE_CONCEPTS`) agrees
   with fp32's on >= :data:`MIN_LABEL_AGREEMENT` of the tiles. Without a tokenizer the "prompts"
   are the fp32 embeddings of a few evenly spaced tiles (said in the result).
 
@@ -208,9 +208,9 @@ def run_gate(
     if tiles is None:
         tiles = gate_tiles(reference_model.default_tile_size, GATE_MAX_TILES)
     if prompts is None:
-        from napari_conch.demo import DEMO_CONCEPTS
+        from napari_conch.samples import SAMPLE_CONCEPTS
 
-        prompts = DEMO_CONCEPTS
+        prompts = SAMPLE_CONCEPTS
     reference = embed_all(reference_model.embed_images, tiles)
     candidate = embed_all(candidate_model.embed_images, tiles)
     classes, centre, labels = label_classes(reference_model, reference, prompts)
