@@ -11,9 +11,13 @@ The dock is a :class:`~.dock_base.DockBase` of four panels (:mod:`.panels`) over
   43 %") and the seconds spent.
   **Cancel** sets the cancel event the engine checks between batches. The store of
   (slide, model, grid) is found and reused.
-- Typing in **Prompts** restarts a 200 ms timer; when it fires, new prompts are encoded (text
-  tower only, in a worker) and the session computes the maps; its ``result_changed`` signal puts
-  them on the canvas (:mod:`.layers`).
+- Typing in **Prompts** restarts a 200 ms timer; when it fires, the box's text goes to the
+  session (:meth:`~napari_conch.engine.session.session.Session.set_prompts`). The session holds
+  the prompts: its ``prompts_changed`` signal, whoever set them (this box, another dock, the demo
+  start, a script), fills the box when its text differs and has new prompts encoded (text tower
+  only, in a worker); the session computes the maps and its ``result_changed`` signal puts them
+  on the canvas (:mod:`.layers`). The option fields send each edit to the session and show the
+  session's options through ``options_changed``.
 - **More like this** arms one click on the slide: the map becomes the similarity to that tile.
 - **Export** writes the map on show with the engine's writers.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,14 +115,16 @@ class PromptDock(DockBase):
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.refresh_maps)
+        self._timer.timeout.connect(self._timer_fired)
+        self._send_due = False  # the prompt fields changed: the timer sends them
         self._step_timer = QTimer(self.native)  # one chain of layer steps (see _show_in_turns)
         self._step_timer.setSingleShot(True)
         self._step_timer.setInterval(layer_steps.STEP_GAP_MS)
         self._step_timer.timeout.connect(self._next_step)
         self.bind_model_panel(self.model_panel)
         self.bind_layer_combo(self.slide_panel.layer, self.slide_panel.level)
-        self.slide_panel.show_options(self.session.options)
+        self._show_options(self.session.options)
+        self._show_prompts(self.session.request)
         self._connect()
         self.cursor_status = CursorStatus(self)
         if self.session.result is not None:
@@ -131,16 +138,17 @@ class PromptDock(DockBase):
         s.cancel.changed.connect(self.cancel_embedding)
         for name in s.OPTION_WIDGETS:
             getattr(s, name).changed.connect(self._options_edited)
-        p.text.native.textChanged.connect(self.schedule_refresh)  # magicgui drops this one
+        p.text.native.textChanged.connect(self.prompts_edited)  # magicgui drops this one
         for widget in (p.templates, p.background, p.threshold, p.prompt_file):
-            widget.changed.connect(self.schedule_refresh)
+            widget.changed.connect(self.prompts_edited)
         for widget in (p.show_class, p.colormap, p.opacity, p.range):
             widget.changed.connect(self._redisplay)
         p.more_like_this.changed.connect(self.arm_more_like_this)
         e.export.changed.connect(self.export)
         p.show_class.choices = self._class_choices
         events = self.session.events
-        self.listen(events.options_changed, self.slide_panel.show_options)
+        self.listen(events.options_changed, self._on_options)
+        self.listen(events.prompts_changed, self._on_prompts)
         self.listen(events.running_changed, self._set_running)
         self.listen(events.progress, self._on_progress)
         self.listen(events.tiles_added, self._on_tiles_added)
@@ -159,9 +167,15 @@ class PromptDock(DockBase):
         return self.session.result
 
     def on_model_changed(self, model: Any) -> None:
-        """A new model: the maps follow; the prompt box says what the model knows."""
-        self.prompt_panel.text.native.setPlaceholderText(prompt_hint(model))
-        self.schedule_refresh()
+        """A new model: the prompts are parsed again (its templates) and the maps follow; the
+        prompt box says what the model knows."""
+        from napari_conch._napari.demo import DEMO_PROMPT_HINT
+
+        text = self.prompt_panel.text
+        text.native.setPlaceholderText(prompt_hint(model))
+        if model is not None and model.is_demo:
+            text.tooltip = DEMO_PROMPT_HINT
+        self.prompts_edited()
 
     def on_slide_changed(self, slide: Any) -> None:
         """A new slide: the maps follow."""
@@ -169,18 +183,31 @@ class PromptDock(DockBase):
 
     @reports_errors
     def use_demo_model(self, *_: Any) -> Any:
-        """Fill the Model panel with the demo model (and its tile size) and load it."""
-        from napari_conch._napari.demo import fill_demo_model
+        """Load the demo model with its tile size (the panels show them from the session)."""
+        from napari_conch._napari.demo import use_demo_options
+        from napari_conch.demo import DEMO_SOURCE
 
-        fill_demo_model(self)
-        return self.load_model()
+        use_demo_options(self.session)
+        return self.load_model(source=DEMO_SOURCE)
 
     @reports_errors
     def _options_edited(self, *_: Any) -> None:
+        """A user's edit of an option field: sent to the session (which announces it)."""
         if self.session.running:
             return
         self.session.set_options(self.slide_panel.run_options(self.session.options))
+
+    def _on_options(self, options: Any) -> None:
+        self._show_options(options)
         self.schedule_refresh()
+
+    def _show_options(self, options: Any) -> None:
+        """Show the session's options in the fields, without sending them back."""
+        s = self.slide_panel
+        with ExitStack() as stack:
+            for name in s.OPTION_WIDGETS:
+                stack.enter_context(getattr(s, name).changed.blocked())
+            s.show_options(options)
 
     # ------------------------------------------------------------------ embedding
     @reports_errors
@@ -189,7 +216,6 @@ class PromptDock(DockBase):
         session = self.session
         if session.running or self.busy("embed"):
             raise InputError("an embedding run is already under way")
-        session.set_options(self.slide_panel.run_options(session.options))
         session.require_model()
         self.require_slide()
         region = self.visible_region() if visible_first else None
@@ -321,8 +347,62 @@ class PromptDock(DockBase):
 
     # ------------------------------------------------------------------ prompts and maps
     def schedule_refresh(self, *_: Any) -> None:
-        """Restart the debounce timer: the maps follow the prompts ~200 ms after typing."""
+        """Restart the debounce timer: the maps follow the session ~200 ms later."""
         self._timer.start()
+
+    def prompts_edited(self, *_: Any) -> None:
+        """A prompt field changed: the timer sends the prompts to the session ~200 ms after
+        the last keystroke."""
+        self._send_due = True
+        self._timer.start()
+
+    def _timer_fired(self) -> None:
+        if self._send_due:
+            self._send_due = False
+            self.send_prompts()
+        else:
+            self.refresh_maps()
+
+    @reports_errors
+    def send_prompts(self) -> None:
+        """Send the prompt panel's request to the session; its ``prompts_changed`` makes the
+        maps (nothing new: the maps are made again, for a new store or slide)."""
+        session = self.session
+        request = self.request()
+        text = self.prompt_panel.text.value
+        if not request.prompts:
+            request = None
+        if request == session.request and text == session.prompt_text:
+            self.refresh_maps()
+            return
+        session.set_prompts(request, text=text)
+
+    def _on_prompts(self, request: PromptRequest | None) -> None:
+        """The session's prompts changed: the fields show them, new ones are encoded."""
+        self._show_prompts(request)
+        self.refresh_maps()
+
+    def _show_prompts(self, request: PromptRequest | None) -> None:
+        """Show the session's prompts in the fields (only what differs; nothing sent back)."""
+        p = self.prompt_panel
+        box = p.text
+        if box.value != self.session.prompt_text:
+            box.native.blockSignals(True)  # not an edit: nothing to send back
+            try:
+                box.value = self.session.prompt_text
+            finally:
+                box.native.blockSignals(False)
+        if request is None:
+            return
+        values = {
+            p.templates: request.templates != "none",
+            p.background: request.background or "",
+            p.threshold: request.threshold or 0.0,
+        }
+        for widget, value in values.items():
+            if widget.value != value:
+                with widget.changed.blocked():
+                    widget.value = value
 
     def request(self) -> PromptRequest:
         """The prompt panel's request: the prompt-set file's classes when one is chosen."""
@@ -350,19 +430,15 @@ class PromptDock(DockBase):
 
     @reports_errors
     def refresh_maps(self) -> None:
-        """Read the prompt panel; encode new prompts in a worker; show the maps."""
+        """The maps of the session's prompts: new prompts encoded in a worker, then shown."""
         session = self.session
-        request = self.request()
-        if not request.prompts:
-            session.set_prompts(None)
-            return
-        session.set_prompts(request)
+        request = session.request
+        if request is None:
+            return  # no prompt: the session has taken the maps away
         if session.model is None:
             self.prompt_panel.cursor.value = "No embeddings yet: load a model."
             return
         self.require_slide()
-        if not session.running:
-            session.set_options(self.slide_panel.run_options(session.options))
         if session.open_store(create=False) is None:
             self.prompt_panel.cursor.value = "No embeddings yet: press Embed."
             return

@@ -69,7 +69,9 @@ class Session(SessionMaps):
     index : LiveIndex or None
         The store's embedded tiles, growing while a run is under way.
     request : PromptRequest or None
-        The prompts on show.
+        The prompts on show (:meth:`set_prompts`, :meth:`set_prompt_text`).
+    prompt_text : str
+        Those prompts as typed (what every prompt box shows).
     result : QueryResult or None
         The map on show (prompts, or the similarity to one tile: see :attr:`showing_example`).
     running : bool
