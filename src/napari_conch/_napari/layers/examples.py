@@ -55,11 +55,15 @@ def read_examples(layer: Any | None, classes: list[str]) -> Examples:
 
 
 def write_examples(layer: Any, examples: Examples, classes: list[str], colors: list[Color]) -> None:
-    """Replace an examples layer's data by ``examples`` (label ``k``: ``classes[k - 1]``)."""
+    """Show ``examples`` in an examples layer (label ``k``: ``classes[k - 1]``).
+
+    The data is replaced only when it differs (after a stroke the layer shows them already).
+    """
     data = np.zeros(layer.data.shape, np.uint8)
     numbers = np.asarray([classes.index(n) + 1 for n in examples.names], dtype=np.uint8)
     data[examples.rows, examples.cols] = numbers
-    layer.data = data
+    if not np.array_equal(np.asarray(layer.data), data):
+        layer.data = data
     set_colors(layer, colors)
 
 
