@@ -46,7 +46,6 @@ from napari_conch._napari.docks.panels import (
     prompt_hint,
 )
 from napari_conch._napari.docks.workers import background, background_generator
-from napari_conch._napari.fastpaths.canvas import after_canvas_drawn, canvas_redrawn_later
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.layers import map_layers, on_show
 from napari_conch._napari.layers import steps as layer_steps
@@ -106,7 +105,6 @@ class PromptDock(DockBase):
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
-        self._pending: list[Any] = []
         self._preparing_since = 0.0
         self._tissue_share: float | None = None  # of the tissue search, once it says it
         self._preparing_timer = QTimer(self.native)
@@ -117,10 +115,10 @@ class PromptDock(DockBase):
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._timer_fired)
         self._send_due = False  # the prompt fields changed: the timer sends them
-        self._step_timer = QTimer(self.native)  # one chain of layer steps (see _show_in_turns)
-        self._step_timer.setSingleShot(True)
-        self._step_timer.setInterval(layer_steps.STEP_GAP_MS)
-        self._step_timer.timeout.connect(self._next_step)
+        #: The layer updates, one per event-loop turn (see _show_in_turns).
+        self.steps = layer_steps.StepQueue(
+            self.viewer, alive=lambda: not self._closed, after_step=self._select_slide_layer
+        )
         self.bind_model_panel(self.model_panel)
         self.bind_layer_combo(self.slide_panel.layer, self.slide_panel.level)
         self._show_options(self.session.options)
@@ -584,37 +582,16 @@ class PromptDock(DockBase):
             self.prompt_panel.legend.value = key
 
     def _show_in_turns(self, steps: list[Any]) -> None:
-        """Run the layer updates one per event-loop turn, the first in the next turn.
-
-        Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
-        thread; one layer per turn keeps each pause to one layer's, and the first comes after
-        the dock has shown the new legend. A step may return further steps (a new layer's
-        reveal), run next. A newer display drops the steps of an older one that are still
-        waiting.
-        """
-        self._pending = list(steps)
-        if not self._step_timer.isActive():
-            self._step_timer.start()
-
-    def _next_step(self) -> None:
-        if not self._pending or self._closed:
-            return
-        with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
-            more = self._pending.pop(0)()
-        if more:
-            self._pending[0:0] = more  # what the step left for the next turns, first
-        self._select_slide_layer()
-        if self._pending:  # the gap counts from the canvas's drawing of this step
-            after_canvas_drawn(self.viewer, self._start_step_timer)
-
-    def _start_step_timer(self) -> None:
-        if not self._closed and self._pending and not self._step_timer.isActive():
-            self._step_timer.start()
+        """Run the layer updates one per event-loop turn, the first in the next turn
+        (:class:`~napari_conch._napari.layers.steps.StepQueue`): the first comes after the dock
+        has shown the new legend; a newer display drops the steps of an older one that are
+        still waiting."""
+        self.steps.replace(steps)
 
     @property
     def drawing(self) -> bool:
         """Whether layer updates of the last display are still waiting for their turn."""
-        return bool(self._pending)
+        return self.steps.busy
 
     def _select_slide_layer(self) -> None:
         """Keep the slide layer active, so adding map layers does not change the choice."""
