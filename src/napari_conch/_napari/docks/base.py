@@ -118,6 +118,7 @@ class DockBase(Container):
         self._scroll = DockScrollArea(super().native)  # the container's own widget
         self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
+        self._scroll.on_removed = self._on_destroyed  # closed: napari keeps the widget alive
         QTimer.singleShot(0, self.tabify)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
@@ -206,7 +207,8 @@ class DockBase(Container):
         return worker
 
     def _on_destroyed(self, *_: Any) -> None:
-        """The dock's Qt widget is gone (viewer closed): late worker results are dropped."""
+        """The dock's Qt widget is gone (viewer closed) or out of the window (the dock closed):
+        it stops listening to the session, late worker results are dropped."""
         self._closed = True
         self.disconnect_session()
 
