@@ -1,8 +1,12 @@
 """The Annotate dock: teach the map by example, live, on the stored embeddings.
 
-The dock is a :class:`~.dock_base.DockBase` over the viewer's
-:class:`~napari_conch.engine.session.session.Session`; the learning is the engine's
-(:class:`~napari_conch.engine.learn.learner.Learner`), the dock holds widgets and wiring only:
+The dock is a :class:`~.base.DockBase` over the viewer's
+:class:`~napari_conch.engine.session.session.Session`. The classes, the examples and the saved
+project are the session's (:mod:`napari_conch.engine.session.examples`), the learning is the
+engine's (:class:`~napari_conch.engine.learn.learner.Learner`); the dock holds widgets and
+wiring only, showing the session through ``classes_changed`` and ``examples_changed`` and
+sending what the user does to it. The examples on the canvas are :mod:`.example_painting`'s,
+what a retraining shows in the panels :mod:`.annotate_panels`'.
 
 - **Classes** are the prompts on show (typed in the Prompt highlighter; they are the prior),
   then the names the user adds (learned from examples alone) and the classes of imported or
@@ -29,15 +33,17 @@ from typing import TYPE_CHECKING, Any
 from qtpy.QtCore import QTimer
 
 from napari_conch._napari.docks.annotate_panels import (
-    NO_EXAMPLES,
     NO_EXAMPLES_SHOWN_BY_PROMPTS,
-    TABLE_COLUMNS,
     ClassPanel,
     LearnPanel,
     ProjectPanel,
+    check_next_choices,
     fit_table,
+    outcome_status,
+    validation_table,
 )
 from napari_conch._napari.docks.base import DockBase, reports_errors
+from napari_conch._napari.docks.example_painting import ExamplePainting
 from napari_conch._napari.docks.panels import optional_path
 from napari_conch._napari.docks.workers import background
 from napari_conch._napari.layers import examples as example_layers
@@ -89,7 +95,6 @@ class AnnotateDock(DockBase):
             ],
         )
         self.outcome: Outcome | None = None
-        self._layer_classes: list[str] = []
         self._again = False
         self._generation = 0
         self._uncertain: dict[str, tuple[int, int]] = {}
@@ -99,17 +104,15 @@ class AnnotateDock(DockBase):
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._auto_retrain)
-        self._stroke_timer = QTimer(self.native)
-        self._stroke_timer.setSingleShot(True)
-        self._stroke_timer.setInterval(0)
-        self._stroke_timer.timeout.connect(self._read_stroke)
+        #: The examples on the canvas: shown from the session, strokes and shapes sent to it.
+        self.painting = ExamplePainting(self)
         self.bind_layer_combo(self.class_panel.layer)
         self.class_panel.klass.choices = self._class_choices
         # a callable: napari's reset_choices() on every layer change keeps the list
         self.learn_panel.check_next.choices = self._check_next_choices
         self._connect()
         self.refresh_classes()
-        self._show_examples(self.session.examples)
+        self.painting.show(self.session.examples)
         self.schedule()
 
     # ------------------------------------------------------------------ wiring
@@ -180,15 +183,15 @@ class AnnotateDock(DockBase):
         combo.reset_choices()
         if current in self.classes:
             combo.value = current
-        if self._layer_classes != self.classes:
-            self._show_examples(self.session.examples)
+        if not self.painting.up_to_date():
+            self.painting.show(self.session.examples)
 
     def _on_classes(self, _classes: Any) -> None:
         self.refresh_classes()
         self.schedule()
 
     def _on_examples(self, examples: Examples) -> None:
-        self._show_examples(examples)
+        self.painting.show(examples)
         self.schedule()
 
     def _on_store(self, store: Any) -> None:
@@ -206,9 +209,7 @@ class AnnotateDock(DockBase):
         self.schedule()
 
     def _class_chosen(self, name: Any) -> None:
-        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
-        if layer is not None and name in self._layer_classes:
-            layer.selected_label = self._layer_classes.index(name) + 1
+        self.painting.select(name)
         self._redisplay()
 
     # ------------------------------------------------------------------ examples
@@ -222,49 +223,7 @@ class AnnotateDock(DockBase):
 
     def examples_layer(self) -> Any:
         """The ``CONCH examples`` layer over the store's grid, made when missing."""
-        grid = self._grid()
-        if self.slide_layer is None:
-            raise InputError("open a slide first: no RGB image layer to annotate")
-        layer, made = example_layers.examples_layer(self.viewer, grid, self.slide_layer, self)
-        if made:
-            layer.events.paint.connect(self._on_paint)
-            self._layer_classes = []
-        return layer
-
-    def _show_examples(self, examples: Examples) -> None:
-        """Show the session's examples in the examples layer (made once there are some)."""
-        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
-        if layer is None and (not len(examples) or self.session.live_embeddings() is None):
-            self._layer_classes = self.classes
-            return
-        if self.slide_layer is None or self.session.live_embeddings() is None:
-            return
-        layer = self.examples_layer()
-        names = self.classes
-        self._layer_classes = names
-        example_layers.write_examples(layer, examples, names, [self.colors[n] for n in names])
-
-    def _on_paint(self, *_: Any) -> None:
-        """A stroke on the examples layer: read in the next turn (napari announces a stroke
-        before it writes it into the layer's data)."""
-        self._stroke_timer.start()
-
-    def _read_stroke(self) -> None:
-        """The tiles the user painted (or erased) go to the session as examples."""
-        if self._closed:
-            return
-        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
-        if layer is None:
-            return
-        painted = example_layers.read_examples(layer, self._layer_classes).as_dict()
-        held = self.session.examples.as_dict()
-        changed: dict[str | None, list[tuple[int, int]]] = {}
-        for tile in set(painted) | set(held):
-            if painted.get(tile) != held.get(tile):
-                changed.setdefault(painted.get(tile), []).append(tile)
-        for name, tiles in changed.items():
-            self.label_tiles(sorted(tiles), name)
-        self._show_examples(self.session.examples)  # a refused stroke goes from the layer
+        return self.painting.layer()
 
     @reports_errors
     def set_examples(self, examples: Examples) -> None:
@@ -283,27 +242,14 @@ class AnnotateDock(DockBase):
         name = self.class_panel.klass.value
         if name is None:
             raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
-        layer = self.examples_layer()
-        if self._layer_classes != self.classes:
-            self._show_examples(self.session.examples)
-        layer.selected_label = self._layer_classes.index(name) + 1
-        layer.brush_size = 1
-        self.viewer.layers.selection.active = layer
-        layer.mode = "paint"
-        return layer
+        return self.painting.paint(name)
 
     @reports_errors
     def draw_examples(self, *_: Any) -> Any:
         """Select the example shapes layer for drawing polygons (made when missing)."""
         if self.class_panel.klass.value is None:
             raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
-        self._grid()
-        layer, made = example_layers.shapes_layer(self.viewer, self.slide_layer)
-        if made:
-            layer.events.data.connect(self._on_shape_drawn)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon"
-        return layer
+        return self.painting.draw(self._on_shape_drawn)
 
     def _on_shape_drawn(self, event: Any) -> None:
         if str(getattr(event, "action", "added")).lower().endswith("added"):
@@ -313,19 +259,8 @@ class AnnotateDock(DockBase):
     def add_drawn_shapes(self) -> Examples | None:
         """The tiles whose centre lies in a drawn shape become examples of the chosen class;
         the shapes are then removed (the examples layer shows what they gave)."""
-        from napari_conch.engine.learn.annotations import examples_from_shapes
-
-        layer = map_layers.find_layer(self.viewer, example_layers.SHAPES)
         name = self.class_panel.klass.value
-        if layer is None or name is None or len(layer.data) == 0:
-            return None
-        shapes = example_layers.drawn_shapes(layer, name)
-        layer.data = []
-        if not shapes:
-            return None
-        found = examples_from_shapes(self._grid(), shapes)
-        self.session.label_tiles(zip(found.rows, found.cols, strict=True), name)
-        return found
+        return None if name is None else self.painting.take_shapes(name)
 
     @reports_errors
     def label_tiles(self, tiles: list[tuple[int, int]], name: str | None) -> None:
@@ -425,19 +360,9 @@ class AnnotateDock(DockBase):
     def show_outcome(self, outcome: Outcome) -> None:
         """Show a retraining's maps, validation and tiles to check next."""
         self.outcome = outcome
-        seconds = outcome.seconds["train"] + outcome.seconds["maps"]
-        note = f", {outcome.unembedded} on tiles without embedding" if outcome.unembedded else ""
-        self.learn_panel.status.value = (
-            f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
-            if outcome.used
-            else NO_EXAMPLES_SHOWN_BY_PROMPTS
-            if example_layers.repeats_prompt_map(self.viewer, 0)
-            else NO_EXAMPLES
-        )
-        self._uncertain = {
-            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
-            for u in outcome.uncertain
-        }
+        shown_by_prompts = example_layers.repeats_prompt_map(self.viewer, 0)
+        self.learn_panel.status.value = outcome_status(outcome, shown_by_prompts)
+        self._uncertain = check_next_choices(outcome.uncertain)
         self.learn_panel.check_next.reset_choices()
         self._redisplay()
         if outcome.validation is not None:
@@ -445,15 +370,7 @@ class AnnotateDock(DockBase):
 
     def show_validation(self, v: CrossValidation) -> None:
         """Show the cross-validated precision and recall per class."""
-        names = list(v.support) + v.not_enough
-        counts = self.examples().counts()
-        columns = [
-            names,
-            [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
-            [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
-            [str(counts.get(n, 0)) for n in names],
-        ]
-        self.learn_panel.table.value = dict(zip(TABLE_COLUMNS, columns, strict=True))
+        self.learn_panel.table.value = validation_table(v, self.examples().counts())
         fit_table(self.learn_panel.table)
         self.learn_panel.validation.value = v.message
 
@@ -485,14 +402,9 @@ class AnnotateDock(DockBase):
 
     def go_to(self, row: int, col: int) -> None:
         """Centre and zoom the camera on tile ``(row, col)``."""
-        grid = self._grid()
-        centre = example_layers.tile_centre_world(self.slide_layer, grid, row, col)
-        x0, _, x1, _ = grid.tile_box(row, col)
-        scale = map_layers.slide_transform(self.slide_layer)[0]
-
-        camera = map_layers.viewer_camera(self.viewer)
-        camera.center = tuple(float(v) for v in centre)
-        camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
+        example_layers.centre_on_tile(
+            self.viewer, self.slide_layer, self._grid(), row, col, TILES_IN_VIEW, VIEW_PIXELS
+        )
 
     # ------------------------------------------------------------------ project
     @reports_errors

@@ -174,6 +174,25 @@ def tile_centre_world(slide_layer: Any, grid: Any, row: int, col: int) -> np.nda
     return translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
 
 
+def centre_on_tile(
+    viewer: napari.Viewer,
+    slide_layer: Any,
+    grid: Any,
+    row: int,
+    col: int,
+    tiles_in_view: float,
+    view_pixels: float,
+) -> None:
+    """Centre the camera on tile ``(row, col)``, zoomed so ``tiles_in_view`` tiles span about
+    ``view_pixels`` screen pixels."""
+    centre = tile_centre_world(slide_layer, grid, row, col)
+    x0, _, x1, _ = grid.tile_box(row, col)
+    scale = map_layers.slide_transform(slide_layer)[0]
+    camera = map_layers.viewer_camera(viewer)
+    camera.center = tuple(float(v) for v in centre)
+    camera.zoom = float(view_pixels / (tiles_in_view * (x1 - x0) * scale[1]))
+
+
 def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:
     """The shapes layer to draw examples in, over the slide's level-0 pixels; whether new."""
     layer = map_layers.find_layer(viewer, SHAPES)
