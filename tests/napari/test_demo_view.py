@@ -66,14 +66,14 @@ def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     (note,) = notes
     assert note.splitlines()[0] == "Demo model: not CONCH, not for diagnosis"
     assert "never seen in training" in " ".join(note.split())
-    assert widget.model_panel.source.value == "demo"
-    # the demo writes no tile size into the panel: the session takes the model's own
+    # the demo writes no tile size: the session takes the model's own (RunOptions.tile_size_for)
     options = widget.session.options
     assert options.tile_size is None and options.stride is None
-    assert widget.prompt_panel.text.tooltip == DEMO_PROMPT_HINT
-    assert all(concept in DEMO_PROMPT_HINT for concept in DEMO_CONCEPTS)
 
     qtbot.waitUntil(lambda: widget.model is not None, timeout=WAIT_MS)
+    assert widget.model_panel.source.value == "demo"  # the panel shows the session's model
+    assert widget.prompt_panel.text.tooltip == DEMO_PROMPT_HINT
+    assert all(concept in DEMO_PROMPT_HINT for concept in DEMO_CONCEPTS)
     assert widget.model.is_demo and "not CONCH" in widget.model_panel.info.value
     qtbot.waitUntil(
         lambda: widget.session.store is not None and not widget.embedding, timeout=WAIT_MS
@@ -125,7 +125,7 @@ def test_start_demo_stops_when_the_model_cannot_load(make_napari_viewer, qtbot, 
     assert start_demo(widget) is not None
     qtbot.waitUntil(lambda: len(widget.errors) == 1, timeout=WAIT_MS)
     assert "demo_coca.pt" in widget.errors[0] and widget.model is None
-    qtbot.wait(300)  # several polls later: nothing was started
+    qtbot.wait(300)  # nothing is started after a failed load
     assert widget.session.store is None and not widget.embedding and len(widget.errors) == 1
 
 
@@ -172,13 +172,13 @@ def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
 
 
 def _prompts_typed_while_embedding(make_napari_viewer, qtbot) -> list[bool]:
-    """The demo on the small slide: whether the run went on each time the prompt box changed."""
+    """The demo on the small slide: whether the run went on each time the prompts were set."""
     viewer = make_napari_viewer()
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
     _, widget = viewer.window.add_plugin_dock_widget("napari-conch", WIDGET)
     widget.model_panel.device.value = "cpu"
     seen: list[bool] = []
-    widget.prompt_panel.text.native.textChanged.connect(lambda: seen.append(widget.embedding))
+    widget.session.events.prompts_changed.connect(lambda _: seen.append(widget.session.running))
     assert start_demo(widget, ["stroma"]) is not None
     qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
     return seen

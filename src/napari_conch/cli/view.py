@@ -143,26 +143,23 @@ def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
 
     QApplication.processEvents()  # the dock takes its room first,
     viewer.reset_view()  # then the slide is fitted to the canvas left
-    panel = widget.model_panel
-    if args.device:
-        panel.device.value = args.device
     if demo:
         from napari_conch._napari.fastpaths.glyphs import render_glyphs
 
         prompts = list(args.prompt or DEMO_VIEW_PROMPTS)
         render_glyphs(viewer, "\u25a0 " + "".join(prompts))  # the legend, before the window
-        start_demo_view(widget, prompts, sample=args.slide is None)
+        start_demo_view(widget, prompts, sample=args.slide is None, device=args.device)
         return viewer, widget
-    panel.source.value = str(model)
-    if args.config:
-        panel.config.value = args.config
-    if args.tokenizer:
-        panel.tokenizer.value = args.tokenizer
-    widget.load_model()  # in the background; the panel says when it is loaded
+    # in the background; the Model panel shows the model once the session has it
+    widget.load_model(
+        source=str(model), config=args.config, tokenizer=args.tokenizer, device=args.device
+    )
     return viewer, widget
 
 
-def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:
+def start_demo_view(
+    widget, prompts: list[str] | None, *, sample: bool, device: str | None = None
+) -> None:
     """Start the demo model with ``prompts`` (default: the H&E concepts it knows) and say so."""
     from napari.utils.notifications import show_info
 
@@ -170,7 +167,7 @@ def start_demo_view(widget, prompts: list[str] | None, *, sample: bool) -> None:
     from napari_conch._napari.docks.notices import toast_text
 
     prompts = list(prompts or DEMO_VIEW_PROMPTS)
-    start_demo(widget, prompts)
+    start_demo(widget, prompts, device=device)
     if sample:
         note = DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
         show_info(toast_text(note))

@@ -307,3 +307,36 @@ def test_the_next_step_waits_for_the_canvas_to_draw_the_last_one(make_napari_vie
     qtbot.waitUntil(lambda: calls[-1] == "nothing drawn", timeout=2000)
     fast_canvas.after_canvas_drawn(ViewerModel(), lambda: calls.append("no canvas"))
     assert calls[-1] == "no canvas"  # at once
+
+
+@pytest.mark.gui
+def test_the_step_queue_runs_one_step_a_turn_and_a_newer_display_replaces_the_waiting(qtbot):
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()  # no canvas: each next step is due STEP_GAP_MS after the last
+    ran: list[str] = []
+    alive = [True]
+    after = []
+    queue = layer_steps.StepQueue(
+        viewer, alive=lambda: alive[0], after_step=lambda: after.append(len(ran))
+    )
+
+    def step(name, more=()):
+        return lambda: (ran.append(name), list(more))[1]
+
+    queue.replace([step("a", [step("a.1")]), step("b")])
+    assert ran == [] and queue.busy  # the first in the next turn
+    qtbot.waitUntil(lambda: ran == ["a"], timeout=2000)
+    queue.replace([step("c")])  # a newer display: what waited ("a.1", "b") is dropped
+    qtbot.waitUntil(lambda: not queue.busy, timeout=2000)
+    assert ran == ["a", "c"] and after == [1, 2]
+
+    queue.replace([step("d"), step("e")])
+    qtbot.waitUntil(lambda: ran[-1] == "d", timeout=2000)
+    alive[0] = False  # the dock closed: nothing more runs
+    qtbot.wait(4 * layer_steps.STEP_GAP_MS)
+    assert ran[-1] == "d"
+
+    layer_steps.run_in_turns(viewer, [step("now"), step("later")])
+    assert ran[-1] == "now"  # the first at once
+    qtbot.waitUntil(lambda: ran[-1] == "later", timeout=2000)

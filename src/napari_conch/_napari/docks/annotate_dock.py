@@ -1,8 +1,12 @@
 """The Annotate dock: teach the map by example, live, on the stored embeddings.
 
-The dock is a :class:`~.dock_base.DockBase` over the viewer's
-:class:`~napari_conch.engine.session.session.Session`; the learning is the engine's
-(:class:`~napari_conch.engine.learn.learner.Learner`), the dock holds widgets and wiring only:
+The dock is a :class:`~.base.DockBase` over the viewer's
+:class:`~napari_conch.engine.session.session.Session`. The classes, the examples and the saved
+project are the session's (:mod:`napari_conch.engine.session.examples`), the learning is the
+engine's (:class:`~napari_conch.engine.learn.learner.Learner`); the dock holds widgets and
+wiring only, showing the session through ``classes_changed`` and ``examples_changed`` and
+sending what the user does to it. The examples on the canvas are :mod:`.example_painting`'s,
+what a retraining shows in the panels :mod:`.annotate_panels`'.
 
 - **Classes** are the prompts on show (typed in the Prompt highlighter; they are the prior),
   then the names the user adds (learned from examples alone) and the classes of imported or
@@ -26,25 +30,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtCore import QTimer
 
 from napari_conch._napari.docks.annotate_panels import (
-    NO_EXAMPLES,
     NO_EXAMPLES_SHOWN_BY_PROMPTS,
-    TABLE_COLUMNS,
     ClassPanel,
     LearnPanel,
     ProjectPanel,
+    check_next_choices,
     fit_table,
+    outcome_status,
+    validation_table,
 )
 from napari_conch._napari.docks.base import DockBase, reports_errors
+from napari_conch._napari.docks.example_painting import ExamplePainting
 from napari_conch._napari.docks.panels import optional_path
 from napari_conch._napari.docks.workers import background
 from napari_conch._napari.layers import examples as example_layers
 from napari_conch._napari.layers import map_layers
 from napari_conch.engine.learn.annotations import Examples, class_colors
-from napari_conch.engine.session.prompt_request import PromptRequest
 from napari_conch.errors import InputError
 
 if TYPE_CHECKING:
@@ -91,10 +95,6 @@ class AnnotateDock(DockBase):
             ],
         )
         self.outcome: Outcome | None = None
-        self.extra: list[str] = []
-        self.prompted: list[str] = []
-        self.given_colors: dict[str, tuple[int, int, int]] = {}
-        self._layer_classes: list[str] = []
         self._again = False
         self._generation = 0
         self._uncertain: dict[str, tuple[int, int]] = {}
@@ -104,12 +104,15 @@ class AnnotateDock(DockBase):
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self._auto_retrain)
+        #: The examples on the canvas: shown from the session, strokes and shapes sent to it.
+        self.painting = ExamplePainting(self)
         self.bind_layer_combo(self.class_panel.layer)
         self.class_panel.klass.choices = self._class_choices
         # a callable: napari's reset_choices() on every layer change keeps the list
         self.learn_panel.check_next.choices = self._check_next_choices
         self._connect()
         self.refresh_classes()
+        self.painting.show(self.session.examples)
         self.schedule()
 
     # ------------------------------------------------------------------ wiring
@@ -129,9 +132,11 @@ class AnnotateDock(DockBase):
         p.export_map.changed.connect(self.export_map)
         p.export_examples.changed.connect(self.export_examples)
         events = self.session.events
-        self.listen(events.prompts_changed, self._on_prompts)
+        self.listen(events.prompts_changed, self.schedule)
+        self.listen(events.classes_changed, self._on_classes)
+        self.listen(events.examples_changed, self._on_examples)
         self.listen(events.store_changed, self._on_store)
-        self.listen(events.run_finished, lambda *_: self.schedule())
+        self.listen(events.run_finished, self.schedule)
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
 
     def schedule(self, *_: Any) -> None:
@@ -143,21 +148,17 @@ class AnnotateDock(DockBase):
     @property
     def prompts(self) -> tuple[list[str], str]:
         """Classes with a prompt (the session's, then a loaded project's), and the templates."""
-        request = self.session.request
-        names = list(request.classes) if request is not None else []
-        names += [n for n in self.prompted if n not in names]
-        return names, request.templates if request is not None else "conch"
+        return self.session.learning_prompts
 
     @property
     def classes(self) -> list[str]:
-        """Prompted classes, then the classes added, imported or loaded."""
-        names = self.prompts[0]
-        return names + [n for n in self.extra if n not in names]
+        """The session's classes: prompted, then added, imported or loaded."""
+        return self.session.classes
 
     @property
     def colors(self) -> dict[str, tuple[int, int, int]]:
-        """The colour of every class (given ones, else the map colour of its position)."""
-        return class_colors(self.classes, self.given_colors)
+        """The colour of every class (the session's)."""
+        return self.session.class_colors
 
     def _class_choices(self, _widget: Any = None) -> list[str]:
         return self.classes
@@ -165,52 +166,36 @@ class AnnotateDock(DockBase):
     def _check_next_choices(self, _widget: Any = None) -> list[str]:
         return list(self._uncertain)
 
-    def _canonical(self, name: str) -> str:
-        known = {n.casefold(): n for n in reversed(self.classes)}
-        return known.get(name.strip().casefold(), name.strip())
-
     @reports_errors
     def add_class(self, *_: Any, name: str | None = None) -> str:
         """Add a class learned from examples alone (the New class box, or ``name``)."""
-        name = self._canonical(name if name is not None else self.class_panel.new_class.value)
-        if not name:
-            raise InputError("type a class name first")
-        if name not in self.classes:
-            self.extra.append(name)
+        name = self.session.add_class(
+            name if name is not None else self.class_panel.new_class.value
+        )
         self.class_panel.new_class.value = ""
-        self.refresh_classes()
         self.class_panel.klass.value = name
         return name
 
     def refresh_classes(self) -> None:
-        """Show the classes; keep every example with its class when their order changes.
-
-        A class that has examples stays when its prompt goes (learned from its examples then).
-        """
-        examples = self.examples()
-        self.extra.extend(n for n in examples.classes if n not in self.classes)
-        for name, color in self.colors.items():  # a class keeps its colour when others move
-            self.given_colors.setdefault(name, color)
+        """Show the session's classes; the examples layer follows when their order changes."""
         combo = self.class_panel.klass
         current = combo.value
         combo.reset_choices()
         if current in self.classes:
             combo.value = current
-        if self._layer_classes == self.classes:
-            return
-        self._layer_classes = self.classes
-        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
-        if layer is not None:
-            self._write_examples(layer, examples)
+        if not self.painting.up_to_date():
+            self.painting.show(self.session.examples)
 
-    def _on_prompts(self, _request: Any) -> None:
+    def _on_classes(self, _classes: Any) -> None:
         self.refresh_classes()
+        self.schedule()
+
+    def _on_examples(self, examples: Examples) -> None:
+        self.painting.show(examples)
         self.schedule()
 
     def _on_store(self, store: Any) -> None:
         """Another store (slide, model or grid changed): its saved project comes back with it."""
-        from napari_conch.engine.learn.project import project_path
-
         self.outcome = None
         for name in (
             example_layers.EXAMPLES,
@@ -218,69 +203,38 @@ class AnnotateDock(DockBase):
             example_layers.LEARNED_PROBABILITY,
         ):
             map_layers.remove_layer(self.viewer, name, self)
-        if store is not None and project_path(store.path).is_file():
+        if store is not None and self.session.has_project():
             if self.load_project() is not None:
                 self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
         self.schedule()
 
     def _class_chosen(self, name: Any) -> None:
-        layer = map_layers.find_layer(self.viewer, example_layers.EXAMPLES)
-        if layer is not None and name in self._layer_classes:
-            layer.selected_label = self._layer_classes.index(name) + 1
+        self.painting.select(name)
         self._redisplay()
 
     # ------------------------------------------------------------------ examples
     def examples(self) -> Examples:
-        """The example tiles, read from the examples layer."""
-        return example_layers.read_examples(
-            map_layers.find_layer(self.viewer, example_layers.EXAMPLES), self._layer_classes
-        )
+        """The example tiles (the session's)."""
+        return self.session.examples
 
     def _grid(self) -> Any:
         """The store's grid (its embeddings are what is learned from)."""
-        live = self.session.live_embeddings()
-        if live is None:
-            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
-        return live[1]
+        return self.session.learning_grid()
 
     def examples_layer(self) -> Any:
         """The ``CONCH examples`` layer over the store's grid, made when missing."""
-        grid = self._grid()
-        if self.slide_layer is None:
-            raise InputError("open a slide first: no RGB image layer to annotate")
-        layer, made = example_layers.examples_layer(self.viewer, grid, self.slide_layer, self)
-        if made:
-            layer.events.paint.connect(self.schedule)
-            self._layer_classes = self.classes
-        example_layers.set_colors(layer, [self.colors[n] for n in self._layer_classes])
-        return layer
+        return self.painting.layer()
 
-    def _write_examples(self, layer: Any, examples: Examples) -> None:
-        names = self._layer_classes
-        example_layers.write_examples(layer, examples, names, [self.colors[n] for n in names])
-
+    @reports_errors
     def set_examples(self, examples: Examples) -> None:
-        """Show ``examples`` in the examples layer (their classes added when new).
+        """Make ``examples`` the session's examples (their classes added when new).
 
         Raises
         ------
         InputError
             When a tile lies outside the store's grid.
         """
-        rows, cols = self._grid().shape
-        outside = (examples.rows < 0) | (examples.rows >= rows)
-        outside |= (examples.cols < 0) | (examples.cols >= cols)
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            raise InputError(
-                f"tile ({examples.rows[i]}, {examples.cols[i]}) is outside the {rows} x {cols} grid"
-            )
-        new = [n for n in examples.classes if n not in self.classes]
-        if new:
-            self.extra.extend(new)
-            self.refresh_classes()
-        self._write_examples(self.examples_layer(), examples)
-        self.schedule()
+        self.session.set_examples(examples)
 
     @reports_errors
     def paint_examples(self, *_: Any) -> Any:
@@ -288,25 +242,14 @@ class AnnotateDock(DockBase):
         name = self.class_panel.klass.value
         if name is None:
             raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
-        layer = self.examples_layer()
-        layer.selected_label = self._layer_classes.index(name) + 1
-        layer.brush_size = 1
-        self.viewer.layers.selection.active = layer
-        layer.mode = "paint"
-        return layer
+        return self.painting.paint(name)
 
     @reports_errors
     def draw_examples(self, *_: Any) -> Any:
         """Select the example shapes layer for drawing polygons (made when missing)."""
         if self.class_panel.klass.value is None:
             raise InputError("no class yet: type prompts in the Prompt highlighter or add a class")
-        self._grid()
-        layer, made = example_layers.shapes_layer(self.viewer, self.slide_layer)
-        if made:
-            layer.events.data.connect(self._on_shape_drawn)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_polygon"
-        return layer
+        return self.painting.draw(self._on_shape_drawn)
 
     def _on_shape_drawn(self, event: Any) -> None:
         if str(getattr(event, "action", "added")).lower().endswith("added"):
@@ -316,29 +259,13 @@ class AnnotateDock(DockBase):
     def add_drawn_shapes(self) -> Examples | None:
         """The tiles whose centre lies in a drawn shape become examples of the chosen class;
         the shapes are then removed (the examples layer shows what they gave)."""
-        from napari_conch.engine.learn.annotations import examples_from_shapes
-
-        layer = map_layers.find_layer(self.viewer, example_layers.SHAPES)
         name = self.class_panel.klass.value
-        if layer is None or name is None or len(layer.data) == 0:
-            return None
-        shapes = example_layers.drawn_shapes(layer, name)
-        layer.data = []
-        if not shapes:
-            return None
-        found = examples_from_shapes(self._grid(), shapes)
-        self.set_examples(
-            self.examples().with_tiles(zip(found.rows, found.cols, strict=True), name)
-        )
-        return found
+        return None if name is None else self.painting.take_shapes(name)
 
     @reports_errors
     def label_tiles(self, tiles: list[tuple[int, int]], name: str | None) -> None:
         """Make ``tiles`` examples of ``name`` (None: not examples any more)."""
-        examples = self.examples().with_tiles(
-            tiles, None if name is None else self._canonical(name)
-        )
-        self.set_examples(examples)
+        self.session.label_tiles(tiles, name)
 
     def arm_correct(self, *_: Any) -> None:
         """The next click on the slide makes the tile under it an example of the chosen class."""
@@ -358,46 +285,31 @@ class AnnotateDock(DockBase):
         tile = tile_at(grid, y, x)
         if tile is None:
             raise InputError("the click is outside the slide's tile grid")
-        self.label_tiles([tile], name)
+        self.session.label_tiles([tile], name)
         return tile
 
     @reports_errors
     def clear_examples(self, *_: Any) -> None:
         """Forget every example."""
-        self.set_examples(Examples())
+        self.session.set_examples(Examples())
 
     # ------------------------------------------------------------------ learning
     def _learner(self) -> Learner | None:
-        """A learner over the session's embeddings, or None while prompt texts are encoded."""
-        from napari_conch.engine.learn.learner import Learner
+        """The session's learner, or None while prompt texts are encoded (in a worker)."""
+        session = self.session
+        learner = session.learner()
+        if learner is not None:
+            return learner
+        if not self.busy("text"):
+            request = session.learning_request()
 
-        live = self.session.live_embeddings()
-        if live is None:
-            raise InputError("embed the slide first (Prompt highlighter): no tile embeddings")
-        index, grid, _ = live
-        model = self.session.require_model()
-        names, templates = self.prompts
-        shown = self.session.request  # a prompt file's synonyms and templates, when one is used
-        request = PromptRequest(
-            tuple(names), templates, prompt_set=shown.prompt_set if shown is not None else None
-        )
-        missing = self.session.missing_texts(request)
-        if missing:
-            if not self.busy("text"):
+            def encoded(texts: dict) -> None:
+                session.remember_texts(texts)
+                self.retrain()
 
-                def encoded(texts: dict) -> None:
-                    self.session.remember_texts(texts)
-                    self.retrain()
-
-                worker = background(self.session.encode_texts, request, missing)
-                self.run("text", worker, encoded)
-            return None
-        text = self.session.text_vectors(request)
-        learner = Learner(index, grid, float(model.logit_scale), text, colors=self.given_colors)
-        for name in self.extra:
-            learner.add_class(name)
-        learner.set_examples(self.examples())
-        return learner
+            worker = background(session.encode_texts, request, session.missing_texts(request))
+            self.run("text", worker, encoded)
+        return None
 
     def _auto_retrain(self) -> None:
         """Retrain after a change; say in the status line what is missing instead of warning."""
@@ -448,19 +360,9 @@ class AnnotateDock(DockBase):
     def show_outcome(self, outcome: Outcome) -> None:
         """Show a retraining's maps, validation and tiles to check next."""
         self.outcome = outcome
-        seconds = outcome.seconds["train"] + outcome.seconds["maps"]
-        note = f", {outcome.unembedded} on tiles without embedding" if outcome.unembedded else ""
-        self.learn_panel.status.value = (
-            f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
-            if outcome.used
-            else NO_EXAMPLES_SHOWN_BY_PROMPTS
-            if example_layers.repeats_prompt_map(self.viewer, 0)
-            else NO_EXAMPLES
-        )
-        self._uncertain = {
-            f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
-            for u in outcome.uncertain
-        }
+        shown_by_prompts = example_layers.repeats_prompt_map(self.viewer, 0)
+        self.learn_panel.status.value = outcome_status(outcome, shown_by_prompts)
+        self._uncertain = check_next_choices(outcome.uncertain)
         self.learn_panel.check_next.reset_choices()
         self._redisplay()
         if outcome.validation is not None:
@@ -468,15 +370,7 @@ class AnnotateDock(DockBase):
 
     def show_validation(self, v: CrossValidation) -> None:
         """Show the cross-validated precision and recall per class."""
-        names = list(v.support) + v.not_enough
-        counts = self.examples().counts()
-        columns = [
-            names,
-            [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
-            [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
-            [str(counts.get(n, 0)) for n in names],
-        ]
-        self.learn_panel.table.value = dict(zip(TABLE_COLUMNS, columns, strict=True))
+        self.learn_panel.table.value = validation_table(v, self.examples().counts())
         fit_table(self.learn_panel.table)
         self.learn_panel.validation.value = v.message
 
@@ -485,7 +379,7 @@ class AnnotateDock(DockBase):
             if example_layers.repeats_prompt_map(self.viewer, self.outcome.used):
                 return
             result = self.outcome.result
-            colors = class_colors(result.names, self.given_colors)
+            colors = class_colors(result.names, self.session.given_colors)
             value = self.class_panel.klass.value
             example_layers.show_learned(self.viewer, result, self.slide_layer, colors, value)
             self._learned_from = self.outcome.used
@@ -508,73 +402,33 @@ class AnnotateDock(DockBase):
 
     def go_to(self, row: int, col: int) -> None:
         """Centre and zoom the camera on tile ``(row, col)``."""
-        grid = self._grid()
-        centre = example_layers.tile_centre_world(self.slide_layer, grid, row, col)
-        x0, _, x1, _ = grid.tile_box(row, col)
-        scale = map_layers.slide_transform(self.slide_layer)[0]
-
-        camera = map_layers.viewer_camera(self.viewer)
-        camera.center = tuple(float(v) for v in centre)
-        camera.zoom = float(VIEW_PIXELS / (TILES_IN_VIEW * (x1 - x0) * scale[1]))
+        example_layers.centre_on_tile(
+            self.viewer, self.slide_layer, self._grid(), row, col, TILES_IN_VIEW, VIEW_PIXELS
+        )
 
     # ------------------------------------------------------------------ project
     @reports_errors
     def import_annotations(self, *_: Any) -> Examples:
         """Read the QuPath GeoJSON file: its shapes' tiles become examples (added to those)."""
-        from napari_conch.engine.learn.annotations import examples_from_shapes, read_geojson
-
         path = optional_path(self.project_panel.geojson.value)
         if path is None:
             raise InputError("choose a QuPath GeoJSON file to import")
-        shapes = read_geojson(path)
-        for name, color in shapes.colors().items():
-            self.given_colors[self._canonical(name)] = color
-        found = examples_from_shapes(self._grid(), shapes)
-        merged = self.examples().as_dict()
-        merged.update({k: self._canonical(v) for k, v in found.as_dict().items()})
-        self.set_examples(Examples.from_dict(merged))
+        found = self.session.import_geojson(path)
         self.notify_info(f"Imported {len(found)} example tiles from {Path(path).name}")
         return found
 
-    def _store(self) -> Any:
-        self._grid()
-        return self.session.store
-
     @reports_errors
     def save_project(self, *_: Any) -> Path:
-        """Save classes, colours, examples and the classifier in the store."""
-        from napari_conch.engine.learn.project import AnnotationProject, save_project
-
-        store = self._store()
-        prompted, templates = self.prompts
-        project = AnnotationProject(
-            classes={n: ([n] if n in prompted else []) for n in self.classes},
-            colors=self.colors,
-            templates=templates,
-            examples=self.examples(),
-            classifier=None if self.outcome is None else self.outcome.classifier,
-        )
-        path = save_project(store, project)
+        """Save the session's classes, colours, examples and the classifier in the store."""
+        classifier = None if self.outcome is None else self.outcome.classifier
+        path = self.session.save_project(classifier)
         self.notify_info(f"Saved {path}")
         return path
 
     @reports_errors
     def load_project(self, *_: Any) -> Any:
-        """Take up the project saved in the store: classes, colours, examples."""
-        from napari_conch.engine.learn.project import load_project
-
-        project = load_project(self._store())
-        if project is None:
-            raise InputError(f"{self.session.store.path} holds no saved annotation project")
-        current = self.prompts[0]
-        for name, synonyms in project.classes.items():
-            if synonyms and name not in current:
-                self.prompted.append(name)
-            elif not synonyms and name not in self.extra:
-                self.extra.append(name)
-        self.given_colors.update(project.colors)
-        self.set_examples(project.examples)
-        return project
+        """Take up the project saved in the store (the session's classes, colours, examples)."""
+        return self.session.load_project()
 
     @reports_errors
     def export_map(self, *_: Any) -> Path:

@@ -1,10 +1,13 @@
 """The parts of the Annotate dock: magicgui containers with their widgets as attributes.
 
-They hold no behaviour (see :mod:`.annotate_widget`), so a test sets ``.value`` on any part and
+They hold no behaviour (see :mod:`.annotate_dock`; the few functions here turn a retraining
+into what the panels show), so a test sets ``.value`` on any part and
 calls the dock's handlers, as a user would.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from magicgui.widgets import (
     CheckBox,
@@ -176,3 +179,34 @@ class ProjectPanel(Form):
                 _row(self.export_map, self.export_examples),
             ]
         )
+
+
+def outcome_status(outcome: Any, shown_by_prompts: bool) -> str:
+    """The Learning section's status after a retraining (``shown_by_prompts``: no learned
+    map is drawn, the Prompt highlighter's labels show the zero-shot map)."""
+    if not outcome.used:
+        return NO_EXAMPLES_SHOWN_BY_PROMPTS if shown_by_prompts else NO_EXAMPLES
+    seconds = outcome.seconds["train"] + outcome.seconds["maps"]
+    note = f", {outcome.unembedded} on tiles without embedding" if outcome.unembedded else ""
+    return f"{outcome.used} examples{note}; retrained in {1000 * seconds:.0f} ms"
+
+
+def check_next_choices(uncertain: list[Any]) -> dict[str, tuple[int, int]]:
+    """The Check next list: a line per tile to check, least sure first, and its tile."""
+    return {
+        f"({u.row}, {u.col}) {u.best} or {u.second}? margin {u.margin:.2f}": (u.row, u.col)
+        for u in uncertain
+    }
+
+
+def validation_table(v: Any, counts: dict[str, int]) -> dict[str, list[str]]:
+    """The cross-validated precision, recall and example count per class, by column
+    (:data:`TABLE_COLUMNS`); "-" for a class with too few examples to validate."""
+    names = list(v.support) + v.not_enough
+    columns = [
+        names,
+        [f"{v.precision[n]:.2f}" if n in v.support else "-" for n in names],
+        [f"{v.recall[n]:.2f}" if n in v.support else "-" for n in names],
+        [str(counts.get(n, 0)) for n in names],
+    ]
+    return dict(zip(TABLE_COLUMNS, columns, strict=True))

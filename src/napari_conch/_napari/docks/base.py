@@ -118,6 +118,7 @@ class DockBase(Container):
         self._scroll = DockScrollArea(super().native)  # the container's own widget
         self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
+        self._scroll.on_removed = self._on_destroyed  # closed: napari keeps the widget alive
         QTimer.singleShot(0, self.tabify)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
@@ -206,7 +207,8 @@ class DockBase(Container):
         return worker
 
     def _on_destroyed(self, *_: Any) -> None:
-        """The dock's Qt widget is gone (viewer closed): late worker results are dropped."""
+        """The dock's Qt widget is gone (viewer closed) or out of the window (the dock closed):
+        it stops listening to the session, late worker results are dropped."""
         self._closed = True
         self.disconnect_session()
 
@@ -251,11 +253,17 @@ class DockBase(Container):
             self._show_model(self.session.model)
 
     @reports_errors
-    def load_model(self, *_: Any) -> Any:
-        """Load the model the Model panel names in a worker (cached loader); returns the worker."""
+    def load_model(self, *_: Any, then: Callable[[Any], Any] | None = None, **given: Any) -> Any:
+        """Load a model in a worker (cached loader); returns the worker.
+
+        The model is the one the Model panel names, or ``given`` (``source``, ``config``,
+        ``tokenizer``, ``device``, ``token``: what the panel would say; the panel's device and
+        token for those not given). The panel shows the model once the session has it.
+        ``then`` is called with the model once the session has it, or None when loading
+        failed (a chain of steps: the demo start).
+        """
         self.check_idle("model", "loading a model")
-        panel = self._model_panel
-        arguments = panel.load_arguments()
+        arguments = self._load_arguments(given)
         source = arguments.pop("source")
 
         def prepare() -> Any:
@@ -263,15 +271,38 @@ class DockBase(Container):
             return self.session.prepare_model(source, **arguments)
 
         worker = background(prepare)
-        panel.info.value = f"Loading {panel.source.value.strip()} ..."
+        panel = self._model_panel
+        panel.info.value = f"Loading {str(source).strip()} ..."
 
         def failed(_message: str) -> None:
             if self.session.model is None:
                 panel.info.value = "No model loaded."
             else:
                 self._show_model(self.session.model)
+            if then is not None:
+                then(None)
 
-        return self.run("model", worker, self._set_model, failed=failed)
+        def loaded(model: Any) -> None:
+            self._set_model(model)
+            if then is not None:
+                then(self.session.model if self.session.model is model else None)
+
+        return self.run("model", worker, loaded, failed=failed)
+
+    def _load_arguments(self, given: dict[str, Any]) -> dict[str, Any]:
+        """``Session.prepare_model``'s arguments: ``given``, else what the Model panel says."""
+        panel = self._model_panel
+        if "source" not in given:
+            return {**panel.load_arguments(), **given}
+        device = panel.device.value
+        arguments = {
+            "config": None,
+            "tokenizer": None,
+            "device": None if device == "auto" else device,
+            "token": panel.token.value or None,
+        }
+        arguments.update({k: v for k, v in given.items() if v is not None})
+        return arguments
 
     @reports_errors
     def _set_model(self, model: Any) -> None:
@@ -281,11 +312,10 @@ class DockBase(Container):
 
     @reports_errors
     def use_demo_model(self, *_: Any) -> Any:
-        """Fill the Model panel with the demo model shipped with the plugin and load it."""
-        from napari_conch._napari.demo import fill_demo_paths
+        """Load the demo model shipped with the plugin (the Model panel shows it once loaded)."""
+        from napari_conch.demo import DEMO_SOURCE
 
-        fill_demo_paths(self._model_panel)
-        return self.load_model()
+        return self.load_model(source=DEMO_SOURCE)
 
     def _on_session_model(self, model: Any) -> None:
         if self._model_panel is not None and model is not None:
@@ -296,6 +326,10 @@ class DockBase(Container):
         from napari_conch._napari.docks.panels import model_note, model_summary
 
         panel = self._model_panel
+        source = str(model.source)
+        if panel.source.value.strip() != source:  # the session's model, however it was loaded
+            panel.source.value = source
+            panel.config.value = panel.tokenizer.value = None
         panel.info.value = model_summary(model)
         panel.info.tooltip = model.describe()
         panel.note.value = model_note(model)

@@ -11,9 +11,13 @@ The dock is a :class:`~.dock_base.DockBase` of four panels (:mod:`.panels`) over
   43 %") and the seconds spent.
   **Cancel** sets the cancel event the engine checks between batches. The store of
   (slide, model, grid) is found and reused.
-- Typing in **Prompts** restarts a 200 ms timer; when it fires, new prompts are encoded (text
-  tower only, in a worker) and the session computes the maps; its ``result_changed`` signal puts
-  them on the canvas (:mod:`.layers`).
+- Typing in **Prompts** restarts a 200 ms timer; when it fires, the box's text goes to the
+  session (:meth:`~napari_conch.engine.session.session.Session.set_prompts`). The session holds
+  the prompts: its ``prompts_changed`` signal, whoever set them (this box, another dock, the demo
+  start, a script), fills the box when its text differs and has new prompts encoded (text tower
+  only, in a worker); the session computes the maps and its ``result_changed`` signal puts them
+  on the canvas (:mod:`.layers`). The option fields send each edit to the session and show the
+  session's options through ``options_changed``.
 - **More like this** arms one click on the slide: the map becomes the similarity to that tile.
 - **Export** writes the map on show with the engine's writers.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +46,6 @@ from napari_conch._napari.docks.panels import (
     prompt_hint,
 )
 from napari_conch._napari.docks.workers import background, background_generator
-from napari_conch._napari.fastpaths.canvas import after_canvas_drawn, canvas_redrawn_later
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.layers import map_layers, on_show
 from napari_conch._napari.layers import steps as layer_steps
@@ -101,7 +105,6 @@ class PromptDock(DockBase):
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
-        self._pending: list[Any] = []
         self._preparing_since = 0.0
         self._tissue_share: float | None = None  # of the tissue search, once it says it
         self._preparing_timer = QTimer(self.native)
@@ -110,14 +113,16 @@ class PromptDock(DockBase):
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
-        self._timer.timeout.connect(self.refresh_maps)
-        self._step_timer = QTimer(self.native)  # one chain of layer steps (see _show_in_turns)
-        self._step_timer.setSingleShot(True)
-        self._step_timer.setInterval(layer_steps.STEP_GAP_MS)
-        self._step_timer.timeout.connect(self._next_step)
+        self._timer.timeout.connect(self._timer_fired)
+        self._send_due = False  # the prompt fields changed: the timer sends them
+        #: The layer updates, one per event-loop turn (see _show_in_turns).
+        self.steps = layer_steps.StepQueue(
+            self.viewer, alive=lambda: not self._closed, after_step=self._select_slide_layer
+        )
         self.bind_model_panel(self.model_panel)
         self.bind_layer_combo(self.slide_panel.layer, self.slide_panel.level)
-        self.slide_panel.show_options(self.session.options)
+        self._show_options(self.session.options)
+        self._show_prompts(self.session.request)
         self._connect()
         self.cursor_status = CursorStatus(self)
         if self.session.result is not None:
@@ -131,16 +136,17 @@ class PromptDock(DockBase):
         s.cancel.changed.connect(self.cancel_embedding)
         for name in s.OPTION_WIDGETS:
             getattr(s, name).changed.connect(self._options_edited)
-        p.text.native.textChanged.connect(self.schedule_refresh)  # magicgui drops this one
+        p.text.native.textChanged.connect(self.prompts_edited)  # magicgui drops this one
         for widget in (p.templates, p.background, p.threshold, p.prompt_file):
-            widget.changed.connect(self.schedule_refresh)
+            widget.changed.connect(self.prompts_edited)
         for widget in (p.show_class, p.colormap, p.opacity, p.range):
             widget.changed.connect(self._redisplay)
         p.more_like_this.changed.connect(self.arm_more_like_this)
         e.export.changed.connect(self.export)
         p.show_class.choices = self._class_choices
         events = self.session.events
-        self.listen(events.options_changed, self.slide_panel.show_options)
+        self.listen(events.options_changed, self._on_options)
+        self.listen(events.prompts_changed, self._on_prompts)
         self.listen(events.running_changed, self._set_running)
         self.listen(events.progress, self._on_progress)
         self.listen(events.tiles_added, self._on_tiles_added)
@@ -159,9 +165,15 @@ class PromptDock(DockBase):
         return self.session.result
 
     def on_model_changed(self, model: Any) -> None:
-        """A new model: the maps follow; the prompt box says what the model knows."""
-        self.prompt_panel.text.native.setPlaceholderText(prompt_hint(model))
-        self.schedule_refresh()
+        """A new model: the prompts are parsed again (its templates) and the maps follow; the
+        prompt box says what the model knows."""
+        from napari_conch._napari.demo import DEMO_PROMPT_HINT
+
+        text = self.prompt_panel.text
+        text.native.setPlaceholderText(prompt_hint(model))
+        if model is not None and model.is_demo:
+            text.tooltip = DEMO_PROMPT_HINT
+        self.prompts_edited()
 
     def on_slide_changed(self, slide: Any) -> None:
         """A new slide: the maps follow."""
@@ -169,18 +181,30 @@ class PromptDock(DockBase):
 
     @reports_errors
     def use_demo_model(self, *_: Any) -> Any:
-        """Fill the Model panel with the demo model (and its tile size) and load it."""
-        from napari_conch._napari.demo import fill_demo_model
+        """Load the demo model (the panels show it from the session; its tile size is the
+        model's own, as for every model)."""
+        from napari_conch.demo import DEMO_SOURCE
 
-        fill_demo_model(self)
-        return self.load_model()
+        return self.load_model(source=DEMO_SOURCE)
 
     @reports_errors
     def _options_edited(self, *_: Any) -> None:
+        """A user's edit of an option field: sent to the session (which announces it)."""
         if self.session.running:
             return
         self.session.set_options(self.slide_panel.run_options(self.session.options))
+
+    def _on_options(self, options: Any) -> None:
+        self._show_options(options)
         self.schedule_refresh()
+
+    def _show_options(self, options: Any) -> None:
+        """Show the session's options in the fields, without sending them back."""
+        s = self.slide_panel
+        with ExitStack() as stack:
+            for name in s.OPTION_WIDGETS:
+                stack.enter_context(getattr(s, name).changed.blocked())
+            s.show_options(options)
 
     # ------------------------------------------------------------------ embedding
     @reports_errors
@@ -189,7 +213,6 @@ class PromptDock(DockBase):
         session = self.session
         if session.running or self.busy("embed"):
             raise InputError("an embedding run is already under way")
-        session.set_options(self.slide_panel.run_options(session.options))
         session.require_model()
         self.require_slide()
         region = self.visible_region() if visible_first else None
@@ -321,8 +344,62 @@ class PromptDock(DockBase):
 
     # ------------------------------------------------------------------ prompts and maps
     def schedule_refresh(self, *_: Any) -> None:
-        """Restart the debounce timer: the maps follow the prompts ~200 ms after typing."""
+        """Restart the debounce timer: the maps follow the session ~200 ms later."""
         self._timer.start()
+
+    def prompts_edited(self, *_: Any) -> None:
+        """A prompt field changed: the timer sends the prompts to the session ~200 ms after
+        the last keystroke."""
+        self._send_due = True
+        self._timer.start()
+
+    def _timer_fired(self) -> None:
+        if self._send_due:
+            self._send_due = False
+            self.send_prompts()
+        else:
+            self.refresh_maps()
+
+    @reports_errors
+    def send_prompts(self) -> None:
+        """Send the prompt panel's request to the session; its ``prompts_changed`` makes the
+        maps (nothing new: the maps are made again, for a new store or slide)."""
+        session = self.session
+        request = self.request()
+        text = self.prompt_panel.text.value
+        if not request.prompts:
+            request = None
+        if request == session.request and text == session.prompt_text:
+            self.refresh_maps()
+            return
+        session.set_prompts(request, text=text)
+
+    def _on_prompts(self, request: PromptRequest | None) -> None:
+        """The session's prompts changed: the fields show them, new ones are encoded."""
+        self._show_prompts(request)
+        self.refresh_maps()
+
+    def _show_prompts(self, request: PromptRequest | None) -> None:
+        """Show the session's prompts in the fields (only what differs; nothing sent back)."""
+        p = self.prompt_panel
+        box = p.text
+        if box.value != self.session.prompt_text:
+            box.native.blockSignals(True)  # not an edit: nothing to send back
+            try:
+                box.value = self.session.prompt_text
+            finally:
+                box.native.blockSignals(False)
+        if request is None:
+            return
+        values = {
+            p.templates: request.templates != "none",
+            p.background: request.background or "",
+            p.threshold: request.threshold or 0.0,
+        }
+        for widget, value in values.items():
+            if widget.value != value:
+                with widget.changed.blocked():
+                    widget.value = value
 
     def request(self) -> PromptRequest:
         """The prompt panel's request: the prompt-set file's classes when one is chosen."""
@@ -350,19 +427,15 @@ class PromptDock(DockBase):
 
     @reports_errors
     def refresh_maps(self) -> None:
-        """Read the prompt panel; encode new prompts in a worker; show the maps."""
+        """The maps of the session's prompts: new prompts encoded in a worker, then shown."""
         session = self.session
-        request = self.request()
-        if not request.prompts:
-            session.set_prompts(None)
-            return
-        session.set_prompts(request)
+        request = session.request
+        if request is None:
+            return  # no prompt: the session has taken the maps away
         if session.model is None:
             self.prompt_panel.cursor.value = "No embeddings yet: load a model."
             return
         self.require_slide()
-        if not session.running:
-            session.set_options(self.slide_panel.run_options(session.options))
         if session.open_store(create=False) is None:
             self.prompt_panel.cursor.value = "No embeddings yet: press Embed."
             return
@@ -508,37 +581,16 @@ class PromptDock(DockBase):
             self.prompt_panel.legend.value = key
 
     def _show_in_turns(self, steps: list[Any]) -> None:
-        """Run the layer updates one per event-loop turn, the first in the next turn.
-
-        Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
-        thread; one layer per turn keeps each pause to one layer's, and the first comes after
-        the dock has shown the new legend. A step may return further steps (a new layer's
-        reveal), run next. A newer display drops the steps of an older one that are still
-        waiting.
-        """
-        self._pending = list(steps)
-        if not self._step_timer.isActive():
-            self._step_timer.start()
-
-    def _next_step(self) -> None:
-        if not self._pending or self._closed:
-            return
-        with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
-            more = self._pending.pop(0)()
-        if more:
-            self._pending[0:0] = more  # what the step left for the next turns, first
-        self._select_slide_layer()
-        if self._pending:  # the gap counts from the canvas's drawing of this step
-            after_canvas_drawn(self.viewer, self._start_step_timer)
-
-    def _start_step_timer(self) -> None:
-        if not self._closed and self._pending and not self._step_timer.isActive():
-            self._step_timer.start()
+        """Run the layer updates one per event-loop turn, the first in the next turn
+        (:class:`~napari_conch._napari.layers.steps.StepQueue`): the first comes after the dock
+        has shown the new legend; a newer display drops the steps of an older one that are
+        still waiting."""
+        self.steps.replace(steps)
 
     @property
     def drawing(self) -> bool:
         """Whether layer updates of the last display are still waiting for their turn."""
-        return bool(self._pending)
+        return self.steps.busy
 
     def _select_slide_layer(self) -> None:
         """Keep the slide layer active, so adding map layers does not change the choice."""

@@ -38,6 +38,20 @@ class DockScrollArea(QScrollArea):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
         content.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         self.setWidget(content)
+        #: Called once the area, having been docked, loses its parent: napari's
+        #: ``remove_dock_widget`` (the dock's close button) keeps the inner widget alive.
+        self.on_removed: Any = None
+        self._docked = False
+
+    def event(self, event: QEvent) -> bool:
+        """Notice the area being taken out of its dock (see :attr:`on_removed`)."""
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked and self.on_removed is not None:
+                self._docked = False
+                self.on_removed()
+        return super().event(event)
 
     def sizeHint(self) -> QSize:
         """Narrow, and no taller than the content."""

@@ -55,11 +55,15 @@ def read_examples(layer: Any | None, classes: list[str]) -> Examples:
 
 
 def write_examples(layer: Any, examples: Examples, classes: list[str], colors: list[Color]) -> None:
-    """Replace an examples layer's data by ``examples`` (label ``k``: ``classes[k - 1]``)."""
+    """Show ``examples`` in an examples layer (label ``k``: ``classes[k - 1]``).
+
+    The data is replaced only when it differs (after a stroke the layer shows them already).
+    """
     data = np.zeros(layer.data.shape, np.uint8)
     numbers = np.asarray([classes.index(n) + 1 for n in examples.names], dtype=np.uint8)
     data[examples.rows, examples.cols] = numbers
-    layer.data = data
+    if not np.array_equal(np.asarray(layer.data), data):
+        layer.data = data
     set_colors(layer, colors)
 
 
@@ -168,6 +172,25 @@ def tile_centre_world(slide_layer: Any, grid: Any, row: int, col: int) -> np.nda
     x0, y0, x1, y1 = grid.tile_box(row, col)
     scale, translate = map_layers.slide_transform(slide_layer)
     return translate + np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale
+
+
+def centre_on_tile(
+    viewer: napari.Viewer,
+    slide_layer: Any,
+    grid: Any,
+    row: int,
+    col: int,
+    tiles_in_view: float,
+    view_pixels: float,
+) -> None:
+    """Centre the camera on tile ``(row, col)``, zoomed so ``tiles_in_view`` tiles span about
+    ``view_pixels`` screen pixels."""
+    centre = tile_centre_world(slide_layer, grid, row, col)
+    x0, _, x1, _ = grid.tile_box(row, col)
+    scale = map_layers.slide_transform(slide_layer)[0]
+    camera = map_layers.viewer_camera(viewer)
+    camera.center = tuple(float(v) for v in centre)
+    camera.zoom = float(view_pixels / (tiles_in_view * (x1 - x0) * scale[1]))
 
 
 def shapes_layer(viewer: napari.Viewer, slide_layer: Any) -> tuple[Any, bool]:

@@ -12,6 +12,7 @@ redraws and answers input in between. With the fast paths off the only step is `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QTimer
@@ -78,21 +79,81 @@ def add_in_parts(viewer: napari.Viewer, layer: Any, index: int | None = None) ->
     layer_parts.skip_empty_text(viewer, layer)
 
 
-def run_in_turns(viewer: napari.Viewer, steps: list[Any]) -> None:
-    """Run ``steps`` one per event-loop turn (the first now), each :data:`STEP_GAP_MS` after
-    the canvas has drawn what the one before changed (:func:`~.canvas.after_canvas_drawn`).
+class StepQueue:
+    """Steps run one per event-loop turn, each :data:`STEP_GAP_MS` after the canvas has drawn
+    what the one before changed: the one scheduler of the plugin's layer updates.
 
-    What a step makes is drawn in a turn after it (:func:`~.canvas.canvas_redrawn_later`).
+    Making or redrawing a layer costs napari tens to hundreds of milliseconds on the GUI
+    thread; one layer per turn keeps each pause to one layer's (``bench/stalls.py`` measures
+    it). What a step makes is drawn in a turn after it
+    (:func:`~napari_conch._napari.fastpaths.canvas.canvas_redrawn_later`). A step may return
+    further steps (a new layer's :func:`reveal_steps`), run next.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    alive : callable, optional
+        Whether the owner still wants its steps (a closed dock: False); checked before each.
+    after_step : callable, optional
+        Called after each step (the Prompt dock keeps the slide layer active).
     """
-    if steps:
-        with canvas_redrawn_later(viewer):
-            steps[0]()
-        if len(steps) > 1:
 
-            def next_turns() -> None:
-                QTimer.singleShot(STEP_GAP_MS, lambda: run_in_turns(viewer, steps[1:]))
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        *,
+        alive: Callable[[], bool] | None = None,
+        after_step: Callable[[], Any] | None = None,
+    ) -> None:
+        self.viewer = viewer
+        self._alive = alive if alive is not None else (lambda: True)
+        self._after_step = after_step
+        self._pending: list[Any] = []
+        self._scheduled = False
 
-            after_canvas_drawn(viewer, next_turns)
+    @property
+    def busy(self) -> bool:
+        """Whether steps are still waiting for their turn."""
+        return bool(self._pending)
+
+    def replace(self, steps: list[Any]) -> None:
+        """Run ``steps``, the first in the next turn (after :data:`STEP_GAP_MS`); steps of an
+        older call that are still waiting are dropped (a newer display replaces them)."""
+        self._pending = list(steps)
+        self._schedule()
+
+    def run_now(self, steps: list[Any]) -> None:
+        """Run ``steps``, the first now (the others dropped, as :meth:`replace`)."""
+        self._pending = list(steps)
+        self._next()
+
+    def _schedule(self) -> None:
+        if self._pending and not self._scheduled and self._alive():
+            self._scheduled = True
+            # a lambda: Qt holds it (a bound method is held weakly), so a queue nobody else
+            # keeps (run_in_turns) lives until its steps are done
+            QTimer.singleShot(STEP_GAP_MS, lambda: self._next())
+
+    def _next(self) -> None:
+        self._scheduled = False
+        if not self._pending or not self._alive():
+            return
+        with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
+            more = self._pending.pop(0)()
+        if more:
+            self._pending[0:0] = more  # what the step left for the next turns, first
+        if self._after_step is not None:
+            self._after_step()
+        if self._pending:  # the gap counts from the canvas's drawing of this step
+            after_canvas_drawn(self.viewer, lambda: self._schedule())
+
+
+def run_in_turns(viewer: napari.Viewer, steps: list[Any]) -> StepQueue:
+    """Run ``steps`` one per event-loop turn, the first now, through a :class:`StepQueue` of
+    their own; returns it."""
+    queue = StepQueue(viewer)
+    queue.run_now(steps)
+    return queue
 
 
 def keep_hidden(layer: Any) -> Any:

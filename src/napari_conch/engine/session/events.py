@@ -37,6 +37,10 @@ class SessionEvents(SignalGroup):
         The :class:`PromptRequest` or None.
     result_changed : Signal(object)
         The map on show (a :class:`~napari_conch.engine.query.QueryResult`) or None.
+    classes_changed : Signal(object)
+        The list of classes taught by example (the prompts' first).
+    examples_changed : Signal(object)
+        The example tiles (an :class:`~napari_conch.engine.learn.annotations.Examples`).
     """
 
     model_changed = Signal(object)
@@ -49,3 +53,5 @@ class SessionEvents(SignalGroup):
     run_finished = Signal(object)
     prompts_changed = Signal(object)
     result_changed = Signal(object)
+    classes_changed = Signal(object)
+    examples_changed = Signal(object)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class SessionMaps:
     ----------
     request : PromptRequest or None
         The prompts on show.
+    prompt_text : str
+        Those prompts as typed (a prompt box's text; "" without prompts).
     result : QueryResult or None
         The map on show (prompts, or the similarity to one tile: see :attr:`showing_example`).
     showing_example : bool
@@ -53,24 +55,62 @@ class SessionMaps:
 
     def __init__(self) -> None:
         self.request: PromptRequest | None = None
+        self.prompt_text = ""
         self.result: Any = None
         self.showing_example = False
         self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 
-    def set_prompts(self, request: PromptRequest | None) -> None:
+    def set_prompts(self, request: PromptRequest | None, *, text: str | None = None) -> None:
         """The prompts to show (checked; None or no prompt: none, and the maps go).
 
-        New prompts leave the maps of the old ones until theirs are made (:meth:`update_maps`).
+        ``text``: the prompts as the user typed them (a prompt box's text, kept as it is in
+        :attr:`prompt_text` so that every box shows it); default the request's prompts, one
+        per line. New prompts leave the maps of the old ones until theirs are made
+        (:meth:`update_maps`). ``prompts_changed`` is emitted with the request (None: none).
         """
         if request is not None and not request.prompts:
             request = None
         if request is not None:
             request.check()
+        if text is None:
+            text = "\n".join(request.prompts) if request is not None else ""
         self.request = request
+        self.prompt_text = text
         self.showing_example = False
         self.events.prompts_changed.emit(request)
         if request is None:
             self.set_result(None)  # no prompt: no map of prompts that are gone
+
+    def set_prompt_text(
+        self,
+        text: str | Sequence[str],
+        *,
+        templates: bool | str = True,
+        background: str = "",
+        threshold: float = 0.0,
+    ) -> PromptRequest | None:
+        """Parse prompts (a prompt box's text, one per line, or a list) and show them.
+
+        ``templates``: a name of :data:`~napari_conch.engine.prompts.TEMPLATE_SETS`, True for
+        the model's own (CONCH's without a model) or False for none. Returns the request set
+        (None when there is no prompt); see :meth:`set_prompts`.
+
+        Raises
+        ------
+        InputError
+            For prompts that cannot make a map (a repeated class, a blank background).
+        """
+        from napari_conch.engine.prompts import model_templates
+
+        if not isinstance(text, str):
+            text = "\n".join(str(t) for t in text)
+        if templates is True:
+            templates = model_templates(self.model)
+        request = PromptRequest.from_text(
+            text, templates=templates, background=background, threshold=threshold
+        )
+        self.set_prompts(request, text=text)
+        return self.request
 
     def missing_texts(self, request: PromptRequest | None = None) -> list[str]:
         """Classes of ``request`` (default: the current one) not encoded with this model yet."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.session.events import SessionEvents
+from napari_conch.engine.session.examples import SessionExamples
 from napari_conch.engine.session.live_index import LiveIndex
 from napari_conch.engine.session.maps import SessionMaps
 from napari_conch.engine.session.open_store import (
@@ -47,7 +48,7 @@ from napari_conch.generators import drain
 Box = tuple[float, float, float, float]
 
 
-class Session(SessionMaps):
+class Session(SessionMaps, SessionExamples):
     """What one viewer works on: model, slide, options, store, prompts, maps.
 
     Parameters
@@ -69,7 +70,9 @@ class Session(SessionMaps):
     index : LiveIndex or None
         The store's embedded tiles, growing while a run is under way.
     request : PromptRequest or None
-        The prompts on show.
+        The prompts on show (:meth:`set_prompts`, :meth:`set_prompt_text`).
+    prompt_text : str
+        Those prompts as typed (what every prompt box shows).
     result : QueryResult or None
         The map on show (prompts, or the similarity to one tile: see :attr:`showing_example`).
     running : bool
@@ -79,12 +82,16 @@ class Session(SessionMaps):
     -----
     The store on show is kept by a :class:`~napari_conch.engine.session.open_store.SessionStore`
     (``store`` and ``index`` read it); the prompts, maps and export methods come from
-    :class:`~napari_conch.engine.session.maps.SessionMaps`, a base class of this one.
+    :class:`~napari_conch.engine.session.maps.SessionMaps`, a base class of this one; the
+    classes, examples and saved annotation project from
+    :class:`~napari_conch.engine.session.examples.SessionExamples`, the other.
     """
 
     def __init__(self, options: RunOptions | None = None) -> None:
-        super().__init__()  # the prompts and the map on show: none
+        SessionMaps.__init__(self)  # the prompts and the map on show: none
+        SessionExamples.__init__(self)  # no class, no example
         self.events = SessionEvents()
+        self._follow_prompts_and_store()
         self.model: Any = None
         self.slide: Any = None
         self.slide_source: Any = None
