@@ -39,7 +39,7 @@ class DemoStart:
 
     Parameters
     ----------
-    dock : PromptDock
+    dock : the Prompt highlighter dock
         The dock whose actions run the steps (model loading and the embedding run in its
         workers).
     prompts : sequence of str
