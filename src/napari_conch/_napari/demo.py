@@ -86,7 +86,11 @@ class DemoStart:
 
 
 def start_demo(
-    dock: Any, prompts: Sequence[str] = DEMO_VIEW_PROMPTS, *, device: str | None = None
+    dock: Any,
+    prompts: Sequence[str] = DEMO_VIEW_PROMPTS,
+    *,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> Any:
     """Load the demo model, then embed the chosen slide and show ``prompts``; returns the worker.
 
@@ -98,7 +102,9 @@ def start_demo(
     loading could not start.
     """
     steps = DemoStart(dock, prompts)
-    worker = dock.load_model(source=DEMO_SOURCE, device=device, then=steps.model_loaded)
+    worker = dock.load_model(
+        source=DEMO_SOURCE, device=device, precision=precision, then=steps.model_loaded
+    )
     if worker is None:  # the dock said why
         steps._stop()
     return worker

@@ -16,7 +16,9 @@ import argparse
 import os
 from pathlib import Path
 
+from napari_conch.cli.option_arguments import add_options
 from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
+from napari_conch.engine.options import RunOptions
 from napari_conch.errors import InputError, NapariConchError, SlideError
 
 #: The widget's display name in ``napari.yaml``.
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--config", metavar="JSON", help="model config (non-CONCH models only)")
     parser.add_argument("--tokenizer", metavar="PATH", help="CONCH's tokenizer JSON")
-    parser.add_argument("--device", metavar="D", help="torch device (default: auto)")
+    add_options(parser, RunOptions, ("device", "precision"))
     parser.add_argument(
         "--prompt", action="append", metavar="TEXT",
         help="demo model only: the prompt(s) to show (repeatable; default: "
@@ -148,17 +150,26 @@ def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
 
         prompts = list(args.prompt or DEMO_VIEW_PROMPTS)
         render_glyphs(viewer, "\u25a0 " + "".join(prompts))  # the legend, before the window
-        start_demo_view(widget, prompts, sample=args.slide is None, device=args.device)
+        start_demo_view(
+            widget, prompts, sample=args.slide is None, device=args.device,
+            precision=args.precision,
+        )  # fmt: skip
         return viewer, widget
     # in the background; the Model panel shows the model once the session has it
     widget.load_model(
-        source=str(model), config=args.config, tokenizer=args.tokenizer, device=args.device
-    )
+        source=str(model), config=args.config, tokenizer=args.tokenizer, device=args.device,
+        precision=args.precision,
+    )  # fmt: skip
     return viewer, widget
 
 
 def start_demo_view(
-    widget, prompts: list[str] | None, *, sample: bool, device: str | None = None
+    widget,
+    prompts: list[str] | None,
+    *,
+    sample: bool,
+    device: str | None = None,
+    precision: str | None = None,
 ) -> None:
     """Start the demo model with ``prompts`` (default: the H&E concepts it knows) and say so."""
     from napari.utils.notifications import show_info
@@ -167,7 +178,7 @@ def start_demo_view(
     from napari_conch._napari.docks.notices import toast_text
 
     prompts = list(prompts or DEMO_VIEW_PROMPTS)
-    start_demo(widget, prompts, device=device)
+    start_demo(widget, prompts, device=device, precision=precision)
     if sample:
         note = DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
         show_info(toast_text(note))

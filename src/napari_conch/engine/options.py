@@ -223,7 +223,9 @@ class RunOptions:
         unset_text="auto",
     )  # fmt: skip
     precision: str = option(
-        AUTO, flag="--precision", choices=PRECISION_CHOICES,
+        AUTO, flag="--precision", choices=PRECISION_CHOICES, label="Precision",
+        tooltip="number format of the image encoder: auto picks bf16 on CPUs with native bf16 "
+        "when the model passes the parity gate, else fp32 (exact)",
         help="number format of the image encoder: auto (bf16 on CUDA GPUs with bf16 and on "
         "CPUs with native bf16 where the model passes the parity gate, else fp32), fp32 "
         "(exact to the reference), bf16, fp16 (CUDA), int8 (ONNX Runtime on the CPU, with the "

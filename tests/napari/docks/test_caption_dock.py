@@ -276,3 +276,20 @@ def test_a_click_before_the_region_layer_was_shown_shows_it_whole(make_napari_vi
     node = viewer.window._qt_viewer.canvas.layer_to_visual[layer].node
     assert layer.visible and len(layer.data) == 1
     assert all(part.visible for part in node._subvisuals if part is not node.text)
+
+
+def test_the_template_boxes_mean_the_models_own_templates(
+    make_napari_viewer, svs_path, monkeypatch
+):
+    _, widget, _ = _open(make_napari_viewer, svs_path)
+    quiltnet = SimpleNamespace(templates="quiltnet")
+    monkeypatch.setattr(type(widget), "require_model", lambda self: quiltnet)
+    widget.rank_panel.texts.value = "tumor\nstroma"
+    assert widget.rank_panel.templates.text == "Model's templates"
+    widget.rank_panel.templates.value = True
+    assert widget.candidates() == (["tumor", "stroma"], "quiltnet")  # not CONCH's for QuiltNet
+    widget.rank_panel.templates.value = False
+    assert widget.candidates() == (["tumor", "stroma"], "none")
+    conch = SimpleNamespace()  # CONCH and the demo model carry no template name: CONCH's 22
+    monkeypatch.setattr(type(widget), "require_model", lambda self: conch)
+    assert widget._templates(True) == "conch"

@@ -7,10 +7,14 @@ from types import SimpleNamespace
 import napari_conch.demo as demo
 from napari_conch._napari.docks.caption_panels import CaptionPanel, TopTilesPanel
 from napari_conch._napari.docks.panels import (
+    CHOOSE_MODEL,
     PROMPT_PLACEHOLDER,
     SLIDE_OPTIONS,
+    ExportPanel,
+    ModelPanel,
     PromptPanel,
     SlidePanel,
+    known_models,
     model_summary,
     prompt_hint,
 )
@@ -113,3 +117,35 @@ def test_the_prompt_panels_threshold_is_the_prompt_option(qtbot):
     _check_field(panel.threshold, PromptOptions, "threshold")
     assert (panel.threshold.min, panel.threshold.max, panel.threshold.value) == (0, 1, 0)
     assert panel_field(PromptOptions, "threshold").read(0.0) is None  # 0: no threshold
+
+
+def test_the_model_panel_offers_the_known_models_and_says_where_their_files_are(qtbot, monkeypatch):
+    from napari_conch.model import clip_sources
+    from napari_conch.model.clip_sources import KNOWN_MODELS
+
+    monkeypatch.setattr(clip_sources, "cached_snapshot", lambda repo: None)  # nothing cached
+    panel = ModelPanel()
+    names = list(panel.known.choices)
+    assert names[0] == CHOOSE_MODEL and "CONCH" in names and "demo model (not CONCH)" in names
+    assert {card.name for card in KNOWN_MODELS} <= set(names)
+    panel.known.value = "QuiltNet-B-32"
+    assert panel.source.value == known_models()["QuiltNet-B-32"] == "hf_hub:wisdomik/QuiltNet-B-32"
+    assert "QuiltNet-B-32, licence MIT" in panel.note.value and "downloads" in panel.note.value
+    panel.known.value = "demo model (not CONCH)"
+    assert panel.source.value == "demo" and panel.load_arguments()["source"] == "demo"
+
+
+def test_the_model_panels_precision_is_the_run_option(qtbot):
+    panel = ModelPanel()
+    assert tuple(panel.precision.choices) == surface_of(RunOptions, "precision").choices
+    assert panel.precision.value == DEFAULTS.precision == "auto"
+    panel.source.value = "demo"
+    panel.precision.value = "fp32"
+    assert panel.load_arguments()["precision"] == "fp32"
+
+
+def test_the_export_panel_writes_values_or_colours():
+    panel = ExportPanel()
+    assert panel.map_render() == "float"  # the default: the values, as --map-render
+    panel.tiff_as.value = "colours"
+    assert panel.map_render() == "rgb"

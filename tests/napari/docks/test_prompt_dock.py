@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_conch._napari.layers import map_layers
 from napari_conch.engine.progress import TISSUE, RateMeter, tissue_event
@@ -234,6 +235,16 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
         qtbot.waitUntil(lambda: not widget.busy("export"), timeout=WAIT_MS)
         assert (tmp_path / f"map{suffix}").is_file()
         assert widget.errors[-1].startswith("choose a file")  # no new error
+    widget.export_panel.tiff_as.value = "colours"  # the RGBA pyramid QuPath/OpenSlide open
+    widget.export_panel.path.value = tmp_path / "colours.tif"
+    assert widget.export() is not None
+    qtbot.waitUntil(lambda: not widget.busy("export"), timeout=WAIT_MS)
+    with (
+        tifffile.TiffFile(tmp_path / "colours.tif") as rgb,
+        tifffile.TiffFile(tmp_path / "map.tif") as values,
+    ):
+        assert rgb.pages[0].dtype == np.uint8 and rgb.pages[0].shape[-1] == 4
+        assert values.pages[0].dtype == np.float32
     collection = json.loads((tmp_path / "map.geojson").read_text())
     assert collection["type"] == "FeatureCollection"
     assert (tmp_path / "map.csv").read_text().startswith("row,col,x0,y0,x1,y1,tumor")

@@ -32,6 +32,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from napari_conch._napari.docks.notices import toast_text
+from napari_conch._napari.docks.panels import DEVICE_FIELD, PRECISION_FIELD
 from napari_conch._napari.docks.scroll_layout import (
     DockScrollArea,
     compact,
@@ -294,11 +295,11 @@ class DockBase(Container):
         panel = self._model_panel
         if "source" not in given:
             return {**panel.load_arguments(), **given}
-        device = panel.device.value
         arguments = {
             "config": None,
             "tokenizer": None,
-            "device": None if device == "auto" else device,
+            "device": DEVICE_FIELD.read(panel.device.value),
+            "precision": PRECISION_FIELD.read(panel.precision.value),
             "token": panel.token.value or None,
         }
         arguments.update({k: v for k, v in given.items() if v is not None})

@@ -304,12 +304,19 @@ class CaptionDock(DockBase):
         self.caption_panel.text.value = caption
 
     # ------------------------------------------------------------------ rank texts
+    def _templates(self, checked: bool) -> str:
+        """A "Model's templates" box: the model's own set when checked (CONCH's 22 for CONCH and
+        the demo model, QuiltNet's, PLIP's, KEEP's, BiomedCLIP's), else none."""
+        from napari_conch.engine.prompts import model_templates
+
+        return model_templates(self.require_model()) if checked else "none"
+
     def candidates(self) -> tuple[Any, str]:
         """The candidates (a prompt set from the JSON file, else the lines) and templates."""
         from napari_conch.engine.prompts import load_prompt_set
 
         panel = self.rank_panel
-        templates = "conch" if panel.templates.value else "none"
+        templates = self._templates(panel.templates.value)
         path = optional_path(panel.prompt_file.value)
         if path is not None:
             return load_prompt_set(path, templates), templates
@@ -357,7 +364,7 @@ class CaptionDock(DockBase):
             raise InputError("type a prompt to find its top tiles")
         model, slide = self.require_model(), self.slide()
         live = self._session_embeddings(slide, model)
-        templates = "conch" if t.templates.value else "none"
+        templates = self._templates(t.templates.value)
         args = (slide, model, self._store_root(), live, prompt, t.k.value, templates)
         self._hits_layer = self.slide_layer
         t.status.value = "Searching ..."

@@ -54,6 +54,13 @@ def _table(columns: tuple[str, ...]) -> Table:
     return table
 
 
+#: What a "Model's templates" box means.
+MODEL_TEMPLATES_TIP = (
+    "each text in the model's own zero-shot templates: CONCH's 22 for CONCH and the demo model, "
+    "QuiltNet's, PLIP's, KEEP's or BiomedCLIP's for those; unchecked: the texts as typed"
+)
+
+
 class RegionPanel(Form):
     """Slide layer, reading level, click-box size; draw / click; the region's box."""
 
@@ -104,7 +111,9 @@ class RankPanel(Form):
             label="Or prompt set", mode="r", nullable=True, filter="*.json",
             tooltip='CONCH JSON: {"classnames": {CLASS: [synonyms]}, "templates": [...]}',
         )  # fmt: skip
-        self.templates = CheckBox(text="CONCH templates", value=False)
+        self.templates = CheckBox(
+            text="Model's templates", value=False, tooltip=MODEL_TEMPLATES_TIP
+        )
         self.rank = PushButton(text="Rank texts")
         self.table = _table(("text", "probability", "cosine"))
         self.more = advanced(self.prompt_file, self.templates)
@@ -118,7 +127,7 @@ class TopTilesPanel(Form):
     def __init__(self) -> None:
         self.prompt = LineEdit(label="Prompt")
         self.k = option_widget(SearchOptions, "top_tiles")  # as top-tiles' -k
-        self.templates = CheckBox(text="CONCH templates", value=True)
+        self.templates = CheckBox(text="Model's templates", value=True, tooltip=MODEL_TEMPLATES_TIP)
         self.store_root = FileEdit(
             label="Store folder", mode="d", nullable=True,
             tooltip="where the slide's embeddings are (default: the Prompt highlighter's, "

@@ -38,6 +38,14 @@ MORE_OPTIONS = "More options"
 RANGES = ("shared", "per prompt")
 #: The Model panel's device: "auto" (CUDA, then MPS, then CPU) or a device type.
 DEVICE_FIELD = panel_field(RunOptions, "device")
+#: The Model panel's number format (``--precision``).
+PRECISION_FIELD = panel_field(RunOptions, "precision")
+#: The Export panel's choices for a .tif map: shown text -> ``--map-render``.
+TIFF_RENDERS = {"values": "float", "colours": "rgb"}
+#: CONCH on the Hugging Face Hub (gated).
+CONCH_HUB = "hf_hub:MahmoodLab/conch"
+#: The known-model list's first entry, which names none.
+CHOOSE_MODEL = "choose a known model ..."
 #: The run options the Slide panel shows, in its order.
 SLIDE_OPTIONS = (
     "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",
@@ -51,6 +59,44 @@ NO_MODEL_NOTE = (
 )
 
 
+def known_models() -> dict[str, str]:
+    """The Model panel's list of known models: shown name -> what it loads (``--model``).
+
+    CONCH (gated: a token), the demo model, then the open models napari-conch reads
+    (``napari-conch models`` says more); nothing is read from disk here.
+    """
+    from napari_conch.model.clip_sources import KNOWN_MODELS
+
+    known = {CHOOSE_MODEL: "", "CONCH": CONCH_HUB, "demo model (not CONCH)": "demo"}
+    known.update({card.name: card.source for card in KNOWN_MODELS})
+    return known
+
+
+def known_model_note(source: str) -> str:
+    """One line on a known model: its licence, and its files: cached, or fetched on Load."""
+    from napari_conch.model.clip_sources import KNOWN_MODELS, where_found
+
+    if source == CONCH_HUB:
+        return (
+            "CONCH: gated weights (CC-BY-NC-ND): request access on Hugging Face, then give "
+            "your token under More options"
+        )
+    if source == "demo":
+        return "The demo model shipped with napari-conch: not CONCH, not for diagnosis."
+    for card in KNOWN_MODELS:
+        if card.source == source:
+            if not card.supported:
+                return f"{card.name}, licence {card.licence}: not yet supported"
+            where = where_found(card)
+            then = (
+                "Load uses them offline"
+                if where.startswith("found")
+                else ("Load downloads them (pip install 'napari-conch[hub]')")
+            )
+            return f"{card.name}, licence {card.licence}: files {where}; {then}"
+    return ""
+
+
 def advanced(*widgets: Any) -> Form:
     """A sub-container of advanced options (folded away by the dock)."""
     return Form(widgets=list(widgets), label="")
@@ -60,6 +106,12 @@ class ModelPanel(Form):
     """Checkpoint (file or ``hf_hub:`` id + token), config, tokenizer, device; Load."""
 
     def __init__(self) -> None:
+        self.known = ComboBox(
+            label="Known model",
+            choices=list(known_models()),
+            value=CHOOSE_MODEL,
+            tooltip="fills the checkpoint with a model napari-conch knows (napari-conch models)",
+        )
         self.source = LineEdit(
             label="Checkpoint",
             tooltip="pytorch_model.bin of CONCH, a folder holding it, hf_hub:MahmoodLab/conch, "
@@ -78,6 +130,7 @@ class ModelPanel(Form):
             tooltip="conch_byte_level_bpe_uncased.json (found next to the checkpoint if empty)",
         )
         self.device = field_widget(DEVICE_FIELD)
+        self.precision = field_widget(PRECISION_FIELD)
         self.load = PushButton(text="Load model")
         self.demo = PushButton(
             text="Use the demo model (not CONCH)",
@@ -86,9 +139,10 @@ class ModelPanel(Form):
         )
         self.info = Label(value="No model loaded.")
         self.note = Label(value=NO_MODEL_NOTE)
-        self.more = advanced(self.token, self.config, self.tokenizer, self.device)
+        self.more = advanced(self.token, self.config, self.tokenizer, self.device, self.precision)
         super().__init__(
             widgets=[
+                self.known,
                 self.source,
                 self.browse,
                 self.more,
@@ -101,6 +155,14 @@ class ModelPanel(Form):
         #: Sub-containers the dock folds away: (container, title).
         self.folds = [(self.more, MORE_OPTIONS)]
         self.browse.changed.connect(lambda path: setattr(self.source, "value", str(path)))
+        self.known.changed.connect(self._known_chosen)
+
+    def _known_chosen(self, name: str) -> None:
+        """A known model chosen: its source in the checkpoint field, its files in the note."""
+        source = known_models().get(name, "")
+        if source:
+            self.source.value = source
+            self.note.value = known_model_note(source) or self.note.value
 
     def load_arguments(self) -> dict[str, Any]:
         """What the panel names, as keyword arguments of ``Session.prepare_model``.
@@ -120,6 +182,7 @@ class ModelPanel(Form):
             "config": optional_path(self.config.value),
             "tokenizer": optional_path(self.tokenizer.value),
             "device": DEVICE_FIELD.read(self.device.value),
+            "precision": PRECISION_FIELD.read(self.precision.value),
             "token": self.token.value or None,
         }
 
@@ -241,8 +304,19 @@ class ExportPanel(Form):
         self.path = FileEdit(
             label="Export to", mode="w", filter="*.tif *.tiff *.geojson *.csv *.npy"
         )
+        self.tiff_as = ComboBox(
+            label="TIFF as",
+            choices=list(TIFF_RENDERS),
+            value=next(iter(TIFF_RENDERS)),
+            tooltip="a .tif map: its values (float OME-TIFF, for analysis) or its colours "
+            "(an RGBA pyramid QuPath and OpenSlide open over the slide)",
+        )
         self.export = PushButton(text="Export")
-        super().__init__(widgets=[self.path, self.export])
+        super().__init__(widgets=[self.path, self.tiff_as, self.export])
+
+    def map_render(self) -> str:
+        """How a ``.tif`` map is written: ``"float"`` or ``"rgb"`` (``--map-render``)."""
+        return TIFF_RENDERS[self.tiff_as.value]
 
 
 def optional_path(value: Any) -> str | None:

@@ -629,7 +629,8 @@ class PromptDock(DockBase):
         self.check_idle("export", "an export")
         typed = self.export_panel.path.line_edit.value.strip()  # magicgui turns "" into "."
         job = self.session.export_job(
-            optional_path(self.export_panel.path.value) if typed else None
+            optional_path(self.export_panel.path.value) if typed else None,
+            map_render=self.export_panel.map_render(),
         )
         done = lambda out: self.notify_info(f"Exported {out}")  # noqa: E731
         return self.run("export", background(job), done)
