@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -78,7 +77,7 @@ def _engine_result(store, model, prompts):
     return run_query(index, names, queries, store.grid, logit_scale=float(model.logit_scale))
 
 
-def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
+def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path):
     viewer, widget, slide_layer = viewer_widget
     assert widget.model_panel.info.tooltip == widget.model.describe()  # the full path
     assert widget.model_panel.info.value.endswith("cpu fp32, captioning decoder")
@@ -87,25 +86,7 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path, capsys):
     assert "Captioning decoder loaded" in widget.model_panel.note.value  # the tiny model has one
     assert slide_layer.metadata["napari_conch"]["mpp"] == pytest.approx(0.499, abs=1e-3)
 
-    gaps, last = [], [time.perf_counter()]
-    from qtpy.QtCore import QTimer
-
-    ticker = QTimer()
-    ticker.setInterval(10)
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    ticker.timeout.connect(tick)
-    ticker.start()
-    _embed(widget, qtbot)
-    ticker.stop()
-    stall = max(gaps) * 1000
-    with capsys.disabled():
-        print(f"\nlongest event-loop stall during embedding: {stall:.1f} ms ({len(gaps)} ticks)")
-    assert stall < 2000
+    _embed(widget, qtbot)  # its event-loop pauses: the "embed" step of bench/stalls.py
     assert not widget.errors
 
     session = widget.session
@@ -405,35 +386,18 @@ def test_user_errors_are_notifications(
     assert widget.slide_panel.embed.enabled and not widget.embedding
 
 
-def test_event_loop_stays_responsive_with_live_maps(viewer_widget, qtbot, capsys):
-    """A longer run (714 overlapping tiles) while two prompts' maps fill in as batches arrive."""
-    from qtpy.QtCore import QTimer
+def test_live_maps_fill_in_during_a_longer_run(viewer_widget, qtbot):
+    """A longer run (714 overlapping tiles) while two prompts' maps fill in as batches arrive.
 
+    Its event-loop pauses are measured by the "live maps" step of ``bench/stalls.py``.
+    """
     _viewer, widget, _slide_layer = viewer_widget
     widget.slide_panel.tile_size.value = 128
     widget.slide_panel.stride.value = 64
     widget.prompt_panel.text.value = "tumor\nstroma"
-    gaps, last = [], [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    ticker = QTimer()
-    ticker.setInterval(10)
-    ticker.timeout.connect(tick)
-    ticker.start()
     _embed(widget, qtbot)
     qtbot.waitUntil(lambda: map_layers.LABELS in widget.viewer.layers, timeout=WAIT_MS)
-    ticker.stop()
-    worst = sorted(gaps, reverse=True)
-    with capsys.disabled():
-        print(
-            f"\nlive maps: longest stall {worst[0] * 1000:.0f} ms (the map layers are created), "
-            f"next {worst[1] * 1000:.0f} ms, {len(gaps)} ticks"
-        )
-    assert worst[1] < 2.0 and not widget.errors
+    assert not widget.errors
     assert widget.session.store.counts()["pending"] == 0
 
 
