@@ -29,11 +29,11 @@ from napari_conch.model.clip_config import (
     ClipConfig,
     from_open_clip,
     from_transformers,
-    read_config_file,
 )
 from napari_conch.model.clip_sources import ClipFiles, known_model, resolve_clip
 from napari_conch.model.clip_tokenizer import ClipTokenizer
 from napari_conch.model.clip_weights import build_clip, load_clip_weights
+from napari_conch.model.config import read_config_file
 from napari_conch.model.device import resolve_device, resolve_precision
 from napari_conch.model.loaded_common import EncoderUse, text_list
 from napari_conch.model.preprocess import Preprocess
