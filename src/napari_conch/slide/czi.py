@@ -21,7 +21,7 @@ import numpy as np
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
-from napari_conch.slide.readers import RegionArray
+from napari_conch.slide.readers import RegionArray, open_through
 
 #: A CZI file's first bytes (the file header segment's id).
 CZI_MAGIC = b"ZISRAWFILE"
@@ -77,16 +77,12 @@ def open_czi(path: Path) -> Slide:
     except ImportError:
         raise SlideError(f"{path}: a Zeiss CZI file; reading it needs the czi extra "
                          f"({EXTRA_HINT})") from None  # fmt: skip
-    try:
-        czi = pyczi.CziReader(str(path))
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlideError(f"{path}: cannot read as a Zeiss CZI file ({reason})") from exc
-    try:
-        return _slide(path, czi)
-    except BaseException:
-        czi.close()
-        raise
+    return open_through(
+        path,
+        lambda: pyczi.CziReader(str(path)),
+        "cannot read as a Zeiss CZI file",
+        lambda czi: _slide(path, czi),
+    )
 
 
 def _slide(path: Path, czi) -> Slide:

@@ -20,6 +20,7 @@ import numpy as np
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
 from napari_conch.slide.fingerprint import file_fingerprint
+from napari_conch.slide.readers import open_through
 
 #: The DICOM file's preamble is 128 bytes, then this.
 DICOM_MAGIC = b"DICM"
@@ -83,16 +84,12 @@ def open_dicom(path: Path) -> Slide:
         raise SlideError(
             f"{path}: a DICOM slide; reading it needs the dicom extra ({EXTRA_HINT})"
         ) from None
-    try:
-        wsi = WsiDicom.open(files if len(files) > 1 else files[0])
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlideError(f"{path}: cannot read as a DICOM whole-slide image ({reason})") from exc
-    try:
-        return _slide(path, files, wsi)
-    except BaseException:
-        wsi.close()
-        raise
+    return open_through(
+        path,
+        lambda: WsiDicom.open(files if len(files) > 1 else files[0]),
+        "cannot read as a DICOM whole-slide image",
+        lambda wsi: _slide(path, files, wsi),
+    )
 
 
 def _slide(path: Path, files: list[Path], wsi) -> Slide:
