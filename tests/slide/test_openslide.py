@@ -4,14 +4,13 @@ tifffile."""
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 
 from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
 from napari_conch.slide.openslide_slide import openslide_available
+from tests.slide import backend_helpers
 from tests.slide.vmu_fixture import write_vmu
 
 MPP = 0.499
@@ -24,8 +23,7 @@ needs_openslide = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def svs_crop(svs_path) -> np.ndarray:
-    with open_slide(svs_path) as svs:
-        return svs.read_region(0, 0, 0, 1024, 1536)
+    return backend_helpers.svs_crop(svs_path, 1024, 1536)
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +31,8 @@ def vmu_path(svs_crop, tmp_path_factory):
     return write_vmu(tmp_path_factory.mktemp("vmu") / "slide", svs_crop, MPP)
 
 
-def _no_openslide(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_openslide(name, *args, **kwargs):
-        if name == "openslide" or name.startswith("openslide."):
-            raise ImportError("No module named 'openslide'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_openslide)
-
-
 def test_without_the_extra_a_vmu_says_which_extra_reads_it(vmu_path, monkeypatch):
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     with pytest.raises(SlideError, match=r"a VMU slide; reading it needs the openslide extra "
                        r"\(pip install") as info:  # fmt: skip
         open_slide(vmu_path)
@@ -55,7 +42,7 @@ def test_without_the_extra_a_vmu_says_which_extra_reads_it(vmu_path, monkeypatch
 def test_without_the_extra_an_scn_is_left_to_tifffile(tmp_path, monkeypatch):
     from napari_conch.slide.openslide_slide import wants_openslide
 
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     assert not wants_openslide(tmp_path / "a.scn") and wants_openslide(tmp_path / "a.mrxs")
 
 
@@ -103,20 +90,13 @@ def test_openslide_and_tifffile_read_the_same_svs_pixels(svs_path):
 @needs_openslide
 def test_embed_and_query_a_vmu_from_the_cli(vmu_path, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.export.map_tiff import open_map
-    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     assert main(["info", str(vmu_path)]) == 0
     assert "reader: openslide" in capsys.readouterr().out
-    argv = ["embed", str(vmu_path), "--model", "demo", "--device", "cpu", "--quiet"]
-    argv += ["--min-tissue", "0.05", "--tile-size", "448"]
-    assert main([*argv, "--store", str(tmp_path / "stores")]) == 0
-    store = EmbeddingStore.open(capsys.readouterr().out.strip())
-    assert store.attrs["slide_mpp"] == pytest.approx(MPP) and store.counts()["done"] > 0
-    out = tmp_path / "map.tif"
-    query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
-    assert main([*query, "--out", str(out)]) == 0
-    assert open_map(out).levels[0].shape[1:] == (192, 128)  # 1536 x 1024 at 8 px a map pixel
+    shape = backend_helpers.embed_and_query(
+        vmu_path, tmp_path, capsys, MPP, "--min-tissue", "0.05", "--tile-size", "448"
+    )
+    assert shape == (192, 128)  # 1536 x 1024 at 8 px a map pixel
 
 
 @needs_openslide
