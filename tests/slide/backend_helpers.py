@@ -49,3 +49,15 @@ def embed_and_query(
     query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
     assert main([*query, "--out", str(out)]) == 0
     return tuple(open_map(out).levels[0].shape[1:])
+
+
+def assert_needs_extra(
+    monkeypatch: pytest.MonkeyPatch, slide: Path, module: str, message: str
+) -> None:
+    """Without ``module`` installed, opening ``slide`` is one line that says ``message``."""
+    from napari_conch.errors import SlideError
+
+    block_import(monkeypatch, module)
+    with pytest.raises(SlideError, match=message) as info:
+        open_slide(slide)
+    assert "\n" not in str(info.value)

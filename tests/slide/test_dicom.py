@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
 from tests.slide import backend_helpers
 
@@ -45,10 +44,8 @@ def test_levels_pixels_and_mpp_are_the_sources(dicom_folder, svs_crop):
 
 
 def test_without_the_extra_a_dicom_slide_says_which_extra_reads_it(dicom_folder, monkeypatch):
-    backend_helpers.block_import(monkeypatch, "wsidicom")
-    with pytest.raises(SlideError, match=r"needs the dicom extra \(pip install") as info:
-        open_slide(dicom_folder)
-    assert "\n" not in str(info.value)
+    message = r"a DICOM slide; reading it needs the dicom extra \(pip install"
+    backend_helpers.assert_needs_extra(monkeypatch, dicom_folder, "wsidicom", message)
 
 
 def test_embed_and_query_a_dicom_slide_from_the_cli(dicom_folder, tmp_path, capsys):

@@ -20,11 +20,10 @@ import numpy as np
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
 from napari_conch.slide.fingerprint import file_fingerprint
-from napari_conch.slide.readers import open_through
+from napari_conch.slide.readers import needs_extra, open_through
 
 #: The DICOM file's preamble is 128 bytes, then this.
 DICOM_MAGIC = b"DICM"
-EXTRA_HINT = "pip install 'napari-conch[dicom]'"
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -81,9 +80,7 @@ def open_dicom(path: Path) -> Slide:
     try:
         from wsidicom import WsiDicom
     except ImportError:
-        raise SlideError(
-            f"{path}: a DICOM slide; reading it needs the dicom extra ({EXTRA_HINT})"
-        ) from None
+        raise needs_extra(path, "a DICOM slide", "dicom") from None
     return open_through(
         path,
         lambda: WsiDicom.open(files if len(files) > 1 else files[0]),

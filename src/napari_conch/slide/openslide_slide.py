@@ -16,13 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import over_white
-from napari_conch.slide.readers import RegionArray, open_through
+from napari_conch.slide.readers import RegionArray, needs_extra, open_through
 
-EXTRA_HINT = "pip install 'napari-conch[openslide]'"
 #: Suffixes only OpenSlide reads.
 OPENSLIDE_ONLY = (".mrxs", ".vms", ".vmu")
 #: TIFF-based formats OpenSlide reads better than tifffile (Leica's several images, Ventana's
@@ -75,8 +73,8 @@ def open_openslide(path: Path) -> Slide:
     try:
         import openslide
     except (ImportError, OSError):
-        raise SlideError(f"{path}: a {path.suffix.lstrip('.').upper()} slide; reading it needs "
-                         f"the openslide extra ({EXTRA_HINT})") from None  # fmt: skip
+        kind = f"a {path.suffix.lstrip('.').upper()} slide"
+        raise needs_extra(path, kind, "openslide") from None
     return open_through(
         path,
         lambda: openslide.OpenSlide(str(path)),

@@ -31,6 +31,13 @@ _TIFF_JPEG = 7
 Handle = TypeVar("Handle")
 
 
+def needs_extra(path: Any, what: str, extra: str) -> SlideError:
+    """The error for ``path``, ``what`` it is, whose reader is the optional ``extra`` not
+    installed: ``"{path}: {what}; reading it needs the {extra} extra (pip install ...)"``."""
+    hint = f"pip install 'napari-conch[{extra}]'"
+    return SlideError(f"{path}: {what}; reading it needs the {extra} extra ({hint})")
+
+
 def open_through(
     path: Any, opener: Callable[[], Handle], cannot: str, build: Callable[[Handle], Any]
 ) -> Any:
