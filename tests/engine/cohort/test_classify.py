@@ -285,7 +285,7 @@ def test_cohort_on_a_local_cluster_equals_a_local_run(
         slides, ckpt, options.replace(store_root=str(tmp_path / "local")), config=config
     )
     assert local.mode == "local" and local.tiles > 0
-    src = str(Path(__file__).resolve().parents[2] / "src")
+    src = str(Path(__file__).resolve().parents[3] / "src")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     with (
         distributed.LocalCluster(

@@ -22,7 +22,7 @@ from tests.engine.store.test_embedding_store import SHAPE, make, signature, unit
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 #: A process that opens a store for writing, says so, and holds it until stdin closes.
 HOLDER = """
