@@ -429,6 +429,7 @@ def test_wait_without_a_number_and_inf_mean_for_ever():
         assert args.wait == float("inf")
 
 
+@pytest.mark.slow
 def test_a_tiff_claiming_4e9_by_3e9_px_leaves_no_store(tmp_path, tiny_checkpoint, capsys):
     """It ended in ArrayMemoryError (666 TiB) with a store folder left behind."""
     from tests.slide.forged import tiff_claiming

@@ -51,6 +51,7 @@ def test_dab_prompt_scores_positive_tiles_above_negative_tiles():
     assert roc_auc(_scores("dab positive staining", tiles), labels == "dab_positive") >= 0.8
 
 
+@pytest.mark.slow
 def test_engine_heatmap_lights_up_the_heldout_tumour(tmp_path):
     """Through the engine: embed the slide into a store, query a prompt, read the heatmap."""
     pytest.importorskip("pyarrow", reason="nucleus polygons need pyarrow")

@@ -444,6 +444,7 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, svs_path, tiny_checkpoint, tiny_model):
     from napari_conch.slide import make_grid, open_slide
 

@@ -79,6 +79,7 @@ def test_template_sets_and_each_models_own():
     assert chosen_templates("none", Conch()) == "none"
 
 
+@pytest.mark.slow
 def test_known_models_name_their_template_set(setup, tmp_path):
     """A folder named as a known model gets that model's templates; an unknown one none."""
     quilt = load_model(str(setup["folders"]["quiltnet"]), device="cpu")
@@ -94,6 +95,7 @@ def search_rows(capsys, argv):
     return capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.slow
 def test_search_default_templates_are_the_models_own(setup, capsys):
     store = str(setup["stores"]["quiltnet"])
     argv = ["search", store, "--prompt", "tumor", "-k", "5", *model_argv(setup, "quiltnet")]
@@ -158,6 +160,7 @@ def embedded_boxes(store_path, n):
     return rings
 
 
+@pytest.mark.slow
 def test_learn_with_a_clip_store(setup, tmp_path, capsys):
     store = setup["stores"]["quiltnet"]
     rings = embedded_boxes(store, 8)

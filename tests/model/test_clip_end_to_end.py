@@ -33,6 +33,7 @@ def folders(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["quiltnet", "plip"])
 def test_embed_then_query(folders, kind, svs_path, tmp_path, capsys):
     folder = folders[kind]
@@ -52,6 +53,7 @@ def test_embed_then_query(folders, kind, svs_path, tmp_path, capsys):
     assert attrs["model_config"]["architecture"] == "clip"
 
 
+@pytest.mark.slow
 def test_stores_of_two_models_are_never_mixed(folders, svs_path, tmp_path):
     """A QuiltNet store is not reused for PLIP: the model fingerprint is in the signature."""
     quilt = load_model(str(folders["quiltnet"]), device="cpu")

@@ -59,6 +59,7 @@ def _open_clip_cfg(quick_gelu: bool) -> dict:
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quick_gelu", [True, False])
 def test_open_clip_parity(tmp_path, quick_gelu):
     """A QuiltNet-style folder: open_clip's own model and ours give the same numbers."""
@@ -91,6 +92,7 @@ def test_open_clip_parity(tmp_path, quick_gelu):
     clear_model_cache()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quick_gelu", [True, False])
 def test_transformers_parity(tmp_path, quick_gelu):
     """A PLIP-style folder: transformers' CLIPModel and ours give the same numbers."""

@@ -93,6 +93,7 @@ def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
         gc.enable()
 
 
+@pytest.mark.slow
 def test_reading_a_slide_imports_the_docks_modules_without_torch_and_freezes_nothing():
     script = textwrap.dedent(
         """

@@ -77,6 +77,7 @@ def _engine_result(store, model, prompts):
     return run_query(index, names, queries, store.grid, logit_scale=float(model.logit_scale))
 
 
+@pytest.mark.slow
 def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path):
     viewer, widget, slide_layer = viewer_widget
     assert widget.model_panel.info.tooltip == widget.model.describe()  # the full path
@@ -239,6 +240,7 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path):
     assert "tiles/s" not in status
 
 
+@pytest.mark.slow
 def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
     viewer, widget, _ = viewer_widget
     _embed(widget, qtbot)
@@ -386,6 +388,7 @@ def test_user_errors_are_notifications(
     assert widget.slide_panel.embed.enabled and not widget.embedding
 
 
+@pytest.mark.slow
 def test_live_maps_fill_in_during_a_longer_run(viewer_widget, qtbot):
     """A longer run (714 overlapping tiles) while two prompts' maps fill in as batches arrive.
 
@@ -401,6 +404,7 @@ def test_live_maps_fill_in_during_a_longer_run(viewer_widget, qtbot):
     assert widget.session.store.counts()["pending"] == 0
 
 
+@pytest.mark.slow
 def test_the_key_and_the_canvas_describe_the_map_on_show(viewer_widget, qtbot):
     from napari_conch._napari.layers import on_show
 

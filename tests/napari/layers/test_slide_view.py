@@ -36,6 +36,7 @@ def test_the_reader_shows_a_scale_bar_in_microns(opened):
     assert all(str(unit) == "micrometer" for unit in layer.units)  # what the scale bar reads
 
 
+@pytest.mark.slow
 def test_the_view_is_fitted_again_once_the_window_settles(opened, qtbot):
     viewer, _, view = opened
     small, settles = _camera(viewer), view.settles
