@@ -72,6 +72,7 @@ def cohort(tmp_path_factory, svs_path, tiny_checkpoint, tokenizer_path):
     }
 
 
+@pytest.mark.slow
 def test_classify_slide_files_equals_brute_force(cohort, tiny_model):
     assert cohort["status"] == 0
     printed = cohort["printed"]

@@ -29,6 +29,7 @@ def _scores(prompt: str, tiles: np.ndarray) -> np.ndarray:
     return (model.embed_images(tiles) @ model.embed_texts([prompt])[0]).numpy()
 
 
+@pytest.mark.slow
 def test_tumour_prompt_scores_tumour_tiles_above_stroma_tiles():
     pytest.importorskip("pyarrow", reason="nucleus polygons need pyarrow")
     pytest.importorskip("shapely", reason="nucleus polygons need shapely")

@@ -89,6 +89,7 @@ def reference_embeddings(model, slide, grid, rows, cols):
     return model.embed_images(np.stack(tiles)).numpy()
 
 
+@pytest.mark.slow
 def test_store_holds_the_model_embeddings_of_each_tissue_tile(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -164,6 +165,7 @@ def test_cancel_stops_after_the_batch_in_progress(tmp_path, slide, grid, tiny_mo
     assert rest.done == rest.total and rest.computed == rest.total - 4
 
 
+@pytest.mark.slow
 def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid, tiny_model):
     store = open_store(slide, tiny_model, grid, tmp_path)
     events = []
@@ -375,6 +377,7 @@ class FailingWrites:
         self.real(rows, cols, values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
 def test_a_failing_store_write_is_one_store_error_and_keeps_what_was_written(
     tmp_path, slide, grid, tiny_model, monkeypatch, error
@@ -402,6 +405,7 @@ def test_a_store_under_a_file_is_one_store_error(tmp_path, slide, grid, tiny_mod
         open_store(slide, tiny_model, grid, blocker / "stores")
 
 
+@pytest.mark.slow
 def test_embed_from_paths_returns_the_store(tmp_path, svs_path, tiny_checkpoint, tiny_model):
     ckpt, config = tiny_checkpoint
     path = embed(

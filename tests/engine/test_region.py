@@ -128,6 +128,7 @@ def test_large_region_is_tiled_and_mean_pooled(tiny_model):
     assert torch.allclose(emb, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_caption_region(slide, tiny_model):
     text = caption_region(tiny_model, slide, BOX, GenerationConfig("greedy", max_length=6))
     assert isinstance(text, str)

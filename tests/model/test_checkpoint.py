@@ -31,6 +31,7 @@ def embed_check(lm, tiny_reference):
     assert (got - tiny_reference["outputs"]["image_embed"]).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "form", ["plain.bin", "nested.pt", "module_prefix.pth", "model.safetensors"]
 )

@@ -105,6 +105,7 @@ def test_search_default_templates_are_the_models_own(setup, capsys):
     assert len(default) == 6  # header + 5 hits
 
 
+@pytest.mark.slow
 def test_classify_slides_with_a_conch_prompt_file(setup, tmp_path, capsys):
     """A prompt file in CONCH's format works with a CLIP model; probabilities use its own
     temperature."""

@@ -67,6 +67,7 @@ def test_stores_of_two_models_are_never_mixed(folders, svs_path, tmp_path):
     assert len(list(stores.rglob("*.zarr"))) == 2
 
 
+@pytest.mark.slow
 def test_same_weights_in_both_layouts_give_the_same_embeddings(tmp_path):
     a = load_model(str(write_open_clip_folder(tmp_path / "a", seed=5)), device="cpu")
     b = load_model(str(write_transformers_folder(tmp_path / "b", seed=5)), device="cpu")

@@ -136,6 +136,7 @@ def _shapes(state) -> dict[str, tuple]:
 
 
 #: QuiltNet's architectures: open_clip's ViT-B-32 and ViT-B-16 (224 px, CLIP text tower).
+@pytest.mark.slow
 @pytest.mark.parametrize("name,patch", [("ViT-B-32", 32), ("ViT-B-16", 16)])
 def test_full_size_open_clip_names_and_shapes(name, patch):
     open_clip = import_open_clip()

@@ -52,6 +52,7 @@ def test_bad_model_argument_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
+@pytest.mark.slow
 def test_writes_the_figure(folders, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "compare.png"

@@ -81,6 +81,7 @@ def test_bad_generation_settings():
         GenerationConfig("top_k", temperature=0)
 
 
+@pytest.mark.slow
 def test_loaded_model_captions_and_ranks_texts(tiny_model, tiny_reference):
     tile = tiny_reference["inputs"]["real_tile_uint8"].numpy()
     (caption,) = tiny_model.caption(tile, GenerationConfig("greedy", max_length=6, min_length=2))
@@ -114,6 +115,7 @@ def test_settings_that_would_crash_or_mislead_are_refused(settings, words):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_tiny_temperature_samples_the_best_id(ref_model, images):
     """logits / 1e-300 were inf - inf = nan in the softmax (multinomial then failed)."""
     greedy = generate(ref_model, images, GenerationConfig("greedy", max_length=6, min_length=2))

@@ -128,6 +128,7 @@ def test_start_demo_stops_when_the_model_cannot_load(make_napari_viewer, qtbot, 
     assert widget.session.store is None and not widget.embedding and len(widget.errors) == 1
 
 
+@pytest.mark.slow
 def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_CONCH_CACHE", str(tmp_path))
     viewer, widget, _ = _run_view(
@@ -194,6 +195,7 @@ def test_the_demo_types_its_prompts_once_the_tiles_are_embedded(
     assert seen == [False]  # the maps are made with the cores free (see demo.py)
 
 
+@pytest.mark.slow
 def test_on_a_long_run_the_demo_types_its_prompts_while_it_embeds(
     make_napari_viewer, qtbot, monkeypatch
 ):

@@ -61,6 +61,7 @@ def test_a_live_run_after_one_without_index_keeps_the_index_whole(session, embed
     assert again.computed == 0 and session.index.size == again.done > 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 def test_a_run_waits_for_another_writer_or_names_it(session, embedded):
     from tests.engine.store.test_lock import HOLDER, python

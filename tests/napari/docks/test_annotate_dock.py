@@ -177,6 +177,7 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     assert not dock.errors
 
 
+@pytest.mark.slow
 def test_user_mistakes_are_one_line_notices(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
@@ -188,6 +189,7 @@ def test_user_mistakes_are_one_line_notices(make_napari_viewer, qtbot):
     assert any("embed the slide first" in e for e in dock.errors)
 
 
+@pytest.mark.slow
 def test_a_tile_outside_the_grid_is_refused(annotate):
     _, dock = annotate
     rows, cols = dock.session.store.grid.shape
@@ -259,6 +261,7 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     assert A.LEARNED_LABELS in viewer.layers
 
 
+@pytest.mark.slow
 def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate, qtbot, tmp_path):
     from napari_conch._napari.layers import on_show
     from napari_conch.engine.learn.annotations import Examples, write_examples_geojson
@@ -289,6 +292,7 @@ def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate,
     assert "necrosis" not in map_layers.legend_shown(viewer)
 
 
+@pytest.mark.slow
 def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot):
     from napari_conch._napari.docks.annotate_panels import TABLE_COLUMNS, fit_table
 

@@ -256,6 +256,7 @@ def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
     assert not widget.errors
 
 
+@pytest.mark.slow
 def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     _, widget, _ = viewer_widget
     s = widget.slide_panel
@@ -318,6 +319,7 @@ def test_the_tissue_search_shows_its_share_done(make_napari_viewer):
     assert not widget._preparing_timer.isActive()  # no more "Finding tissue" ticks
 
 
+@pytest.mark.slow
 def test_cancel_while_the_tissue_is_searched_stops_the_search(viewer_widget, qtbot, monkeypatch):
     """Cancel pressed during the tissue search: the search stops, no tile is computed."""
     import threading

@@ -76,6 +76,7 @@ def test_window_fits_the_screen_and_the_canvas_keeps_half(make_napari_viewer, qt
         assert highlighter.native.verticalScrollBar().maximum() > 0  # taller than the screen
 
 
+@pytest.mark.slow
 def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtbot):
     _viewer, _window, docks = open_everything(make_napari_viewer, qtbot, (1366, 768))
     _, highlighter = docks[0]
@@ -107,6 +108,7 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     qtbot.waitUntil(lambda: content.sizeHint().height() < tall, timeout=5000)
 
 
+@pytest.mark.slow
 def test_a_long_model_path_does_not_widen_the_dock(make_napari_viewer, qtbot, tiny_model):
     _viewer, window, docks = open_everything(make_napari_viewer, qtbot, (1366, 768))
     _, highlighter = docks[0]
