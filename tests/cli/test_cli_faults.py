@@ -141,6 +141,7 @@ def test_embed_on_a_real_full_disk_keeps_what_was_written(
     assert ((store.status() == TileStatus.DONE) == store.tissue()).all()
 
 
+@pytest.mark.slow
 def test_embed_into_a_read_only_store_is_one_line(
     svs_path, tiny_checkpoint, tmp_path, read_only, capsys
 ):

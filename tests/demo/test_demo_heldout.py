@@ -44,6 +44,7 @@ def test_tumour_prompt_scores_tumour_tiles_above_stroma_tiles():
     assert roc_auc(_scores("tumor cells", tiles), labels == "tumor") >= 0.8
 
 
+@pytest.mark.slow
 def test_dab_prompt_scores_positive_tiles_above_negative_tiles():
     tiles, labels, _ = heldout_tiles(_entry("ihc"))
     keep = np.isin(labels, ["dab_positive", "dab_negative"])

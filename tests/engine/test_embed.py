@@ -128,6 +128,7 @@ def test_glass_tiles_are_background_and_white(tmp_path, slide, grid, tiny_model)
     assert np.median(means) > 200
 
 
+@pytest.mark.slow
 def test_second_run_computes_nothing(tmp_path, slide, grid, tiny_model):
     embed_slide(slide, tiny_model, grid, open_store(slide, tiny_model, grid, tmp_path))
     counting = CountingModel(tiny_model)
@@ -180,6 +181,7 @@ def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid
     assert sum(len(e.rows) for e in events) == summary.computed
 
 
+@pytest.mark.slow
 def test_cancel_during_the_tissue_search_stops_it_and_computes_nothing(
     tmp_path, slide, grid, tiny_model
 ):
@@ -221,6 +223,7 @@ def test_closing_the_generator_stops_cleanly(tmp_path, slide, grid, tiny_model):
     assert store.attrs["last_run"]["computed"] == 4
 
 
+@pytest.mark.slow
 def test_unreadable_tile_is_failed_counted_and_retried(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -239,6 +242,7 @@ def test_unreadable_tile_is_failed_counted_and_retried(tmp_path, slide, grid, ti
     assert again.computed == 1 and store.status()[bad] == TileStatus.DONE
 
 
+@pytest.mark.slow
 def test_tiles_inside_the_region_come_first(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -320,6 +324,7 @@ class NonFiniteModel(CountingModel):
         return out
 
 
+@pytest.mark.slow
 def test_non_finite_embeddings_are_failed_never_done(tmp_path, slide, grid, tiny_model):
     store = open_store(slide, tiny_model, grid, tmp_path)
     summary = embed_slide(slide, NonFiniteModel(tiny_model, every=3), grid, store, batch_size=8)

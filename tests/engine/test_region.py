@@ -65,6 +65,7 @@ def test_boxes_are_clipped_to_the_slide(slide):
         read_region_pixels(slide, Region(-100, -100, -1, -1))
 
 
+@pytest.mark.slow
 def test_huge_box_is_read_within_the_pixel_bound(slide, caplog):
     """The whole slide as a box, with a 250 kpx bound: shrunk 6 times, never allocated whole."""
     import logging

@@ -65,6 +65,7 @@ def test_same_model_object_reused(tiny_checkpoint):
     assert load_model(ckpt, config=config, device="cpu") is not first
 
 
+@pytest.mark.slow
 def test_checkpoint_without_decoder_loads_and_says_so_once(
     tmp_path, state, config, caplog, tiny_reference
 ):

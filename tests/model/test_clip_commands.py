@@ -122,6 +122,7 @@ def test_classify_slides_with_a_conch_prompt_file(setup, tmp_path, capsys):
                                                           abs=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_query_with_a_conch_prompt_file(setup, tmp_path):
     out = tmp_path / "scores.csv"
     argv = ["query", str(setup["stores"]["quiltnet"]), "--prompts", str(setup["prompts"])]
@@ -141,6 +142,7 @@ def test_classify_slides_and_search_refuse_stores_of_two_models(setup, tmp_path,
     assert "another model" in line
 
 
+@pytest.mark.slow
 def test_query_refuses_the_other_models_folder(setup, tmp_path, capsys):
     """A QuiltNet store is not read with PLIP's weights."""
     argv = ["query", str(setup["stores"]["quiltnet"]), "--prompt", "tumor"]

@@ -155,6 +155,7 @@ def test_full_size_open_clip_names_and_shapes(name, patch):
     )
 
 
+@pytest.mark.slow
 def test_full_size_transformers_names_and_shapes():
     """PLIP's architecture: transformers' CLIPConfig defaults (ViT-B/32)."""
     transformers = import_transformers()

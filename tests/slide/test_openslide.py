@@ -84,6 +84,7 @@ def test_openslide_and_tifffile_read_the_same_svs_pixels(svs_path):
                                       ours.read_region(0, 0, 0, w, h))  # fmt: skip
 
 
+@pytest.mark.slow
 @needs_openslide
 def test_embed_and_query_a_vmu_from_the_cli(vmu_path, tmp_path, capsys):
     from napari_conch.cli import main

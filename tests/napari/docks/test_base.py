@@ -106,6 +106,7 @@ def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
     assert done == [42]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="priorities set on Linux only")
 def test_workers_run_below_the_gui_threads_priority(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.setattr(process, "_TUNED", True)  # as in napari-conch view (fastpaths/process.py)

@@ -358,6 +358,7 @@ def test_cancel_while_the_tissue_is_searched_stops_the_search(viewer_widget, qtb
     assert "cancelled" in s.status.value.lower() and s.embed.enabled and not s.cancel.enabled
 
 
+@pytest.mark.slow
 def test_user_errors_are_notifications(
     make_napari_viewer, tiny_checkpoint, tokenizer_path, tmp_path, qtbot
 ):

@@ -69,6 +69,7 @@ def test_the_dock_key_of_each_kind_of_map(maps):
     assert on_show.dock_html(viewer.layers["slide"]) == on_show.dock_html(None) == ""
 
 
+@pytest.mark.slow
 def test_learned_colours_are_the_legend_colours(maps, qtbot):
     viewer, _ = maps
     on_show.describe_classes(
