@@ -33,6 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+from stall_meter import Probe, wait_until  # noqa: E402  (bench/stall_meter.py)
 
 PROMPTS = ("tumor cells", "stroma", "inflammatory cells")
 
@@ -45,7 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import napari
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     from napari_conch._napari.layers import examples as example_layers
@@ -56,12 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication([])
 
     def wait(cond, timeout=300.0):
-        end = time.perf_counter() + timeout
-        while not cond():
-            app.processEvents()
-            time.sleep(0.002)
-            if time.perf_counter() > end:
-                raise TimeoutError("the dock did not finish in time")
+        wait_until(app, cond, timeout, 0.0)
 
     tmp = Path(tempfile.mkdtemp())
     viewer = napari.Viewer(show=True)
@@ -97,29 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         redraws.append(time.perf_counter() - start)
 
     dock.show_outcome = timed
-    gaps, last = [], [time.perf_counter()]
-    ticker = QTimer()
-    ticker.setInterval(10)
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    ticker.timeout.connect(tick)
+    probe = Probe()
     print(
         f"{len(rows)} embedded tiles ({grid.rows} x {grid.cols}), D = {dim}, "
         f"{len(PROMPTS)} prompted classes, {args.per_step} examples per step"
     )
-    gaps.clear()
-    last[0] = time.perf_counter()
-    ticker.start()
-    end = time.perf_counter() + 2.0
-    while time.perf_counter() < end:  # the same timer with the viewer idle: the baseline
-        app.processEvents()
-        time.sleep(0.002)
-    ticker.stop()
-    print(f"longest gap of the 10 ms timer, viewer idle for 2 s: {1000 * max(gaps):.0f} ms")
+    probe.reset()
+    wait_until(app, lambda: True, 0.0, 2.0)  # the same timer with the viewer idle: the baseline
+    print(f"longest gap of the 10 ms timer, viewer idle for 2 s: {1000 * max(probe.gaps):.0f} ms")
     print("| examples | labelling | stroke -> maps | redraw (GUI thread) | longest stall |")
     print("|---|---|---|---|---|")
     order = rng.permutation(len(rows))
@@ -127,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(1, args.steps + 1):
         chosen = order[(step - 1) * args.per_step : step * args.per_step]
         dock.learn_panel.live.value = False  # the stroke first, then retrain without the timer
-        gaps.clear()
-        last[0] = time.perf_counter()
-        ticker.start()
+        probe.reset()
         t0 = time.perf_counter()
         for k in range(3):
             picked = chosen[truth[chosen] == k]
@@ -140,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         wait(lambda step=step: dock.outcome.used == step * args.per_step)
         shown = time.perf_counter() - start
         wait(lambda: not dock.busy())
-        ticker.stop()
+        gaps = probe.gaps
         stall = max(gaps) if gaps else 0.0
         results.append((shown, redraws[-1], stall))
         print(
@@ -154,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         f"longest stall {1000 * max(stall):.0f} ms; errors: {dock.errors}"
     )
     assert example_layers.LEARNED_LABELS in viewer.layers
+    probe.stop()
     viewer.close()
     return 0
 

@@ -21,6 +21,9 @@ sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
 ``export``      the Export button (a GeoJSON)
 ``arm a click`` "Click a point" pressed in the Caption dock (the region layer is made)
 ``caption``     a tile-sized region clicked on the slide, captioned
+``live maps``   Embed again at 128 px tiles, stride 64 (714 overlapping tiles) with the three
+                prompts' maps filling in as batches arrive, until the run has ended and the
+                labels are drawn (this was a timed assertion in the tests)
 
 With ``--view`` it measures instead ``napari-conch view`` (the README's main command: the demo
 model embeds the held-out sample and shows three prompts' labels map without a click), from the
@@ -40,94 +43,16 @@ temporary folder.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 from machine_info import cpu_model  # noqa: E402  (bench/machine_info.py)
-
-#: A pause counts from this long (seconds).
-PAUSE_S = 0.100
-
-
-class Probe:
-    """Gaps between the ticks of a 10 ms timer on the Qt event loop.
-
-    Each gap is kept with the CPU time the GUI thread itself spent in it: a pause whose CPU
-    time is much shorter was spent waiting (for the interpreter lock held by another thread,
-    or for the CPU taken by other processes of a busy machine); and with the time Python's
-    garbage collector ran in it (any thread: a collection holds the interpreter lock).
-    """
-
-    def __init__(self) -> None:
-        from qtpy.QtCore import QTimer
-
-        self.collections: list[tuple[float, float]] = []
-        self._collecting_since = 0.0
-        gc.callbacks.append(self._collector)
-        self.reset()
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self.tick)
-        self.timer.start()
-
-    def _collector(self, phase: str, _info: dict) -> None:
-        now = time.perf_counter()
-        if phase == "start":
-            self._collecting_since = now
-        else:
-            self.collections.append((self._collecting_since, now))
-
-    def tick(self) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
-        self.spans.append((self.last, now))
-        self.cpu.append(cpu - self.last_cpu)
-        self.last, self.last_cpu = now, cpu
-
-    @property
-    def gaps(self) -> list[float]:
-        return [end - start for start, end in self.spans]
-
-    def collecting(self, start: float, end: float) -> float:
-        """Seconds the garbage collector ran between ``start`` and ``end``."""
-        return sum(max(0.0, min(end, b) - max(start, a)) for a, b in self.collections)
-
-    def pairs(self) -> list[tuple[float, float, float]]:
-        """``(gap, its CPU time, collector time in it)`` per tick since the last reset (s)."""
-        return [
-            (end - start, cpu, self.collecting(start, end))
-            for (start, end), cpu in zip(self.spans, self.cpu, strict=True)
-        ]
-
-    def reset(self) -> None:
-        self.spans, self.cpu, self.collections = [], [], []
-        self.last, self.last_cpu = time.perf_counter(), time.thread_time()
-
-    def stop(self) -> None:
-        self.timer.stop()
-        gc.callbacks.remove(self._collector)
-
-
-def wait_until(app, condition, timeout: float, settle: float) -> float:
-    """Run the event loop until ``condition()``, then ``settle`` seconds more; returns seconds."""
-    start = time.perf_counter()
-    while not condition():
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError("the step did not finish in time")
-        app.processEvents()
-        time.sleep(0.001)
-    done = time.perf_counter() - start
-    end = time.perf_counter() + settle
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.001)
-    return done
+from stall_meter import PAUSE_S, Probe, wait_until  # noqa: E402  (bench/stall_meter.py)
 
 
 def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, float, list[float]]]:
@@ -216,6 +141,19 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
 
     step("arm a click", caption.arm_click_region, lambda: caption.click_armed)
     step("caption", click, lambda: caption.caption_text is not None and not caption.busy())
+    dock.slide_panel.tile_size.value = 128  # 714 overlapping tiles: a longer run
+    dock.slide_panel.stride.value = 64
+    first_store = session.store.path
+
+    def live_done():
+        store = session.store
+        return store is not None and store.path != first_store and not dock.embedding
+
+    step(
+        "live maps",
+        lambda: dock.slide_panel.embed.changed.emit(True),
+        lambda: live_done() and drawn(three, map_layers.LABELS)(),
+    )
     probe.stop()
     viewer.close()
     return out

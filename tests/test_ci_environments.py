@@ -86,6 +86,7 @@ def test_the_oldest_napari_is_the_declared_lower_bound(readme_install):
         readme_install.lower_bound(unbounded, "vispy")
 
 
+@pytest.mark.slow
 def test_the_skip_log_lists_skipped_tests_and_modules_not_xfails(tmp_path):
     (tmp_path / "test_one.py").write_text(
         textwrap.dedent(

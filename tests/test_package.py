@@ -52,6 +52,7 @@ def test_npe2_validate_command_passes():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_manifest_and_entry_point(tmp_path):
     pytest.importorskip("hatchling", reason="building a wheel needs hatchling")
     subprocess.run(

@@ -70,6 +70,7 @@ def test_a_store_made_in_the_default_cache_is_seen(tmp_path, monkeypatch):
     assert guard.seen and {"os.mkdir", "open"} <= {event for event, _, _ in guard.seen}
 
 
+@pytest.mark.slow
 def test_a_session_that_touches_the_user_cache_fails(tmp_path):
     """A test writing into the user's napari-conch cache makes the whole session fail, naming it.
 

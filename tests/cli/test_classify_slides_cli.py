@@ -72,6 +72,7 @@ def cohort(tmp_path_factory, svs_path, tiny_checkpoint, tokenizer_path):
     }
 
 
+@pytest.mark.slow
 def test_classify_slide_files_equals_brute_force(cohort, tiny_model):
     assert cohort["status"] == 0
     printed = cohort["printed"]
@@ -106,6 +107,7 @@ def test_classify_slide_files_equals_brute_force(cohort, tiny_model):
     assert len(list(cohort["evidence"].glob("*.evidence.geojson"))) == 3
 
 
+@pytest.mark.slow
 def test_second_run_resumes_and_stores_give_the_same_rows(cohort, capsys):
     first = read_csv(cohort["out"])
     assert main(cohort["argv"]) == 0  # slide files again: nothing recomputed
@@ -118,6 +120,7 @@ def test_second_run_resumes_and_stores_give_the_same_rows(cohort, capsys):
     assert read_csv(out2) == first
 
 
+@pytest.mark.slow
 def test_query_and_rank_texts_take_the_wrapped_prompt_file(
     cohort, tmp_path, capsys, svs_path, tiny_checkpoint, tokenizer_path
 ):

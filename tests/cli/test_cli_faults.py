@@ -121,6 +121,7 @@ def embed_args(svs_path, tiny_checkpoint, store_dir, *extra) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_embed_on_a_real_full_disk_keeps_what_was_written(
     svs_path, tiny_checkpoint, full_disk, capsys
 ):
@@ -140,6 +141,7 @@ def test_embed_on_a_real_full_disk_keeps_what_was_written(
     assert ((store.status() == TileStatus.DONE) == store.tissue()).all()
 
 
+@pytest.mark.slow
 def test_embed_into_a_read_only_store_is_one_line(
     svs_path, tiny_checkpoint, tmp_path, read_only, capsys
 ):
@@ -263,6 +265,7 @@ def test_a_store_whose_tiles_are_all_damaged_says_so_and_how_to_repair(
     assert "before any tile was done" not in last
 
 
+@pytest.mark.slow
 def test_a_cut_tiff_is_one_line_without_tifffiles_log(tmp_path, svs_path):
     # tifffile logs "invalid offset to first page" before our error: only the error is shown.
     # In a child process: pytest's own log handlers would keep the log line off stderr here.

@@ -27,6 +27,7 @@ def embed_args(svs_path, tiny_checkpoint, store_dir, *extra) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_embed_writes_a_store_and_prints_its_path(tmp_path, svs_path, tiny_checkpoint, capsys):
     assert main(embed_args(svs_path, tiny_checkpoint, tmp_path)) == 0
     out = capsys.readouterr().out.strip().splitlines()
@@ -74,6 +75,7 @@ def test_embed_is_listed_in_help(capsys):
         assert option in text
 
 
+@pytest.mark.slow
 def test_second_run_says_nothing_to_compute(tmp_path, svs_path, tiny_checkpoint, capsys):
     assert main(embed_args(svs_path, tiny_checkpoint, tmp_path, "--quiet")) == 0
     capsys.readouterr()
@@ -145,6 +147,7 @@ class NaNForSomeTiles:
         return out
 
 
+@pytest.mark.slow
 def test_failed_tiles_exit_1_with_count_and_reason_last(
     tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
 ):
@@ -364,6 +367,7 @@ def test_progress_bar_draws_nothing_when_nothing_is_left():
     assert stream.getvalue() == ""
 
 
+@pytest.mark.slow
 def test_a_damaged_store_is_repaired_with_one_warning_line(tmp_path, capsys):
     """A flipped byte in an embeddings chunk: the next embed says so once and recomputes."""
     from tests.engine.store.test_repair_run import write_small_slide
@@ -429,6 +433,7 @@ def test_wait_without_a_number_and_inf_mean_for_ever():
         assert args.wait == float("inf")
 
 
+@pytest.mark.slow
 def test_a_tiff_claiming_4e9_by_3e9_px_leaves_no_store(tmp_path, tiny_checkpoint, capsys):
     """It ended in ArrayMemoryError (666 TiB) with a store folder left behind."""
     from tests.slide.forged import tiff_claiming
@@ -454,6 +459,7 @@ def test_a_fifo_named_tif_is_refused_not_waited_on(tmp_path, tiny_checkpoint, ca
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["jpg", "png", "strips.tif"])
 def test_a_slide_file_cut_short_fails_its_lost_tiles_never_background(
     tmp_path, svs_path, tiny_checkpoint, capsys, kind

@@ -67,6 +67,7 @@ def test_info_says_when_the_demo_files_are_missing(capsys, monkeypatch):
     assert "weights: demo (demo model, not CONCH): NOT FOUND: the demo model's file" in out
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     out = subprocess.run(
         [sys.executable, "-m", "napari_conch", "info"], capture_output=True, text=True
@@ -88,6 +89,7 @@ def test_info_describes_a_slide(capsys, svs_path):
     assert "2220 x 2967 px" in out and "0.499 um/px (aperio)" in out and "levels: 1" in out
 
 
+@pytest.mark.slow
 def test_info_describes_a_store(capsys, svs_path, tmp_path):
     assert (
         main(

@@ -126,6 +126,7 @@ def test_missing_store(tmp_path, capsys):
     assert "not an embedding store" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_overlapping_grid_gives_the_cell_average(
     svs_path, tiny_checkpoint, tokenizer_path, tmp_path
 ):

@@ -57,6 +57,7 @@ def test_caption_prints_a_caption(capsys, svs_path, tiny_checkpoint, tokenizer_p
     assert capsys.readouterr().out.endswith("\n")
 
 
+@pytest.mark.slow
 def test_caption_without_decoder_is_one_clear_line(
     capsys, svs_path, tiny_reference, tiny_checkpoint, tokenizer_path, tmp_path
 ):
@@ -78,6 +79,7 @@ def test_empty_box_is_a_clear_error(capsys, svs_path, tiny_checkpoint, tokenizer
     assert "is empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_huge_box_is_clipped_and_ranked(capsys, svs_path, tiny_checkpoint, tokenizer_path):
     """The box of the issue (it tried to allocate 112 GiB): clipped to the 2967 x 2220 slide."""
     box = ["--box", "-100000", "-100000", "100000", "100000"]

@@ -63,6 +63,7 @@ def every_tile(stores, query):
     return sorted(scored, key=lambda t: -t[0])
 
 
+@pytest.mark.slow
 def test_prompt_search_equals_brute_force(stores, tiny_model, tiny_checkpoint, tokenizer_path,
                                           tmp_path, capsys):  # fmt: skip
     out = tmp_path / "hits.csv"

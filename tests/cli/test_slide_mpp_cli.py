@@ -29,6 +29,7 @@ def embed(slide: Path, stores: Path, *extra: str) -> list[str]:
     return [*argv, "--store", str(stores), *extra]
 
 
+@pytest.mark.slow
 def test_a_slide_without_mpp_says_so_and_a_stated_mpp_makes_its_own_store(
     no_mpp_slide, tmp_path, capsys
 ):

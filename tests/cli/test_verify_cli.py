@@ -104,6 +104,7 @@ def test_reading_commands_print_the_damage_as_one_warning_line(store_path, capsy
     assert err[0].startswith(f"napari-conch test: warning: {store_path}: damaged store: 64 tile")
 
 
+@pytest.mark.slow
 def test_repair_of_a_store_held_by_another_writer_is_exit_2(store_path, capsys):
     from tests.engine.store.test_lock import HOLDER, python
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imagecodecs
 import numpy as np
+import pytest
 
 from napari_conch.cli import main
 from napari_conch.demo import DEMO_TILE_SIZE, DEMO_VIEW_PROMPTS
@@ -13,6 +14,7 @@ from napari_conch.engine.store.embedding_store import EmbeddingStore, TileStatus
 from napari_conch.samples import HGSC_HELDOUT
 
 
+@pytest.mark.slow
 def test_demo_writes_heatmap_and_overlay(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--quiet", "--prompt", "stroma"]) == 0
     out = capsys.readouterr().out

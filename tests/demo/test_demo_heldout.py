@@ -29,6 +29,7 @@ def _scores(prompt: str, tiles: np.ndarray) -> np.ndarray:
     return (model.embed_images(tiles) @ model.embed_texts([prompt])[0]).numpy()
 
 
+@pytest.mark.slow
 def test_tumour_prompt_scores_tumour_tiles_above_stroma_tiles():
     pytest.importorskip("pyarrow", reason="nucleus polygons need pyarrow")
     pytest.importorskip("shapely", reason="nucleus polygons need shapely")
@@ -43,6 +44,7 @@ def test_tumour_prompt_scores_tumour_tiles_above_stroma_tiles():
     assert roc_auc(_scores("tumor cells", tiles), labels == "tumor") >= 0.8
 
 
+@pytest.mark.slow
 def test_dab_prompt_scores_positive_tiles_above_negative_tiles():
     tiles, labels, _ = heldout_tiles(_entry("ihc"))
     keep = np.isin(labels, ["dab_positive", "dab_negative"])
@@ -51,6 +53,7 @@ def test_dab_prompt_scores_positive_tiles_above_negative_tiles():
     assert roc_auc(_scores("dab positive staining", tiles), labels == "dab_positive") >= 0.8
 
 
+@pytest.mark.slow
 def test_engine_heatmap_lights_up_the_heldout_tumour(tmp_path):
     """Through the engine: embed the slide into a store, query a prompt, read the heatmap."""
     pytest.importorskip("pyarrow", reason="nucleus polygons need pyarrow")

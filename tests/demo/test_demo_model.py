@@ -37,6 +37,7 @@ def test_shipped_files_load_through_load_model():
     assert loaded.tokenizer.vocab_size == loaded.config.text.vocab_size
 
 
+@pytest.mark.slow
 def test_demo_model_embeds_tiles_and_texts(demo):
     tiles = np.full((2, 128, 128, 3), 240, np.uint8)
     image = demo.embed_images(tiles)

@@ -51,6 +51,7 @@ def test_sample_is_the_heldout_stripes_of_the_training_images():
     assert np.abs(shipped - expected).mean() < 3  # JPEG-compressed copy of the same pixels
 
 
+@pytest.mark.slow
 def test_cli_embeds_the_sample_at_the_demo_tile_size(tmp_path, capsys):
     args = ["embed", str(HGSC_HELDOUT), "--model", "demo", "--device", "cpu", "--quiet"]
     assert main([*args, "--store", str(tmp_path)]) == 0

@@ -89,6 +89,7 @@ def reference_embeddings(model, slide, grid, rows, cols):
     return model.embed_images(np.stack(tiles)).numpy()
 
 
+@pytest.mark.slow
 def test_store_holds_the_model_embeddings_of_each_tissue_tile(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -127,6 +128,7 @@ def test_glass_tiles_are_background_and_white(tmp_path, slide, grid, tiny_model)
     assert np.median(means) > 200
 
 
+@pytest.mark.slow
 def test_second_run_computes_nothing(tmp_path, slide, grid, tiny_model):
     embed_slide(slide, tiny_model, grid, open_store(slide, tiny_model, grid, tmp_path))
     counting = CountingModel(tiny_model)
@@ -164,6 +166,7 @@ def test_cancel_stops_after_the_batch_in_progress(tmp_path, slide, grid, tiny_mo
     assert rest.done == rest.total and rest.computed == rest.total - 4
 
 
+@pytest.mark.slow
 def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid, tiny_model):
     store = open_store(slide, tiny_model, grid, tmp_path)
     events = []
@@ -178,6 +181,7 @@ def test_the_tissue_search_comes_first_as_steps_of_its_own(tmp_path, slide, grid
     assert sum(len(e.rows) for e in events) == summary.computed
 
 
+@pytest.mark.slow
 def test_cancel_during_the_tissue_search_stops_it_and_computes_nothing(
     tmp_path, slide, grid, tiny_model
 ):
@@ -219,6 +223,7 @@ def test_closing_the_generator_stops_cleanly(tmp_path, slide, grid, tiny_model):
     assert store.attrs["last_run"]["computed"] == 4
 
 
+@pytest.mark.slow
 def test_unreadable_tile_is_failed_counted_and_retried(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -237,6 +242,7 @@ def test_unreadable_tile_is_failed_counted_and_retried(tmp_path, slide, grid, ti
     assert again.computed == 1 and store.status()[bad] == TileStatus.DONE
 
 
+@pytest.mark.slow
 def test_tiles_inside_the_region_come_first(tmp_path, slide, grid, tiny_model):
     from napari_conch.slide import tissue_mask
 
@@ -318,6 +324,7 @@ class NonFiniteModel(CountingModel):
         return out
 
 
+@pytest.mark.slow
 def test_non_finite_embeddings_are_failed_never_done(tmp_path, slide, grid, tiny_model):
     store = open_store(slide, tiny_model, grid, tmp_path)
     summary = embed_slide(slide, NonFiniteModel(tiny_model, every=3), grid, store, batch_size=8)
@@ -375,6 +382,7 @@ class FailingWrites:
         self.real(rows, cols, values)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("error", [errno.ENOSPC, errno.EROFS])
 def test_a_failing_store_write_is_one_store_error_and_keeps_what_was_written(
     tmp_path, slide, grid, tiny_model, monkeypatch, error
@@ -402,6 +410,7 @@ def test_a_store_under_a_file_is_one_store_error(tmp_path, slide, grid, tiny_mod
         open_store(slide, tiny_model, grid, blocker / "stores")
 
 
+@pytest.mark.slow
 def test_embed_from_paths_returns_the_store(tmp_path, svs_path, tiny_checkpoint, tiny_model):
     ckpt, config = tiny_checkpoint
     path = embed(
@@ -444,6 +453,7 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, svs_path, tiny_checkpoint, tiny_model):
     from napari_conch.slide import make_grid, open_slide
 

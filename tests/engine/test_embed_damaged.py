@@ -109,6 +109,7 @@ def test_damage_only_at_the_read_level_fails_those_tiles_at_read_time(tmp_path, 
     assert "TIFF chunk 4" in summary.failed_tiles[0][2]
 
 
+@pytest.mark.slow
 def test_greyscale_slide_is_embedded(tmp_path, nest, tiny_model):
     imagecodecs.imwrite(tmp_path / "grey.png", nest[..., 1].copy())
     slide = open_slide(tmp_path / "grey.png")

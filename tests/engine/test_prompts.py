@@ -118,6 +118,7 @@ def test_unknown_template_set() -> None:
         PromptSet.from_prompts(["a"], "clip")
 
 
+@pytest.mark.slow
 def test_text_queries_with_the_tiny_model(tiny_model) -> None:
     names, emb = text_queries(tiny_model, ["tumor", "stroma"], templates="none")
     direct = tiny_model.embed_texts(["tumor", "stroma"]).numpy()

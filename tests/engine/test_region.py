@@ -65,6 +65,7 @@ def test_boxes_are_clipped_to_the_slide(slide):
         read_region_pixels(slide, Region(-100, -100, -1, -1))
 
 
+@pytest.mark.slow
 def test_huge_box_is_read_within_the_pixel_bound(slide, caplog):
     """The whole slide as a box, with a 250 kpx bound: shrunk 6 times, never allocated whole."""
     import logging
@@ -128,6 +129,7 @@ def test_large_region_is_tiled_and_mean_pooled(tiny_model):
     assert torch.allclose(emb, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_caption_region(slide, tiny_model):
     text = caption_region(tiny_model, slide, BOX, GenerationConfig("greedy", max_length=6))
     assert isinstance(text, str)

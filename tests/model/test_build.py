@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from napari_conch.model.build import build_model, init_weights
 
 
+@pytest.mark.slow
 def test_building_on_the_meta_device_skips_initialisation_and_dynamo():
     # in a fresh interpreter: another test may have imported torch._dynamo already
     code = (
@@ -25,6 +27,7 @@ def test_building_on_the_meta_device_skips_initialisation_and_dynamo():
     assert out.stdout.strip() == "False", out.stderr
 
 
+@pytest.mark.slow
 def test_a_built_model_is_initialised_on_its_device():
     model = build_model("conch_ViT-B-16", device="meta")
     model = model.to_empty(device="cpu")

@@ -31,6 +31,7 @@ def embed_check(lm, tiny_reference):
     assert (got - tiny_reference["outputs"]["image_embed"]).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "form", ["plain.bin", "nested.pt", "module_prefix.pth", "model.safetensors"]
 )
@@ -64,6 +65,7 @@ def test_same_model_object_reused(tiny_checkpoint):
     assert load_model(ckpt, config=config, device="cpu") is not first
 
 
+@pytest.mark.slow
 def test_checkpoint_without_decoder_loads_and_says_so_once(
     tmp_path, state, config, caplog, tiny_reference
 ):

@@ -79,6 +79,7 @@ def test_template_sets_and_each_models_own():
     assert chosen_templates("none", Conch()) == "none"
 
 
+@pytest.mark.slow
 def test_known_models_name_their_template_set(setup, tmp_path):
     """A folder named as a known model gets that model's templates; an unknown one none."""
     quilt = load_model(str(setup["folders"]["quiltnet"]), device="cpu")
@@ -94,6 +95,7 @@ def search_rows(capsys, argv):
     return capsys.readouterr().out.splitlines()
 
 
+@pytest.mark.slow
 def test_search_default_templates_are_the_models_own(setup, capsys):
     store = str(setup["stores"]["quiltnet"])
     argv = ["search", store, "--prompt", "tumor", "-k", "5", *model_argv(setup, "quiltnet")]
@@ -103,6 +105,7 @@ def test_search_default_templates_are_the_models_own(setup, capsys):
     assert len(default) == 6  # header + 5 hits
 
 
+@pytest.mark.slow
 def test_classify_slides_with_a_conch_prompt_file(setup, tmp_path, capsys):
     """A prompt file in CONCH's format works with a CLIP model; probabilities use its own
     temperature."""
@@ -119,6 +122,7 @@ def test_classify_slides_with_a_conch_prompt_file(setup, tmp_path, capsys):
                                                           abs=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_query_with_a_conch_prompt_file(setup, tmp_path):
     out = tmp_path / "scores.csv"
     argv = ["query", str(setup["stores"]["quiltnet"]), "--prompts", str(setup["prompts"])]
@@ -138,6 +142,7 @@ def test_classify_slides_and_search_refuse_stores_of_two_models(setup, tmp_path,
     assert "another model" in line
 
 
+@pytest.mark.slow
 def test_query_refuses_the_other_models_folder(setup, tmp_path, capsys):
     """A QuiltNet store is not read with PLIP's weights."""
     argv = ["query", str(setup["stores"]["quiltnet"]), "--prompt", "tumor"]
@@ -158,6 +163,7 @@ def embedded_boxes(store_path, n):
     return rings
 
 
+@pytest.mark.slow
 def test_learn_with_a_clip_store(setup, tmp_path, capsys):
     store = setup["stores"]["quiltnet"]
     rings = embedded_boxes(store, 8)

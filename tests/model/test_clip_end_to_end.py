@@ -33,6 +33,7 @@ def folders(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["quiltnet", "plip"])
 def test_embed_then_query(folders, kind, svs_path, tmp_path, capsys):
     folder = folders[kind]
@@ -52,6 +53,7 @@ def test_embed_then_query(folders, kind, svs_path, tmp_path, capsys):
     assert attrs["model_config"]["architecture"] == "clip"
 
 
+@pytest.mark.slow
 def test_stores_of_two_models_are_never_mixed(folders, svs_path, tmp_path):
     """A QuiltNet store is not reused for PLIP: the model fingerprint is in the signature."""
     quilt = load_model(str(folders["quiltnet"]), device="cpu")
@@ -65,6 +67,7 @@ def test_stores_of_two_models_are_never_mixed(folders, svs_path, tmp_path):
     assert len(list(stores.rglob("*.zarr"))) == 2
 
 
+@pytest.mark.slow
 def test_same_weights_in_both_layouts_give_the_same_embeddings(tmp_path):
     a = load_model(str(write_open_clip_folder(tmp_path / "a", seed=5)), device="cpu")
     b = load_model(str(write_transformers_folder(tmp_path / "b", seed=5)), device="cpu")

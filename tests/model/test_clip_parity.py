@@ -59,6 +59,7 @@ def _open_clip_cfg(quick_gelu: bool) -> dict:
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quick_gelu", [True, False])
 def test_open_clip_parity(tmp_path, quick_gelu):
     """A QuiltNet-style folder: open_clip's own model and ours give the same numbers."""
@@ -91,6 +92,7 @@ def test_open_clip_parity(tmp_path, quick_gelu):
     clear_model_cache()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quick_gelu", [True, False])
 def test_transformers_parity(tmp_path, quick_gelu):
     """A PLIP-style folder: transformers' CLIPModel and ours give the same numbers."""
@@ -134,6 +136,7 @@ def _shapes(state) -> dict[str, tuple]:
 
 
 #: QuiltNet's architectures: open_clip's ViT-B-32 and ViT-B-16 (224 px, CLIP text tower).
+@pytest.mark.slow
 @pytest.mark.parametrize("name,patch", [("ViT-B-32", 32), ("ViT-B-16", 16)])
 def test_full_size_open_clip_names_and_shapes(name, patch):
     open_clip = import_open_clip()
@@ -152,6 +155,7 @@ def test_full_size_open_clip_names_and_shapes(name, patch):
     )
 
 
+@pytest.mark.slow
 def test_full_size_transformers_names_and_shapes():
     """PLIP's architecture: transformers' CLIPConfig defaults (ViT-B/32)."""
     transformers = import_transformers()

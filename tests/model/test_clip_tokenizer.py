@@ -72,6 +72,7 @@ def test_open_clip_ids_equal():
     assert torch.equal(ours.encode(TEXTS), reference(TEXTS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_tokenizer_json", [False, True])
 def test_transformers_ids_equal(tmp_path, with_tokenizer_json):
     transformers = import_transformers()

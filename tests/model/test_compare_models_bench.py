@@ -26,6 +26,7 @@ def folders(tmp_path_factory):
     clear_model_cache()
 
 
+@pytest.mark.slow
 def test_each_model_maps_the_prompts_with_its_own_templates(folders, tmp_path):
     quilt = model_maps("QuiltNet-B-32", str(folders["QuiltNet-B-32"]), CMU_SMALL_REGION, PROMPTS,
                        tmp_path / "q", device="cpu")  # fmt: skip
@@ -51,6 +52,7 @@ def test_bad_model_argument_is_one_line(capsys, tmp_path):
     assert not (tmp_path / "f.png").exists()
 
 
+@pytest.mark.slow
 def test_writes_the_figure(folders, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "compare.png"

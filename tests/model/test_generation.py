@@ -23,6 +23,7 @@ def images(tiny_reference):
     return tiny_reference["inputs"]["images"][:2]
 
 
+@pytest.mark.slow
 def test_greedy_caption_matches_reference_exactly(ref_model, images, tiny_reference):
     params = tiny_reference["outputs"]["greedy_caption_params"]
     assert (params["sot_token_id"], params["eos_token_id"], params["pad_token_id"]) == (
@@ -35,6 +36,7 @@ def test_greedy_caption_matches_reference_exactly(ref_model, images, tiny_refere
     assert torch.equal(out, tiny_reference["outputs"]["greedy_caption_tokens"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["beam", "top_k", "top_p"])
 def test_strategies_produce_well_formed_captions(ref_model, images, strategy):
     cfg = GenerationConfig(
@@ -49,6 +51,7 @@ def test_strategies_produce_well_formed_captions(ref_model, images, strategy):
         assert all(t == PAD_ID for t in row[end + 1 :])
 
 
+@pytest.mark.slow
 def test_seeded_sampling_is_reproducible(ref_model, images):
     cfg = GenerationConfig("top_p", max_length=8, min_length=2, seed=7, top_p=0.95)
     assert torch.equal(generate(ref_model, images, cfg), generate(ref_model, images, cfg))
@@ -78,6 +81,7 @@ def test_bad_generation_settings():
         GenerationConfig("top_k", temperature=0)
 
 
+@pytest.mark.slow
 def test_loaded_model_captions_and_ranks_texts(tiny_model, tiny_reference):
     tile = tiny_reference["inputs"]["real_tile_uint8"].numpy()
     (caption,) = tiny_model.caption(tile, GenerationConfig("greedy", max_length=6, min_length=2))
@@ -111,6 +115,7 @@ def test_settings_that_would_crash_or_mislead_are_refused(settings, words):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_tiny_temperature_samples_the_best_id(ref_model, images):
     """logits / 1e-300 were inf - inf = nan in the softmax (multinomial then failed)."""
     greedy = generate(ref_model, images, GenerationConfig("greedy", max_length=6, min_length=2))

@@ -56,6 +56,7 @@ def test_forward_decoder_logits_and_labels(ref_model, tiny_reference):
     assert result["logit_scale"].item() == pytest.approx(expected_scale.item())
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_decoder_prefix_logits_the_way_generation_runs(ref_model, tiny_reference):
     inputs, out = tiny_reference["inputs"], tiny_reference["outputs"]

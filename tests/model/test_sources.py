@@ -95,6 +95,7 @@ def test_a_known_plugin_that_does_not_register_is_reported(clean_registry):
         source_info("ghost")
 
 
+@pytest.mark.slow
 def test_model_imports_nothing_above_it():
     code = (
         "import sys, napari_conch.model, napari_conch.model.loaded, napari_conch.model.sources\n"
@@ -114,6 +115,7 @@ def test_demo_and_sources_import_without_torch():
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow
 def test_load_model_demo_by_name_without_importing_demo_first():
     code = (
         "import sys\n"

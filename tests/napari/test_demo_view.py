@@ -55,6 +55,7 @@ def test_slide_path_defaults_to_a_sample():
     assert slide_path(None) == CMU_SMALL_REGION
 
 
+@pytest.mark.slow
 def test_view_without_a_model_shows_the_demo_labels_map_on_the_heldout_sample(
     make_napari_viewer, qtbot, monkeypatch, tmp_path, capsys
 ):
@@ -129,6 +130,7 @@ def test_start_demo_stops_when_the_model_cannot_load(make_napari_viewer, qtbot, 
     assert widget.session.store is None and not widget.embedding and len(widget.errors) == 1
 
 
+@pytest.mark.slow
 def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     monkeypatch.setenv("NAPARI_CONCH_CACHE", str(tmp_path))
     viewer, widget, _ = _run_view(
@@ -142,6 +144,7 @@ def test_view_with_model_demo_is_the_demo_view(make_napari_viewer, qtbot, monkey
     qtbot.waitUntil(lambda: map_layers.HEATMAP in viewer.layers, timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_start_demo_on_a_given_slide(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
@@ -184,6 +187,7 @@ def _prompts_typed_while_embedding(make_napari_viewer, qtbot) -> list[bool]:
     return seen
 
 
+@pytest.mark.slow
 def test_the_demo_types_its_prompts_once_the_tiles_are_embedded(
     make_napari_viewer, qtbot, monkeypatch
 ):
@@ -193,6 +197,7 @@ def test_the_demo_types_its_prompts_once_the_tiles_are_embedded(
     assert seen == [False]  # the maps are made with the cores free (see demo.py)
 
 
+@pytest.mark.slow
 def test_on_a_long_run_the_demo_types_its_prompts_while_it_embeds(
     make_napari_viewer, qtbot, monkeypatch
 ):

@@ -150,6 +150,7 @@ def test_reader_refuses_a_fifo_without_opening_it(tmp_path):
         reader(str(fifo.path))
 
 
+@pytest.mark.slow
 def test_reader_refuses_a_header_claiming_4e9_by_3e9_px(tmp_path):
     """The reader grew to 16.8 GB resident on it."""
     from tests.slide.forged import tiff_claiming

@@ -19,6 +19,7 @@ def test_torch_core_library_is_found_without_importing_torch():
     assert path.name.startswith(warmup.TORCH_CORE_LIBRARY)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/maps (Linux)")
 def test_torch_imports_and_computes_after_its_core_was_preloaded():
     # A fresh interpreter: in this one torch is imported already.
@@ -93,6 +94,7 @@ def test_warm_up_leaves_a_paused_collector_paused(monkeypatch):
         gc.enable()
 
 
+@pytest.mark.slow
 def test_reading_a_slide_imports_the_docks_modules_without_torch_and_freezes_nothing():
     script = textwrap.dedent(
         """

@@ -3,13 +3,12 @@ of the shipped SVS (uncompressed: lossless, so the pixels must be equal)."""
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 
 from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
+from tests.slide import backend_helpers
 
 pyczi = pytest.importorskip(
     "pylibCZIrw.czi", reason="the czi extra is not installed (napari-conch[czi])"
@@ -20,8 +19,7 @@ MPP = 0.499
 
 @pytest.fixture(scope="module")
 def svs_crop(svs_path) -> np.ndarray:
-    with open_slide(svs_path) as svs:
-        return svs.read_region(0, 0, 0, 1536, 2048)
+    return backend_helpers.svs_crop(svs_path, 1536, 2048)
 
 
 def write_czi(path, image: np.ndarray | None, mpp: float | None, grey_channels: int = 0):
@@ -87,35 +85,19 @@ def test_a_damaged_czi_is_one_line(czi_path, tmp_path):
 
 
 def test_without_the_extra_a_czi_says_which_extra_reads_it(czi_path, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_pylibczirw(name, *args, **kwargs):
-        if name == "pylibCZIrw" or name.startswith("pylibCZIrw."):
-            raise ImportError("No module named 'pylibCZIrw'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pylibczirw)
-    with pytest.raises(SlideError, match=r"needs the czi extra \(pip install") as info:
-        open_slide(czi_path)
-    assert "\n" not in str(info.value)
+    message = r"a Zeiss CZI file; reading it needs the czi extra \(pip install"
+    backend_helpers.assert_needs_extra(monkeypatch, czi_path, "pylibCZIrw", message)
 
 
 def test_embed_and_query_a_czi_from_the_cli(czi_path, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.export.map_tiff import open_map
-    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     assert main(["info", str(czi_path)]) == 0
     assert "reader: pylibCZIrw" in capsys.readouterr().out
-    argv = ["embed", str(czi_path), "--model", "demo", "--device", "cpu", "--quiet"]
-    argv += ["--min-tissue", "0.05", "--tile-size", "448"]
-    assert main([*argv, "--store", str(tmp_path / "stores")]) == 0
-    store = EmbeddingStore.open(capsys.readouterr().out.strip())
-    assert store.attrs["slide_mpp"] == pytest.approx(MPP) and store.counts()["done"] > 0
-    out = tmp_path / "map.tif"
-    query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
-    assert main([*query, "--out", str(out)]) == 0
-    assert open_map(out).levels[0].shape[1:] == (256, 192)  # 2048 x 1536 at 8 px a map pixel
+    shape = backend_helpers.embed_and_query(
+        czi_path, tmp_path, capsys, MPP, "--min-tissue", "0.05", "--tile-size", "448"
+    )
+    assert shape == (256, 192)  # 2048 x 1536 at 8 px a map pixel
 
 
 def test_the_napari_reader_opens_a_czi(czi_path):

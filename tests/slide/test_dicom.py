@@ -3,21 +3,18 @@ from the shipped SVS (uncompressed: lossless, so the pixels must be equal)."""
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 
-from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
+from tests.slide import backend_helpers
 
 pytest.importorskip("wsidicom", reason="the dicom extra is not installed (napari-conch[dicom])")
 
 
 @pytest.fixture(scope="module")
 def svs_crop(svs_path) -> np.ndarray:
-    with open_slide(svs_path) as svs:
-        return svs.read_region(0, 0, 0, 768, 1024)
+    return backend_helpers.svs_crop(svs_path, 768, 1024)
 
 
 @pytest.fixture(scope="module")
@@ -47,33 +44,16 @@ def test_levels_pixels_and_mpp_are_the_sources(dicom_folder, svs_crop):
 
 
 def test_without_the_extra_a_dicom_slide_says_which_extra_reads_it(dicom_folder, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_wsidicom(name, *args, **kwargs):
-        if name == "wsidicom" or name.startswith("wsidicom."):
-            raise ImportError("No module named 'wsidicom'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_wsidicom)
-    with pytest.raises(SlideError, match=r"needs the dicom extra \(pip install") as info:
-        open_slide(dicom_folder)
-    assert "\n" not in str(info.value)
+    message = r"a DICOM slide; reading it needs the dicom extra \(pip install"
+    backend_helpers.assert_needs_extra(monkeypatch, dicom_folder, "wsidicom", message)
 
 
 def test_embed_and_query_a_dicom_slide_from_the_cli(dicom_folder, tmp_path, capsys):
-    from napari_conch.cli import main
-    from napari_conch.engine.export.map_tiff import open_map
-    from napari_conch.engine.store.embedding_store import EmbeddingStore
-
-    argv = ["embed", str(dicom_folder), "--model", "demo", "--device", "cpu", "--quiet"]
-    argv += ["--min-tissue", "0.05"]  # the crop is mostly glass
-    assert main([*argv, "--store", str(tmp_path / "stores")]) == 0
-    store = EmbeddingStore.open(capsys.readouterr().out.strip())
-    assert store.attrs["slide_mpp"] == pytest.approx(0.499) and store.counts()["done"] > 0
-    out = tmp_path / "map.tif"
-    query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
-    assert main([*query, "--out", str(out)]) == 0
-    assert open_map(out).levels[0].shape[1:] == (128, 96)  # 1024 x 768 at 8 px per map pixel
+    # --min-tissue 0.05: the crop is mostly glass
+    shape = backend_helpers.embed_and_query(
+        dicom_folder, tmp_path, capsys, 0.499, "--min-tissue", "0.05"
+    )
+    assert shape == (128, 96)  # 1024 x 768 at 8 px per map pixel
 
 
 def test_the_napari_reader_opens_the_series_of_a_dcm_file(dicom_folder):

@@ -109,6 +109,7 @@ def test_mpp_errors(slide, ihc_path):
     assert grid.mpp is None and grid.shape == (6, 6)
 
 
+@pytest.mark.slow
 def test_odd_sizes_are_one_line_errors_or_one_tile(slide):
     """The slide is 600 x 500 px at 0.25 um/px, its coarsest level 1 um/px."""
     with pytest.raises(SlideError, match=r"tile size 100000 px is too large \(at most 8192 px"):

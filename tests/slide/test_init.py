@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import napari_conch.slide as slide_api
 
 
@@ -19,6 +21,7 @@ def test_public_names():
     }
 
 
+@pytest.mark.slow
 def test_slide_imports_no_torch_or_qt():
     code = (
         "import sys, napari_conch.slide; "

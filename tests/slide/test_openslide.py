@@ -4,14 +4,13 @@ tifffile."""
 
 from __future__ import annotations
 
-import builtins
-
 import numpy as np
 import pytest
 
 from napari_conch.errors import SlideError
 from napari_conch.slide import open_slide
 from napari_conch.slide.openslide_slide import openslide_available
+from tests.slide import backend_helpers
 from tests.slide.vmu_fixture import write_vmu
 
 MPP = 0.499
@@ -24,8 +23,7 @@ needs_openslide = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def svs_crop(svs_path) -> np.ndarray:
-    with open_slide(svs_path) as svs:
-        return svs.read_region(0, 0, 0, 1024, 1536)
+    return backend_helpers.svs_crop(svs_path, 1024, 1536)
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +31,15 @@ def vmu_path(svs_crop, tmp_path_factory):
     return write_vmu(tmp_path_factory.mktemp("vmu") / "slide", svs_crop, MPP)
 
 
-def _no_openslide(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_openslide(name, *args, **kwargs):
-        if name == "openslide" or name.startswith("openslide."):
-            raise ImportError("No module named 'openslide'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_openslide)
-
-
 def test_without_the_extra_a_vmu_says_which_extra_reads_it(vmu_path, monkeypatch):
-    _no_openslide(monkeypatch)
-    with pytest.raises(SlideError, match=r"a VMU slide; reading it needs the openslide extra "
-                       r"\(pip install") as info:  # fmt: skip
-        open_slide(vmu_path)
-    assert "\n" not in str(info.value)
+    message = r"a VMU slide; reading it needs the openslide extra \(pip install"
+    backend_helpers.assert_needs_extra(monkeypatch, vmu_path, "openslide", message)
 
 
 def test_without_the_extra_an_scn_is_left_to_tifffile(tmp_path, monkeypatch):
     from napari_conch.slide.openslide_slide import wants_openslide
 
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     assert not wants_openslide(tmp_path / "a.scn") and wants_openslide(tmp_path / "a.mrxs")
 
 
@@ -100,23 +84,17 @@ def test_openslide_and_tifffile_read_the_same_svs_pixels(svs_path):
                                       ours.read_region(0, 0, 0, w, h))  # fmt: skip
 
 
+@pytest.mark.slow
 @needs_openslide
 def test_embed_and_query_a_vmu_from_the_cli(vmu_path, tmp_path, capsys):
     from napari_conch.cli import main
-    from napari_conch.engine.export.map_tiff import open_map
-    from napari_conch.engine.store.embedding_store import EmbeddingStore
 
     assert main(["info", str(vmu_path)]) == 0
     assert "reader: openslide" in capsys.readouterr().out
-    argv = ["embed", str(vmu_path), "--model", "demo", "--device", "cpu", "--quiet"]
-    argv += ["--min-tissue", "0.05", "--tile-size", "448"]
-    assert main([*argv, "--store", str(tmp_path / "stores")]) == 0
-    store = EmbeddingStore.open(capsys.readouterr().out.strip())
-    assert store.attrs["slide_mpp"] == pytest.approx(MPP) and store.counts()["done"] > 0
-    out = tmp_path / "map.tif"
-    query = ["query", str(store.path), "--model", "demo", "--device", "cpu", "--prompt", "tumor"]
-    assert main([*query, "--out", str(out)]) == 0
-    assert open_map(out).levels[0].shape[1:] == (192, 128)  # 1536 x 1024 at 8 px a map pixel
+    shape = backend_helpers.embed_and_query(
+        vmu_path, tmp_path, capsys, MPP, "--min-tissue", "0.05", "--tile-size", "448"
+    )
+    assert shape == (192, 128)  # 1536 x 1024 at 8 px a map pixel
 
 
 @needs_openslide
@@ -179,7 +157,7 @@ def test_an_mrxs_opens_with_openslide_levels_pixels_and_mpp(mrxs_path, svs_crop)
 
 
 def test_without_the_extra_an_mrxs_says_which_extra_reads_it(mrxs_path, monkeypatch):
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     with pytest.raises(SlideError, match=r"an? MRXS slide; reading it needs the openslide extra"):
         open_slide(mrxs_path)
 
@@ -276,7 +254,7 @@ def test_a_bif_under_another_suffix_goes_to_openslide_too(bif_path, bif_source, 
 def test_without_the_extra_tifffile_reads_a_bif_and_a_warning_names_the_extra(
     bif_path, bif_source, monkeypatch, caplog
 ):
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     with caplog.at_level("WARNING", logger="napari_conch"), open_slide(bif_path) as slide:
         assert slide.reader == "tifffile"
         assert slide.shape != bif_source.shape[:2]  # the tiles side by side: 1280 x 1792
@@ -311,7 +289,7 @@ def test_a_tiff_tifffile_cannot_read_is_retried_with_openslide(scn_z_stack, svs_
 
 
 def test_without_the_extra_a_tiff_tifffile_cannot_read_names_the_extra(scn_z_stack, monkeypatch):
-    _no_openslide(monkeypatch)
+    backend_helpers.block_import(monkeypatch, "openslide")
     with pytest.raises(SlideError, match=r"cannot read as TIFF .*Z-Stacks.*; OpenSlide may read "
                        r"it: install the openslide extra \(pip install 'napari-conch\[openslide"
                        ) as info:  # fmt: skip

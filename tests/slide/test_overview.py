@@ -29,6 +29,7 @@ def area_mean(image: np.ndarray, f: int) -> np.ndarray:
     return np.nanmean(padded.reshape(rows, f, cols, f, 3), axis=(1, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "layout",
     [{"tile": (64, 64), "compression": "zlib"}, {"compression": "zlib", "rowsperstrip": 16}, {}],

@@ -184,6 +184,7 @@ def test_a_tiff_without_pixels_is_refused(tmp_path, tiled):
     assert str(info.value) == f"{path}: its image is 0 x 256 px, without pixels"
 
 
+@pytest.mark.slow
 def test_a_header_claiming_4e9_by_3e9_px_is_refused_before_any_allocation(tmp_path):
     """It was opened, and embed then asked numpy for 666 TiB (ArrayMemoryError)."""
     from napari_conch.errors import SlideRefusedError

@@ -38,21 +38,16 @@ from napari_conch.engine.embed import (
     model_batches,
     open_grid,
     open_slide_checked,
+    open_store,
     plan_run_iter,
     run_batches,
     run_options,
 )
 from napari_conch.engine.options import RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary
-from napari_conch.engine.store.embedding_store import (
-    BLOCK,
-    EmbeddingStore,
-    make_info,
-    make_signature,
-)
-from napari_conch.engine.store.embedding_store import store_path_for as _store_path_for
+from napari_conch.engine.store.embedding_store import BLOCK
 from napari_conch.engine.tiles import Box
-from napari_conch.errors import ClusterError, InputError, StoreError, describe_os_error
+from napari_conch.errors import ClusterError, InputError, describe_os_error
 from napari_conch.generators import drain
 
 #: Seconds a run waits while the cluster has no worker before it gives up.
@@ -493,18 +488,7 @@ def embed_slide_cluster_iter(
         if facts is None:
             facts = cluster_model_facts(client, spec, watch)
         grid = open_grid(slide, facts, opts)
-        path = _store_path_for(slide, facts, grid, opts.store_root)
-        try:
-            store = EmbeddingStore.open_or_create(
-                path,
-                make_signature(slide, facts, grid),
-                shape=tuple(grid.shape),
-                info=make_info(slide, facts),
-                wait=wait,
-            )
-        except OSError as exc:
-            reason = describe_os_error(exc)
-            raise StoreError(f"{path}: cannot open the store ({reason})") from exc
+        store = open_store(slide, facts, grid, opts.store_root, wait=wait)
     planning = plan_run_iter(slide, grid, store, min_tissue=opts.min_tissue, region=region)
     plan = yield from _each_step_here(planning)
     results = cluster_batches(

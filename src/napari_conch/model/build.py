@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,16 +96,49 @@ def load_weights(
     CheckpointError
         Naming ``source`` and the first mismatched names or shapes.
     """
-    expected = {k: v.shape for k, v in model.state_dict().items()}
     given_decoder, _ = split_decoder_keys(state_dict)
-    missing = [k for k in expected if k not in state_dict]
+    # without decoder weights the decoder is not missing: it is made randomly below
+    decoder_free = None if given_decoder else (lambda keys: split_decoder_keys(keys)[1])
+    refuse_misfit(model, state_dict, source, ignore_missing=decoder_free)
+    state_dict = float32_state(state_dict)  # half-precision checkpoints computed in float32
+    on_meta = any(p.is_meta for p in model.parameters())
     if not given_decoder:
-        missing = split_decoder_keys(missing)[1]
-    unexpected = [k for k in state_dict if k not in expected]
+        _randomise_decoder(model, device=next(iter(state_dict.values())).device)
+    model.load_state_dict(dict(state_dict), strict=False, assign=on_meta)
+    model.decoder_trained = bool(given_decoder)
+    if not given_decoder:
+        logger.warning(
+            "%s has no captioning decoder weights (the public CONCH release has none): "
+            "embeddings and prompts work, captioning is disabled.",
+            source,
+        )
+    return model
+
+
+def refuse_misfit(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str,
+    *,
+    ignore_missing: Callable[[list[str]], list[str]] | None = None,
+    name: str | None = None,
+) -> None:
+    """Raise a :class:`CheckpointError` when ``state`` does not fit ``model``'s tensors.
+
+    The message names ``source``, the architecture (``name``, else ``model.config.name``) and
+    the first three
+    mis-shaped, missing and unexpected tensors. ``ignore_missing`` keeps of the missing names
+    those that count (CONCH's checkpoint may lack the captioning decoder).
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    if ignore_missing is not None:
+        missing = ignore_missing(missing)
+    unexpected = [k for k in state if k not in expected]
     wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k])}"
-        for k in state_dict
-        if k in expected and tuple(state_dict[k].shape) != tuple(expected[k])
+        f"{k} {tuple(state[k].shape)} vs {expected[k]}"
+        for k in state
+        if k in expected and tuple(state[k].shape) != expected[k]
     ]
     problems = []
     if wrong_shape:
@@ -121,25 +154,18 @@ def load_weights(
         )
     if problems:
         raise CheckpointError(
-            f"{source} does not fit the {model.config.name} architecture: " + "; ".join(problems)
+            f"{source} does not fit the {name or model.config.name} architecture: "
+            + "; ".join(problems)
         )
-    # half-precision checkpoints (e.g. the demo model) are computed in float32 like any other
-    state_dict = {
+
+
+def float32_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with its floating-point tensors in float32 (a half-precision checkpoint, such as
+    the demo model's, is computed in float32 like any other)."""
+    return {
         k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
-        for k, v in state_dict.items()
+        for k, v in state.items()
     }
-    on_meta = any(p.is_meta for p in model.parameters())
-    if not given_decoder:
-        _randomise_decoder(model, device=next(iter(state_dict.values())).device)
-    model.load_state_dict(dict(state_dict), strict=False, assign=on_meta)
-    model.decoder_trained = bool(given_decoder)
-    if not given_decoder:
-        logger.warning(
-            "%s has no captioning decoder weights (the public CONCH release has none): "
-            "embeddings and prompts work, captioning is disabled.",
-            source,
-        )
-    return model
 
 
 def _randomise_decoder(model: CoCa, device: torch.device) -> None:

@@ -240,9 +240,15 @@ def check_finite_embeddings(loaded: Any) -> None:
     ids[0, :2] = torch.tensor([1, 2])  # start, end; pad is 0
     with torch.inference_mode(), loaded.autocast():
         text = loaded.model.encode_text(ids.to(loaded.device), normalize=True).float()
-    for tower, out in (("image", image), ("text", text)):
+    refuse_not_finite(loaded.source, image=image, text=text)
+
+
+def refuse_not_finite(source: Any, **towers: torch.Tensor) -> None:
+    """Raise a :class:`CheckpointError` naming ``source`` and the first tower whose embeddings of
+    a blank input (``towers``: name -> embeddings) hold a NaN or an infinite value."""
+    for tower, out in towers.items():
         if not bool(torch.isfinite(out).all()):
             raise CheckpointError(
-                f"{loaded.source}: the {tower} embeddings are not finite (NaN or infinite) for a "
+                f"{source}: the {tower} embeddings are not finite (NaN or infinite) for a "
                 "blank input; the checkpoint's weights are damaged"
             )

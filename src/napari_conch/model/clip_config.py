@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from napari_conch.errors import ConfigError
-from napari_conch.json_input import read_json
+from napari_conch.model.config import config_errors
 from napari_conch.model.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 #: The two layouts a CLIP checkpoint can come in.
@@ -173,7 +172,7 @@ def from_open_clip(data: dict[str, Any], name: str = "clip", where: str = "confi
     ConfigError
         When a key is missing, a value malformed, or the architecture is not plain CLIP.
     """
-    try:
+    with config_errors(where):
         model = data["model_cfg"] if "model_cfg" in data else data
         vision = dict(model["vision_cfg"])
         text = dict(model["text_cfg"])
@@ -219,10 +218,6 @@ def from_open_clip(data: dict[str, Any], name: str = "clip", where: str = "confi
             layout=OPEN_CLIP,
             name=name,
         )
-    except KeyError as exc:
-        raise ConfigError(f"{where} lacks the key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} is malformed: {exc}") from None
 
 
 #: transformers' ``CLIPConfig`` defaults (ViT-B/32), for keys a config.json leaves out.
@@ -266,7 +261,7 @@ def from_transformers(
     """
     if data.get("model_type", "clip") != "clip":
         raise ConfigError(f"{where}: model_type {data.get('model_type')!r} is not 'clip'")
-    try:
+    with config_errors(where):
         text = {**_HF_TEXT_DEFAULTS, **(data.get("text_config") or {})}
         vision = {**_HF_VISION_DEFAULTS, **(data.get("vision_config") or {})}
         acts = {text["hidden_act"], vision["hidden_act"]}
@@ -317,10 +312,6 @@ def from_transformers(
             layout=TRANSFORMERS,
             name=name,
         )
-    except KeyError as exc:
-        raise ConfigError(f"{where} lacks the key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} is malformed: {exc}") from None
 
 
 def _hf_size(value: Any, default: int) -> int:
@@ -333,11 +324,3 @@ def _hf_size(value: Any, default: int) -> int:
             raise ValueError(f"a non-square size {value}")
         return sides.pop()
     return int(value)
-
-
-def read_config_file(path: Path, error=ConfigError) -> dict[str, Any]:
-    """A JSON object from ``path`` (a clear error for anything else)."""
-    data = read_json(path, "model config", error=error)
-    if not isinstance(data, dict):
-        raise error(f"model config {str(path)!r} must hold a JSON object")
-    return data

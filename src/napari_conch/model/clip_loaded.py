@@ -8,7 +8,7 @@ it has no captioning decoder (``caption`` raises :class:`NoDecoderError`).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import threading
 from collections.abc import Sequence
@@ -17,22 +17,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from napari_conch.errors import CheckpointError, NoDecoderError
-from napari_conch.model.checkpoint import fingerprint_state_dict, read_state_dict
+from napari_conch.errors import NoDecoderError
+from napari_conch.model.checkpoint import (
+    fingerprint_state_dict,
+    read_state_dict,
+    refuse_not_finite,
+)
 from napari_conch.model.clip import ClipModel
 from napari_conch.model.clip_config import (
     OPEN_CLIP,
     ClipConfig,
     from_open_clip,
     from_transformers,
-    read_config_file,
 )
 from napari_conch.model.clip_sources import ClipFiles, known_model, resolve_clip
 from napari_conch.model.clip_tokenizer import ClipTokenizer
 from napari_conch.model.clip_weights import build_clip, load_clip_weights
-from napari_conch.model.device import PRECISIONS, resolve_device
+from napari_conch.model.config import read_config_file
+from napari_conch.model.device import resolve_device
+from napari_conch.model.loaded_common import EncoderUse, text_list
 from napari_conch.model.precision_choice import apply_precision
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.sources import (
@@ -63,7 +67,7 @@ def clip_tokenizer(files: ClipFiles, config: ClipConfig) -> ClipTokenizer:
 
 
 @dataclass
-class LoadedClip:
+class LoadedClip(EncoderUse):
     """A CLIP model with its tokenizer and preprocessing (see the module docstring)."""
 
     model: ClipModel
@@ -95,54 +99,23 @@ class LoadedClip:
         return model_tile_size(self.source_info, self.image_size)
 
     @property
-    def embed_dim(self) -> int:
-        """Size of the shared embedding."""
-        return self.config.embed_dim
-
-    @property
-    def logit_scale(self) -> float:
-        """``exp(logit_scale)``: the model's own temperature."""
-        return float(self.model.logit_scale.detach().exp())
-
-    @property
-    def preprocess_info(self) -> dict[str, Any]:
-        """The preprocessing, as recorded with embeddings."""
-        return self.preprocess.info()
-
-    @property
     def tokenizer_file(self) -> str:
         """The tokenizer's file (the shipped CLIP vocabulary for open_clip models)."""
         if self.tokenizer.path is not None:
             return str(self.tokenizer.path)
         return "CLIP BPE vocabulary shipped with napari-conch (open_clip's)"
 
-    def autocast(self):
-        """The autocast context for this model's precision (a no-op for fp32 and int8)."""
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def embed_images(self, tiles) -> torch.Tensor:
         """uint8 RGB tiles ``[B, H, W, 3]`` -> normalised embeddings ``[B, D]`` (CPU)."""
         x = self.preprocess(tiles, device=self.device)
-        if self.image_engine is not None:  # int8 (ONNX Runtime)
-            out = self.image_engine(x)
-        else:
-            with self._lock, self.autocast():
-                out = self.model.encode_image(x, normalize=False)
-        return F.normalize(out.float(), dim=-1).cpu()
+        return self.image_embeddings(functools.partial(self.model.encode_image, normalize=False), x)
 
     @torch.inference_mode()
     def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Texts -> normalised embeddings ``[N, D]`` (CPU)."""
-        from napari_conch.model.loaded import _text_list
-
-        ids = self.tokenizer.encode(_text_list(texts)).to(self.device)
-        with self._lock, self.autocast():
-            out = self.model.encode_text(ids, normalize=False)
-        return F.normalize(out.float(), dim=-1).cpu()
+        ids = self.tokenizer.encode(text_list(texts)).to(self.device)
+        return self.normalised(functools.partial(self.model.encode_text, normalize=False), ids)
 
     def caption(self, tiles, cfg=None) -> list[str]:
         """CLIP models have no captioning decoder.
@@ -157,12 +130,6 @@ class LoadedClip:
             "CONCH's CoCa with decoder weights"
         )
 
-    @torch.inference_mode()
-    def rank_texts(self, tiles, texts: str | Sequence[str]) -> torch.Tensor:
-        """Probabilities ``[B, N]``: softmax of cosines scaled by the model's temperature."""
-        cosine = self.embed_images(tiles) @ self.embed_texts(texts).T
-        return (self.logit_scale * cosine).softmax(dim=-1)
-
     def describe(self) -> str:
         """One line for status bars and logs."""
         return (
@@ -175,12 +142,7 @@ def _check_finite(loaded: LoadedClip) -> None:
     size = loaded.image_size
     image = loaded.embed_images(torch.full((1, size, size, 3), 255, dtype=torch.uint8))
     text = loaded.embed_texts("tissue")
-    for tower, out in (("image", image), ("text", text)):
-        if not bool(torch.isfinite(out).all()):
-            raise CheckpointError(
-                f"{loaded.source}: the {tower} embeddings are not finite (NaN or infinite) for a "
-                "blank input; the checkpoint's weights are damaged"
-            )
+    refuse_not_finite(loaded.source, image=image, text=text)
 
 
 _CACHE: dict[tuple, LoadedClip] = {}

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import torch
 
 from napari_conch.errors import CheckpointError
-from napari_conch.model.build import _SkipInitialisation
+from napari_conch.model.build import _SkipInitialisation, float32_state, refuse_misfit
 from napari_conch.model.clip import ClipModel
 from napari_conch.model.clip_config import OPEN_CLIP, TRANSFORMERS
 
@@ -146,35 +146,11 @@ def load_strict(
     Raises
     ------
     CheckpointError
-        Naming ``source`` and the first missing, unexpected or mis-shaped tensors.
+        Naming ``source``, the architecture ``name`` and the first missing, unexpected or
+        mis-shaped tensors.
     """
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in renamed]
-    unexpected = [k for k in renamed if k not in expected]
-    wrong = [
-        f"{k} {tuple(renamed[k].shape)} vs {expected[k]}"
-        for k in renamed
-        if k in expected and tuple(renamed[k].shape) != expected[k]
-    ]
-    problems = []
-    if wrong:
-        problems.append(
-            f"{len(wrong)} shape mismatches (checkpoint vs model), first: " + ", ".join(wrong[:3])
-        )
-    if missing:
-        problems.append(f"{len(missing)} missing tensors, first: " + ", ".join(missing[:3]))
-    if unexpected:
-        problems.append(
-            f"{len(unexpected)} unexpected tensors, first: " + ", ".join(unexpected[:3])
-        )
-    if problems:
-        raise CheckpointError(
-            f"{source} does not fit the {name} architecture: " + "; ".join(problems)
-        )
-    floats = {
-        k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
-        for k, v in renamed.items()
-    }
+    refuse_misfit(model, renamed, source, name=name)
+    floats = float32_state(renamed)
     on_meta = any(p.is_meta for p in model.parameters())
     model.load_state_dict(floats, strict=True, assign=on_meta)
     return model

@@ -9,7 +9,9 @@ models and users' own architectures are described.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,11 @@ class VisionConfig:
 
 
 @dataclass(frozen=True)
-class TextConfig:
-    """The text encoder: a causal transformer with a CLS token appended at the end."""
+class MultimodalConfig:
+    """The captioning decoder: causal self-attention + cross-attention to the image tokens.
+
+    Its shape is that of CONCH's text encoder (:class:`TextConfig` adds the pad id).
+    """
 
     context_length: int = 128
     vocab_size: int = 32007
@@ -65,19 +70,13 @@ class TextConfig:
     heads: int = 12
     layers: int = 12
     mlp_ratio: float = 4.0
-    pad_id: int = 0
 
 
 @dataclass(frozen=True)
-class MultimodalConfig:
-    """The captioning decoder: causal self-attention + cross-attention to the image tokens."""
+class TextConfig(MultimodalConfig):
+    """The text encoder: a causal transformer with a CLS token appended at the end."""
 
-    context_length: int = 128
-    vocab_size: int = 32007
-    width: int = 768
-    heads: int = 12
-    layers: int = 12
-    mlp_ratio: float = 4.0
+    pad_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class CocaConfig:
         ConfigError
             When a required key is missing or a value has the wrong type.
         """
-        try:
+        with config_errors(f"model config {name!r}"):
             vision = _vision_from_dict(dict(cfg["vision_cfg"]))
             text = _pick(TextConfig, cfg["text_cfg"], "text_cfg")
             multimodal = _pick(MultimodalConfig, cfg["multimodal_cfg"], "multimodal_cfg")
@@ -112,10 +111,6 @@ class CocaConfig:
                 multimodal=multimodal,
                 name=str(cfg.get("name", name)),
             )
-        except KeyError as exc:
-            raise ConfigError(f"model config {name!r} lacks the key {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model config {name!r} is malformed: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the config in CONCH's JSON form (explicit vision trunk), with its name."""
@@ -127,6 +122,26 @@ class CocaConfig:
             "text_cfg": dataclasses.asdict(self.text),
             "multimodal_cfg": dataclasses.asdict(self.multimodal),
         }
+
+
+@contextlib.contextmanager
+def config_errors(what: str) -> Iterator[None]:
+    """Turn a missing key (``KeyError``) or a bad value (``TypeError``, ``ValueError``) met while
+    reading the config ``what`` into a one-line :class:`ConfigError` naming it."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ConfigError(f"{what} lacks the key {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} is malformed: {exc}") from None
+
+
+def read_config_file(path: str | Path, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """A JSON object from ``path`` (a clear ``error`` for anything else)."""
+    data = read_json(path, "model config", error=error)
+    if not isinstance(data, dict):
+        raise error(f"model config {str(path)!r} must hold a JSON object")
+    return data
 
 
 def _pick(kind: type, values: dict[str, Any], section: str):
@@ -192,10 +207,7 @@ def resolve_config(config: str | Path | dict[str, Any] | CocaConfig | None) -> C
         return PRESETS[config]
     path = Path(config)
     if path.suffix.lower() == ".json" or path.exists():
-        data = read_json(path, "model config", error=ConfigError)
-        if not isinstance(data, dict):
-            raise ConfigError(f"model config {str(path)!r} must hold a JSON object")
-        return CocaConfig.from_dict(data, name=path.stem)
+        return CocaConfig.from_dict(read_config_file(path), name=path.stem)
     known = ", ".join(sorted(PRESETS))
     raise ConfigError(f"unknown model config {str(config)!r} (presets: {known}; or a JSON file)")
 

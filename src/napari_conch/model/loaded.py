@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from napari_conch.errors import InputError, TokenizerNotFoundError
 from napari_conch.model.build import build_model, load_weights
@@ -23,14 +21,10 @@ from napari_conch.model.checkpoint import (
 )
 from napari_conch.model.coca import CoCa
 from napari_conch.model.config import CocaConfig, resolve_config
-from napari_conch.model.device import (
-    PRECISIONS,
-    auto_choice,
-    resolve_device,
-    resolve_precision,
-)
+from napari_conch.model.device import auto_choice, resolve_device, resolve_precision
 from napari_conch.model.formats import AUTO
 from napari_conch.model.generation import GenerationConfig, generate
+from napari_conch.model.loaded_common import EncoderUse, text_list
 from napari_conch.model.precision_choice import apply_precision
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.sources import (
@@ -48,7 +42,7 @@ logger = logging.getLogger("napari_conch")
 
 
 @dataclass
-class LoadedModel:
+class LoadedModel(EncoderUse):
     """A CoCa with everything needed to use it.
 
     Attributes
@@ -115,24 +109,9 @@ class LoadedModel:
         return bool(self.source_info.is_demo)
 
     @property
-    def embed_dim(self) -> int:
-        """Size of the contrastive embedding."""
-        return self.config.embed_dim
-
-    @property
-    def logit_scale(self) -> float:
-        """``exp(logit_scale)``: the temperature CONCH multiplies cosines by before a softmax."""
-        return float(self.model.logit_scale.detach().exp())
-
-    @property
     def has_decoder(self) -> bool:
         """Whether captioning decoder weights were loaded."""
         return bool(self.model.decoder_trained)
-
-    @property
-    def preprocess_info(self) -> dict[str, Any]:
-        """The preprocessing, as recorded with embeddings."""
-        return self.preprocess.info()
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -154,23 +133,12 @@ class LoadedModel:
         except TokenizerNotFoundError:
             return None
 
-    def autocast(self):
-        """The autocast context for this model's precision (a no-op for fp32 and int8)."""
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def embed_images(self, tiles) -> torch.Tensor:
         """uint8 RGB tiles ``[B, H, W, 3]`` -> normalised projected embeddings ``[B, D]`` (CPU)."""
-        x = self.preprocess(tiles, device=self.device)
-        if self.image_engine is not None:
-            out = self.image_engine(x)
-        else:
-            with self._lock, self.autocast():
-                out = self.model.encode_image(x)
-        return F.normalize(out.float(), dim=-1).cpu()
+        return self.image_embeddings(
+            self.model.encode_image, self.preprocess(tiles, device=self.device)
+        )
 
     @torch.inference_mode()
     def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
@@ -184,10 +152,8 @@ class LoadedModel:
         InputError
             For no text at all, or an item that is not a string.
         """
-        ids = self.tokenizer.encode(_text_list(texts)).to(self.device)
-        with self._lock, self.autocast():
-            out = self.model.encode_text(ids)
-        return F.normalize(out.float(), dim=-1).cpu()
+        ids = self.tokenizer.encode(text_list(texts)).to(self.device)
+        return self.normalised(self.model.encode_text, ids)
 
     @torch.inference_mode()
     def caption(self, tiles, cfg: GenerationConfig | None = None) -> list[str]:
@@ -203,36 +169,11 @@ class LoadedModel:
             ids = generate(self.model, x, cfg)
         return self.tokenizer.decode(ids)
 
-    @torch.inference_mode()
-    def rank_texts(self, tiles, texts: str | Sequence[str]) -> torch.Tensor:
-        """Probabilities ``[B, N]`` of each text for each tile: softmax of scaled cosines.
-
-        The scale is the model's own temperature (:attr:`logit_scale`), as CONCH's zero-shot
-        classification uses it; without it the probabilities would be nearly flat.
-        """
-        cosine = self.embed_images(tiles) @ self.embed_texts(texts).T
-        return (self.logit_scale * cosine).softmax(dim=-1)
-
     def describe(self) -> str:
         """One line for status bars and logs."""
         decoder = "with captioning decoder" if self.has_decoder else "no captioning decoder"
         name = f"{self.config.name} (not CONCH)" if self.is_demo else self.config.name
         return f"{name} from {self.source} on {self.device} ({self.precision}, {decoder})"
-
-
-def _text_list(texts: Any) -> list[str]:
-    """``texts`` as a list of strings (a string is one text); an :class:`InputError` else."""
-    if isinstance(texts, str):
-        return [texts]
-    if not hasattr(texts, "__iter__"):
-        raise InputError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
-    items = list(texts)
-    if not items:
-        raise InputError("no text given: give a string or a non-empty list of strings")
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise InputError(f"text {i} is not a string ({type(item).__name__})")
-    return items
 
 
 _CACHE: dict[tuple, LoadedModel] = {}

@@ -21,11 +21,10 @@ import numpy as np
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import PAD_VALUE, Slide
 from napari_conch.slide.fingerprint import file_fingerprint
-from napari_conch.slide.readers import RegionArray
+from napari_conch.slide.readers import RegionArray, needs_extra, open_through
 
 #: A CZI file's first bytes (the file header segment's id).
 CZI_MAGIC = b"ZISRAWFILE"
-EXTRA_HINT = "pip install 'napari-conch[czi]'"
 #: Coarser levels stop before one whose longer side would be under this (px).
 MIN_LEVEL_SIDE = 256
 #: Chunk side of the lazy levels (px).
@@ -75,18 +74,13 @@ def open_czi(path: Path) -> Slide:
     try:
         from pylibCZIrw import czi as pyczi
     except ImportError:
-        raise SlideError(f"{path}: a Zeiss CZI file; reading it needs the czi extra "
-                         f"({EXTRA_HINT})") from None  # fmt: skip
-    try:
-        czi = pyczi.CziReader(str(path))
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlideError(f"{path}: cannot read as a Zeiss CZI file ({reason})") from exc
-    try:
-        return _slide(path, czi)
-    except BaseException:
-        czi.close()
-        raise
+        raise needs_extra(path, "a Zeiss CZI file", "czi") from None
+    return open_through(
+        path,
+        lambda: pyczi.CziReader(str(path)),
+        "cannot read as a Zeiss CZI file",
+        lambda czi: _slide(path, czi),
+    )
 
 
 def _slide(path: Path, czi) -> Slide:

@@ -20,10 +20,10 @@ import numpy as np
 from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
 from napari_conch.slide.fingerprint import file_fingerprint
+from napari_conch.slide.readers import needs_extra, open_through
 
 #: The DICOM file's preamble is 128 bytes, then this.
 DICOM_MAGIC = b"DICM"
-EXTRA_HINT = "pip install 'napari-conch[dicom]'"
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -80,19 +80,13 @@ def open_dicom(path: Path) -> Slide:
     try:
         from wsidicom import WsiDicom
     except ImportError:
-        raise SlideError(
-            f"{path}: a DICOM slide; reading it needs the dicom extra ({EXTRA_HINT})"
-        ) from None
-    try:
-        wsi = WsiDicom.open(files if len(files) > 1 else files[0])
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlideError(f"{path}: cannot read as a DICOM whole-slide image ({reason})") from exc
-    try:
-        return _slide(path, files, wsi)
-    except BaseException:
-        wsi.close()
-        raise
+        raise needs_extra(path, "a DICOM slide", "dicom") from None
+    return open_through(
+        path,
+        lambda: WsiDicom.open(files if len(files) > 1 else files[0]),
+        "cannot read as a DICOM whole-slide image",
+        lambda wsi: _slide(path, files, wsi),
+    )
 
 
 def _slide(path: Path, files: list[Path], wsi) -> Slide:

@@ -23,9 +23,11 @@ from napari_conch.errors import SlideError
 from napari_conch.slide.base import Slide
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import over_white
-from napari_conch.slide.readers import RegionArray
+from napari_conch.slide.readers import RegionArray, extra_hint, needs_extra, open_through
 
-EXTRA_HINT = "pip install 'napari-conch[openslide]'"
+#: How to install the openslide extra.
+EXTRA_HINT = extra_hint("openslide")
+
 #: Suffixes only OpenSlide reads.
 OPENSLIDE_ONLY = (".mrxs", ".vms", ".vmu")
 #: TIFF-based formats OpenSlide reads better than tifffile (Leica's several images, Ventana's
@@ -119,18 +121,14 @@ def open_openslide(path: Path) -> Slide:
     try:
         import openslide
     except (ImportError, OSError):
-        raise SlideError(f"{path}: a {path.suffix.lstrip('.').upper()} slide; reading it needs "
-                         f"the openslide extra ({EXTRA_HINT})") from None  # fmt: skip
-    try:
-        osr = openslide.OpenSlide(str(path))
-    except Exception as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise SlideError(f"{path}: OpenSlide cannot read it ({reason})") from exc
-    try:
-        return _slide(path, osr)
-    except BaseException:
-        osr.close()
-        raise
+        kind = f"a {path.suffix.lstrip('.').upper()} slide"
+        raise needs_extra(path, kind, "openslide") from None
+    return open_through(
+        path,
+        lambda: openslide.OpenSlide(str(path)),
+        "OpenSlide cannot read it",
+        lambda osr: _slide(path, osr),
+    )
 
 
 def _slide(path: Path, osr) -> Slide:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 import dask.array as da
 import numpy as np
 
+from napari_conch.errors import SlideError
 from napari_conch.slide.jpeg_check import jpeg_problem
 from napari_conch.slide.layout import Layout
 
@@ -24,6 +26,42 @@ from napari_conch.slide.layout import Layout
 CHUNK_CACHE_BYTES = 64 * 2**20
 #: TIFF compression code of (new-style) JPEG.
 _TIFF_JPEG = 7
+
+
+Handle = TypeVar("Handle")
+
+
+def extra_hint(extra: str) -> str:
+    """How to install the optional ``extra``: ``pip install 'napari-conch[extra]'``."""
+    return f"pip install 'napari-conch[{extra}]'"
+
+
+def needs_extra(path: Any, what: str, extra: str) -> SlideError:
+    """The error for ``path``, ``what`` it is, whose reader is the optional ``extra`` not
+    installed: ``"{path}: {what}; reading it needs the {extra} extra (pip install ...)"``."""
+    hint = extra_hint(extra)
+    return SlideError(f"{path}: {what}; reading it needs the {extra} extra ({hint})")
+
+
+def open_through(
+    path: Any, opener: Callable[[], Handle], cannot: str, build: Callable[[Handle], Any]
+) -> Any:
+    """A slide read through a library's file handle (OpenSlide, pylibCZIrw, wsidicom).
+
+    ``opener()`` opens the handle; any exception it raises becomes one :class:`SlideError` line
+    ``"{path}: {cannot} ({the library's reason})"``. ``build(handle)`` makes the slide; when it
+    fails the handle is closed before the error goes on.
+    """
+    try:
+        handle = opener()
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise SlideError(f"{path}: {cannot} ({reason})") from exc
+    try:
+        return build(handle)
+    except BaseException:
+        handle.close()
+        raise
 
 
 class DamagedChunkError(ValueError):

@@ -117,6 +117,7 @@ def test_topk_keeps_k_and_breaks_ties_by_position():
         TopK(0)
 
 
+@pytest.mark.slow
 def test_search_memory_does_not_grow_with_the_stores(tmp_path):
     """Peak allocation is one band (and k hits), the same for 2 stores as for 8."""
     stores = [

@@ -47,6 +47,7 @@ def test_open_cohort_slide_gives_the_maps_and_the_slide_result(embedded, tiny_mo
     assert np.isnan(opened.maps.cosine[0][~done]).all()
 
 
+@pytest.mark.slow
 def test_a_changed_or_missing_slide_file_is_refused(embedded):
     slide_path, store = embedded
     data = bytearray(slide_path.read_bytes())
@@ -59,6 +60,7 @@ def test_a_changed_or_missing_slide_file_is_refused(embedded):
         open_cohort_slide(store.path, PROMPTS)
 
 
+@pytest.mark.slow
 def test_search_cohort(embedded):
     _, store = embedded
     hits = search_cohort([store.path], "tumor", k=3, device="cpu")

@@ -69,6 +69,52 @@ def test_csv_one_row_per_computed_tile(tmp_path, index, grid, several) -> None:
     assert (0, 0) not in {(int(x["row"]), int(x["col"])) for x in rows}
 
 
+def test_csv_bytes_are_those_of_python_s_csv_module(tmp_path) -> None:
+    """The pandas writers keep the bytes the csv module wrote: CRLF rows, minimal quoting,
+    floats as ``repr``, whole box coordinates without a point, the learned class by name."""
+    from types import SimpleNamespace
+
+    from napari_conch.engine.learn.export import write_learned_csv
+    from napari_conch.engine.query import QueryResult
+
+    cosine = np.array([[[0.1, 0.2], [0.3, 0.4]], [[1e-7, -0.5], [0.25, 0.75]]], np.float32)
+    probs = np.array([[[0.6, 0.3], [0.5, 0.5]], [[0.4, 0.7], [0.5, 0.5]]], np.float32)
+    labels = np.array([[1, 2], [0, 0]])
+    valid = np.array([[True, True], [False, False]])
+    names = ["tumor", 'stroma, "loose"']
+    result = QueryResult(
+        names, None, None, cosine, probs, labels, cosine, probs, labels, None, valid
+    )
+    boxes = np.array([[[0, 0, 256, 256], [256.5, 0, 512, 256]]] * 2, float)
+    grid = SimpleNamespace(boxes=lambda: boxes)
+
+    def expected(rows):
+        return "".join(",".join(row) + "\r\n" for row in rows).encode()
+
+    def f(value):
+        return repr(float(np.float32(value)))
+
+    export_result(tmp_path / "q.csv", result, grid)
+    quoted = '"stroma, ""loose"""'
+    assert (tmp_path / "q.csv").read_bytes() == expected(
+        [
+            ["row", "col", "x0", "y0", "x1", "y1", "tumor", quoted, "prob_tumor",
+             '"prob_stroma, ""loose"""', "label"],
+            ["0", "0", "0", "0", "256", "256", f(0.1), f(1e-7), f(0.6), f(0.4), "1"],
+            ["0", "1", "256.5", "0", "512", "256", f(0.2), f(-0.5), f(0.3), f(0.7), "2"],
+        ]
+    )  # fmt: skip
+    write_learned_csv(tmp_path / "l.csv", result, grid)
+    assert (tmp_path / "l.csv").read_bytes() == expected(
+        [
+            ["row", "col", "x0", "y0", "x1", "y1", "class", "prob_tumor",
+             '"prob_stroma, ""loose"""'],
+            ["0", "0", "0", "0", "256", "256", "tumor", f(0.6), f(0.4)],
+            ["0", "1", "256.5", "0", "512", "256", quoted, f(0.3), f(0.7)],
+        ]
+    )  # fmt: skip
+
+
 def test_csv_single_prompt_has_no_probabilities(tmp_path, index, grid) -> None:
     res = run_query(index, ["tumor"], queries(1), grid)
     path = export_result(tmp_path / "one.csv", res, grid)

@@ -37,6 +37,7 @@ def embedded(session):
     return session.store.path
 
 
+@pytest.mark.slow
 def test_a_run_without_the_live_index_reads_nothing_back(session, monkeypatch):
     seen = _recorder(session)
     read_back = []
@@ -56,11 +57,13 @@ def test_a_run_without_the_live_index_reads_nothing_back(session, monkeypatch):
     assert np.isfinite(result.cell_cosine).sum() == 2 * summary.done
 
 
+@pytest.mark.slow
 def test_a_live_run_after_one_without_index_keeps_the_index_whole(session, embedded):
     again = session.embed()  # live: the index is read from the store first
     assert again.computed == 0 and session.index.size == again.done > 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 def test_a_run_waits_for_another_writer_or_names_it(session, embedded):
     from tests.engine.store.test_lock import HOLDER, python
@@ -109,6 +112,7 @@ def test_a_store_alone_gives_the_maps_of_its_slide(session, embedded, tiny_model
     assert alone.store is None and seen["store_changed"][-1] is None
 
 
+@pytest.mark.slow
 def test_a_store_alone_is_closed_for_another_model(embedded, tiny_model):
     other = type("Other", (), {"fingerprint": "x" * 16, "source": "other.bin"})()
     alone = Session()

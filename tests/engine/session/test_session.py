@@ -152,6 +152,7 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
     assert again.computed == 0 and again.done == summary.done
 
 
+@pytest.mark.slow
 def test_prompt_sets_with_synonyms(session, tiny_model):
     from napari_conch.engine.prompts import PromptSet
 

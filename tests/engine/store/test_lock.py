@@ -135,6 +135,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_creating_and_filling_one_store_lose_nothing(tmp_path):
     # What two writers used to do: tiles DONE with NaN, or DONE marks lost. With the lock the
     # second waits for the first; creation is race-free (one store, no leftovers).

@@ -37,6 +37,7 @@ def demo_job(tmp_path_factory):
     return slide, model, make_grid(slide, level=0, tile_size=int(model.image_size))
 
 
+@pytest.mark.slow
 def test_next_run_recomputes_the_tiles_of_a_damaged_chunk(tmp_path, demo_job):
     slide, model, grid = demo_job
     with open_store(slide, model, grid, tmp_path) as store:

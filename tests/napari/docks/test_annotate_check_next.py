@@ -34,6 +34,7 @@ def _listed(dock) -> list[tuple[int, int]]:
     return [dock._uncertain[c] for c in dock.learn_panel.check_next.choices]
 
 
+@pytest.mark.slow
 def test_check_next_fills_whenever_unlabelled_tiles_exist(make_napari_viewer, tmp_path, qtbot):
     viewer = make_napari_viewer()
     viewer.open(str(HGSC_HELDOUT), plugin="napari-conch")  # 44 tissue tiles at 128 px

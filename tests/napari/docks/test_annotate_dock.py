@@ -53,6 +53,7 @@ def _tile_world(dock, row, col):
     return np.array([(y0 + y1) / 2, (x0 + x1) / 2]) * scale + np.asarray(dock.slide_layer.translate)
 
 
+@pytest.mark.slow
 def test_annotate_flow(annotate, qtbot, tmp_path):
     viewer, dock = annotate
     session = dock.session
@@ -176,6 +177,7 @@ def test_annotate_flow(annotate, qtbot, tmp_path):
     assert not dock.errors
 
 
+@pytest.mark.slow
 def test_user_mistakes_are_one_line_notices(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
@@ -187,6 +189,7 @@ def test_user_mistakes_are_one_line_notices(make_napari_viewer, qtbot):
     assert any("embed the slide first" in e for e in dock.errors)
 
 
+@pytest.mark.slow
 def test_a_tile_outside_the_grid_is_refused(annotate):
     _, dock = annotate
     rows, cols = dock.session.store.grid.shape
@@ -195,6 +198,7 @@ def test_a_tile_outside_the_grid_is_refused(annotate):
     assert len(dock.examples()) == 0
 
 
+@pytest.mark.slow
 def test_no_second_labels_map_before_the_first_example(annotate, qtbot):
     # With the Prompt highlighter's labels on screen, a learned map from no example would be the
     # same map again: it is drawn only from the first example, and never made the active layer.
@@ -205,10 +209,11 @@ def test_no_second_labels_map_before_the_first_example(annotate, qtbot):
         lambda: map_layers.LABELS in viewer.layers and not highlighter.drawing, timeout=WAIT_MS
     )
     _wait_outcome(dock, qtbot, 0)
-    qtbot.wait(50)
-
+    qtbot.waitUntil(
+        lambda: "shown as CONCH labels" in dock.learn_panel.status.value, timeout=WAIT_MS
+    )
+    qtbot.wait(50)  # a few turns more: still no learned map
     assert A.LEARNED_LABELS not in viewer.layers
-    assert "shown as CONCH labels" in dock.learn_panel.status.value
 
     [(r, c)] = np.argwhere(dock.session.live_embeddings()[0].valid)[:1]
     dock.label_tiles([(int(r), int(c))], "stroma")
@@ -226,6 +231,7 @@ def test_no_second_labels_map_before_the_first_example(annotate, qtbot):
     assert viewer.layers.selection.active is active
 
 
+@pytest.mark.slow
 def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it(annotate, qtbot):
     # The Prompt highlighter draws its labels in later event-loop turns than its result: a
     # retraining that ended first drew the same map as a learned one (no example yet).
@@ -255,6 +261,7 @@ def test_a_learned_map_from_no_example_goes_when_the_prompt_labels_come_after_it
     assert A.LEARNED_LABELS in viewer.layers
 
 
+@pytest.mark.slow
 def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate, qtbot, tmp_path):
     from napari_conch._napari.layers import on_show
     from napari_conch.engine.learn.annotations import Examples, write_examples_geojson
@@ -285,6 +292,7 @@ def test_the_canvas_legend_follows_the_learned_classes_after_an_import(annotate,
     assert "necrosis" not in map_layers.legend_shown(viewer)
 
 
+@pytest.mark.slow
 def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot):
     from napari_conch._napari.docks.annotate_panels import TABLE_COLUMNS, fit_table
 
@@ -297,9 +305,14 @@ def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_vi
         zip(TABLE_COLUMNS, [names, ["0.50"] * 4, ["1.00"] * 4, ["12"] * 4], strict=True)
     )
     fit_table(table)
-    qtbot.wait(100)
     native = table.native
-    assert native.horizontalScrollBar().maximum() == 0  # every column in view
-    assert native.verticalScrollBar().maximum() == 0  # every row in view
-    for edit in (dock.project_panel.geojson, dock.project_panel.path):
-        assert edit.line_edit.native.width() >= 120  # was 40-80 px beside "Select file"
+    edits = [e.line_edit.native for e in (dock.project_panel.geojson, dock.project_panel.path)]
+
+    def laid_out():
+        return (
+            native.horizontalScrollBar().maximum() == 0  # every column in view
+            and native.verticalScrollBar().maximum() == 0  # every row in view
+            and all(edit.width() >= 120 for edit in edits)  # was 40-80 px beside "Select file"
+        )
+
+    qtbot.waitUntil(laid_out, timeout=5000)

@@ -29,6 +29,7 @@ def _docks(make_napari_viewer):
     return viewer, prompt, caption
 
 
+@pytest.mark.slow
 def test_docks_share_the_viewers_session_and_slide(make_napari_viewer):
     viewer, prompt, caption = _docks(make_napari_viewer)
     assert prompt.session is caption.session is session_for(viewer)
@@ -49,6 +50,7 @@ def test_docks_share_the_viewers_session_and_slide(make_napari_viewer):
     assert prompt.session.slide is None and prompt.slide_layer is None
 
 
+@pytest.mark.slow
 def test_a_model_loaded_in_one_dock_is_the_others(make_napari_viewer, tiny_model):
     _viewer, prompt, caption = _docks(make_napari_viewer)
     caption._set_model(tiny_model)  # what the Load worker hands back
@@ -68,6 +70,7 @@ def test_no_dock_reads_another():
             assert "PromptDock" not in text, path.name
 
 
+@pytest.mark.slow
 def test_click_arming(make_napari_viewer):
     viewer, prompt, _caption = _docks(make_napari_viewer)
     button = prompt.prompt_panel.more_like_this
@@ -83,6 +86,7 @@ def test_click_arming(make_napari_viewer):
     assert clicks == [(3.0, 4.0)] and not prompt.click_armed and button.text == text
 
 
+@pytest.mark.slow
 def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
     _viewer, prompt, _caption = _docks(make_napari_viewer)
     failed, done = [], []
@@ -102,6 +106,7 @@ def test_workers_report_failures_as_one_line(make_napari_viewer, qtbot):
     assert done == [42]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="priorities set on Linux only")
 def test_workers_run_below_the_gui_threads_priority(make_napari_viewer, qtbot, monkeypatch):
     monkeypatch.setattr(process, "_TUNED", True)  # as in napari-conch view (fastpaths/process.py)

@@ -78,6 +78,7 @@ def embedded_store(svs_path, tiny_checkpoint, tokenizer_path, tmp_path_factory):
     return root, job
 
 
+@pytest.mark.slow
 def test_rectangle_and_click_captions(
     make_napari_viewer, svs_path, tiny_checkpoint, tokenizer_path, qtbot
 ):
@@ -129,6 +130,7 @@ def test_rectangle_and_click_captions(
     assert not widget.errors
 
 
+@pytest.mark.slow
 def test_checkpoint_without_decoder(
     make_napari_viewer,
     svs_path,
@@ -191,6 +193,7 @@ def test_checkpoint_without_decoder(
     assert widget.tiles_panel.find.enabled and widget.hits == []
 
 
+@pytest.mark.slow
 def test_top_tiles_list_and_camera(
     make_napari_viewer, svs_path, embedded_store, tiny_checkpoint, tokenizer_path, qtbot
 ):
@@ -260,6 +263,7 @@ def test_caption_widget_demo_model_button(make_napari_viewer, qtbot):
     assert widget.model.config.name == "demo model" and widget.model.has_decoder
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_a_click_before_the_region_layer_was_shown_shows_it_whole(make_napari_viewer, svs_path):
     # "Click a point" adds the region layer hidden, to show it part by part in later turns; a

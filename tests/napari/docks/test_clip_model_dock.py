@@ -40,6 +40,7 @@ def dock(make_napari_viewer, tmp_path, qtbot):
     clear_model_cache()
 
 
+@pytest.mark.slow
 def test_quiltnet_folder_shows_maps_for_two_prompts(dock, qtbot):
     model = dock.model
     assert model.config.name == "QuiltNet-B-32" and not model.has_decoder

@@ -59,6 +59,7 @@ def _wait_idle(dock, qtbot):
     qtbot.waitUntil(lambda: not dock.busy(), timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_slides_table_sorts_and_opens_a_slide_with_maps(make_napari_viewer, qtbot, cohort):
     viewer, dock = _dock(make_napari_viewer, cohort)
     table = dock.load_slides()
@@ -101,6 +102,7 @@ def test_slides_table_sorts_and_opens_a_slide_with_maps(make_napari_viewer, qtbo
     assert dock.session.store is not None and dock.session.store.path == opened.store.path
 
 
+@pytest.mark.slow
 def test_search_and_hits_navigate_to_the_slide_and_tile(make_napari_viewer, qtbot, cohort):
     viewer, dock = _dock(make_napari_viewer, cohort)
     table = dock.load_slides()

@@ -46,6 +46,7 @@ def _open_first(make_napari_viewer, qtbot, csv_path, prompts):
     return dock
 
 
+@pytest.mark.slow
 def test_slides_open_when_napari_started_elsewhere(make_napari_viewer, qtbot, project):
     dock = _open_first(
         make_napari_viewer, qtbot, project / "results" / "slides.csv", project / "prompts.json"

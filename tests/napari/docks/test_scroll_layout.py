@@ -36,12 +36,15 @@ def open_everything(make_napari_viewer, qtbot, size):
     window.move(0, 0)
     window.resize(*size)
     docks = [viewer.window.add_plugin_dock_widget("napari-conch", n) for n in dock_names()]
-    qtbot.wait(50)  # the docks tabify themselves once they are in the window
+    first, others = docks[0][0], {dock_widget for dock_widget, _ in docks[1:]}
+    # the docks tabify themselves once they are in the window
+    qtbot.waitUntil(lambda: set(window.tabifiedDockWidgets(first)) == others, timeout=5000)
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=5000)
     return viewer, window, docks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1366, 768), (1920, 1080)], ids=["1366x768", "1920x1080"])
 def test_window_fits_the_screen_and_the_canvas_keeps_half(make_napari_viewer, qtbot, size):
     viewer, window, docks = open_everything(make_napari_viewer, qtbot, size)
@@ -73,6 +76,7 @@ def test_window_fits_the_screen_and_the_canvas_keeps_half(make_napari_viewer, qt
         assert highlighter.native.verticalScrollBar().maximum() > 0  # taller than the screen
 
 
+@pytest.mark.slow
 def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtbot):
     _viewer, _window, docks = open_everything(make_napari_viewer, qtbot, (1366, 768))
     _, highlighter = docks[0]
@@ -92,16 +96,19 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     content = highlighter.native.widget()
     tall = content.sizeHint().height()
     folded[1].expand(animate=False)
-    qtbot.wait(100)  # the sections refit over a few event-loop turns
-    assert content.sizeHint().height() > tall
-    assert tile_size.isVisible() and tile_size.height() > 0
+    qtbot.waitUntil(  # the sections refit over a few event-loop turns
+        lambda: (
+            content.sizeHint().height() > tall and tile_size.isVisible() and tile_size.height() > 0
+        ),
+        timeout=5000,
+    )
     assert folded[1].content().height() >= highlighter.slide_panel.more.native.sizeHint().height()
     highlighter.sections["Export"].collapse(animate=False)
     highlighter.sections["Prompts and maps"].collapse(animate=False)
-    qtbot.wait(10)
-    assert content.sizeHint().height() < tall
+    qtbot.waitUntil(lambda: content.sizeHint().height() < tall, timeout=5000)
 
 
+@pytest.mark.slow
 def test_a_long_model_path_does_not_widen_the_dock(make_napari_viewer, qtbot, tiny_model):
     _viewer, window, docks = open_everything(make_napari_viewer, qtbot, (1366, 768))
     _, highlighter = docks[0]
@@ -141,14 +148,14 @@ def test_a_section_grows_with_a_line_whose_text_grows_later(make_napari_viewer, 
     viewer = make_napari_viewer(show=True)
     _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
     viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
-    qtbot.wait(300)
     status = dock.learn_panel.status
+    label = status.native
+    qtbot.waitUntil(lambda: not label.isVisible(), timeout=5000)  # a tab behind the other
 
     status.value = "a status line long enough to wrap to several lines in a narrow dock " * 3
-    qtbot.wait(100)
+    qtbot.wait(100)  # the text grew while the tab was behind
     dock_of(dock.native).raise_()
-    qtbot.wait(300)
-
-    label = status.native
-    assert label.isVisible()
-    assert label.height() >= label.heightForWidth(label.width())  # no line cut off
+    qtbot.waitUntil(  # no line cut off
+        lambda: label.isVisible() and label.height() >= label.heightForWidth(label.width()),
+        timeout=5000,
+    )

@@ -37,6 +37,7 @@ def _child(body: str, **env: str) -> list[list[str]]:
     return [line.split() for line in out.stdout.splitlines()]
 
 
+@pytest.mark.slow
 def test_importing_and_using_the_plugin_changes_nothing_outside_it():
     from napari_conch.samples import HGSC_HELDOUT
 
@@ -63,6 +64,7 @@ state()
 """
 
 
+@pytest.mark.slow
 def test_view_tunes_its_own_process():
     before, made, after = _child(TUNE, **{fastpaths.SWITCH: "1"})
     assert made == ["True"]

@@ -101,6 +101,7 @@ def test_the_canvas_legend_gets_each_new_box_a_turn_after_its_text(make_napari_v
     assert map_layers.legend_shown(viewer) == ["fat"] and first.box
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_the_canvas_legend_names_at_most_a_dozen_classes_and_counts_the_rest(make_napari_viewer):
     viewer = make_napari_viewer()

@@ -26,6 +26,7 @@ def maps(make_napari_viewer):
     return viewer, follower
 
 
+@pytest.mark.slow
 def test_the_canvas_follows_the_map_the_user_shows(maps, qtbot):
     viewer, follower = maps
     assert on_show.follow(viewer) is follower  # one per viewer
@@ -47,6 +48,7 @@ def test_the_canvas_follows_the_map_the_user_shows(maps, qtbot):
     qtbot.waitUntil(lambda: map_layers.legend_shown(viewer) == ["tumor", "stroma"], timeout=WAIT_MS)
 
 
+@pytest.mark.slow
 def test_a_map_moved_on_top_is_the_one_described(maps, qtbot):
     viewer, _ = maps
     qtbot.waitUntil(lambda: map_layers.legend_shown(viewer) == ["tumor", "stroma"], timeout=WAIT_MS)
@@ -67,6 +69,7 @@ def test_the_dock_key_of_each_kind_of_map(maps):
     assert on_show.dock_html(viewer.layers["slide"]) == on_show.dock_html(None) == ""
 
 
+@pytest.mark.slow
 def test_learned_colours_are_the_legend_colours(maps, qtbot):
     viewer, _ = maps
     on_show.describe_classes(

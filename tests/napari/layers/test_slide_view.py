@@ -29,6 +29,7 @@ def opened(make_napari_viewer, qtbot):
     return viewer, layer, slide_view.watch(viewer)
 
 
+@pytest.mark.slow
 def test_the_reader_shows_a_scale_bar_in_microns(opened):
     viewer, layer, _ = opened
     assert layer.metadata["napari_conch"]["mpp"] is not None
@@ -36,6 +37,7 @@ def test_the_reader_shows_a_scale_bar_in_microns(opened):
     assert all(str(unit) == "micrometer" for unit in layer.units)  # what the scale bar reads
 
 
+@pytest.mark.slow
 def test_the_view_is_fitted_again_once_the_window_settles(opened, qtbot):
     viewer, _, view = opened
     small, settles = _camera(viewer), view.settles
@@ -51,6 +53,7 @@ def test_the_view_is_fitted_again_once_the_window_settles(opened, qtbot):
     assert viewer_camera(viewer).zoom == pytest.approx(fitted[-1] * 2)
 
 
+@pytest.mark.slow
 def test_a_view_the_user_moved_is_not_fitted_again(opened, qtbot):
     viewer, _, view = opened
     camera = viewer_camera(viewer)
@@ -62,6 +65,7 @@ def test_a_view_the_user_moved_is_not_fitted_again(opened, qtbot):
     np.testing.assert_allclose(_camera(viewer), before)
 
 
+@pytest.mark.slow
 def test_a_second_slide_opened_is_fitted(opened, qtbot):
     viewer, _, _ = opened
     viewer_camera(viewer).zoom = 50.0

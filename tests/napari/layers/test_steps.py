@@ -34,6 +34,7 @@ def test_a_new_layer_is_revealed_even_when_a_newer_display_drops_its_steps(make_
     assert layer.visible and layer_steps.reveal_steps(layer) == []
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 def test_a_new_map_layer_leaves_the_active_layer_alone(make_napari_viewer):
     viewer = make_napari_viewer()
@@ -176,6 +177,7 @@ def test_a_shapes_layer_shown_by_hand_before_its_steps_is_drawn_whole(make_napar
     assert not any(s.startswith("part:") for s in layer.metadata[layer_steps.REVEAL])
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 @pytest.mark.fast_paths
 def test_adding_a_layer_leaves_the_canvas_redraw_to_a_later_turn(make_napari_viewer, qtbot):
@@ -246,6 +248,7 @@ def test_a_new_layers_controls_are_built_by_their_step(make_napari_viewer):
     assert viewer.window._qt_viewer.controls.currentWidget() is panel
 
 
+@pytest.mark.slow
 @pytest.mark.gui
 @pytest.mark.fast_paths
 @pytest.mark.parametrize("first", ["selected", "removed", "shown by napari"])

@@ -114,25 +114,12 @@ def show_learned(
     place = map_layers.map_placement(geometry, slide_layer)
     units = slide_layer.units[-2:]
     names = list(result.names)
-    layer = map_layers.find_layer(viewer, LEARNED_LABELS)
-    if layer is None:
-        from napari.layers import Labels
-
-        layer = Labels(
-            cell_labels,
-            name=LEARNED_LABELS,
-            scale=place.scale,
-            translate=place.translate,
-            units=units,
-            opacity=0.5,
-            visible=False,
-        )
-        layer_steps.add_in_parts(viewer, layer)  # not made active
+    layer, made = map_layers.upsert_layer(
+        viewer, "Labels", LEARNED_LABELS, cell_labels, place, units=units, opacity=0.5
+    )  # not made active
+    if made:
         for step in layer_steps.reveal_steps(layer):
             step()
-    else:
-        map_layers.place(layer, place)
-        layer.data = cell_labels
     set_colors(layer, [colors[n] for n in names])
     on_show.describe_classes(layer, names, [colors[n] for n in names])
     k = names.index(shown) if shown in names else 0

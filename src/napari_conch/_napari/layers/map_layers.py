@@ -130,6 +130,46 @@ def find_layer(viewer: napari.Viewer, name: str) -> Any | None:
     return viewer.layers[name] if name in viewer.layers else None
 
 
+def upsert_layer(
+    viewer: napari.Viewer,
+    kind: str,
+    name: str,
+    data: np.ndarray,
+    placement: Placement,
+    *,
+    units: Any,
+    below: str | None = None,
+    **new: Any,
+) -> tuple[Any, bool]:
+    """The layer ``name`` showing ``data`` at ``placement``, and whether it was just made.
+
+    A layer that is there is placed (:func:`place`) and given ``data``. Else a napari layer of
+    class ``kind`` (``"Image"``, ``"Labels"``) is made hidden with the keyword arguments ``new``
+    and added in parts (:func:`~napari_conch._napari.layers.steps.add_in_parts`: not made
+    active), under the layer ``below`` when given and there (else on top), for the caller to
+    reveal it (:func:`~napari_conch._napari.layers.steps.reveal_steps`).
+    """
+    layer = find_layer(viewer, name)
+    if layer is not None:
+        place(layer, placement)
+        layer.data = data
+        return layer, False
+    from napari import layers
+
+    layer = getattr(layers, kind)(
+        data,
+        name=name,
+        scale=placement.scale,
+        translate=placement.translate,
+        units=units,
+        visible=False,
+        **new,
+    )
+    over = find_layer(viewer, below) if below is not None else None
+    add_in_parts(viewer, layer, index=None if over is None else viewer.layers.index(over))
+    return layer, True
+
+
 def upsert_image(
     viewer: napari.Viewer,
     name: str,
@@ -151,27 +191,13 @@ def upsert_image(
     in napari 0.9.2 deleting a layer whose canvas colour bar was shown crashed the viewer at the
     next draw (reproduced with software OpenGL), and its first drawing paused napari 100-150 ms.
     """
-    layer = find_layer(viewer, name)
-    if layer is None:
-        from napari.layers import Image
-
-        layer = Image(
-            data,
-            name=name,
-            scale=placement.scale,
-            translate=placement.translate,
-            colormap=colormap,
-            opacity=opacity,
-            contrast_limits=contrast_limits,
-            blending="translucent",
-            units=units,
-            visible=False,
-        )
-        over = find_layer(viewer, below) if below is not None else None
-        add_in_parts(viewer, layer, index=None if over is None else viewer.layers.index(over))
+    layer, made = upsert_layer(
+        viewer, "Image", name, data, placement, units=units, below=below,
+        colormap=colormap, opacity=opacity, contrast_limits=contrast_limits,
+        blending="translucent",
+    )  # fmt: skip
+    if made:
         return layer
-    place(layer, placement)
-    layer.data = data
     if layer.colormap.name != colormap:
         layer.colormap = colormap
     if layer.opacity != opacity:
@@ -224,24 +250,12 @@ def upsert_labels(
         features = {"index": np.arange(len(names) + 1), "class": ["none", *names]}
         return {"colormap": label_colormap(len(names)), "features": pd.DataFrame(features)}
 
-    layer = find_layer(viewer, LABELS)
-    if layer is None:
-        from napari.layers import Labels
-
-        layer = Labels(
-            data,
-            name=LABELS,
-            scale=placement.scale,
-            translate=placement.translate,
-            units=units,
-            visible=False,
-            metadata={"class_names": list(names)},
-            **classes(),  # made with its colours: napari draws its colour table once
-        )
-        add_in_parts(viewer, layer)
-    else:
-        place(layer, placement)
-        layer.data = data
+    # a new layer is made with its colours: napari draws its colour table once
+    new = classes() if find_layer(viewer, LABELS) is None else {}
+    layer, _ = upsert_layer(
+        viewer, "Labels", LABELS, data, placement, units=units,
+        metadata={"class_names": list(names)}, **new,
+    )  # fmt: skip
     if layer.metadata.get("class_names") != list(names):
         for key, value in classes().items():
             setattr(layer, key, value)

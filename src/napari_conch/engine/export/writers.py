@@ -27,7 +27,6 @@ file is removed.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from napari_conch.engine.colors import label_color
 from napari_conch.engine.export.map_rgb import parse_map_render, write_rgb_map_tiff
@@ -143,34 +143,54 @@ def export_result(
     return path
 
 
-def _number(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
+def tile_table(result: QueryResult, grid: Any, header: list[str], what: str) -> pd.DataFrame:
+    """The computed tiles as a table: ``row``, ``col`` and the level-0 box ``x0,y0,x1,y1``.
+
+    ``header`` is the whole CSV header the caller will write; a name that stands in it twice is
+    an :class:`~napari_conch.errors.InputError` naming the ``what`` (a prompt or a class) that
+    clashes. Box coordinates that are whole numbers are written without a decimal point.
+    """
+    clashes = sorted({h for h in header if header.count(h) > 1})
+    if clashes:
+        raise InputError(f"{what} {clashes[0]!r} clashes with another CSV column name")
+    rows, cols = np.nonzero(result.valid)
+    boxes = np.asarray(grid.boxes(), dtype=np.float64)[rows, cols].reshape(-1, 4)
+    table = pd.DataFrame({"row": rows, "col": cols})
+    for i, name in enumerate(("x0", "y0", "x1", "y1")):
+        # an object column of int and float: pandas writes each as str(), "256" and "256.5"
+        table[name] = pd.Series(
+            [int(v) if v.is_integer() else float(v) for v in boxes[:, i].tolist()], dtype=object
+        )
+    return table
+
+
+def per_tile(values: np.ndarray, result: QueryResult) -> np.ndarray:
+    """``values[..., rows, cols]`` at the computed tiles, as float64 (written as ``repr``)."""
+    return np.asarray(values[..., result.valid], dtype=np.float64)
+
+
+def write_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write ``table`` as CSV atomically (comma, minimal quoting, CRLF rows, floats as ``repr``)."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, lineterminator="\r\n", na_rep="nan", encoding="utf-8")
 
 
 def write_csv(path: str | os.PathLike, result: QueryResult, grid: Any) -> None:
     """One row per computed tile: its box, the cosine of each class, probabilities and label."""
-    fixed = ["row", "col", "x0", "y0", "x1", "y1"]
-    header = fixed + list(result.names)
+    names = list(result.names)
+    header = ["row", "col", "x0", "y0", "x1", "y1", *names]
     if result.probs is not None:
-        header += [f"prob_{n}" for n in result.names] + ["label"]
-    clashes = sorted({h for h in header if header.count(h) > 1})
-    if clashes:
-        raise InputError(f"prompt {clashes[0]!r} clashes with another CSV column name")
-    rows, cols = np.nonzero(result.valid)
-    boxes = np.asarray(grid.boxes(), dtype=np.float64)[rows, cols]
-    cosine = result.cosine[:, rows, cols].T
-    probs = result.probs[:, rows, cols].T if result.probs is not None else None
-    labels = result.labels[rows, cols] if result.probs is not None else None
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i in range(len(rows)):
-            line = [str(rows[i]), str(cols[i]), *map(_number, boxes[i])]
-            line += [repr(float(v)) for v in cosine[i]]
-            if probs is not None:
-                line += [repr(float(v)) for v in probs[i]] + [str(int(labels[i]))]
-            writer.writerow(line)
+        header += [f"prob_{n}" for n in names] + ["label"]
+    table = tile_table(result, grid, header, "prompt")
+    columns = {}
+    for name, values in zip(names, per_tile(result.cosine, result), strict=True):
+        columns[name] = values
+    if result.probs is not None:
+        for name, values in zip(names, per_tile(result.probs, result), strict=True):
+            columns[f"prob_{name}"] = values
+        columns["label"] = result.labels[result.valid].astype(np.int64)
+    table = pd.concat([table, pd.DataFrame(columns)], axis=1)
+    write_table(path, table)
 
 
 def map_metadata(

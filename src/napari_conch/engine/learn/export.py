@@ -14,7 +14,6 @@ Every file is written to a temporary sibling and renamed into place.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -28,32 +27,24 @@ from napari_conch.engine.export.writers import (
     atomic_path,
     export_result,
     geojson_features,
+    per_tile,
+    tile_table,
+    write_table,
 )
 from napari_conch.engine.learn.annotations import Color, class_colors
 from napari_conch.engine.query import QueryResult
-from napari_conch.errors import InputError
 
 
 def write_learned_csv(path: str | os.PathLike, result: QueryResult, grid: Any) -> None:
     """One row per computed tile: box, class name, and the probability of each class."""
-    header = ["row", "col", "x0", "y0", "x1", "y1", "class"] + [f"prob_{n}" for n in result.names]
-    clashes = sorted({h for h in header if header.count(h) > 1})
-    if clashes:
-        raise InputError(f"class {clashes[0]!r} clashes with another CSV column name")
-    rows, cols = np.nonzero(result.valid)
-    boxes = np.asarray(grid.boxes(), dtype=np.float64)[rows, cols]
-    probs = result.probs[:, rows, cols].T
-    names = ["", *result.label_names]
-    labels = result.labels[rows, cols]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for i in range(len(rows)):
-            box = [str(int(v)) if float(v).is_integer() else repr(float(v)) for v in boxes[i]]
-            writer.writerow(
-                [str(rows[i]), str(cols[i]), *box, names[labels[i]]]
-                + [repr(float(p)) for p in probs[i]]
-            )
+    probs = [f"prob_{n}" for n in result.names]
+    header = ["row", "col", "x0", "y0", "x1", "y1", "class", *probs]
+    table = tile_table(result, grid, header, "class")
+    names = np.array(["", *result.label_names], dtype=object)
+    table["class"] = names[result.labels[result.valid]]
+    for name, values in zip(probs, per_tile(result.probs, result), strict=True):
+        table[name] = values
+    write_table(path, table)
 
 
 def write_learned_geojson(
