@@ -3,7 +3,8 @@
 Companion of ``bench/throughput.py`` (same slide, same options). Three ways:
 
 - ``stages`` (default): one in-process run of the engine (``open_job`` + ``embed_slide``, what
-  the CLI's ``embed`` does, without its argument parsing) with timers around its parts: the
+  the CLI's ``embed`` does, without its argument parsing; its OpenMP wait policy and grouped
+  writes where the code has them) with timers around its parts: the
   start-up (imports, model load, slide, grid and store opened), the tissue scan, and, per batch
   in the main thread, waiting for tiles, the model, the store writes and the rest (events,
   checks, hand-offs). Wall and CPU time per part; the reader threads' CPU (``_read_one``) and
@@ -110,6 +111,12 @@ def stages(slide_path: Path, args: argparse.Namespace) -> dict:
     """One in-process run with timers; returns the breakdown."""
     timers = Timers()
     w, c = time.perf_counter(), time.process_time()
+    try:  # as napari-conch embed does, where it does (before torch is imported)
+        from napari_conch.cli.compute_threads import passive_thread_waits
+
+        passive_thread_waits()
+    except ImportError:
+        pass
     import torch  # noqa: F401  (the start-up's largest import, as the CLI's model load does)
 
     import napari_conch.engine.embed as engine
@@ -129,7 +136,10 @@ def stages(slide_path: Path, args: argparse.Namespace) -> dict:
         model = job.model
         model.embed_images = timers.wrap("main: model", model.embed_images)
         w, c = time.perf_counter(), time.process_time()
-        summary = engine.embed_slide(job.slide, model, job.grid, job.store, options)
+        grouped = (
+            {"write_every_s": engine.WRITE_EVERY_S} if hasattr(engine, "WRITE_EVERY_S") else {}
+        )
+        summary = engine.embed_slide(job.slide, model, job.grid, job.store, options, **grouped)
         run_wall, run_cpu = time.perf_counter() - w, time.process_time() - c
         del model.embed_images
         job.store.close()

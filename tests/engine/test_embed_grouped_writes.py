@@ -55,9 +55,7 @@ def test_a_grouped_run_writes_once_and_gives_the_per_batch_run_numbers(
     writes = CountedWrites(store)
     monkeypatch.setattr(store, "write_embeddings", writes)
     events = []
-    summary = embed_slide_iter(
-        slide, tiny_model, grid, store, batch_size=8, write_every_s=NEVER
-    )
+    summary = embed_slide_iter(slide, tiny_model, grid, store, batch_size=8, write_every_s=NEVER)
     while True:
         try:
             events.append(next(summary))
