@@ -238,7 +238,9 @@ def test_a_store_folder_that_is_a_file_is_one_line(tmp_path, svs_path, tiny_chec
 def test_a_full_disk_during_embed_is_one_line(
     tmp_path, svs_path, tiny_checkpoint, capsys, monkeypatch
 ):
-    """ENOSPC injected into the store's chunk writes after two batches."""
+    """ENOSPC injected into the store's chunk writes after two batches (written one by one
+    here; the grouped writes of CLI runs fail the same way: test_embed_grouped_writes.py)."""
+    monkeypatch.setattr("napari_conch.engine.embed.WRITE_EVERY_S", 0.0)
     real = EmbeddingStore.write_embeddings
     calls = []
 

@@ -51,3 +51,58 @@ def test_reader_refuses_bad_numbers(svs_path):
             TileReader(slide, grid, num_readers=0)
         with TileReader(slide, grid) as reader, pytest.raises(InputError, match="batch_size=0"):
             list(reader.batches(np.zeros(1, int), np.zeros(1, int), 0))
+
+
+class CountingSlide:
+    """The real slide, counting the regions read."""
+
+    def __init__(self, slide):
+        self._slide, self.reads = slide, 0
+
+    def __getattr__(self, name):
+        return getattr(self._slide, name)
+
+    def read_region(self, level, x0, y0, w, h):
+        self.reads += 1
+        return self._slide.read_region(level, x0, y0, w, h)
+
+
+class OddGrid:
+    """The real grid, except that tile ``odd`` comes back a pixel too wide."""
+
+    def __init__(self, grid, odd):
+        self._grid, self._odd = grid, odd
+
+    def __getattr__(self, name):
+        return getattr(self._grid, name)
+
+    def read_tile(self, slide, row, col):
+        tile = self._grid.read_tile(slide, row, col)
+        return np.pad(tile, ((0, 0), (0, 1), (0, 0))) if (row, col) == self._odd else tile
+
+
+def test_reads_stay_a_bounded_number_of_batches_ahead(svs_path):
+    import time
+
+    with open_slide(svs_path) as real:
+        grid = make_grid(real, tile_size=64)
+        slide = CountingSlide(real)
+        rows, cols = tile_order(np.ones(grid.shape, bool), grid)
+        with TileReader(slide, grid, num_readers=2, prefetch=8) as reader:
+            batches = reader.batches(rows, cols, batch_size=4)
+            next(batches)  # the consumer holds one batch and waits
+            time.sleep(0.5)
+            assert slide.reads <= 4 * (1 + max(2, 8 // 4))  # held + read ahead, no more
+        assert len(rows) > 100
+
+
+def test_a_tile_of_the_wrong_shape_fails_alone(svs_path):
+    with open_slide(svs_path) as slide:
+        grid = OddGrid(make_grid(slide, tile_size=256), odd=(0, 1))
+        rows, cols = tile_order(np.ones(grid.shape, bool), grid)
+        with TileReader(slide, grid) as reader:
+            first = next(reader.batches(rows[:4], cols[:4], batch_size=4))
+        assert [(r, c) for r, c, _ in first.failed] == [(0, 1)]
+        assert "unexpected tile of shape (256, 257, 3)" in first.failed[0][2]
+        assert first.tiles.shape == (3, 256, 256, 3)
+        assert (0, 1) not in zip(first.rows.tolist(), first.cols.tolist(), strict=True)

@@ -271,3 +271,20 @@ def test_an_error_in_progress_stops_the_scan(svs):
     with pytest.raises(KeyboardInterrupt):
         scan_tissue(svs, grid, MIN_TISSUE, progress=stop)
     assert calls == [0, 1, 2]
+
+
+def test_saturation_plane_by_plane_is_the_reduction_over_channels():
+    from napari_conch.slide.tissue import saturation_of
+
+    rng = np.random.default_rng(3)
+    rgb = (rng.random((64, 48, 3)) * 255).astype(np.float32)
+    rgb[rng.random((64, 48)) < 0.1] = np.nan  # unreadable cells
+    rgb[rng.random((64, 48)) < 0.1, 1] = np.nan  # one channel lost
+    rgb[rng.random((64, 48)) < 0.1] = 0  # black
+    high, low = rgb.max(axis=-1), rgb.min(axis=-1)
+    with np.errstate(invalid="ignore"):
+        expected = np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)
+    expected = np.where(np.isnan(high), np.nan, expected).astype(np.float32)
+    np.testing.assert_array_equal(saturation_of(rgb), expected)
+    grey = np.full((4, 4, 3), 128, np.uint8)
+    np.testing.assert_array_equal(saturation_of(grey), np.zeros((4, 4), np.float32))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from napari_conch.cli.common import add_model_argument, add_wait_argument, model_source
+from napari_conch.cli.compute_threads import passive_thread_waits
 from napari_conch.cli.option_arguments import add_options, options_from_args
 from napari_conch.engine.distributed import DEFAULT_CLUSTER_TIMEOUT
 from napari_conch.engine.options import RunOptions
@@ -98,6 +99,7 @@ class SlideOutcome:
 
 def run(args: argparse.Namespace) -> int:
     """Embed every slide; return the worst status (0 complete, 1 failed tiles, 2 errors)."""
+    passive_thread_waits()  # before torch is imported: its threads share the cores with readers
     options = run_options(args)
     if not args.cluster_timeout > 0:
         raise InputError(f"--cluster-timeout {args.cluster_timeout}: must be greater than 0")

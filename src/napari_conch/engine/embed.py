@@ -87,6 +87,12 @@ def _is_cancelled(cancel: Cancel) -> Callable[[], bool]:
     raise InputError(f"cancel={cancel!r}: expected a threading.Event or a callable")
 
 
+#: Seconds between the store writes of a run whose batches are written in groups (the CLI's):
+#: each chunk is then written once per group rather than once per batch (a batch of a fast
+#: model takes tens of milliseconds, a chunk write a few), and a killed run loses at most this
+#: much work.
+WRITE_EVERY_S = 1.0
+
 #: Why a tile whose embedding has NaN or infinite values is FAILED instead of DONE.
 NON_FINITE = "non-finite embedding"
 
@@ -272,14 +278,23 @@ def run_batches(
     results: Iterable[BatchResult],
     *,
     cancel: Cancel = None,
+    write_every_s: float = 0.0,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
-    """Write each batch's results to the store and yield progress; return the summary.
+    """Write the batches' results to the store and yield progress; return the summary.
 
     ``cancel`` is checked before each batch is asked for, so a cancelled run stops after at most
     the batch in progress; everything written so far stays valid. Tiles whose embedding is not
     finite are marked FAILED (:data:`NON_FINITE`), never DONE. An ``OSError`` of a store write
     is raised as :class:`StoreError`; the run is recorded in the store's attributes whenever
     the disk still allows it.
+
+    ``write_every_s`` groups the writes: with 0 (the default) each batch is written before its
+    event is yielded; above 0, batches are kept in memory and written together once that many
+    seconds have passed since the last write (and at the end, on cancel, on an error and when
+    the generator is closed), so that the store's chunks are written once per group instead of
+    once per batch. An event is still yielded per batch (``computed`` counts the batch); its
+    ``done``, ``failed``, ``rows`` and ``cols`` are those written so far, as with 0. A killed
+    process loses at most the last ``write_every_s`` seconds of work (computed again on resume).
     """
     cancelled = _is_cancelled(cancel)
     meter = RateMeter()
@@ -289,6 +304,29 @@ def run_batches(
     stopped = False
     iterator = iter(results)
     error: BaseException | None = None
+    held: list[BatchResult] = []
+    last_write = time.monotonic()
+
+    def write_held() -> tuple[np.ndarray, np.ndarray]:
+        """Write the batches held; return the rows and columns of their tiles."""
+        nonlocal done, last_write
+        last_write = time.monotonic()
+        if not held:
+            return empty, empty
+        group = merge_results(held)
+        held.clear()
+        with writing(store):
+            store.write_embeddings(group.rows, group.cols, group.embeddings)
+            if group.failed:
+                fr = np.asarray([f[0] for f in group.failed], dtype=np.int64)
+                fc = np.asarray([f[1] for f in group.failed], dtype=np.int64)
+                store.set_status(fr, fc, TileStatus.FAILED)
+        failed.extend(group.failed)
+        done += len(group.rows)
+        rows = np.concatenate([group.rows, [f[0] for f in group.failed]]).astype(np.int64)
+        cols = np.concatenate([group.cols, [f[1] for f in group.failed]]).astype(np.int64)
+        return rows, cols
+
     try:
         yield meter.event(
             done=done, total=total, failed=len(failed), computed=0, rows=empty, cols=empty
@@ -301,17 +339,16 @@ def run_batches(
             if result is None:
                 break
             result = split_finite(result)
-            with writing(store):
-                store.write_embeddings(result.rows, result.cols, result.embeddings)
-                if result.failed:
-                    fr = np.asarray([f[0] for f in result.failed], dtype=np.int64)
-                    fc = np.asarray([f[1] for f in result.failed], dtype=np.int64)
-                    store.set_status(fr, fc, TileStatus.FAILED)
-            failed.extend(result.failed)
-            done += len(result.rows)
+            held.append(result)
             computed += len(result.rows)
-            rows = np.concatenate([result.rows, [f[0] for f in result.failed]]).astype(np.int64)
-            cols = np.concatenate([result.cols, [f[1] for f in result.failed]]).astype(np.int64)
+            rows, cols = empty, empty
+            if write_every_s <= 0 or time.monotonic() - last_write >= write_every_s:
+                rows, cols = write_held()
+            yield meter.event(
+                done=done, total=total, failed=len(failed), computed=computed, rows=rows, cols=cols
+            )
+        if held:  # the last group: written, then said
+            rows, cols = write_held()
             yield meter.event(
                 done=done, total=total, failed=len(failed), computed=computed, rows=rows, cols=cols
             )
@@ -322,6 +359,11 @@ def run_batches(
         close = getattr(iterator, "close", None)
         if close is not None:
             close()
+        try:  # what was computed and not yet written (cancelled, closed, an error) is kept
+            write_held()
+        except NapariConchError:
+            if error is None:
+                raise
         summary = EmbedSummary(
             store_path=store.path,
             total=total,
@@ -339,6 +381,18 @@ def run_batches(
             if error is None:
                 raise  # the run itself went well: a store that cannot be written is an error
     return summary
+
+
+def merge_results(results: list[BatchResult]) -> BatchResult:
+    """One :class:`BatchResult` of several (their tiles in order)."""
+    if len(results) == 1:
+        return results[0]
+    return BatchResult(
+        np.concatenate([r.rows for r in results]),
+        np.concatenate([r.cols for r in results]),
+        np.concatenate([r.embeddings for r in results]),
+        [f for r in results for f in r.failed],
+    )
 
 
 def _record_run(store: EmbeddingStore, summary: EmbedSummary, error: BaseException | None) -> None:
@@ -365,6 +419,7 @@ def embed_slide_iter(
     *,
     region: Box | None = None,
     cancel: Cancel = None,
+    write_every_s: float = 0.0,
     **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Embed the tissue tiles of ``slide`` on ``grid`` into ``store``, yielding progress.
@@ -384,6 +439,10 @@ def embed_slide_iter(
     cancel
         A ``threading.Event`` or a callable; checked between the tissue search's steps (a run
         cancelled there computes nothing and changes no tile) and between batches.
+    write_every_s
+        0: each batch is in the store before its event; above 0: batches are written together
+        every that many seconds (see :func:`run_batches`; the CLI's runs, whose events nobody
+        reads back from the store, use :data:`WRITE_EVERY_S`).
     **overrides
         Single :class:`RunOptions` fields overriding ``options`` (e.g. ``batch_size=8``).
 
@@ -422,7 +481,11 @@ def embed_slide_iter(
         batch_size=opts.batch_size,
         num_readers=opts.num_readers,
     )
-    return (yield from run_batches(store, plan, results, cancel=is_cancelled))
+    return (
+        yield from run_batches(
+            store, plan, results, cancel=is_cancelled, write_every_s=write_every_s
+        )
+    )
 
 
 def embed_slide(

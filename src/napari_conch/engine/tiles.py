@@ -1,11 +1,11 @@
 """Which tiles to embed, in which order, and reading them in a small thread pool.
 
 Reading and decoding (JPEG tiles, resampling) happen in ``num_readers`` threads while the model
-runs in the caller's thread; at most ``prefetch`` tiles are read ahead, so memory stays bounded
-whatever the size of the slide. A tile whose reading raises is reported as failed with the error's
-message and does not stop the others: a damaged chunk (see
-:mod:`napari_conch.slide.readers`) makes the tiles over it FAILED with a one-line reason that names
-the file, the level, the rows and columns and the chunk.
+runs in the caller's thread, a whole batch per task; at most ``max(num_readers, prefetch //
+batch_size)`` batches are read ahead, so memory stays bounded whatever the size of the slide. A
+tile whose reading raises is reported as failed with the error's message and does not stop the
+others: a damaged chunk (see :mod:`napari_conch.slide.readers`) makes the tiles over it FAILED with
+a one-line reason that names the file, the level, the rows and columns and the chunk.
 """
 
 from __future__ import annotations
@@ -72,22 +72,29 @@ def failure_reason(exc: BaseException) -> str:
 
 def _read_one(slide: Any, grid: Any, row: int, col: int) -> np.ndarray:
     tile = np.asarray(grid.read_tile(slide, row, col))
-    if tile.ndim != 3 or tile.shape[2] != 3 or tile.dtype != np.uint8:
-        raise ValueError(f"unexpected tile of shape {tile.shape} and dtype {tile.dtype}")
+    side = int(grid.tile_size)
+    if tile.shape != (side, side, 3) or tile.dtype != np.uint8:
+        raise ValueError(
+            f"unexpected tile of shape {tile.shape} and dtype {tile.dtype} "
+            f"(expected ({side}, {side}, 3) uint8)"
+        )
     return tile
 
 
 class TileReader:
-    """Read tiles of a grid in a thread pool, a bounded number ahead of the consumer.
+    """Read tiles of a grid in a thread pool, a bounded number of batches ahead of the consumer.
 
-    Use as a context manager; leaving it cancels the reads not yet started and waits for the
-    few running ones.
+    Each batch is read whole by one reader thread into one array (one task per batch, not per
+    tile: the hand-offs between threads cost less than the tiles' decoding), so ``num_readers``
+    batches are decoded at once while the consumer works on the one before. Use as a context
+    manager; leaving it cancels the reads not yet started and waits for the few running ones.
     """
 
     def __init__(self, slide: Any, grid: Any, *, num_readers: int = 2, prefetch: int = 64):
         if num_readers < 1:
             raise InputError(f"num_readers={num_readers}: must be at least 1")
         self.slide, self.grid = slide, grid
+        self.num_readers = int(num_readers)
         self.prefetch = max(1, int(prefetch))
         self._pool = ThreadPoolExecutor(num_readers, thread_name_prefix="napari-conch-read")
 
@@ -102,39 +109,47 @@ class TileReader:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def batches(self, rows: np.ndarray, cols: np.ndarray, batch_size: int) -> Iterator[TileBatch]:
-        """Yield :class:`TileBatch` es of up to ``batch_size`` tiles in the given order."""
+        """Yield :class:`TileBatch` es of up to ``batch_size`` tiles in the given order.
+
+        At most ``max(num_readers, prefetch // batch_size)`` batches are read ahead of the one
+        the consumer holds: memory stays bounded whatever the size of the slide.
+        """
         if batch_size < 1:
             raise InputError(f"batch_size={batch_size}: must be at least 1")
-        queue: collections.deque[tuple[int, int, Future]] = collections.deque()
-        coords = iter(zip(rows.tolist(), cols.tolist(), strict=True))
-        limit = max(self.prefetch, batch_size)
+        rows, cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        ahead = max(self.num_readers, self.prefetch // batch_size)
+        queue: collections.deque[Future] = collections.deque()
+        starts = iter(range(0, len(rows), batch_size))
 
         def refill() -> None:
-            while len(queue) < limit:
-                nxt = next(coords, None)
-                if nxt is None:
+            while len(queue) < ahead:
+                start = next(starts, None)
+                if start is None:
                     return
-                queue.append((*nxt, self._pool.submit(_read_one, self.slide, self.grid, *nxt)))
+                part = slice(start, start + batch_size)
+                queue.append(self._pool.submit(self._read_batch, rows[part], cols[part]))
 
         refill()
         while queue:
-            taken = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-            refill()  # keep the readers busy while this batch is decoded and embedded
-            yield self._collect(taken)
+            future = queue.popleft()
+            refill()  # keep the readers busy while this batch is embedded
+            yield future.result()
 
-    @staticmethod
-    def _collect(taken: list[tuple[int, int, Future]]) -> TileBatch:
-        good_r, good_c, tiles, failed = [], [], [], []
-        for row, col, future in taken:
+    def _read_batch(self, rows: np.ndarray, cols: np.ndarray) -> TileBatch:
+        """Read the tiles of one batch (in a reader thread) into one array."""
+        side = int(self.grid.tile_size)
+        tiles = np.empty((len(rows), side, side, 3), dtype=np.uint8)
+        good = np.zeros(len(rows), dtype=bool)
+        failed = []
+        for i, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
             try:
-                tile = future.result()
+                tiles[i] = _read_one(self.slide, self.grid, row, col)
             except Exception as exc:  # a corrupt or unreadable tile: record it, go on
                 failed.append((row, col, failure_reason(exc)))
                 continue
-            good_r.append(row)
-            good_c.append(col)
-            tiles.append(tile)
-        stacked = np.stack(tiles) if tiles else np.zeros((0, 0, 0, 3), dtype=np.uint8)
-        return TileBatch(
-            np.asarray(good_r, dtype=np.int64), np.asarray(good_c, dtype=np.int64), stacked, failed
-        )
+            good[i] = True
+        if not good.any():
+            tiles = np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        elif not good.all():
+            tiles = tiles[good]
+        return TileBatch(rows[good], cols[good], tiles, failed)

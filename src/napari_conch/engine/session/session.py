@@ -389,7 +389,9 @@ class Session(SessionMaps, SessionExamples):
             Keep the live index growing: the store is read into :attr:`index` before the run
             and each batch's embeddings are read back (``vectors``). False for a run whose maps
             nobody shows meanwhile (the CLI): no index is read (``vectors`` is None); one is
-            built from the store when asked for later (:meth:`open_store`).
+            built from the store when asked for later (:meth:`open_store`), and the batches
+            are written to the store in groups (every
+            :data:`~napari_conch.engine.embed.WRITE_EVERY_S` seconds) rather than one by one.
 
         Raises
         ------
@@ -399,7 +401,7 @@ class Session(SessionMaps, SessionExamples):
             When the store cannot be opened or made, or another process writes it (after
             ``wait``).
         """
-        from napari_conch.engine.embed import embed_slide_iter, open_store
+        from napari_conch.engine.embed import WRITE_EVERY_S, embed_slide_iter, open_store
 
         self._check_idle("start another run")
         slide, model = self.require_slide(), self.require_model()
@@ -411,8 +413,9 @@ class Session(SessionMaps, SessionExamples):
         store = open_store(slide, model, grid, options.store_root, wait=wait)
         try:
             events = embed_slide_iter(
-                slide, model, grid, store, options, region=region, cancel=cancel
-            )
+                slide, model, grid, store, options, region=region, cancel=cancel,
+                write_every_s=0.0 if live else WRITE_EVERY_S,
+            )  # fmt: skip
             if live:  # same store: its index read again with what another writer wrote meanwhile
                 self._stores.swap_handle(store, reindex=wait is not None)
         except BaseException:
