@@ -19,7 +19,7 @@ from napari_conch._napari.sample_data import CMU_SMALL_REGION
 
 pytestmark = pytest.mark.gui
 
-MANIFEST = Path(__file__).resolve().parents[2] / "napari.yaml"
+MANIFEST = Path(__file__).resolve().parents[3] / "napari.yaml"
 
 
 def dock_names() -> list[str]:
@@ -36,7 +36,8 @@ def open_everything(make_napari_viewer, qtbot, size):
     window.move(0, 0)
     window.resize(*size)
     docks = [viewer.window.add_plugin_dock_widget("napari-conch", n) for n in dock_names()]
-    qtbot.wait(50)  # the docks tabify themselves once they are in the window
+    # a dock opens over three event-loop turns: added, tabified with its siblings, filled
+    qtbot.waitUntil(lambda: all(widget.on_screen for _, widget in docks), timeout=5000)
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=5000)
     return viewer, window, docks
