@@ -36,12 +36,9 @@ def save_settings_later() -> bool:
         return False
     if _holding:
         return True
-    try:
-        from napari.settings import get_settings
+    from napari.settings import get_settings
 
-        settings = get_settings()
-    except Exception:  # noqa: BLE001 - no settings to hold: napari saves as usual
-        return False
+    settings = get_settings()  # napari's one settings object (read when napari started)
     if getattr(settings, "_save_on_change", None) is not True or not settings.config_path:
         return False
     settings._save_on_change = False
