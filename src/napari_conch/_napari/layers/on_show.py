@@ -48,6 +48,8 @@ COLORBAR_KEY = "napari_conch_colorbar_{}"
 COLORBAR_ROWS = 5
 #: The text of a colour bar row (full blocks; the row's colour is the text's colour).
 COLORBAR_TEXT = "\u2588" * 8
+#: The colour of the box around each colour bar row (mid grey: black and white ends show).
+COLORBAR_FRAME = (0.5, 0.5, 0.5, 1.0)
 #: What the ends of each offered colormap look like (words for the canvas caption).
 COLORMAP_ENDS = {
     "inferno": ("black", "yellow"),
@@ -124,8 +126,9 @@ def colorbar_shown(viewer: napari.Viewer) -> list[tuple[int, int, int]]:
 def colorbar_steps(viewer: napari.Viewer, colors: list[tuple[int, int, int]]) -> list[Any]:
     """The steps that make the canvas colour bar show ``colors`` (top first; [] hides it).
 
-    One row per step (a new text overlay's first drawing builds its shaders); the rows of a
-    longer bar than wanted are hidden in the last step.
+    One row per step (a new text overlay's first drawing builds its shaders), and its grey
+    frame (a box, so that a black or white end shows on any background) in the step after, as
+    for the legend; the rows of a longer bar than wanted are hidden in the last step.
     """
 
     def show(row: int, rgb: tuple[int, int, int]) -> None:
@@ -143,16 +146,22 @@ def colorbar_steps(viewer: napari.Viewer, colors: list[tuple[int, int, int]]) ->
             overlay.color = color
         overlay.visible = True
 
+    def frame(row: int) -> None:
+        overlay = viewer.canvas.overlays[COLORBAR_KEY.format(row)]
+        if not overlay.box:
+            overlay.box_color = COLORBAR_FRAME
+            overlay.box = True
+
     def hide_the_rest() -> None:
         overlays, row = viewer.canvas.overlays, len(colors)
         while COLORBAR_KEY.format(row) in overlays:
             overlays[COLORBAR_KEY.format(row)].visible = False
             row += 1
 
-    return [
-        *(lambda row=row, rgb=rgb: show(row, rgb) for row, rgb in enumerate(colors)),
-        hide_the_rest,
-    ]
+    steps: list[Any] = []
+    for row, rgb in enumerate(colors):
+        steps += [lambda r=row, c=rgb: show(r, c), lambda r=row: frame(r)]
+    return [*steps, hide_the_rest]
 
 
 def dock_html(layer: Any | None) -> str:
