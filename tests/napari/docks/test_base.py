@@ -138,9 +138,7 @@ def test_a_dock_of_bare_widgets_and_sections(make_napari_viewer):
     assert dock.note.native.wordWrap()  # a long label wraps instead of widening the dock
 
 
-def test_a_dock_opens_over_three_turns_its_advanced_options_folded_last(
-    make_napari_viewer, qtbot
-):
+def test_a_dock_opens_over_three_turns_its_advanced_options_folded_last(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
     content = dock.native.widget()
