@@ -93,10 +93,16 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     content = highlighter.native.widget()
     tall = content.sizeHint().height()
     folded[1].expand(animate=False)
-    qtbot.wait(100)  # the sections refit over a few event-loop turns
-    assert content.sizeHint().height() > tall
+    more = highlighter.slide_panel.more.native
+    # the sections refit over a few event-loop turns
+    qtbot.waitUntil(
+        lambda: (
+            folded[1].content().height() >= more.sizeHint().height()
+            and content.sizeHint().height() > tall
+        ),
+        timeout=5000,
+    )
     assert tile_size.isVisible() and tile_size.height() > 0
-    assert folded[1].content().height() >= highlighter.slide_panel.more.native.sizeHint().height()
     highlighter.sections["Export"].collapse(animate=False)
     highlighter.sections["Prompts and maps"].collapse(animate=False)
     qtbot.wait(10)
