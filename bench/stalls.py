@@ -55,6 +55,10 @@ from machine_info import cpu_model  # noqa: E402  (bench/machine_info.py)
 from stall_meter import PAUSE_S, Probe, wait_until  # noqa: E402  (bench/stall_meter.py)
 
 
+#: Seconds a step may take before the run is given up (``--step-timeout``).
+STEP_TIMEOUT_S = 300.0
+
+
 def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, float, list[float]]]:
     """The flow once in a new viewer; returns ``(step, seconds, gaps)`` per step."""
     import napari
@@ -72,7 +76,8 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
     wait_until(app, lambda: True, 5, 1.0)
     out = []
 
-    def step(name, trigger, condition, timeout=300.0, settle_s=None):
+    def step(name, trigger, condition, timeout=None, settle_s=None):
+        timeout = STEP_TIMEOUT_S if timeout is None else timeout
         probe.reset()
         trigger()
         seconds = wait_until(app, condition, timeout, settle if settle_s is None else settle_s)
@@ -255,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
         "--synthetic", type=float, metavar="SECONDS",
         help="measure the lazy 50k x 50k synthetic sample for SECONDS of embedding instead",
     )  # fmt: skip
+    parser.add_argument(
+        "--step-timeout", type=float, default=300.0,
+        help="seconds a step may take (embedding a 20k x 20k slide on a busy machine: more)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    global STEP_TIMEOUT_S
+    STEP_TIMEOUT_S = args.step_timeout
     from napari_conch._napari import fastpaths
     from napari_conch._napari.fastpaths.process import tune_process
     from napari_conch._napari.sample_data import CMU_SMALL_REGION

@@ -299,6 +299,7 @@ def test_the_table_and_path_fields_are_not_clipped_at_laptop_size(make_napari_vi
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(1366, 768)
     _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
+    qtbot.waitUntil(lambda: dock.on_screen, timeout=5000)  # opened over a few turns
     table = dock.learn_panel.table
     names = ["tumor cells", "stroma", "inflammatory cells", "necrosis"]
     table.value = dict(

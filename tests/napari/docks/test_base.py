@@ -143,3 +143,17 @@ def test_a_dock_of_bare_widgets_and_sections(make_napari_viewer):
     assert list(dock.sections) == ["Actions"] and not dock.sections["Actions"].isExpanded()
     assert dock.native.widget().isAncestorOf(dock.note.native)
     assert dock.note.native.wordWrap()  # a long label wraps instead of widening the dock
+
+
+def test_a_dock_opens_over_three_turns_its_advanced_options_folded_last(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    content = dock.native.widget()
+    # in napari's turn the dock is added empty: its content is polished and painted later
+    assert content.isHidden() and not dock.on_screen and dock.advanced_sections == []
+    assert dock.slide_panel.more.native.isHidden()
+    qtbot.waitUntil(lambda: dock.on_screen, timeout=5000)
+    assert content.isVisible()
+    assert len(dock.advanced_sections) == 3
+    assert not any(box.isExpanded() for box in dock.advanced_sections)
+    assert dock.advanced_sections[1].isAncestorOf(dock.slide_panel.tile_size.native)

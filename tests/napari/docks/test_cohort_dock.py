@@ -169,3 +169,20 @@ def test_the_tables_are_not_clipped_at_laptop_size(make_napari_viewer, qtbot, co
         assert table.horizontalScrollBar().maximum() == 0  # every column in view
         assert not table.verticalHeader().isVisible()
     assert dock.slides.native.item(0, 0).toolTip() == dock.slides.text(0, 0)
+
+
+def test_the_empty_tables_headers_show_whole_at_laptop_size(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QStyle
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1366, 768)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Cohort")
+    for table in (dock.slides.native, dock.hit_table.native):  # no CSV loaded: empty
+        qtbot.waitUntil(lambda t=table: t.isVisible() and t.viewport().width() > 0, timeout=5000)
+        header = table.horizontalHeader()
+        margin = header.style().pixelMetric(QStyle.PixelMetric.PM_HeaderMargin, None, header)
+        for i in range(header.count()):
+            text = table.horizontalHeaderItem(i).text()
+            # napari's style sheet pads a header section by 2 px each side, Qt's margin too
+            need = header.fontMetrics().horizontalAdvance(text) + 2 * (2 + margin)
+            assert header.sectionSize(i) >= need, f"header {text!r} cut"

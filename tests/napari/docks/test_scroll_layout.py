@@ -36,8 +36,9 @@ def open_everything(make_napari_viewer, qtbot, size):
     window.move(0, 0)
     window.resize(*size)
     docks = [viewer.window.add_plugin_dock_widget("napari-conch", n) for n in dock_names()]
+    # a dock opens over three event-loop turns: added, tabified with its siblings, filled
+    qtbot.waitUntil(lambda: all(widget.on_screen for _, widget in docks), timeout=5000)
     first, others = docks[0][0], {dock_widget for dock_widget, _ in docks[1:]}
-    # the docks tabify themselves once they are in the window
     qtbot.waitUntil(lambda: set(window.tabifiedDockWidgets(first)) == others, timeout=5000)
     window.resize(*size)
     qtbot.waitUntil(lambda: (window.width(), window.height()) == size, timeout=5000)
@@ -96,13 +97,16 @@ def test_sections_fold_and_advanced_options_start_folded(make_napari_viewer, qtb
     content = highlighter.native.widget()
     tall = content.sizeHint().height()
     folded[1].expand(animate=False)
-    qtbot.waitUntil(  # the sections refit over a few event-loop turns
+    more = highlighter.slide_panel.more.native
+    # the sections refit over a few event-loop turns
+    qtbot.waitUntil(
         lambda: (
-            content.sizeHint().height() > tall and tile_size.isVisible() and tile_size.height() > 0
+            folded[1].content().height() >= more.sizeHint().height()
+            and content.sizeHint().height() > tall
         ),
         timeout=5000,
     )
-    assert folded[1].content().height() >= highlighter.slide_panel.more.native.sizeHint().height()
+    assert tile_size.isVisible() and tile_size.height() > 0
     highlighter.sections["Export"].collapse(animate=False)
     highlighter.sections["Prompts and maps"].collapse(animate=False)
     qtbot.waitUntil(lambda: content.sizeHint().height() < tall, timeout=5000)

@@ -60,6 +60,41 @@ def test_a_map_moved_on_top_is_the_one_described(maps, qtbot):
     assert on_show.caption_shown(viewer) is None  # hidden first, then the legend shown
 
 
+def test_a_range_map_on_show_has_a_colour_bar_on_the_canvas(maps, qtbot):
+    viewer, _ = maps
+    qtbot.waitUntil(lambda: map_layers.legend_shown(viewer) == ["tumor", "stroma"], timeout=WAIT_MS)
+    assert on_show.colorbar_shown(viewer) == []  # a labels map: the legend, no colour bar
+    heat = viewer.layers[map_layers.HEATMAP]
+    viewer.layers[map_layers.LABELS].visible = False
+    inferno = on_show.colorbar_colors("inferno")
+    qtbot.waitUntil(lambda: on_show.colorbar_shown(viewer) == inferno, timeout=WAIT_MS)
+    assert len(inferno) == on_show.COLORBAR_ROWS >= 3
+    top, bottom = inferno[0], inferno[-1]
+    assert top[0] > 200 and top[1] > 200 and max(bottom) < 40  # yellow on top, black under
+    qtbot.waitUntil(
+        lambda: viewer.canvas.overlays[on_show.COLORBAR_KEY.format(4)].box, timeout=WAIT_MS
+    )
+    framed = viewer.canvas.overlays[on_show.COLORBAR_KEY.format(4)]  # the black end, framed
+    assert np.allclose(framed.box_color, on_show.COLORBAR_FRAME)
+    keys = list(viewer.canvas.overlays)
+    # napari stacks the overlays of a corner in this order: the bar under the caption
+    assert keys.index(on_show.CAPTION_KEY) < keys.index(on_show.COLORBAR_KEY.format(0))
+    # another map on show: its colours; the map hidden: no bar
+    on_show.describe_range(heat, "probability of 'tumor'", "viridis", 0.0, 1.0)
+    viewer.layers.move(viewer.layers.index(map_layers.HEATMAP), 0)
+    viewer.layers.move(viewer.layers.index(map_layers.HEATMAP), len(viewer.layers))
+    viridis = on_show.colorbar_colors("viridis")
+    qtbot.waitUntil(lambda: on_show.colorbar_shown(viewer) == viridis, timeout=WAIT_MS)
+    heat.visible = False
+    qtbot.waitUntil(lambda: on_show.colorbar_shown(viewer) == [], timeout=WAIT_MS)
+    # shown again at once: the steps of the follows before (hiding the legend) are dropped
+    viewer.layers[map_layers.LABELS].visible = True
+    qtbot.waitUntil(lambda: map_layers.legend_shown(viewer) == ["tumor", "stroma"], timeout=WAIT_MS)
+    qtbot.wait(500)  # no older step hides a line afterwards
+    assert map_layers.legend_shown(viewer) == ["tumor", "stroma"]
+    assert on_show.colorbar_shown(viewer) == [] and on_show.caption_shown(viewer) is None
+
+
 def test_the_dock_key_of_each_kind_of_map(maps):
     viewer, _ = maps
     key = on_show.dock_html(viewer.layers[map_layers.HEATMAP])

@@ -42,8 +42,10 @@ from napari_conch._napari.docks.scroll_layout import (
 from napari_conch._napari.docks.workers import USER_ERRORS, Failure, background, one_line
 from napari_conch._napari.fastpaths.glyphs import warm_glyphs
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
+from napari_conch._napari.fastpaths.settings_save import save_settings_later
 from napari_conch._napari.layers import on_show, slide_view
 from napari_conch._napari.layers.slide_source import layer_levels, slide_for_layer
+from napari_conch._napari.layers.steps import STEP_GAP_MS
 from napari_conch._napari.session_registry import session_for
 from napari_conch._napari.warmup import WARM_UP_DELAY_MS, import_torch, warm_up
 from napari_conch.errors import InputError
@@ -53,6 +55,14 @@ if TYPE_CHECKING:
     from magicgui.widgets import ComboBox, PushButton
 
 logger = logging.getLogger("napari_conch")
+
+#: Milliseconds between the event-loop turns that open a dock. Opening the Caption dock in one
+#: turn took 80-90 ms of the GUI thread (building 49 magicgui widgets, 35-40; napari adding the
+#: dock, polishing and laying out its content, about 25, with a write of napari's settings file;
+#: joining the other docks' tabs, about 14, with another write; the window's repaint): napari
+#: adds the dock, empty, in the first; it joins the tabs in the second; its content is shown in
+#: the third (Qt polishes and lays out a hidden widget only when it is shown).
+OPEN_STEP_MS = STEP_GAP_MS
 
 
 def reports_errors(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -92,6 +102,7 @@ class DockBase(Container):
 
     def __init__(self, napari_viewer: napari.Viewer, sections: list[tuple]) -> None:
         freeze_long_lived_objects()  # the viewer's and the panels' objects (fastpaths/process.py)
+        save_settings_later()  # napari's settings file, written as the dock is added (fastpaths)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer)
         self.errors: list[str] = []
@@ -109,18 +120,24 @@ class DockBase(Container):
         #: The collapsible sections by title, and the folded advanced options inside them.
         self.sections: dict[str, Any] = {}
         self.advanced_sections: list[Any] = []
+        self._folds_later: list[tuple[Any, str]] = []
         for title, panel, *expanded in parts:
             compact(panel)
             if title is not None:
                 box = fold(panel, title, expanded=expanded[0] if expanded else True)
                 self.sections[title] = box
             for sub, sub_title in getattr(panel, "folds", ()):
-                self.advanced_sections.append(fold(sub, sub_title, expanded=False))
-        self._scroll = DockScrollArea(super().native)  # the container's own widget
+                sub.native.hide()  # folded in the dock's last opening turn (_show_content)
+                self._folds_later.append((sub, sub_title))
+        content = super().native  # the container's own widget
+        self._scroll = DockScrollArea(content)
         self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
         self._scroll.on_removed = self._on_destroyed  # closed: napari keeps the widget alive
-        QTimer.singleShot(0, self.tabify)
+        # On screen in three event-loop turns (see OPEN_STEP_MS): napari adds the dock, empty;
+        # it joins its siblings' tabs; its content is shown (polished, laid out and painted).
+        content.hide()
+        QTimer.singleShot(OPEN_STEP_MS, self._open_in_turns)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
         warm_glyphs(self.viewer, alive=lambda: (dock := me()) is not None and not dock._closed)
@@ -141,6 +158,26 @@ class DockBase(Container):
         """The dock's outer Qt widget: the scroll area napari puts in the dock."""
         scroll = self.__dict__.get("_scroll")
         return scroll if scroll is not None else super().native
+
+    def _open_in_turns(self) -> None:
+        if self._closed:
+            return
+        self.tabify()
+        QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+
+    def _show_content(self) -> None:
+        if self._closed:
+            return
+        for sub, title in self._folds_later:  # folded away: Qt leaves their content alone
+            self.advanced_sections.append(fold(sub, title, expanded=False))
+        self._folds_later.clear()
+        self._scroll.widget().show()
+
+    @property
+    def on_screen(self) -> bool:
+        """Whether the dock's content is on screen (its last opening turn has run)."""
+        scroll = self._scroll
+        return scroll is not None and not scroll.widget().isHidden()
 
     def tabify(self) -> bool:
         """Share one dock area with the other napari-conch docks, as tabs; returns whether done."""

@@ -46,7 +46,8 @@ EVIDENCE = "Cohort: evidence"
 HIT = "Cohort: hit"
 #: Screen pixels a tile spans after opening a hit.
 TILE_SCREEN_PX = 320
-SLIDE_COLUMNS = ("Slide", "Predicted", "Prob.", "Tiles")
+#: Headers short enough to show whole in a 300 px dock ("Predicted" lost its last letter).
+SLIDE_COLUMNS = ("Slide", "Class", "Prob.", "Tiles")
 HIT_COLUMNS = ("Slide", "Row", "Col", "Score")
 
 

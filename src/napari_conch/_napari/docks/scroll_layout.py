@@ -235,9 +235,18 @@ def tabify_with_siblings(widget: QWidget, is_sibling: Any) -> bool:
         return False
     for tabbed in (dock, *others):
         shorten_tab_title(tabbed)
-    if dock in window.tabifiedDockWidgets(others[0]):
-        return False
-    window.tabifyDockWidget(others[0], dock)
+    if any(dock in window.tabifiedDockWidgets(other) for other in others):
+        return False  # already a tab of theirs
+    # join the siblings' tabs where there are some (docks added in one go tabify in turn)
+    others.sort(key=lambda other: not window.tabifiedDockWidgets(other))
+    # The dock stays in the area napari put it in (its siblings' area): napari's handler of
+    # the dock's move, which writes napari's settings file at every move (5-7 ms of the GUI
+    # thread and a file write: 20-40 ms on a busy machine), has nothing new to write.
+    blocked = dock.blockSignals(True)
+    try:
+        window.tabifyDockWidget(others[0], dock)
+    finally:
+        dock.blockSignals(blocked)
     dock.show()
     dock.raise_()
     return True

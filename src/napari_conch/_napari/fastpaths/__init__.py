@@ -14,6 +14,8 @@ them), each through names napari or vispy keep private:
 - :mod:`.glyphs`: the canvas font's glyphs rendered ahead (``canvas._font_info``, vispy's
   ``TextureFont._glyphs``).
 - :mod:`.shader_parsing`: vispy's shader parsing in linear time (``vispy.gloo.program.re``).
+- :mod:`.settings_save`: napari's settings file written a few turns after a dock is added, not
+  in the turn that adds it (napari settings' ``_save_on_change`` and ``_maybe_save``).
 - :mod:`.process`: process-wide settings (``gc.freeze``, the interpreter's switch interval,
   background threads' priority) that only ``napari-conch view``, a process of our own, turns
   on (:func:`~.process.tune_process`); importing napari-conch changes none of them.

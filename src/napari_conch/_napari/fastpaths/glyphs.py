@@ -30,6 +30,7 @@ logger = logging.getLogger("napari_conch")
 #: The characters rendered ahead, those of the labels' legend first.
 CHARACTERS = (
     "\u25a0 abcdefghijklmnopqrstuvwxyz"  # the legend ("■ tumor cells") first
+    "\u2588"  # the canvas colour bar's rows (on_show.COLORBAR_TEXT)
     "\u00c5\u00c9\u00d1\u0150"  # napari measures every text's height with these
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-+"
     "()[],:;'/_%&!?#<>=*\"|~"

@@ -10,8 +10,11 @@ removed, moved, shown or hidden) and makes the canvas say what the map on show i
 
 - a labels map: its classes, each in its colour, as the canvas legend (:mod:`.layers`);
 - a similarity or probability map: one text overlay naming it with its value range and the
-  colours of its ends (napari's canvas colour bar, ``layer.colorbar``, is not used: its first
-  drawing paused napari 1.5 s here, each later new one 200-300 ms, over the 100 ms budget);
+  colours of its ends, and under it a colour bar of :data:`COLORBAR_ROWS` rows, each a line of
+  block characters in the map's colour at its level, the high end on top (text overlays:
+  napari's canvas colour bar, ``layer.colorbar``, is not used: its first drawing paused napari
+  1.5 s here, each later new one 200-300 ms, over the 100 ms budget; and a layer whose colour bar
+  was drawn crashed napari when the user deleted it, see reliability.md);
 - nothing visible: neither.
 
 Its ``changed`` signal tells the docks (the Prompt highlighter's key in the dock follows it).
@@ -38,6 +41,15 @@ if TYPE_CHECKING:
 CAPTION = "napari_conch_caption"
 #: Key of the canvas text overlay naming a similarity or probability map and its range.
 CAPTION_KEY = "napari_conch_map_caption"
+#: Key of the canvas colour bar's rows (0: the top row, the high end of the range).
+COLORBAR_KEY = "napari_conch_colorbar_{}"
+#: Rows of the canvas colour bar: each is one text overlay (a new one's first drawing builds
+#: its shaders, one row per event-loop turn; each shown one adds 2-3 ms to a canvas redraw).
+COLORBAR_ROWS = 5
+#: The text of a colour bar row (full blocks; the row's colour is the text's colour).
+COLORBAR_TEXT = "\u2588" * 8
+#: The colour of the box around each colour bar row (mid grey: black and white ends show).
+COLORBAR_FRAME = (0.5, 0.5, 0.5, 1.0)
 #: What the ends of each offered colormap look like (words for the canvas caption).
 COLORMAP_ENDS = {
     "inferno": ("black", "yellow"),
@@ -91,6 +103,67 @@ def range_text(described: dict[str, Any]) -> str:
     )
 
 
+def colorbar_colors(colormap: str, rows: int = COLORBAR_ROWS) -> list[tuple[int, int, int]]:
+    """RGB (0-255) of the canvas colour bar's rows for ``colormap``, the high end first."""
+    from napari.utils.colormaps import ensure_colormap
+
+    rgba = ensure_colormap(colormap).map(np.linspace(1.0, 0.0, rows))
+    return [(int(r), int(g), int(b)) for r, g, b in np.round(np.asarray(rgba)[:, :3] * 255)]
+
+
+def colorbar_shown(viewer: napari.Viewer) -> list[tuple[int, int, int]]:
+    """The colours (RGB 0-255) of the canvas colour bar's visible rows, top first."""
+    overlays, shown, row = viewer.canvas.overlays, [], 0
+    while COLORBAR_KEY.format(row) in overlays:
+        overlay = overlays[COLORBAR_KEY.format(row)]
+        if overlay.visible:
+            r, g, b = (int(v) for v in np.round(np.asarray(overlay.color)[:3] * 255))
+            shown.append((r, g, b))
+        row += 1
+    return shown
+
+
+def colorbar_steps(viewer: napari.Viewer, colors: list[tuple[int, int, int]]) -> list[Any]:
+    """The steps that make the canvas colour bar show ``colors`` (top first; [] hides it).
+
+    One row per step (a new text overlay's first drawing builds its shaders), and its grey
+    frame (a box, so that a black or white end shows on any background) in the step after, as
+    for the legend; the rows of a longer bar than wanted are hidden in the last step.
+    """
+
+    def show(row: int, rgb: tuple[int, int, int]) -> None:
+        from napari.components.overlays import TextOverlay
+
+        overlays = viewer.canvas.overlays
+        key = COLORBAR_KEY.format(row)
+        color = np.array([*rgb, 255], float) / 255
+        if key not in overlays:
+            overlays[key] = TextOverlay(
+                text=COLORBAR_TEXT, color=color, position="top_left", box=False, font_size=10
+            )
+        overlay = overlays[key]
+        if not np.allclose(overlay.color, color):
+            overlay.color = color
+        overlay.visible = True
+
+    def frame(row: int) -> None:
+        overlay = viewer.canvas.overlays[COLORBAR_KEY.format(row)]
+        if not overlay.box:
+            overlay.box_color = COLORBAR_FRAME
+            overlay.box = True
+
+    def hide_the_rest() -> None:
+        overlays, row = viewer.canvas.overlays, len(colors)
+        while COLORBAR_KEY.format(row) in overlays:
+            overlays[COLORBAR_KEY.format(row)].visible = False
+            row += 1
+
+    steps: list[Any] = []
+    for row, rgb in enumerate(colors):
+        steps += [lambda r=row, c=rgb: show(r, c), lambda r=row: frame(r)]
+    return [*steps, hide_the_rest]
+
+
 def dock_html(layer: Any | None) -> str:
     """The key of ``layer`` for a dock's label: classes with colours, or title and colour bar."""
     described = caption(layer) if layer is not None else None
@@ -117,6 +190,9 @@ def canvas_steps(viewer: napari.Viewer) -> list[Any]:
         steps.append(lambda: show_caption(viewer, text))
     if _legend_on_canvas(viewer) != _legend_wanted(names, colors):
         steps += map_layers.legend_steps(viewer, names, visible=bool(names), colors=colors)
+    bar = colorbar_colors(described["colormap"]) if "title" in described else []
+    if colorbar_shown(viewer) != bar:
+        steps += colorbar_steps(viewer, bar)
     return steps
 
 
@@ -191,6 +267,10 @@ class ShownMap:
         self._viewer = weakref.ref(viewer)
         self._waiting = False
         self._holds: list[Any] = []
+        #: Counts the follows: the steps of an older one stop when a newer one starts (each
+        #: follow's steps are what the canvas lacks then; an older hiding step run after a
+        #: newer showing one had hidden a legend line).
+        self._generation = 0
         layers = viewer.layers
         layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self.refresh)
@@ -226,11 +306,21 @@ class ShownMap:
             QTimer.singleShot(HELD_MS, self._follow)
             return
         self.changed.emit(map_on_show(viewer))
+        self._generation += 1
         steps = canvas_steps(viewer)
         if steps:
             from napari_conch._napari.layers.steps import run_in_turns
 
-            run_in_turns(viewer, steps)
+            generation = self._generation
+
+            def current(step: Any) -> Any:
+                def run() -> None:
+                    if generation == self._generation:
+                        step()
+
+                return run
+
+            run_in_turns(viewer, [current(step) for step in steps])
 
 
 _FOLLOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
