@@ -54,7 +54,6 @@ sys.path.insert(0, str(REPO / "src"))
 from machine_info import cpu_model  # noqa: E402  (bench/machine_info.py)
 from stall_meter import PAUSE_S, Probe, wait_until  # noqa: E402  (bench/stall_meter.py)
 
-
 #: Seconds a step may take before the run is given up (``--step-timeout``).
 STEP_TIMEOUT_S = 300.0
 

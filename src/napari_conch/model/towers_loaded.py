@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.checkpoint import fingerprint_state_dict, read_state_dict
-from napari_conch.model.clip_config import OPEN_CLIP, read_config_file
+from napari_conch.model.clip_config import OPEN_CLIP
+from napari_conch.model.config import read_config_file
 from napari_conch.model.clip_loaded import LoadedClip, _check_finite
 from napari_conch.model.clip_sources import KEEP_LAYOUT, ClipFiles, known_model
 from napari_conch.model.clip_tokenizer import open_clip_clean
