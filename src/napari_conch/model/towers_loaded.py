@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from napari_conch.errors import TokenizerNotFoundError
 from napari_conch.model.checkpoint import fingerprint_state_dict, read_state_dict
 from napari_conch.model.clip_config import OPEN_CLIP
-from napari_conch.model.config import read_config_file
 from napari_conch.model.clip_loaded import LoadedClip, _check_finite
 from napari_conch.model.clip_sources import KEEP_LAYOUT, ClipFiles, known_model
 from napari_conch.model.clip_tokenizer import open_clip_clean
+from napari_conch.model.config import read_config_file
 from napari_conch.model.preprocess import Preprocess
 from napari_conch.model.sources import HF_PREFIX, HUB, PATH, SourceInfo
 from napari_conch.model.towers import build_towers, load_towers_weights
@@ -121,9 +121,9 @@ class LoadedTowers(LoadedClip):
     @torch.inference_mode()
     def embed_texts(self, texts: str | Sequence[str]) -> torch.Tensor:
         """Texts -> normalised embeddings ``[N, D]`` (CPU)."""
-        from napari_conch.model.loaded import _text_list
+        from napari_conch.model.loaded_common import text_list
 
-        ids, mask = self.tokenizer.encode_with_mask(_text_list(texts))
+        ids, mask = self.tokenizer.encode_with_mask(text_list(texts))
         with self._lock, self.autocast():
             out = self.model.encode_text(
                 ids.to(self.device), normalize=False, attention_mask=mask.to(self.device)
