@@ -206,7 +206,6 @@ def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
 
 def run_view(settle: float, store_root: str) -> list:
     """``napari-conch view`` (demo model, held-out sample): from the window until the map."""
-    import argparse
 
     from qtpy.QtWidgets import QApplication
 
@@ -215,9 +214,9 @@ def run_view(settle: float, store_root: str) -> list:
     from napari_conch.demo import DEMO_VIEW_PROMPTS
 
     os.environ["NAPARI_CONCH_CACHE"] = store_root  # the demo view's stores go there
-    args = argparse.Namespace(
-        slide=None, model=None, config=None, tokenizer=None, device="cpu", prompt=None
-    )
+    from napari_conch.cli import build_parser
+
+    args = build_parser().parse_args(["view", "--device", "cpu"])  # as the command makes them
     viewer, dock = open_view(args)
     window = viewer.window._qt_window
     window.move(0, 0)

@@ -55,11 +55,9 @@ def prompts_flow(sequence: list[str]) -> str:
     from qtpy.QtWidgets import QApplication
 
     from napari_conch._napari.layers import map_layers
-    from napari_conch.cli import view
+    from napari_conch.cli import build_parser, view
 
-    args = argparse.Namespace(
-        slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
-    )
+    args = build_parser().parse_args(["view"])  # napari-conch view, as typed
     viewer, dock = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()
@@ -105,11 +103,9 @@ def docks_flow() -> str:
     from qtpy.QtWidgets import QApplication
 
     from napari_conch._napari.layers import map_layers
-    from napari_conch.cli import view
+    from napari_conch.cli import build_parser, view
 
-    args = argparse.Namespace(
-        slide=None, model=None, config=None, tokenizer=None, device=None, prompt=None
-    )
+    args = build_parser().parse_args(["view"])  # napari-conch view, as typed
     viewer, prompts = view.open_view(args, tune=True)  # as the command does
     viewer.window._qt_window.resize(1366, 768)
     app = QApplication.instance()

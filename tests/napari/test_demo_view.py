@@ -27,9 +27,14 @@ WAIT_MS = 60_000
 
 
 def _view_args(**changes) -> argparse.Namespace:
-    args = dict(slide=None, model=None, config=None, tokenizer=None, device="cpu", prompt=None)
-    args.update(changes)
-    return argparse.Namespace(**args)
+    """The arguments of ``napari-conch view --device cpu``, as the command's parser makes them."""
+    from napari_conch.cli import build_parser
+
+    args = build_parser().parse_args(["view", "--device", "cpu"])
+    for name, value in changes.items():
+        assert hasattr(args, name), name  # only arguments the command has
+        setattr(args, name, value)
+    return args
 
 
 def _run_view(make_napari_viewer, monkeypatch, args):
