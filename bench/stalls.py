@@ -145,9 +145,9 @@ def run_flow(slide: Path, settle: float, store_root: str) -> list[tuple[str, flo
 
     step("arm a click", caption.arm_click_region, lambda: caption.click_armed)
     step("caption", click, lambda: caption.caption_text is not None and not caption.busy())
+    first_store = session.store.path  # before the new grid closes it
     dock.slide_panel.tile_size.value = 128  # 714 overlapping tiles: a longer run
     dock.slide_panel.stride.value = 64
-    first_store = session.store.path
 
     def live_done():
         store = session.store

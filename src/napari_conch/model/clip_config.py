@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from napari_conch.errors import ConfigError
-from napari_conch.model.config import config_errors
-from napari_conch.model.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from napari_conch.model.config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, config_errors
 
 #: The two layouts a CLIP checkpoint can come in.
 OPEN_CLIP, TRANSFORMERS = "open_clip", "transformers"

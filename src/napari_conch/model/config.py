@@ -37,6 +37,11 @@ TIMM_VIT_TRUNKS: dict[str, dict[str, int]] = {
     "vit_large_patch16_224": {"patch_size": 16, "width": 1024, "layers": 24, "num_heads": 16},
 }
 
+#: OpenAI CLIP's normalisation (CONCH, QuiltNet, PLIP use it), torch-free so that the CLIP
+#: configs and the Model panel's known-model list read without importing torch.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
 
 @dataclass(frozen=True)
 class VisionConfig:

@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_conch.errors import InputError
-
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from napari_conch.model.config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 
 @dataclass(frozen=True)

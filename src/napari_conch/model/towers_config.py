@@ -34,7 +34,7 @@ from typing import Any
 from napari_conch.errors import ConfigError
 from napari_conch.model.bert import BertConfig
 from napari_conch.model.clip_config import _triple
-from napari_conch.model.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+from napari_conch.model.config import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from napari_conch.model.vit_timm import TIMM_VITS, TimmVitConfig
 
 KEEP, BIOMEDCLIP = "keep", "biomedclip"
