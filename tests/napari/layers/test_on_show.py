@@ -71,10 +71,9 @@ def test_a_range_map_on_show_has_a_colour_bar_on_the_canvas(maps, qtbot):
     assert len(inferno) == on_show.COLORBAR_ROWS >= 3
     top, bottom = inferno[0], inferno[-1]
     assert top[0] > 200 and top[1] > 200 and max(bottom) < 40  # yellow on top, black under
-    qtbot.waitUntil(
-        lambda: viewer.canvas.overlays[on_show.COLORBAR_KEY.format(4)].box, timeout=WAIT_MS
-    )
-    framed = viewer.canvas.overlays[on_show.COLORBAR_KEY.format(4)]  # the black end, framed
+    last = on_show.COLORBAR_KEY.format(on_show.COLORBAR_ROWS - 1)
+    qtbot.waitUntil(lambda: viewer.canvas.overlays[last].box, timeout=WAIT_MS)
+    framed = viewer.canvas.overlays[last]  # the black end, framed
     assert np.allclose(framed.box_color, on_show.COLORBAR_FRAME)
     keys = list(viewer.canvas.overlays)
     # napari stacks the overlays of a corner in this order: the bar under the caption

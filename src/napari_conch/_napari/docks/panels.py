@@ -45,7 +45,7 @@ TIFF_RENDERS = {"values": "float", "colours": "rgb"}
 #: CONCH on the Hugging Face Hub (gated).
 CONCH_HUB = "hf_hub:MahmoodLab/conch"
 #: The known-model list's first entry, which names none.
-CHOOSE_MODEL = "choose a known model ..."
+CHOOSE_MODEL = "choose one"
 #: The run options the Slide panel shows, in its order.
 SLIDE_OPTIONS = (
     "level", "mpp", "slide_mpp", "tile_size", "stride", "min_tissue", "batch_size", "store_root",

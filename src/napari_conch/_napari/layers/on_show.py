@@ -45,7 +45,9 @@ CAPTION_KEY = "napari_conch_map_caption"
 COLORBAR_KEY = "napari_conch_colorbar_{}"
 #: Rows of the canvas colour bar: each is one text overlay (a new one's first drawing builds
 #: its shaders, one row per event-loop turn; each shown one adds 2-3 ms to a canvas redraw).
-COLORBAR_ROWS = 5
+#: Three, not five: with five, the merged round's first-maps and labels steps paused napari
+#: 109-125 ms (bench/stalls.py, idle 2-core machine), with three 74-90 ms.
+COLORBAR_ROWS = 3
 #: The text of a colour bar row (full blocks; the row's colour is the text's colour).
 COLORBAR_TEXT = "\u2588" * 8
 #: The colour of the box around each colour bar row (mid grey: black and white ends show).
