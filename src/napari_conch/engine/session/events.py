@@ -2,6 +2,12 @@
 
 Docks subscribe to them (``session.events.<name>.connect(slot)``); each carries the new value
 and is emitted on the session's thread (napari's GUI thread).
+
+A psygnal ``SignalGroup`` rather than an ``@evented`` dataclass: the session's state changes
+through actions that check and cascade (a new model or grid closes the store, options are
+validated, a run fixes model, slide and options until it ends), and several signals announce
+what no single field holds (``progress``, ``tiles_added``, ``run_finished``); an evented
+dataclass would emit on every raw field assignment, before the cascade is done.
 """
 
 from __future__ import annotations
