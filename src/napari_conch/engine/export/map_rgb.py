@@ -35,7 +35,8 @@ from napari_conch.engine.export.map_tiff import (
     level_shapes,
     map_pixel_size,
     paint,
-    parse_map_scale,
+    placement,
+    resolution_tags,
 )
 from napari_conch.errors import InputError
 
@@ -114,25 +115,17 @@ def write_rgb_map_tiff(
     size = map_pixel_size(scale, frame)
     cells = cell_colours(result)
     shapes = level_shapes(frame, size)
-    description = dict(description or {})
-    description["map"] = {
-        "scale": parse_map_scale(scale),
-        "render": "rgb",
-        "pixel_size_level0": size,
-        "origin_level0_yx": [0.0, 0.0],
-        "shape": list(shapes[0]),
-        "slide_shape_level0": list(frame.shape),
-        "levels": len(shapes),
+    place = placement(scale, size, shapes, frame)
+    description = {
+        **(description or {}),
+        "map": {"scale": place.pop("scale"), "render": "rgb", **place},
     }
     text = DESCRIPTION_PREFIX + json.dumps(description)
     big = sum(h * w for h, w in shapes) * 4 > 2**32 - 2**25
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=big) as tif:
         for level, shape in enumerate(shapes):
             level_size = size * 2**level
-            if frame.mpp is not None:
-                per_cm, unit = 1e4 / (float(frame.mpp) * level_size), "CENTIMETER"
-            else:
-                per_cm, unit = 1.0 / level_size, "NONE"
+            per_cm, unit = resolution_tags(frame, level_size)
             tif.write(
                 _tiles(cells, result.geometry, shape, level_size),
                 shape=(*shape, 4),

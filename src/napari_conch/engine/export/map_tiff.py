@@ -178,6 +178,26 @@ def ome_metadata(
     return meta
 
 
+def placement(scale: Any, size: float, shapes: list, frame: SlideFrame) -> dict[str, Any]:
+    """The ``"map"`` entry of a map file's description: where its pixels lie on the slide."""
+    return {
+        "scale": parse_map_scale(scale),
+        "pixel_size_level0": size,
+        "origin_level0_yx": [0.0, 0.0],
+        "shape": list(shapes[0]),
+        "slide_shape_level0": list(frame.shape),
+        "levels": len(shapes),
+    }
+
+
+def resolution_tags(frame: SlideFrame, level_size: float) -> tuple[float, str]:
+    """TIFF resolution of a map level whose pixel is ``level_size`` level-0 pixels: pixels per
+    centimetre when the slide's MPP is known, else per level-0 pixel (unit NONE)."""
+    if frame.mpp is not None:
+        return 1e4 / (float(frame.mpp) * level_size), "CENTIMETER"
+    return 1.0 / level_size, "NONE"
+
+
 def write_map_tiff(
     path: str | os.PathLike,
     result: Any,
@@ -210,15 +230,7 @@ def write_map_tiff(
     data, channels = result.cell_map()
     cells = np.asarray(data, np.float32).reshape(-1, *data.shape[-2:])
     shapes = level_shapes(frame, size)
-    description = dict(description or {})
-    description["map"] = {
-        "scale": parse_map_scale(scale),
-        "pixel_size_level0": size,
-        "origin_level0_yx": [0.0, 0.0],
-        "shape": list(shapes[0]),
-        "slide_shape_level0": list(frame.shape),
-        "levels": len(shapes),
-    }
+    description = {**(description or {}), "map": placement(scale, size, shapes, frame)}
     meta = ome_metadata(description, channels, size, frame.mpp, _stem(path))
     n = cells.shape[0]
     with (
@@ -227,10 +239,7 @@ def write_map_tiff(
     ):
         for level, shape in enumerate(shapes):
             level_size = size * 2**level
-            if frame.mpp is not None:
-                per_cm, unit = 1e4 / (float(frame.mpp) * level_size), "CENTIMETER"
-            else:
-                per_cm, unit = 1.0 / level_size, "NONE"
+            per_cm, unit = resolution_tags(frame, level_size)
             options = {"metadata": meta, "subifds": len(shapes) - 1} if level == 0 else {
                 "subfiletype": 1, "metadata": None
             }  # fmt: skip
