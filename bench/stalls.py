@@ -266,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     global STEP_TIMEOUT_S
     STEP_TIMEOUT_S = args.step_timeout
     from napari_conch._napari import fastpaths
-    from napari_conch._napari.fastpaths.process import tune_process
     from napari_conch._napari.sample_data import CMU_SMALL_REGION
+    from napari_conch.cli.view import tune_view_process
 
-    tune_process()  # as napari-conch view does (nothing with NAPARI_CONCH_FAST_PATHS=0)
+    tune_view_process()  # as napari-conch view does (napari's: none with the fast paths off)
     slide = args.slide or CMU_SMALL_REGION
     name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
     name = "napari-conch view" if args.view else name

@@ -1,4 +1,4 @@
-"""``napari-conch embed`` asks OpenMP for passive waits before torch is imported."""
+"""``napari-conch embed`` and ``view`` ask OpenMP for passive waits before torch is imported."""
 
 from __future__ import annotations
 
@@ -41,3 +41,22 @@ def test_the_embed_command_sets_it_in_a_fresh_process(tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert out.stdout.strip().splitlines()[-1] == PASSIVE
+
+
+def test_the_view_command_sets_it_before_torch_is_imported(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from napari_conch.cli.view import tune_view_process\n"
+        "tune_view_process()\n"
+        "import torch\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != WAIT_POLICY}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == PASSIVE, out.stderr

@@ -8,8 +8,12 @@ core that the thread it waits for needs. Measured on a shared 2-core machine (lo
 spinning and 1.8 ms with passive waits (1.6 ms with 1 thread).
 
 :func:`passive_thread_waits` asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``). OpenMP
-reads it once, when torch is first imported, so it is called by ``napari-conch embed`` before
-anything imports torch; a value the user set is kept, and nothing changes once torch is loaded.
+reads it once, when torch is first imported, so it is called by ``napari-conch embed`` and
+``napari-conch view`` before anything imports torch; a value the user set is kept, and nothing
+changes once torch is loaded. In ``view`` the spinning threads also took the core napari's event
+loop needed: the longest pause from the window to the demo's map was 66-107 ms with spinning
+waits, 62-70 ms with passive ones (``bench/stalls.py --view``). A napari started by the user
+(the plugin in napari's process) is left as it is: its settings are not ours to change.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from functools import partial
 from pathlib import Path
 
 from napari_conch.cli.option_arguments import add_options
@@ -21,6 +22,8 @@ from napari_conch.demo import DEMO_CONCEPTS, DEMO_VIEW_PROMPTS
 from napari_conch.engine.options import RunOptions
 from napari_conch.errors import InputError, NapariConchError, SlideError
 
+#: Longest wait (ms) for the window's first drawing before the demo starts anyway.
+FIRST_DRAWING_WAIT_MS = 2000
 #: The widget's display name in ``napari.yaml``.
 WIDGET = "Prompt highlighter"
 #: What the first view says about itself (the demo model on its held-out sample).
@@ -120,10 +123,8 @@ def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
 
     with open_slide(path):  # a file we cannot read is said in one line, before any window
         pass
-    if tune:  # our own process: its settings are ours to make (fastpaths/process.py)
-        from napari_conch._napari.fastpaths.process import tune_process
-
-        tune_process()
+    if tune:  # our own process: its settings are ours to make
+        tune_view_process()
     import napari
 
     from napari_conch._napari.warmup import warm_up_imports
@@ -151,7 +152,7 @@ def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
         prompts = list(args.prompt or DEMO_VIEW_PROMPTS)
         render_glyphs(viewer, "\u25a0 " + "".join(prompts))  # the legend, before the window
         start_demo_view(
-            widget, prompts, sample=args.slide is None, device=args.device,
+            viewer, widget, prompts, sample=args.slide is None, device=args.device,
             precision=args.precision,
         )  # fmt: skip
         return viewer, widget
@@ -163,7 +164,46 @@ def open_view(args: argparse.Namespace, *, tune: bool = False) -> tuple:
     return viewer, widget
 
 
+def tune_view_process() -> None:
+    """The process-wide settings of ``napari-conch view``, a process of its own.
+
+    OpenMP's passive waits for torch's threads (:mod:`napari_conch.cli.compute_threads`; before
+    torch is imported) and napari's process settings
+    (:func:`~napari_conch._napari.fastpaths.process.tune_process`).
+    """
+    from napari_conch._napari.fastpaths.process import tune_process
+    from napari_conch.cli.compute_threads import passive_thread_waits
+
+    passive_thread_waits()
+    tune_process()
+
+
+def after_first_drawing(viewer, widget, then) -> None:
+    """Call ``then`` once the window has drawn its canvas the first time (at most after 2 s).
+
+    Not when the dock ``widget`` is gone meanwhile (its window closed and deleted).
+
+    The demo's model loading and embedding run in background threads; started with the window,
+    they took the interpreter in turns with the window's first drawing (40-60 ms of GUI-thread
+    work) and made of it the longest pause of the view, 135-176 ms here; started after it, the
+    longest pause was 63-79 ms, and the map came as soon.
+    """
+    from qtpy.QtCore import QTimer
+
+    from napari_conch._napari.fastpaths.canvas import after_canvas_drawn
+
+    def start() -> None:
+        try:
+            widget.native.objectName()
+        except RuntimeError:  # its C++ widget is gone with the window
+            return
+        then()
+
+    after_canvas_drawn(viewer, lambda: QTimer.singleShot(0, start), wait_ms=FIRST_DRAWING_WAIT_MS)
+
+
 def start_demo_view(
+    viewer,
     widget,
     prompts: list[str] | None,
     *,
@@ -171,14 +211,16 @@ def start_demo_view(
     device: str | None = None,
     precision: str | None = None,
 ) -> None:
-    """Start the demo model with ``prompts`` (default: the H&E concepts it knows) and say so."""
+    """Say what the demo model is, and start it with ``prompts`` (default: the H&E concepts it
+    knows) once the window has drawn (:func:`after_first_drawing`)."""
     from napari.utils.notifications import show_info
 
     from napari_conch._napari.demo import start_demo
     from napari_conch._napari.docks.notices import toast_text
 
     prompts = list(prompts or DEMO_VIEW_PROMPTS)
-    start_demo(widget, prompts, device=device, precision=precision)
+    start = partial(start_demo, widget, prompts, device=device, precision=precision)
+    after_first_drawing(viewer, widget, start)
     if sample:
         note = DEMO_SAMPLE_NOTE.format(prompts=", ".join(prompts), known=", ".join(DEMO_CONCEPTS))
         show_info(toast_text(note))

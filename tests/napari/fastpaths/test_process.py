@@ -25,7 +25,7 @@ def state():
     import warnings
     ours = any(f[1] is not None and "CIE-LAB" in f[1].pattern for f in warnings.filters)
     print(gc.get_freeze_count(), sys.getswitchinterval(), program.re is re, nice, ours,
-          flush=True)
+          os.environ.get("OMP_WAIT_POLICY", "unset"), flush=True)
 """
 
 
@@ -53,7 +53,8 @@ assert layers
 state()
 """
     before, after = _child(body)
-    assert before == after  # gc freeze count, switch interval, vispy's re, priority, warnings
+    assert before == after  # gc freeze count, switch interval, vispy's re, priority, warnings,
+    # OpenMP's wait policy
 
 
 TUNE = """

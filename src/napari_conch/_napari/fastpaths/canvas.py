@@ -86,8 +86,8 @@ def release_redraws(native: Any, requested: list[tuple]) -> None:
         pass
 
 
-def after_canvas_drawn(viewer: napari.Viewer, then: Any) -> None:
-    """Call ``then`` when the canvas next draws (or after :data:`CANVAS_WAIT_MS` if it does not).
+def after_canvas_drawn(viewer: napari.Viewer, then: Any, wait_ms: int = CANVAS_WAIT_MS) -> None:
+    """Call ``then`` when the canvas next draws (or after ``wait_ms`` if it does not).
 
     A step's gap counted from the step's end could end while the canvas was still redrawing
     what the step changed (a layer's removal: 95 ms of software OpenGL here); the next step
@@ -109,4 +109,4 @@ def after_canvas_drawn(viewer: napari.Viewer, then: Any) -> None:
         then()
 
     draw.connect(once)
-    QTimer.singleShot(CANVAS_WAIT_MS, once)
+    QTimer.singleShot(wait_ms, once)
