@@ -4,9 +4,11 @@ Three parts are measured in interleaved rounds (the machine may be shared: each 
 three, so a change of load touches them alike):
 
 - **model**: the model alone on random uint8 batches (``LoadedModel.embed_images``), tiles/s and
-  CPU ms per tile (the process's CPU time: all of torch's threads), in two child processes:
-  OpenMP's default spinning waits and passive waits (``OMP_WAIT_POLICY``, which
-  ``napari-conch embed`` sets); the limit takes the one with less CPU per tile;
+  CPU ms per tile (the process's CPU time: all of torch's threads), in three child processes:
+  one batch at a time on torch's threads with OpenMP's default spinning waits and with passive
+  waits (``OMP_WAIT_POLICY``, which ``napari-conch embed`` sets), and as many batches at once as
+  torch has threads, one thread each (as ``embed`` runs it on the CPU,
+  ``engine/model_workers.py``); the limit takes the one with the least CPU per tile;
 - **decode**: tile reading and JPEG decoding alone, through the project's slide reader
   (``TileGrid.read_tile`` on a freshly opened slide: tifffile's chunks, the chunk cache), the
   slide's tissue tiles in embedding order split between ``--num-readers`` threads;
@@ -156,29 +158,36 @@ def tissue_tiles(slide_path: Path, tile_size: int):
     return tile_order(mask, grid), grid.shape
 
 
-def time_model_child(policy: str, args: argparse.Namespace) -> dict:
+def time_model_child(policy: str, args: argparse.Namespace, workers: bool = False) -> dict:
     """:func:`time_model` in a child process whose OpenMP threads wait as ``policy`` says
-    (``ACTIVE``: OpenMP's default spinning; ``PASSIVE``: as ``napari-conch embed`` sets it)."""
+    (``ACTIVE``: OpenMP's default spinning; ``PASSIVE``: as ``napari-conch embed`` sets it);
+    ``workers``: as many batches at once as torch has threads, one thread each."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(REPO)]),
            "OMP_WAIT_POLICY": policy}  # fmt: skip
     cmd = [sys.executable, __file__, "--model-child", "--model", args.model,
            "--model-tiles", str(args.model_tiles), "--batch-size", str(args.batch_size),
-           "--tile-size", str(args.tile_size)]  # fmt: skip
+           "--tile-size", str(args.tile_size)] + (["--workers"] if workers else [])  # fmt: skip
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def time_model(model, tiles: int, batch_size: int, tile_size: int) -> dict:
-    """The model alone on random uint8 batches: tiles/s and CPU ms per tile."""
+def time_model(model, tiles: int, batch_size: int, tile_size: int, workers: int = 1) -> dict:
+    """The model alone on random uint8 batches: tiles/s and CPU ms per tile.
+
+    ``workers`` > 1: that many batches at once, one torch thread each, as ``embed`` runs the
+    model on the CPU (``engine/model_workers.py``).
+    """
     import numpy as np
+
+    from napari_conch.engine.model_workers import in_workers
 
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (batch_size, tile_size, tile_size, 3), dtype=np.uint8)
-    model.embed_images(batch)  # warm-up
     n = max(1, tiles // batch_size)
+    list(in_workers(model.embed_images, [batch] * workers, workers))  # warm-up, every thread
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        model.embed_images(batch)
+    for _ in in_workers(model.embed_images, (batch for _ in range(n)), workers):
+        pass
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return _rates(n * batch_size, wall, cpu)
 
@@ -342,12 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write every round's figures here")
     p.add_argument("--embed-child", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--model-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--workers", action="store_true", help=argparse.SUPPRESS)
     args, rest = p.parse_known_args(argv)
     if args.embed_child:
         return embed_child(args.embed_child, [a for a in rest if a != "--"])
     if args.model_child:
-        result = time_model(load(args.model), args.model_tiles, args.batch_size, args.tile_size)
-        print(json.dumps({**result, "wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+        from napari_conch.engine.model_workers import compute_workers
+
+        model = load(args.model)
+        workers = compute_workers(model) if args.workers else 1
+        result = time_model(model, args.model_tiles, args.batch_size, args.tile_size, workers)
+        print(json.dumps({**result, "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                          "workers": workers}))  # fmt: skip
         return 0
     sys.path[:0] = [str(SRC), str(REPO)]
     cores = len(os.sched_getaffinity(0))
@@ -364,12 +379,14 @@ def main(argv: list[str] | None = None) -> int:
         result = {"round": i + 1, "load_before": load_before}
         order = parts[i % len(parts) :] + parts[: i % len(parts)]  # rotate: no part always first
         for part in order:
-            if part == "model":  # OpenMP's default spinning waits, then passive ones
+            if part == "model":  # one batch: spinning waits, passive ones; batches at once
                 spin = time_model_child("ACTIVE", args)
                 passive = time_model_child("PASSIVE", args)
+                workers = time_model_child("PASSIVE", args, workers=True)
                 result["model_spin"], result["model_passive"] = spin, passive
+                result["model_workers"] = workers
                 # the limit takes the model at its best (the lower CPU time per tile)
-                result["model"] = min(spin, passive, key=lambda r: r["cpu_ms_per_tile"])
+                result["model"] = min(spin, passive, workers, key=lambda r: r["cpu_ms_per_tile"])
             elif part == "decode":
                 result["decode"] = time_decode(slide_path, rows, cols, args.tile_size,
                                                args.num_readers)  # fmt: skip
@@ -417,7 +434,12 @@ def _summary(rounds: list[dict], cores: int) -> None:
             "model_passive.tiles_per_s",
             "model_passive.cpu_ms_per_tile",
         ),
-        ("model alone (the better)", "model.tiles_per_s", "model.cpu_ms_per_tile"),
+        (
+            "model alone, batches at once",
+            "model_workers.tiles_per_s",
+            "model_workers.cpu_ms_per_tile",
+        ),
+        ("model alone (the best)", "model.tiles_per_s", "model.cpu_ms_per_tile"),
         ("decode alone", "decode.tiles_per_s", "decode.cpu_ms_per_tile"),
         ("shared-core limit (CPU)", "limit_cpu", None),
         ("shared-core limit (wall)", "limit_wall", None),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from napari_conch.engine.embed import WRITE_EVERY_S, embed_slide, embed_slide_iter, open_store
+from napari_conch.engine.model_workers import compute_workers
 from napari_conch.engine.progress import EMBED
 from napari_conch.engine.store.embedding_store import TileStatus
 from napari_conch.errors import StoreError
@@ -87,7 +88,10 @@ def test_a_cancelled_grouped_run_keeps_what_it_computed(tmp_path, slide, grid, t
         slide, counting, grid, store, batch_size=4, cancel=stop, on_progress=on_progress,
         write_every_s=NEVER,
     )  # fmt: skip
-    assert summary.cancelled and summary.computed == summary.done == 8 and counting.calls == 2
+    assert summary.cancelled and summary.computed == summary.done == 8
+    # a fast model's batches go several at once after the first: those under way at the cancel
+    # were computed, not kept (compute_workers of them at most)
+    assert 2 <= counting.calls <= 2 + compute_workers(tiny_model)
     assert (store.status() == TileStatus.DONE).sum() == 8
     assert store.attrs["last_run"]["computed"] == 8
     rest = embed_slide(slide, counting, grid, store, batch_size=16)

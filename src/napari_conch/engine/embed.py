@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_conch.engine.model_workers import compute_workers, embedded_in_order
 from napari_conch.engine.options import DEFAULTS, RunOptions
 from napari_conch.engine.progress import EmbedProgress, EmbedSummary, RateMeter, tissue_event
 from napari_conch.engine.store.embedding_store import (
@@ -39,7 +40,7 @@ from napari_conch.engine.store.embedding_store import (
     make_signature,
     store_path_for,
 )
-from napari_conch.engine.tiles import Box, TileReader, tile_order
+from napari_conch.engine.tiles import Box, TileBatch, TileReader, tile_order
 from napari_conch.errors import (
     InputError,
     NapariConchError,
@@ -246,15 +247,24 @@ def model_batches(
     batch_size: int,
     num_readers: int,
 ) -> Iterator[BatchResult]:
-    """Read tiles in threads and embed them batch by batch with ``model.embed_images``."""
-    with TileReader(slide, grid, num_readers=num_readers, prefetch=2 * batch_size) as reader:
-        for batch in reader.batches(rows, cols, batch_size):
-            if len(batch.rows):
-                out = model.embed_images(batch.tiles)
-                emb = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out)
-            else:
-                emb = np.zeros((0, int(model.embed_dim)), dtype=np.float32)
-            yield BatchResult(batch.rows, batch.cols, emb, batch.failed)
+    """Read tiles in threads and embed them with ``model.embed_images``, batches in order.
+
+    On the CPU a fast model embeds several batches at once, each on one thread
+    (:mod:`~napari_conch.engine.model_workers`).
+    """
+
+    def embedded(batch: TileBatch) -> BatchResult:
+        if len(batch.rows):
+            out = model.embed_images(batch.tiles)
+            emb = np.asarray(out.detach().cpu().numpy() if hasattr(out, "detach") else out)
+        else:
+            emb = np.zeros((0, int(model.embed_dim)), dtype=np.float32)
+        return BatchResult(batch.rows, batch.cols, emb, batch.failed)
+
+    workers = compute_workers(model)
+    prefetch = (workers + 1) * batch_size
+    with TileReader(slide, grid, num_readers=num_readers, prefetch=prefetch) as reader:
+        yield from embedded_in_order(embedded, reader.batches(rows, cols, batch_size), workers)
 
 
 def split_finite(result: BatchResult) -> BatchResult:

@@ -73,18 +73,29 @@ class EncoderUse:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def normalised(self, encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
-        """``encode(x)`` under the model's lock and autocast, L2-normalised, as float32 on CPU."""
-        with self._lock, self.autocast():
+    def normalised(
+        self, encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, locked=True
+    ):
+        """``encode(x)`` under autocast, L2-normalised, as float32 on CPU.
+
+        ``locked``: under the model's lock, one call at a time (on a GPU, so that two threads'
+        batches never hold its memory at once).
+        """
+        with self._lock if locked else contextlib.nullcontext(), self.autocast():
             out = encode(x)
         return F.normalize(out.float(), dim=-1).cpu()
 
     def image_embeddings(self, encode: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
         """The image tower's embeddings of the model input ``x``: through the int8 engine when
-        the model runs in int8 (ONNX Runtime), else ``encode(x)`` as :meth:`normalised` does."""
+        the model runs in int8 (ONNX Runtime), else ``encode(x)`` as :meth:`normalised` does.
+
+        On the CPU without the lock: the embedding runs several batches at once there, one per
+        thread (:mod:`napari_conch.engine.model_workers`); a forward pass in inference mode
+        changes nothing in the model, and autocast's state is each thread's own.
+        """
         engine = getattr(self, "image_engine", None)
         if engine is None:
-            return self.normalised(encode, x)
+            return self.normalised(encode, x, locked=self.device.type != "cpu")
         return F.normalize(engine(x).float(), dim=-1).cpu()
 
     @torch.inference_mode()
