@@ -38,6 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 
 
+#: The model's timer: its calls run in the main thread or, a fast model's batches several at
+#: once, in worker threads (``engine/model_workers.py``), so its wall time is summed over them.
+MODEL = "model: embed_images (in the threads running batches; wall summed over them)"
+
+
 class Timers:
     """Wall and thread-CPU seconds accumulated per name (thread-safe)."""
 
@@ -134,7 +139,7 @@ def stages(slide_path: Path, args: argparse.Namespace) -> dict:
         timers.add("start: model, slide, grid, store", time.perf_counter() - w,
                    time.process_time() - c)  # fmt: skip
         model = job.model
-        model.embed_images = timers.wrap("main: model", model.embed_images)
+        model.embed_images = timers.wrap(MODEL, model.embed_images)
         w, c = time.perf_counter(), time.process_time()
         grouped = (
             {"write_every_s": engine.WRITE_EVERY_S} if hasattr(engine, "WRITE_EVERY_S") else {}
@@ -152,11 +157,12 @@ def stages(slide_path: Path, args: argparse.Namespace) -> dict:
     plan = "main: tissue scan (plan)"
     rows = {k: (timers.wall[k], timers.cpu[k], timers.calls[k]) for k in timers.wall}
     # status writes happen inside write_embeddings too: shown, not added twice
-    rows["main: rest (events, checks, hand-offs)"] = (run_wall - main_wall, None, 0)
+    rows["main: rest (waiting for the model's batches, events, checks)"] = (
+        run_wall - main_wall, None, 0)  # fmt: skip
     reader_cpu = timers.cpu["reader: read + decode a tile"]
     main_run_cpu = main_cpu  # thread CPU of the main thread's timed parts
-    rows["other threads (torch workers, zarr I/O, scan readers)"] = (
-        None, run_cpu - main_run_cpu - reader_cpu, 0)  # fmt: skip
+    rows["other threads (torch's own, zarr I/O, scan readers)"] = (
+        None, run_cpu - main_run_cpu - reader_cpu - timers.cpu[MODEL], 0)  # fmt: skip
     return {
         "tiles": summary.computed,
         "run_wall_s": run_wall,

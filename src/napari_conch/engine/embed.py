@@ -93,6 +93,14 @@ def _is_cancelled(cancel: Cancel) -> Callable[[], bool]:
 #: model takes tens of milliseconds, a chunk write a few), and a killed run loses at most this
 #: much work.
 WRITE_EVERY_S = 1.0
+#: The same for a run whose maps are shown as it goes (the dock's): the maps fill in this often.
+#: Written (and read back into the live index) batch by batch, the dock embedded the 20k x 20k
+#: benchmark slide at 483 tiles/s against the CLI's 1,328; in groups, 899 (``bench/dock_rate.py``).
+LIVE_WRITE_EVERY_S = 0.5
+#: Batches at once in such a run (see :mod:`~napari_conch.engine.model_workers`): one, so that
+#: napari's event loop keeps a core's share. With two the dock went to 1,222 tiles/s, but the
+#: live maps' longest pause from about 110 to 121-170 ms (``bench/stalls.py``).
+LIVE_WORKERS = 1
 
 #: Why a tile whose embedding has NaN or infinite values is FAILED instead of DONE.
 NON_FINITE = "non-finite embedding"
@@ -246,11 +254,13 @@ def model_batches(
     *,
     batch_size: int,
     num_readers: int,
+    workers: int | None = None,
 ) -> Iterator[BatchResult]:
     """Read tiles in threads and embed them with ``model.embed_images``, batches in order.
 
     On the CPU a fast model embeds several batches at once, each on one thread
-    (:mod:`~napari_conch.engine.model_workers`).
+    (:mod:`~napari_conch.engine.model_workers`): ``workers`` of them (``None``: as many as
+    torch has threads; 1: one batch at a time on all of them).
     """
 
     def embedded(batch: TileBatch) -> BatchResult:
@@ -261,7 +271,7 @@ def model_batches(
             emb = np.zeros((0, int(model.embed_dim)), dtype=np.float32)
         return BatchResult(batch.rows, batch.cols, emb, batch.failed)
 
-    workers = compute_workers(model)
+    workers = compute_workers(model) if workers is None else min(workers, compute_workers(model))
     prefetch = (workers + 1) * batch_size
     with TileReader(slide, grid, num_readers=num_readers, prefetch=prefetch) as reader:
         yield from embedded_in_order(embedded, reader.batches(rows, cols, batch_size), workers)
@@ -430,6 +440,7 @@ def embed_slide_iter(
     region: Box | None = None,
     cancel: Cancel = None,
     write_every_s: float = 0.0,
+    workers: int | None = None,
     **overrides: Any,
 ) -> Generator[EmbedProgress, None, EmbedSummary]:
     """Embed the tissue tiles of ``slide`` on ``grid`` into ``store``, yielding progress.
@@ -453,6 +464,9 @@ def embed_slide_iter(
         0: each batch is in the store before its event; above 0: batches are written together
         every that many seconds (see :func:`run_batches`; the CLI's runs, whose events nobody
         reads back from the store, use :data:`WRITE_EVERY_S`).
+    workers
+        Batches embedded at once on the CPU by a fast model (see :func:`model_batches`;
+        ``None``: as many as torch has threads).
     **overrides
         Single :class:`RunOptions` fields overriding ``options`` (e.g. ``batch_size=8``).
 
@@ -490,6 +504,7 @@ def embed_slide_iter(
         plan.cols,
         batch_size=opts.batch_size,
         num_readers=opts.num_readers,
+        workers=workers,
     )
     return (
         yield from run_batches(

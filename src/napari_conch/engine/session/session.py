@@ -387,11 +387,14 @@ class Session(SessionMaps, SessionExamples):
             naming it; ``float("inf")``: as long as it takes).
         live
             Keep the live index growing: the store is read into :attr:`index` before the run
-            and each batch's embeddings are read back (``vectors``). False for a run whose maps
-            nobody shows meanwhile (the CLI): no index is read (``vectors`` is None); one is
-            built from the store when asked for later (:meth:`open_store`), and the batches
-            are written to the store in groups (every
-            :data:`~napari_conch.engine.embed.WRITE_EVERY_S` seconds) rather than one by one.
+            and the embeddings written are read back (``vectors``), in groups every
+            :data:`~napari_conch.engine.embed.LIVE_WRITE_EVERY_S` seconds, one batch at a time
+            (:data:`~napari_conch.engine.embed.LIVE_WORKERS`: a core's share is left to the
+            viewer). False for a run whose maps nobody shows meanwhile (the CLI): no index is
+            read (``vectors`` is None); one is built from the store when asked for later
+            (:meth:`open_store`), the batches are written in groups every
+            :data:`~napari_conch.engine.embed.WRITE_EVERY_S` seconds, and a fast model runs
+            several at once (:mod:`~napari_conch.engine.model_workers`).
 
         Raises
         ------
@@ -401,7 +404,13 @@ class Session(SessionMaps, SessionExamples):
             When the store cannot be opened or made, or another process writes it (after
             ``wait``).
         """
-        from napari_conch.engine.embed import WRITE_EVERY_S, embed_slide_iter, open_store
+        from napari_conch.engine.embed import (
+            LIVE_WORKERS,
+            LIVE_WRITE_EVERY_S,
+            WRITE_EVERY_S,
+            embed_slide_iter,
+            open_store,
+        )
 
         self._check_idle("start another run")
         slide, model = self.require_slide(), self.require_model()
@@ -414,7 +423,8 @@ class Session(SessionMaps, SessionExamples):
         try:
             events = embed_slide_iter(
                 slide, model, grid, store, options, region=region, cancel=cancel,
-                write_every_s=0.0 if live else WRITE_EVERY_S,
+                write_every_s=LIVE_WRITE_EVERY_S if live else WRITE_EVERY_S,
+                workers=LIVE_WORKERS if live else None,
             )  # fmt: skip
             if live:  # same store: its index read again with what another writer wrote meanwhile
                 self._stores.swap_handle(store, reindex=wait is not None)
