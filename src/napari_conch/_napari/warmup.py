@@ -49,12 +49,16 @@ MODULES = (
     "vispy.scene.visuals",
 )
 
-#: The docks' modules (they only define classes: no Qt object is made on import).
+#: The docks' modules (they only define classes: no Qt object is made on import), and what the
+#: first dock imports as it is built (the known-model list's CLIP sources, magicgui's Qt
+#: backend): 10-15 ms of the first dock's opening pause otherwise.
 DOCK_MODULES = (
     "napari_conch._napari.docks.prompt_dock",
     "napari_conch._napari.docks.caption_dock",
     "napari_conch._napari.docks.annotate_dock",
     "napari_conch._napari.docks.cohort_dock",
+    "napari_conch.model.clip_sources",
+    "magicgui.backends._qtpy.widgets",
 )
 
 #: Milliseconds between a dock's opening and the warm-up's start: the import of torch holds the
