@@ -31,10 +31,9 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from napari_conch.engine.colors import label_color
 from napari_conch.engine.export.map_rgb import parse_map_render, write_rgb_map_tiff
@@ -48,6 +47,9 @@ from napari_conch.engine.export.map_tiff import (
 from napari_conch.engine.export.polygons import label_polygons
 from napari_conch.engine.query import QueryResult
 from napari_conch.errors import InputError, OutputError, describe_os_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: File extensions and the writer each one uses.
 FORMATS = {".csv": "csv", ".tif": "tiff", ".tiff": "tiff", ".geojson": "geojson", ".npy": "npy"}
@@ -153,6 +155,8 @@ def tile_table(result: QueryResult, grid: Any, header: list[str], what: str) -> 
     clashes = sorted({h for h in header if header.count(h) > 1})
     if clashes:
         raise InputError(f"{what} {clashes[0]!r} clashes with another CSV column name")
+    import pandas as pd  # here: importing the engine (every command, the docks) stays light
+
     rows, cols = np.nonzero(result.valid)
     boxes = np.asarray(grid.boxes(), dtype=np.float64)[rows, cols].reshape(-1, 4)
     table = pd.DataFrame({"row": rows, "col": cols})
@@ -189,6 +193,8 @@ def write_csv(path: str | os.PathLike, result: QueryResult, grid: Any) -> None:
         for name, values in zip(names, per_tile(result.probs, result), strict=True):
             columns[f"prob_{name}"] = values
         columns["label"] = result.labels[result.valid].astype(np.int64)
+    import pandas as pd
+
     table = pd.concat([table, pd.DataFrame(columns)], axis=1)
     write_table(path, table)
 
