@@ -55,6 +55,12 @@ def test_a_quick_first_batch_sends_the_rest_at_once():
     assert work.most_at_once == 2
 
 
+def test_no_items_no_work():
+    work = Recorder()
+    assert list(embedded_in_order(work, [], workers=2)) == []
+    assert work.threads == []
+
+
 def test_a_slow_first_batch_keeps_one_at_a_time():
     work = Recorder(seconds=0.02)
     out = list(embedded_in_order(work, range(5), workers=2, quick_s=0.001))

@@ -185,8 +185,9 @@ def after_first_drawing(viewer, widget, then) -> None:
 
     The demo's model loading and embedding run in background threads; started with the window,
     they took the interpreter in turns with the window's first drawing (40-60 ms of GUI-thread
-    work) and made of it the longest pause of the view, 135-176 ms here; started after it, the
-    longest pause was 63-79 ms, and the map came as soon.
+    work) and made of it the longest pause of the view (85-97 ms here, 135-176 through a timer
+    of 0 ms); started after it, and with OpenMP's passive waits (:func:`tune_view_process`),
+    59-87 ms, and the map came as soon (``docs/benchmarks.md``).
     """
     from qtpy.QtCore import QTimer
 

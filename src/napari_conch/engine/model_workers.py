@@ -6,9 +6,10 @@ OpenMP's passive waits (what ``napari-conch embed`` sets, so that its threads ne
 the tile readers need) the demo model alone gave 1,000-1,125 tiles/s on the idle 2-core test
 machine; with spinning waits 1,300-1,500, but on a shared machine spinning fell to 190-590
 (``docs/benchmarks.md``). Run as :func:`compute_workers` batches at once, each on one thread,
-the threads never wait for each other: 1,140-1,380 tiles/s idle and the least CPU per tile in
-every condition measured (1.06-1.31 ms against 1.31-1.61), and `embed`'s tile phase went from
-950-980 to 1,470-1,550 tiles/s.
+the threads never wait for each other: the model alone gave 1,610-1,780 tiles/s
+(``bench/throughput.py``) with the least CPU per tile in every condition measured (1.1-1.3 ms
+against 1.3-1.7 idle, 2.2-5.0 spinning on a loaded machine), and ``embed``'s tile phase went
+from 950-1,040 to 1,420-1,460 tiles/s.
 
 Only for a fast model: the first batch runs alone on all threads, and the others go several at
 once only when it took less than :data:`QUICK_BATCH_S` (:func:`embedded_in_order`). A slow
@@ -33,6 +34,7 @@ Out = TypeVar("Out")
 
 #: A first batch quicker than this (seconds, on all threads) makes the others go several at once.
 QUICK_BATCH_S = 1.0
+_NOTHING = object()
 
 
 def compute_workers(model: Any) -> int:
@@ -92,9 +94,11 @@ def embedded_in_order(
     """``work(item)`` for each item in order: the first alone, the rest ``workers`` at once if
     the first took less than ``quick_s`` seconds (see the module's text), else one by one."""
     items = iter(items)
-    for first in items:
-        started = time.perf_counter()
-        result = work(first)
-        quick = time.perf_counter() - started < quick_s
-        yield result
-        yield from in_workers(work, items, workers if quick else 1)
+    first = next(items, _NOTHING)
+    if first is _NOTHING:
+        return
+    started = time.perf_counter()
+    result = work(first)
+    quick = time.perf_counter() - started < quick_s
+    yield result
+    yield from in_workers(work, items, workers if quick else 1)
