@@ -12,18 +12,15 @@ import pytest
 import yaml
 
 import napari_conch
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, loaded_after
 
 
 def test_import_is_light():
-    code = (
-        "import sys, napari_conch, napari_conch.errors, napari_conch.cli\n"
-        "heavy = [m for m in ('torch', 'napari', 'PyQt6', 'PyQt5', 'qtpy', 'dask', 'zarr') "
-        "if m in sys.modules]\n"
-        "print(','.join(heavy))"
+    heavy = loaded_after(
+        "import napari_conch, napari_conch.errors, napari_conch.cli",
+        ("torch", "napari", "PyQt6", "PyQt5", "qtpy", "dask", "zarr"),
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"importing napari_conch imported {out.stdout.strip()}"
+    assert heavy == [], f"importing napari_conch imported {','.join(heavy)}"
 
 
 def test_manifest_is_the_repository_file_and_valid():
