@@ -20,7 +20,10 @@ def cell_means(image: np.ndarray, step: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize(("y0", "x0", "step"), [(0, 0, 1), (5, 3, 4), (7, 0, 7), (0, 2, 50)])
+@pytest.mark.parametrize(
+    ("y0", "x0", "step"),
+    [(0, 0, 1), (0, 0, 2), (1, 1, 2), (5, 3, 4), (7, 0, 7), (0, 2, 50), (0, 0, 23), (22, 30, 8)],
+)
 def test_bin_sums_at_any_offset(y0, x0, step):
     pixels = np.random.default_rng(0).integers(0, 256, (23, 31, 3), np.uint8)
     cy, cx, sums, counts = bin_sums(pixels, y0, x0, step)

@@ -8,7 +8,7 @@ import pytest
 
 from napari_conch.engine.options import DEFAULTS
 from napari_conch.slide import make_grid, open_slide, scan_tissue, tissue_mask
-from napari_conch.slide.tissue import otsu_threshold
+from napari_conch.slide.tissue import dilate_3x3, erode_3x3, otsu_threshold
 
 #: The tissue fraction a run keeps by default (``RunOptions.min_tissue``).
 MIN_TISSUE = DEFAULTS.min_tissue
@@ -197,11 +197,42 @@ def test_tile_larger_than_the_slide(svs):
     assert scan.mask.all() and 0.05 < scan.fraction[0, 0] < 0.39
 
 
-def test_skimage_otsu_and_scipy_morphology_keep_the_fixture_counts(svs):
-    """Before the switch (hand-written Otsu and morphology, trimmed cells) on this grid: 55
-    tissue tiles of 140; now 52 (the cells are exact: 14 px, not 14.06 px)."""
+def test_fixture_tissue_count_is_kept(svs):
+    """52 tissue tiles of 140 on this grid since the cells became exact (14 px, not 14.06 px;
+    55 before), with scikit-image's Otsu and scipy's morphology as with ours."""
     scan = scan_tissue(svs, make_grid(svs, tile_size=224), MIN_TISSUE)
-    assert 50 <= scan.mask.sum() <= 57
+    assert scan.mask.sum() == 52
+
+
+def test_otsu_equals_scikit_image():
+    """The same threshold as ``skimage.filters.threshold_otsu`` (installed with napari) on
+    skewed, two-mode, tied and NaN-holding values."""
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(7)
+    cases = [rng.random(int(rng.integers(2, 6000))).astype(np.float32) ** (3 * rng.random())
+             for _ in range(150)]  # fmt: skip
+    cases += [np.repeat([0.1, 0.5, 0.9], [10, 10, 10]), np.array([0.2, 0.7])]
+    for values in cases:
+        assert otsu_threshold(values) == pytest.approx(float(threshold_otsu(values, nbins=256)),
+                                                       abs=0)  # fmt: skip
+    with_nan = np.array([np.nan, 0.1, 0.12, 0.8, 0.82, np.nan], np.float32)
+    assert otsu_threshold(with_nan) == float(threshold_otsu(with_nan[1:-1], nbins=256))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (2, 3), (37, 29)])
+def test_square_morphology_equals_scipy(shape):
+    """3x3 dilation and erosion equal ``scipy.ndimage``'s with the borders the scan uses."""
+    from scipy import ndimage
+
+    square = np.ones((3, 3), bool)
+    rng = np.random.default_rng(sum(shape))
+    for density in (0.0, 0.1, 0.5, 0.9, 1.0):
+        mask = rng.random(shape) < density
+        expected = ndimage.binary_dilation(mask, square, border_value=0)
+        np.testing.assert_array_equal(dilate_3x3(mask), expected)
+        expected = ndimage.binary_erosion(mask, square, border_value=1)
+        np.testing.assert_array_equal(erode_3x3(mask), expected)
 
 
 # --------------------------------------------------------------------------- progress

@@ -6,13 +6,16 @@
    is that of the small image, and a chunk of the file that cannot be decoded is recorded as
    damaged instead of stopping the scan.
 2. HSV saturation ``(max - min) / max`` of the cells' mean colours, thresholded with Otsu's
-   method (``skimage.filters.threshold_otsu``), never below :data:`MIN_SATURATION` (so a slide of
-   clean glass stays empty). A *colourless* slide (greyscale, or RGB with no cell reaching
-   :data:`MIN_SATURATION`) has no saturation to threshold: darkness ``1 - mean / 255`` is used
-   instead, never below :data:`MIN_DARKNESS`, and the switch is logged.
-3. A 3x3 closing then opening (``scipy.ndimage``; fills gaps between nuclei, removes specks).
-   Outside the image counts as tissue for erosion and as glass for dilation, so tissue touching
-   the border is kept.
+   method (256 bins over the values' range; the same threshold as
+   ``skimage.filters.threshold_otsu``, without the 0.3 s of importing scikit-image), never below
+   :data:`MIN_SATURATION` (so a slide of clean glass stays empty). A *colourless* slide
+   (greyscale, or RGB with no cell reaching :data:`MIN_SATURATION`) has no saturation to
+   threshold: darkness ``1 - mean / 255`` is used instead, never below :data:`MIN_DARKNESS`,
+   and the switch is logged.
+3. A 3x3 closing then opening (fills gaps between nuclei, removes specks), each 3x3 pass as a
+   row pass and a column pass (what ``scipy.ndimage``'s binary morphology gives, five times
+   faster). Outside the image counts as tissue for erosion and as glass for dilation, so tissue
+   touching the border is kept.
 4. Each tile's tissue fraction: the share of its box covered by tissue cells. Parts of the box
    outside the image count as glass, as their pixels are padded white.
 5. Damaged tiles: those whose box touches a chunk that could not be read. When the level read
@@ -173,16 +176,29 @@ def darkness_of(rgb: np.ndarray) -> np.ndarray:
 
 
 def otsu_threshold(values: np.ndarray) -> float:
-    """Otsu's threshold of the finite values (``skimage.filters.threshold_otsu``, 256 bins)."""
-    from skimage.filters import threshold_otsu
+    """Otsu's threshold of the finite values: the centre of the 256-bin histogram's bin that
+    maximises the variance between the values up to it and those above.
 
+    The histogram spans the values' range; counts are float32 and the class means cumulative,
+    as in ``skimage.filters.threshold_otsu``, whose thresholds this one equals (a test compares).
+    """
     values = np.asarray(values)
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return float("inf")
-    if finite.min() == finite.max():
-        return float(finite.min())
-    return float(threshold_otsu(finite, nbins=256))
+    low, high = finite.min(), finite.max()
+    if low == high:
+        return float(low)
+    counts, edges = np.histogram(finite, bins=256, range=(low, high))
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    counts = counts.astype(np.float32)
+    below = np.cumsum(counts)
+    above = np.cumsum(counts[::-1])[::-1]
+    mass = counts * centres
+    mean_below = np.cumsum(mass) / below
+    mean_above = (np.cumsum(mass[::-1]) / above[::-1])[::-1]
+    between = below[:-1] * above[1:] * (mean_below[:-1] - mean_above[1:]) ** 2
+    return float(centres[np.argmax(between)])
 
 
 def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
@@ -190,17 +206,37 @@ def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
 
     NaN cells (nothing readable) are glass. Returns ``(mask, threshold)``.
     """
-    from scipy import ndimage
-
     threshold = max(otsu_threshold(values), floor)
     with np.errstate(invalid="ignore"):
         mask = np.nan_to_num(values, nan=-1.0) > threshold
-    square = np.ones((3, 3), bool)
-    mask = ndimage.binary_dilation(mask, square, border_value=0)
-    mask = ndimage.binary_erosion(mask, square, border_value=1)  # closing
-    mask = ndimage.binary_erosion(mask, square, border_value=1)
-    mask = ndimage.binary_dilation(mask, square, border_value=0)  # opening
+    mask = erode_3x3(dilate_3x3(mask))  # closing
+    mask = dilate_3x3(erode_3x3(mask))  # opening
     return mask, threshold
+
+
+def dilate_3x3(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by a 3x3 square; outside the image is False."""
+    return _square_pass(mask, outside=False, combine=np.logical_or)
+
+
+def erode_3x3(mask: np.ndarray) -> np.ndarray:
+    """Binary erosion by a 3x3 square; outside the image is True (the border is not eaten)."""
+    return _square_pass(mask, outside=True, combine=np.logical_and)
+
+
+def _square_pass(mask: np.ndarray, outside: bool, combine: np.ufunc) -> np.ndarray:
+    """Each cell combined with its 8 neighbours: with the two beside it on one axis, then the
+    same on the other axis."""
+    out = np.asarray(mask, bool)
+    for axis in (0, 1):
+        lines = np.moveaxis(out, axis, 0)
+        padded = np.empty((lines.shape[0] + 2, *lines.shape[1:]), bool)
+        padded[0] = padded[-1] = outside
+        padded[1:-1] = lines
+        merged = combine(padded[:-2], padded[1:-1])
+        combine(merged, padded[2:], out=merged)
+        out = np.moveaxis(merged, 0, axis)
+    return np.ascontiguousarray(out)
 
 
 def _read_least_damaged(
