@@ -268,6 +268,38 @@ def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
 
 
 @pytest.mark.slow
+def test_maps_of_a_closed_store_are_hidden_and_reused_by_the_next_run(viewer_widget, qtbot):
+    """New run options close the store under the same prompts: the maps are hidden (no stale
+    map, legend or key on show) and the next run's maps reuse the layers (a removal and a new
+    layer each pause napari 50-100 ms); cleared prompts then take them away."""
+    viewer, widget, _ = viewer_widget
+    _embed(widget, qtbot)
+    labels = _type(widget, qtbot, "tumor\nstroma", map_layers.LABELS)
+    kept = {name: viewer.layers[name] for name in map_layers.PROMPT_MAP_LAYERS}
+    before = labels.data.shape
+    s = widget.slide_panel
+    s.tile_size.value = s.stride.value = 256  # another grid: the store closes
+    qtbot.waitUntil(lambda: widget.result is None and not widget.drawing, timeout=WAIT_MS)
+    assert {name: viewer.layers[name] for name in map_layers.PROMPT_MAP_LAYERS} == kept
+    assert not any(layer.visible for layer in kept.values())
+    assert map_layers.legend_shown(viewer) == [] and widget.prompt_panel.legend.value == ""
+    _embed(widget, qtbot)
+    qtbot.waitUntil(lambda: widget.result is not None and not widget.drawing, timeout=WAIT_MS)
+    assert viewer.layers[map_layers.LABELS] == labels and labels.visible  # the same layer
+    assert labels.data.shape != before  # the new grid's map
+    assert not kept[map_layers.HEATMAP].visible and not kept[map_layers.PROBABILITY].visible
+    assert map_layers.legend_shown(viewer) == ["tumor", "stroma"]
+    s.tile_size.value = s.stride.value = 384  # no store at this grid: no map
+    qtbot.waitUntil(lambda: widget.result is None and not widget.drawing, timeout=WAIT_MS)
+    widget.prompt_panel.text.value = ""  # no map was made since: the kept maps go
+    qtbot.waitUntil(
+        lambda: not set(map_layers.PROMPT_MAP_LAYERS) & {layer.name for layer in viewer.layers},
+        timeout=WAIT_MS,
+    )
+    assert not widget.errors
+
+
+@pytest.mark.slow
 def test_cancel_keeps_store_consistent(viewer_widget, qtbot):
     _, widget, _ = viewer_widget
     s = widget.slide_panel

@@ -105,6 +105,7 @@ class PromptDock(DockBase):
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
+        self._maps_for: Any = None  # the session's slide the maps on the canvas were made for
         self._preparing_since = 0.0
         self._tissue_share: float | None = None  # of the tissue search, once it says it
         self._preparing_timer = QTimer(self.native)
@@ -377,6 +378,8 @@ class PromptDock(DockBase):
     def _on_prompts(self, request: PromptRequest | None) -> None:
         """The session's prompts changed: the fields show them, new ones are encoded."""
         self._show_prompts(request)
+        if request is None and any(map_layers.find_layer(self.viewer, n) for n in MAP_LAYERS):
+            self._remove_maps()  # maps kept hidden (no map since) go with their prompts
         self.refresh_maps()
 
     def _show_prompts(self, request: PromptRequest | None) -> None:
@@ -461,13 +464,43 @@ class PromptDock(DockBase):
         self.session.update_maps()
 
     def _on_result(self, result: Any) -> None:
-        if result is None:  # the maps go one layer per turn (each removal costs napari a pause)
-            viewer = self.viewer
+        if result is None:
             self.prompt_panel.legend.value = ""
-            gone = [lambda n=name: map_layers.remove_layer(viewer, n, self) for name in MAP_LAYERS]
-            self._show_in_turns([*gone, self._follow_screen])
+            if self._maps_kept():
+                self._show_in_turns([self._hide_maps, self._follow_screen])
+            else:
+                self._remove_maps()
             return
         self.display(result)
+
+    def _maps_kept(self) -> bool:
+        """Whether the maps of a store that closed stay, hidden, for the next map to reuse.
+
+        They do while the prompts and the slide stay (new run options, a new run, another
+        model: the next map is of the same prompts over the same slide). Removing a map layer
+        and making it again each pause napari for 50-100 ms (bench/stalls.py, "live maps");
+        giving a kept layer its new grid and data costs 15 ms. Without prompts, or for another
+        slide, the maps go.
+        """
+        session = self.session
+        return (
+            session.request is not None
+            and session.slide is not None
+            and session.slide is self._maps_for
+        )
+
+    def _hide_maps(self) -> None:
+        """Hide the maps on show (marked for :func:`~.layer_steps.show_again`)."""
+        for name in MAP_LAYERS:
+            layer = map_layers.find_layer(self.viewer, name)
+            if layer is not None:
+                layer_steps.hide_for_now(layer)
+
+    def _remove_maps(self) -> None:
+        """Remove the maps, one layer per turn (each removal costs napari a pause)."""
+        viewer = self.viewer
+        gone = [lambda n=name: map_layers.remove_layer(viewer, n, self) for name in MAP_LAYERS]
+        self._show_in_turns([*gone, self._follow_screen])
 
     def _redisplay(self, *_: Any) -> None:
         if self.session.result is not None and not self._displaying:
@@ -483,6 +516,7 @@ class PromptDock(DockBase):
         layer = self.slide_layer
         if layer is None:
             return
+        self._maps_for = self.session.slide
         p = self.prompt_panel
         names = list(result.names)
         if list(p.show_class.choices) != names:
@@ -547,6 +581,7 @@ class PromptDock(DockBase):
                     viewer, labels, classes, place, units=units, opacity=opacity
                 )
                 on_show.describe_classes(layer, classes)
+                layer_steps.show_again(layer)  # a map kept hidden while its store closed
                 heatmap = map_layers.find_layer(viewer, map_layers.HEATMAP)
                 covered = []
                 if new and several and heatmap is not None:
