@@ -251,6 +251,21 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path):
     assert "tiles/s" not in status
 
 
+def test_the_end_of_run_toast_says_it_all_in_its_first_line(viewer_widget, qtbot, monkeypatch):
+    """napari folds a toast to its first line: that line is the whole news, the store's path
+    comes under it (it read "17/17 tissue tiles embedded; store:" before)."""
+    from napari_conch._napari.docks import base
+
+    shown = []
+    monkeypatch.setattr(base, "show_info", shown.append)
+    _, widget, _ = viewer_widget
+    _embed(widget, qtbot)
+    first, *rest = shown[-1].splitlines()
+    done = widget.session.store.counts()["done"]
+    assert first == f"{done}/{done} tissue tiles embedded."
+    assert rest[0] == "Store:" and "".join(rest[1:]) == str(widget.session.store.path)
+
+
 @pytest.mark.slow
 def test_clearing_the_prompts_takes_their_maps_away(viewer_widget, qtbot):
     viewer, widget, _ = viewer_widget

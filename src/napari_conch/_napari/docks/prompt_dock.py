@@ -317,16 +317,17 @@ class PromptDock(DockBase):
         if summary is not None:
             done = f"{summary.done}/{summary.total} tissue tiles embedded"
             if summary.computed == 0 and not summary.cancelled and not summary.failed:
-                message = f"Nothing to compute: {summary.done} tiles already embedded."
-                self.slide_panel.status.value = message
-                self.notify_info(f"{message} Store: {summary.store_path}")
+                already = f"{summary.done} tiles already embedded."
+                self.slide_panel.status.value = f"Nothing to compute: {already}"
+                self.notify_info(f"Nothing to compute.\n{already}\nStore: {summary.store_path}")
             elif summary.cancelled:
                 self.slide_panel.status.value = f"Cancelled: {done}."
-                self.notify_info(f"Embedding cancelled: {done}; the store keeps them.")
+                self.notify_info(f"Embedding cancelled.\n{done}; the store keeps them.")
             else:
                 rate = f"{summary.tiles_per_s:.1f} tiles/s"
                 self.slide_panel.status.value = f"Done: {done} ({rate})."
-                self.notify_info(f"{done}; store: {summary.store_path}")
+                # the toast shows its first line whole; the store's path is under it
+                self.notify_info(f"{done}.\nStore: {summary.store_path}")
             if summary.failed:
                 self.notify_error(f"{summary.failed} tiles could not be read (marked failed)")
         self.schedule_refresh()
