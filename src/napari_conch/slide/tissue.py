@@ -160,14 +160,15 @@ def saturation_of(rgb: np.ndarray) -> np.ndarray:
     """HSV saturation ``(max - min) / max`` of RGB values (0..255), float32; NaN stays NaN.
 
     The maximum and minimum are taken plane by plane (``np.maximum`` of the three channels):
-    the same numbers as a reduction over the last axis, at a third of its time.
+    the same numbers as a reduction over the last axis, at a third of its time. The divisor is
+    at least 1, so black is 0 (not a division by zero) and NaN carries through.
     """
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    high = np.maximum(np.maximum(red, green), blue).astype(np.float32)
-    low = np.minimum(np.minimum(red, green), blue).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        saturation = np.where(high > 0, (high - low) / np.maximum(high, 1), 0.0)
-    return np.where(np.isnan(high), np.nan, saturation).astype(np.float32)
+    high = np.maximum(np.maximum(red, green), blue).astype(np.float32, copy=False)
+    spread = np.minimum(np.minimum(red, green), blue).astype(np.float32, copy=False)
+    np.subtract(high, spread, out=spread)
+    np.maximum(high, 1, out=high)
+    return np.divide(spread, high, out=spread)
 
 
 def darkness_of(rgb: np.ndarray) -> np.ndarray:
@@ -312,7 +313,9 @@ def _box_fractions(
     h, w = tissue.shape
     cell = low.step * downsample  # level-0 pixels per cell side
     rows, cols = low.cell_sides()
-    integral = np.zeros((h + 1, w + 1), np.int64)  # tissue level pixels, summed in place
+    height, width = low.level_shape  # the sums reach the level's pixel count at most
+    wide = np.int32 if height * width < 2**31 else np.int64
+    integral = np.zeros((h + 1, w + 1), wide)  # tissue level pixels, summed in place
     inner = integral[1:, 1:]
     inner[...] = tissue
     inner *= rows[:, None]
