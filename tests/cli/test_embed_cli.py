@@ -209,6 +209,23 @@ def test_several_slides_go_on_after_a_bad_one(tmp_path, svs_path, tiny_checkpoin
     assert len(lines) == 3
 
 
+def test_an_unreadable_slide_is_said_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """The slide is opened first: its error comes at once, not after seconds of loading."""
+    import napari_conch.engine.embed as engine
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model was loaded for a slide that cannot be read")
+
+    monkeypatch.setattr(engine, "load_run_model", no_model)
+    broken = tmp_path / "broken.svs"
+    broken.write_bytes(b"not a slide at all")
+    args = ["embed", str(broken), "--model", "demo", "--quiet", "--store", str(tmp_path / "s")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("napari-conch embed: error: ") and "broken.svs" in err[0]
+    assert "model was loaded" not in "\n".join(err)
+
+
 def test_model_that_cannot_load_stops_at_once(tmp_path, svs_path, tiny_checkpoint, capsys):
     argv = embed_args(svs_path, tiny_checkpoint, tmp_path / "stores")
     argv[1:2] = [str(svs_path), str(svs_path)]

@@ -207,6 +207,7 @@ class LocalRunner:
     def embed(self, slide: str, bar: ProgressBar) -> Any:
         """Embed one slide; return its summary."""
         session = self.session
+        opened = session.open_slide(slide)  # first: an unreadable slide is said at once
         if session.model is None:
             self.fatal = True
             session.set_model(self._load_model())
@@ -214,7 +215,6 @@ class LocalRunner:
             note = getattr(session.model, "precision_note", None)
             if note:  # what the number format was chosen by, and its gate (never silent)
                 print(f"napari-conch embed: precision {note}", file=sys.stderr)
-        opened = session.open_slide(slide)
         if opened.mpp is None:
             print(no_mpp_note(opened), file=sys.stderr)
         bar.start(Path(slide).name)
