@@ -55,16 +55,9 @@ def prompts_flow(sequence: list[str]) -> str:
     from qtpy.QtWidgets import QApplication
 
     from napari_conch._napari.layers import map_layers
-    from napari_conch.cli import build_parser, view
 
-    args = build_parser().parse_args(["view"])  # napari-conch view, as typed
-    viewer, dock = view.open_view(args, tune=True)  # as the command does
-    viewer.window._qt_window.resize(1366, 768)
+    viewer, dock = _view_with_labels()
     app = QApplication.instance()
-    _wait(
-        app, lambda: map_layers.LABELS in viewer.layers and not dock.drawing, "the first labels map"
-    )
-    _drawn(app, viewer)
     for entry in sequence:
         prompts = entry.split("|")
         dock.prompt_panel.text.native.setPlainText("\n".join(prompts))
@@ -93,6 +86,61 @@ def prompts_flow(sequence: list[str]) -> str:
     return f"layers={layers} legend={legend} caption={caption}"
 
 
+def rerun_flow() -> str:
+    """``napari-conch view``, then new tile options (the store closes: the maps are hidden and
+    kept), a run at those options (the maps come back in the same layers), the prompts cleared
+    (the kept maps removed), every change drawn."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari.layers import map_layers
+
+    viewer, dock = _view_with_labels()
+    app = QApplication.instance()
+    kept = {name: id(viewer.layers[name].metadata) for name in map_layers.PROMPT_MAP_LAYERS}
+    s = dock.slide_panel
+    s.tile_size.value = s.stride.value = 192  # the demo's tiles are 128 px: another grid
+    _wait(app, lambda: dock.session.result is None and not dock.drawing, "the maps hidden")
+    _drawn(app, viewer)
+    if any(viewer.layers[name].visible for name in kept):
+        _fail("a map of the closed store is still shown")
+    if dock.start_embedding() is None:
+        _fail(f"the run did not start: {dock.errors}")
+    _wait(app, lambda: not dock.embedding and dock.session.result is not None, "the new run")
+    _wait(app, lambda: not dock.drawing and viewer.layers[map_layers.LABELS].visible, "labels")
+    _drawn(app, viewer)
+    again = {name: id(viewer.layers[name].metadata) for name in map_layers.PROMPT_MAP_LAYERS}
+    dock.prompt_panel.text.native.setPlainText("")
+    _wait(
+        app,
+        lambda: not set(map_layers.PROMPT_MAP_LAYERS) & {ly.name for ly in viewer.layers},
+        "the maps removed with their prompts",
+    )
+    _drawn(app, viewer)
+    if dock.errors:
+        _fail(f"the dock reported {dock.errors}")
+    layers = [layer.name for layer in viewer.layers]
+    viewer.close()
+    return f"same_layers={again == kept} layers={layers}"
+
+
+def _view_with_labels():
+    """``napari-conch view`` as typed, at 1366 x 768, once its labels map is drawn."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_conch._napari.layers import map_layers
+    from napari_conch.cli import build_parser, view
+
+    args = build_parser().parse_args(["view"])
+    viewer, dock = view.open_view(args, tune=True)  # as the command does
+    viewer.window._qt_window.resize(1366, 768)
+    app = QApplication.instance()
+    _wait(
+        app, lambda: map_layers.LABELS in viewer.layers and not dock.drawing, "the first labels map"
+    )
+    _drawn(app, viewer)
+    return viewer, dock
+
+
 def docks_flow() -> str:
     """``napari-conch view``, then the Annotate dock (examples painted, a class learned from
     examples alone), the Caption dock (a clicked region captioned), one prompt, and the
@@ -102,18 +150,8 @@ def docks_flow() -> str:
     import numpy as np
     from qtpy.QtWidgets import QApplication
 
-    from napari_conch._napari.layers import map_layers
-    from napari_conch.cli import build_parser, view
-
-    args = build_parser().parse_args(["view"])  # napari-conch view, as typed
-    viewer, prompts = view.open_view(args, tune=True)  # as the command does
-    viewer.window._qt_window.resize(1366, 768)
+    viewer, prompts = _view_with_labels()
     app = QApplication.instance()
-    _wait(
-        app,
-        lambda: map_layers.LABELS in viewer.layers and not prompts.drawing,
-        "the first labels map",
-    )
     window, annotate = viewer.window.add_plugin_dock_widget("napari-conch", "Annotate")
 
     def learned(examples: int) -> bool:
@@ -236,11 +274,14 @@ def main(argv: list[str]) -> int:
     cohort.add_argument("prompts", type=Path)
     sub.add_parser("napari-removal").add_argument("how", choices=["guarded", "plain"])
     sub.add_parser("docks")
+    sub.add_parser("rerun")
     args = parser.parse_args(argv)
     if args.flow == "prompts":
         print("OK", prompts_flow(args.sequence), flush=True)
     elif args.flow == "docks":
         print("OK", docks_flow(), flush=True)
+    elif args.flow == "rerun":
+        print("OK", rerun_flow(), flush=True)
     elif args.flow == "cohort":
         print("OK", cohort_flow(args.csv, args.prompts), flush=True)
     else:

@@ -47,6 +47,11 @@ def test_prompt_edits_3_2_1_3_1_with_the_canvas_drawn():
     assert "caption=similarity of 'stroma': " in line  # its name and range, drawn
 
 
+def test_new_options_hide_the_maps_and_a_new_run_reuses_them_with_the_canvas_drawn():
+    line = run_flow("rerun")
+    assert line == "OK same_layers=True layers=['hgsc_heldout']"
+
+
 def test_annotate_and_caption_docks_with_the_canvas_drawn():
     assert run_flow("docks") == "OK caption=True"
 
