@@ -205,7 +205,7 @@ class AnnotateDock(DockBase):
             map_layers.remove_layer(self.viewer, name, self)
         if store is not None and self.session.has_project():
             if self.load_project() is not None:
-                self.notify_info(f"Annotation project of {Path(store.path).name} loaded")
+                self.notify_info(f"Annotation project loaded.\nStore: {Path(store.path).name}")
         self.schedule()
 
     def _class_chosen(self, name: Any) -> None:
@@ -414,7 +414,7 @@ class AnnotateDock(DockBase):
         if path is None:
             raise InputError("choose a QuPath GeoJSON file to import")
         found = self.session.import_geojson(path)
-        self.notify_info(f"Imported {len(found)} example tiles from {Path(path).name}")
+        self.notify_info(f"Imported {len(found)} example tiles.\nFrom: {Path(path).name}")
         return found
 
     @reports_errors

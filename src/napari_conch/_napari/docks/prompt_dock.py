@@ -329,7 +329,8 @@ class PromptDock(DockBase):
                 # the toast shows its first line whole; the store's path is under it
                 self.notify_info(f"{done}.\nStore: {summary.store_path}")
             if summary.failed:
-                self.notify_error(f"{summary.failed} tiles could not be read (marked failed)")
+                failed = summary.failed
+                self.notify_error(f"{failed} tiles could not be read.\nThey are marked failed.")
         self.schedule_refresh()
 
     def visible_region(self) -> tuple[float, float, float, float] | None:
