@@ -45,8 +45,8 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
     Raises
     ------
     SlideError
-        When the path is empty or missing, is a folder that is not zarr, or is not a format we
-        read, or when ``mpp`` is not a positive number.
+        When the path is empty or missing, is a folder that is not zarr, is an empty file, or
+        is not a format we read, or when ``mpp`` is not a positive number.
     """
     path = existing_slide_path(path)
     if mpp is not None and not _positive(mpp):
@@ -124,6 +124,8 @@ def _open_by_kind(path: Path) -> Slide:
             head = fh.read(8)
     except OSError as exc:
         raise SlideError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise SlideError(f"{path}: the file is empty (0 bytes)")
     if head.startswith(_TIFF_MAGIC):
         from napari_conch.slide.tiff import open_tiff
 
