@@ -96,6 +96,7 @@ def rerun_flow() -> str:
 
     viewer, dock = _view_with_labels()
     app = QApplication.instance()
+    # each layer's own metadata dict names it (napari hands plugins proxies of the layers)
     kept = {name: id(viewer.layers[name].metadata) for name in map_layers.PROMPT_MAP_LAYERS}
     s = dock.slide_panel
     s.tile_size.value = s.stride.value = 192  # the demo's tiles are 128 px: another grid
