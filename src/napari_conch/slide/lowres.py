@@ -215,24 +215,22 @@ def bin_sums(
     for cells of up to 256 x 256 pixels, float32's 24-bit mantissa).
     """
     h, w = pixels.shape[:2]
-    rows = _cell_starts(y0, h, step)
-    cols = _cell_starts(x0, w, step)
+    row_edges = [*_cell_starts(y0, h, step), h]  # where each cell starts, and the block's end
+    col_edges = [*_cell_starts(x0, w, step), w]
     if step == 1:
         sums = pixels.astype(np.float32)
     else:
         first = np.uint16 if step * 255 < 2**16 else np.uint32
         second = np.uint32 if step * step * 255 < 2**32 else np.uint64
-        sums = _cell_sums(pixels, rows[1:2], step, 0, first)
-        sums = _cell_sums(sums, cols[1:2], step, 1, second).astype(np.float32)
-    counts = np.outer(np.diff([*rows, h]), np.diff([*cols, w])).astype(np.float32)
+        sums = _cell_sums(pixels, row_edges[1], step, 0, first)
+        sums = _cell_sums(sums, col_edges[1], step, 1, second).astype(np.float32)
+    counts = np.outer(np.diff(row_edges), np.diff(col_edges)).astype(np.float32)
     return y0 // step, x0 // step, sums, counts
 
 
-def _cell_sums(
-    values: np.ndarray, second_cell: list[int], step: int, axis: int, dtype: type
-) -> np.ndarray:
-    """Sums of ``step``-long cells along ``axis``; the first cell ends at ``second_cell[0]``
-    (the whole axis when the list is empty), the last may be short.
+def _cell_sums(values: np.ndarray, lead: int, step: int, axis: int, dtype: type) -> np.ndarray:
+    """Sums of cells along ``axis``: the first ``lead`` values (a cell cut by the block's
+    edge, or a whole one), then cells of ``step``, the last of them possibly short.
 
     The same numbers as ``np.add.reduceat`` over the cells' starts, three to eight times
     faster: the whole cells are summed as ``step`` strided slices added in place (one pass over
@@ -240,7 +238,6 @@ def _cell_sums(
     """
     length = values.shape[axis]
     values = np.moveaxis(values, axis, 0)
-    lead = second_cell[0] if second_cell else length
     stop = lead + (length - lead) // step * step
     parts = [values[:lead].sum(axis=0, dtype=dtype, keepdims=True)]
     if stop > lead:
