@@ -335,3 +335,34 @@ def test_a_scan_imports_neither_scikit_image_nor_scipy_ndimage(tmp_path):
         "assert scan_tissue(slide, make_grid(slide, tile_size=16), 0.5).mask.any()\n"
     )
     assert loaded_after(code, ("skimage", "scipy.ndimage")) == []
+
+
+def test_the_scan_in_bands_on_threads_gives_the_numbers_of_one_piece(svs, monkeypatch):
+    """Saturation, Otsu's histogram, the closing and opening and the tiles' box sums computed in
+    bands of rows on threads (row_bands) equal those computed in one piece, exactly: on noise
+    with NaN cells and on the fixture slide, with bands far smaller than the 4-row halo's reach
+    would forgive."""
+    from napari_conch.slide import row_bands, tissue
+
+    rng = np.random.default_rng(7)
+    values = rng.random((301, 97), dtype=np.float32)
+    values[rng.random(values.shape) < 0.02] = np.nan
+    values[120:180, 30:70] += 0.5  # a blob, so the closing and opening have work to do
+
+    def computed():
+        grid = make_grid(svs, tile_size=64, stride=48)
+        scan = scan_tissue(svs, grid, MIN_TISSUE)
+        return tissue.tissue_pixels(values, 0.05), tissue.otsu_threshold(values), scan
+
+    monkeypatch.setattr(row_bands, "THREADS", 1)
+    (mask, threshold), otsu, scan = computed()
+    monkeypatch.setattr(row_bands, "THREADS", 4)
+    monkeypatch.setattr(row_bands, "MIN_ROWS", 9)  # bands of 9+ rows: the halo crosses several
+    monkeypatch.setattr(tissue, "HISTOGRAM_PART", 1000)
+    (banded_mask, banded_threshold), banded_otsu, banded_scan = computed()
+    assert threshold == banded_threshold and otsu == banded_otsu
+    np.testing.assert_array_equal(mask, banded_mask)
+    assert 0 < mask.sum() < mask.size
+    np.testing.assert_array_equal(scan.mask, banded_scan.mask)
+    np.testing.assert_array_equal(scan.fraction, banded_scan.fraction)
+    assert scan.threshold == banded_scan.threshold

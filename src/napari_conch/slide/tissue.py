@@ -24,6 +24,9 @@
    first). The tissue of the tiles still damaged cannot be known: :func:`scan_tissue` reports
    them with the reader's reason and leaves them out of the mask.
 
+Steps 2 to 4 are computed in bands of rows on threads at once
+(:mod:`~napari_conch.slide.row_bands`), with the numbers of one piece.
+
 :func:`scan_tissue_steps` is the scan as a generator of ``(done, total)`` steps (blocks read,
 bands of colour measured, a last step), for a caller that reports progress while it goes on;
 :func:`scan_tissue` drains it, passing the steps to its optional ``progress`` callback.
@@ -34,13 +37,16 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from napari_conch.slide import row_bands
 from napari_conch.slide.base import Slide
 from napari_conch.slide.grid import TileGrid
 from napari_conch.slide.lowres import LowResolution, choose_level, iter_low_resolution
+from napari_conch.slide.row_bands import on_threads, with_halo
 from napari_conch.slide.steps import Progress, StepCount, Steps, counted, run_steps
 
 logger = logging.getLogger("napari_conch")
@@ -56,6 +62,10 @@ FALLBACK_PIXELS = 2**28
 #: Cells of the low-resolution image per progress step of the colour measure: about the work of
 #: reading one block of the level (measured on the 50k x 50k synthetic sample).
 BAND_CELLS = 2**19
+#: Rows a cell's tissue reaches through the 3x3 closing and opening (four passes of one row).
+MORPHOLOGY_HALO = 4
+#: Fewest values in each part of Otsu's histogram computed on threads at once.
+HISTOGRAM_PART = 2**20
 
 
 @dataclass
@@ -190,7 +200,9 @@ def otsu_threshold(values: np.ndarray) -> float:
     low, high = finite.min(), finite.max()
     if low == high:
         return float(low)
-    counts, edges = np.histogram(finite, bins=256, range=(low, high))
+    parts = [finite[a:b] for a, b in row_bands.bands(finite.size, min_rows=HISTOGRAM_PART)]
+    histograms = on_threads([_histogram(part, low, high) for part in parts])
+    counts, edges = sum(h[0] for h in histograms), histograms[0][1]  # the same edges in each
     centres = (edges[:-1] + edges[1:]) / 2.0
     counts = counts.astype(np.float32)
     below = np.cumsum(counts)
@@ -202,17 +214,37 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(centres[np.argmax(between)])
 
 
+def _histogram(values: np.ndarray, low: float, high: float) -> Callable[[], tuple]:
+    return lambda: np.histogram(values, bins=256, range=(low, high))
+
+
 def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
     """Tissue cells: values above Otsu's threshold (at least ``floor``), 3x3 closed and opened.
 
-    NaN cells (nothing readable) are glass. Returns ``(mask, threshold)``.
+    NaN cells (nothing readable) are glass. Returns ``(mask, threshold)``. Computed in bands of
+    rows on threads at once (:mod:`~napari_conch.slide.row_bands`), each band with the
+    :data:`MORPHOLOGY_HALO` rows its four 3x3 passes reach.
     """
     threshold = max(otsu_threshold(values), floor)
-    with np.errstate(invalid="ignore"):
-        mask = np.nan_to_num(values, nan=-1.0) > threshold
-    mask = erode_3x3(dilate_3x3(mask))  # closing
-    mask = dilate_3x3(erode_3x3(mask))  # opening
+    height = values.shape[0]
+    mask = np.empty(values.shape, bool)
+
+    def band(top: int, bottom: int) -> Callable[[], None]:
+        start, stop, keep = with_halo(top, bottom, height, MORPHOLOGY_HALO)
+
+        def compute() -> None:
+            mask[top:bottom] = _closed_and_opened(values[start:stop] > threshold)[keep]
+
+        return compute
+
+    with np.errstate(invalid="ignore"):  # NaN > threshold is False: glass
+        on_threads([band(top, bottom) for top, bottom in row_bands.bands(height)])
     return mask, threshold
+
+
+def _closed_and_opened(mask: np.ndarray) -> np.ndarray:
+    mask = erode_3x3(dilate_3x3(mask))  # closing
+    return dilate_3x3(erode_3x3(mask))  # opening
 
 
 def dilate_3x3(mask: np.ndarray) -> np.ndarray:
@@ -292,9 +324,20 @@ def _saturation_steps(rgb: np.ndarray, bands: int, count: StepCount) -> Steps[np
     height, width = rgb.shape[:2]
     values = np.empty((height, width), np.float32)
     edges = np.linspace(0, height, bands + 1).round().astype(int)
-    for top, bottom in itertools.pairwise(edges):
-        values[top:bottom] = saturation_of(rgb[top:bottom])
-        yield count.advance()
+
+    def band(top: int, bottom: int) -> Callable[[], None]:
+        def compute() -> None:
+            values[top:bottom] = saturation_of(rgb[top:bottom])
+
+        return compute
+
+    pairs = list(itertools.pairwise(edges))
+    at_once = row_bands.THREADS
+    for first in range(0, len(pairs), at_once):  # bands on threads at once, a step each
+        group = pairs[first : first + at_once]
+        on_threads([band(top, bottom) for top, bottom in group])
+        for _ in group:
+            yield count.advance()
     return values
 
 
@@ -317,11 +360,22 @@ def _box_fractions(
     wide = np.int32 if height * width < 2**31 else np.int64
     integral = np.zeros((h + 1, w + 1), wide)  # tissue level pixels, summed in place
     inner = integral[1:, 1:]
-    inner[...] = tissue
-    inner *= rows[:, None]
-    inner *= cols[None, :]
-    np.cumsum(inner, axis=0, out=inner)
-    np.cumsum(inner, axis=1, out=inner)
+
+    def across(top: int, bottom: int) -> Callable[[], None]:  # each row band: its own rows
+        def compute() -> None:
+            part = inner[top:bottom]
+            part[...] = tissue[top:bottom]
+            part *= rows[top:bottom, None]
+            part *= cols[None, :]
+            np.cumsum(part, axis=1, out=part)
+
+        return compute
+
+    def down(left: int, right: int) -> Callable[[], None]:  # each column band: down its columns
+        return lambda: np.cumsum(inner[:, left:right], axis=0, out=inner[:, left:right])
+
+    on_threads([across(top, bottom) for top, bottom in row_bands.bands(h)])
+    on_threads([down(left, right) for left, right in row_bands.bands(w)])
     boxes = grid.boxes()
     x0 = np.clip(np.rint(boxes[..., 0] / cell), 0, w).astype(np.int64)
     x1 = np.clip(np.rint(boxes[..., 2] / cell), 0, w).astype(np.int64)
