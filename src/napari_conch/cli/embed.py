@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from napari_conch.cli.collector import collect_after_start_up
 from napari_conch.cli.common import add_model_argument, add_wait_argument, model_source
 from napari_conch.cli.compute_threads import passive_thread_waits
 from napari_conch.cli.option_arguments import add_options, options_from_args
@@ -210,7 +211,8 @@ class LocalRunner:
         opened = session.open_slide(slide)  # first: an unreadable slide is said at once
         if session.model is None:
             self.fatal = True
-            session.set_model(self._load_model())
+            with collect_after_start_up():  # torch's import and the model: see collector.py
+                session.set_model(self._load_model())
             self.fatal = False
             note = getattr(session.model, "precision_note", None)
             if note:  # what the number format was chosen by, and its gate (never silent)
