@@ -157,3 +157,35 @@ def test_a_dock_opens_over_three_turns_its_advanced_options_folded_last(make_nap
     assert len(dock.advanced_sections) == 3
     assert not any(box.isExpanded() for box in dock.advanced_sections)
     assert dock.advanced_sections[1].isAncestorOf(dock.slide_panel.tile_size.native)
+
+
+def test_a_dock_from_the_menu_makes_its_panels_in_later_turns(make_napari_viewer, qtbot):
+    """napari's turn adds the dock without its panels (the first dock's opening built its 55
+    widgets in that one turn); they come one per turn after it, then the dock is wired."""
+    viewer = make_napari_viewer(show=True)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", "Prompt highlighter")
+    assert not dock.built and "model_panel" not in vars(dock) and dock.sections == {}
+    made = []
+    qtbot.waitUntil(lambda: made.append(len(dock.sections)) or dock.built, timeout=5000)
+    assert list(dock.sections) == ["Model", "Slide and embedding", "Prompts and maps", "Export"]
+    assert 0 in made and max(made) == 4 and len(set(made)) > 2  # over several turns
+    qtbot.waitUntil(lambda: dock.on_screen, timeout=5000)
+
+
+@pytest.mark.parametrize(
+    "name", ["Prompt highlighter", "Caption and retrieval", "Annotate", "Cohort"]
+)
+def test_asking_a_dock_for_a_panel_before_its_turns_makes_it_at_once(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    _, dock = viewer.window.add_plugin_dock_widget("napari-conch", name)
+    assert not dock.built
+    viewer.add_image(np.full((64, 80, 3), 200, np.uint8), name="slide", rgb=True)
+    first = {
+        "Prompt highlighter": "model_panel",
+        "Caption and retrieval": "region_panel",
+        "Annotate": "class_panel",
+        "Cohort": "slides_csv",
+    }[name]
+    assert getattr(dock, first) is not None and dock.built and dock.sections
+    if name != "Cohort":  # the docks with a slide choice follow the layers from then on
+        assert dock.slide_layer is viewer.layers["slide"]

@@ -27,6 +27,7 @@ what a retraining shows in the panels :mod:`.annotate_panels`'.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,17 +84,19 @@ class AnnotateDock(DockBase):
     """
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(napari_viewer, self._make_sections())
+
+    def _make_sections(self) -> Iterator[tuple[str, Any]]:
+        """The panels, one per event-loop turn (see :class:`~.base.DockBase`)."""
         self.class_panel = ClassPanel()
+        yield "Classes and examples", self.class_panel
         self.learn_panel = LearnPanel()
+        yield "Learning", self.learn_panel
         self.project_panel = ProjectPanel()
-        super().__init__(
-            napari_viewer,
-            [
-                ("Classes and examples", self.class_panel),
-                ("Learning", self.learn_panel),
-                ("Project", self.project_panel),
-            ],
-        )
+        yield "Project", self.project_panel
+
+    def ready(self) -> None:
+        """Wire the panels to the session and show its classes and examples."""
         self.outcome: Outcome | None = None
         self._again = False
         self._generation = 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import Container
@@ -60,8 +60,9 @@ logger = logging.getLogger("napari_conch")
 #: turn took 80-90 ms of the GUI thread (building 49 magicgui widgets, 35-40; napari adding the
 #: dock, polishing and laying out its content, about 25, with a write of napari's settings file;
 #: joining the other docks' tabs, about 14, with another write; the window's repaint): napari
-#: adds the dock, empty, in the first; it joins the tabs in the second; its content is shown in
-#: the third (Qt polishes and lays out a hidden widget only when it is shown).
+#: adds the dock, empty, in the first; it joins the tabs in the second; its sections are made
+#: one per turn after that (a dock that gives them as a generator), then wired; its content is
+#: shown in the last (Qt polishes and lays out a hidden widget only when it is shown).
 OPEN_STEP_MS = STEP_GAP_MS
 
 
@@ -86,10 +87,14 @@ class DockBase(Container):
     ----------
     napari_viewer : napari.Viewer
         The viewer (napari passes it when the dock is opened from the Plugins menu).
-    sections : list of (title, Container), (title, Container, expanded) or Widget
+    sections : iterable of (title, Container), (title, Container, expanded) or Widget
         The dock's sections, top to bottom, each in a collapsible box (expanded unless told);
         a section's ``folds`` attribute, a list of ``(sub-container, title)``, names advanced
-        options folded away inside it. A bare widget is placed as it is, without a box.
+        options folded away inside it. A bare widget is placed as it is, without a box. A list
+        is placed at once; a generator makes one section per event-loop turn (the first dock's
+        opening built its 55 widgets in one turn: 84-114 ms of the GUI thread), after which
+        :meth:`ready` wires the dock. Any attribute asked for before (a panel, by a test or a
+        script) makes the rest at once (:meth:`finish_building`).
 
     Attributes
     ----------
@@ -100,7 +105,7 @@ class DockBase(Container):
         Every error shown, oldest first.
     """
 
-    def __init__(self, napari_viewer: napari.Viewer, sections: list[tuple]) -> None:
+    def __init__(self, napari_viewer: napari.Viewer, sections: Iterable[Any]) -> None:
         freeze_long_lived_objects()  # the viewer's and the panels' objects (fastpaths/process.py)
         save_settings_later()  # napari's settings file, written as the dock is added (fastpaths)
         self.viewer = napari_viewer
@@ -108,50 +113,102 @@ class DockBase(Container):
         self.errors: list[str] = []
         self._workers: set[Any] = set()
         self._busy: set[str] = set()
-        self._armed: tuple[PushButton, str, Callable[[Any], Any]] | None = None
-        self._layer_combo: ComboBox | None = None
-        self._level_box: Any = None
-        self._model_panel: Any = None
-        self._syncing = False
         self._closed = False
         self._scroll: DockScrollArea | None = None
-        parts = [part if isinstance(part, tuple) else (None, part) for part in sections]
-        super().__init__(widgets=[part[1] for part in parts], labels=False)
+        self._wired = False  # set by _ready: the sections are made and wired
+        self._building = False
+        self._sections_left = sections if isinstance(sections, Iterator) else None
+        super().__init__(widgets=[], labels=False)
         #: The collapsible sections by title, and the folded advanced options inside them.
         self.sections: dict[str, Any] = {}
         self.advanced_sections: list[Any] = []
         self._folds_later: list[tuple[Any, str]] = []
-        for title, panel, *expanded in parts:
-            compact(panel)
-            if title is not None:
-                box = fold(panel, title, expanded=expanded[0] if expanded else True)
-                self.sections[title] = box
-            for sub, sub_title in getattr(panel, "folds", ()):
-                sub.native.hide()  # folded in the dock's last opening turn (_show_content)
-                self._folds_later.append((sub, sub_title))
         content = super().native  # the container's own widget
         self._scroll = DockScrollArea(content)
         self._scroll._magic_widget = self  # what napari's dock reads to give back this dock
         self.native.destroyed.connect(self._on_destroyed)
         self._scroll.on_removed = self._on_destroyed  # closed: napari keeps the widget alive
-        # On screen in three event-loop turns (see OPEN_STEP_MS): napari adds the dock, empty;
-        # it joins its siblings' tabs; its content is shown (polished, laid out and painted).
+        self._listening: list[tuple[Any, Callable[..., Any]]] = []
+        # On screen over several event-loop turns (see OPEN_STEP_MS): napari adds the dock,
+        # empty; it joins its siblings' tabs; its sections are made, one per turn (a generator of
+        # sections) or all at once (a list); their wiring is made (ready); its content is shown
+        # (polished, laid out and painted).
         content.hide()
+        if self._sections_left is None:
+            for part in sections:
+                self._place(part)
+            self._ready()
         QTimer.singleShot(OPEN_STEP_MS, self._open_in_turns)
         QTimer.singleShot(WARM_UP_DELAY_MS, warm_up)  # once the dock is on screen
         me = weakref.ref(self)  # the glyphs' turns do not keep a closed dock alive
         warm_glyphs(self.viewer, alive=lambda: (dock := me()) is not None and not dock._closed)
+
+    def _place(self, part: Any) -> None:
+        """Add a section (``(title, panel)``, ``(title, panel, expanded)`` or a bare widget)."""
+        title, panel, *expanded = part if isinstance(part, tuple) else (None, part)
+        self.append(panel)
+        compact(panel)
+        if title is not None:
+            box = fold(panel, title, expanded=expanded[0] if expanded else True)
+            self.sections[title] = box
+        for sub, sub_title in getattr(panel, "folds", ()):
+            sub.native.hide()  # folded in the dock's last opening turn (_show_content)
+            self._folds_later.append((sub, sub_title))
+
+    def _ready(self) -> None:
+        """The sections are made: what every dock listens to, then the dock's own :meth:`ready`.
+
+        The state made here is made only now, so that asking for it before makes the sections
+        first (:meth:`__getattr__`).
+        """
+        self._armed: tuple[PushButton, str, Callable[[Any], Any]] | None = None
+        self._layer_combo: ComboBox | None = None
+        self._level_box: Any = None
+        self._model_panel: Any = None
+        self._syncing = False
+        self._wired = True
         layers = self.viewer.layers
         for event in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             event.connect(self.reset_choices)
         layers.selection.events.active.connect(self._on_active_layer)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
-        self._listening: list[tuple[Any, Callable[..., Any]]] = []
         self.listen(self.session.events.slide_changed, self._on_session_slide)
         self.listen(self.session.events.model_changed, self._on_session_model)
         #: What the canvas says follows the map on show (the viewer's one follower).
         self.shown_map = on_show.follow(self.viewer)
         slide_view.watch(self.viewer)  # slides fitted as opened and as the window settles
+        self.ready()
+
+    def ready(self) -> None:
+        """The dock's wiring once its sections are made (a dock's own; nothing here)."""
+
+    @property
+    def built(self) -> bool:
+        """Whether every section is made and the dock wired (:meth:`ready` runs or ran)."""
+        return self.__dict__.get("_wired", False)
+
+    def finish_building(self) -> None:
+        """Make the sections not made yet, now, and wire the dock (once)."""
+        left = self.__dict__.get("_sections_left")
+        if left is None or self._building:
+            return
+        self._building = True
+        try:
+            for part in left:
+                self._place(part)
+        finally:
+            self._building = False
+        self._sections_left = None
+        self._ready()
+
+    def __getattr__(self, name: str) -> Any:
+        """A panel or state asked for before the dock's turns made it: the rest is made now."""
+        state = self.__dict__
+        if not name.startswith("__") and state.get("_sections_left") is not None:
+            if not state.get("_building", True) and not state.get("_wired", True):
+                self.finish_building()
+                return getattr(self, name)
+        return super().__getattr__(name)
 
     @property
     def native(self) -> Any:
@@ -163,7 +220,26 @@ class DockBase(Container):
         if self._closed:
             return
         self.tabify()
-        QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+        QTimer.singleShot(OPEN_STEP_MS, self._build_in_turns)
+
+    def _build_in_turns(self) -> None:
+        """Make the next section in this turn, then wire the dock in the next, then show it."""
+        left = self._sections_left
+        if self._closed or left is None:
+            if not self._closed:
+                QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+            return
+        self._building = True  # the section's own code sees the dock as it is
+        try:
+            part = next(left, None)
+        finally:
+            self._building = False
+        if part is None:
+            self._sections_left = None
+            self._ready()
+        else:
+            self._place(part)
+        QTimer.singleShot(OPEN_STEP_MS, self._build_in_turns)
 
     def _show_content(self) -> None:
         if self._closed:
@@ -390,7 +466,16 @@ class DockBase(Container):
         self._layer_combo = combo
         self._level_box = level
         combo.choices = self.rgb_layers
+        # magicgui shows the first choice; the slide is the session's, else the active layer
+        # (what the layer events make of it in a dock wired before the layers came)
+        source, active = self.session.slide_source, self.viewer.layers.selection.active
+        for layer in (source, active):
+            if layer is not None and layer in combo.choices:
+                combo.value = layer
+                break
         combo.changed.connect(self._on_layer_chosen)
+        if combo.value is not None and combo.value is not source:
+            self._on_layer_chosen(combo.value)
         self.reset_choices()
 
     @property
@@ -416,6 +501,8 @@ class DockBase(Container):
 
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer lists (napari calls this when layers change)."""
+        if not self.built:
+            return  # the lists are made, and filled, with the sections
         super().reset_choices()
         combo = self._layer_combo
         if combo is None:

@@ -19,6 +19,7 @@ Every slow call runs off the GUI thread; user mistakes become one-line notificat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,21 +80,23 @@ class CaptionDock(DockBase):
     """
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(napari_viewer, self._make_sections(_no_model(napari_viewer)))
+
+    def _make_sections(self, model_expanded: bool) -> Iterator[tuple]:
+        """The panels, one per event-loop turn (see :class:`~.base.DockBase`)."""
         self.model_panel = ModelPanel()
+        yield "Model", self.model_panel, model_expanded
         self.region_panel = RegionPanel()
+        yield "Region", self.region_panel
         self.caption_panel = CaptionPanel()
+        yield "Caption", self.caption_panel
         self.rank_panel = RankPanel()
+        yield "Rank texts for the region", self.rank_panel
         self.tiles_panel = TopTilesPanel()
-        super().__init__(
-            napari_viewer,
-            [
-                ("Model", self.model_panel, _no_model(napari_viewer)),
-                ("Region", self.region_panel),
-                ("Caption", self.caption_panel),
-                ("Rank texts for the region", self.rank_panel),
-                ("Top tiles for a prompt", self.tiles_panel),
-            ],
-        )
+        yield "Top tiles for a prompt", self.tiles_panel
+
+    def ready(self) -> None:
+        """Wire the panels to the session."""
         self.caption_text: str | None = None
         self.ranking: list[tuple[str, float, float]] = []
         self.hits: list[TileHit] = []
@@ -119,7 +122,7 @@ class CaptionDock(DockBase):
     def reset_choices(self, *_: Any) -> None:
         """Refresh the layer list (napari calls this when layers change)."""
         super().reset_choices()
-        if getattr(self, "_region_layer", None) is not None:
+        if self.built and getattr(self, "_region_layer", None) is not None:
             if self._region_layer not in self.viewer.layers:
                 self._region_layer = None
             self._watch_region_layer()

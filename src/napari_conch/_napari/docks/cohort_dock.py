@@ -16,6 +16,7 @@ The dock holds widgets and wiring only; what it shows is computed in ``engine/``
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +159,10 @@ class CohortDock(DockBase):
         self.opened: CohortSlide | None = None
         self.hits: list[SearchHit] = []
         self._pending_hit: SearchHit | None = None
+        super().__init__(napari_viewer, self._make_sections())
+
+    def _make_sections(self) -> Iterator[Any]:
+        """The slides part, the search part and the status line, one per event-loop turn."""
         self.slides_csv = FileEdit(label="Slides CSV", mode="r", filter="*.csv")
         self.prompts = FileEdit(label="Prompts", mode="r", filter="*.json")
         self.prompts.tooltip = "the prompt file the slides were classified with (for the maps)"
@@ -165,36 +170,43 @@ class CohortDock(DockBase):
         self.pooling = ComboBox(label="Pooling", choices=self._pooling_choices)
         self.slides = SortableTable(SLIDE_COLUMNS, names=(0, 1))
         self.open = PushButton(text="Open selected slide")
+        yield (
+            "Slides",
+            Form(
+                widgets=[
+                    self.slides_csv,
+                    self.prompts,
+                    self.load,
+                    self.pooling,
+                    self.slides.widget,
+                    self.open,
+                ]
+            ),
+        )
         self.query = LineEdit(label="Prompt")
         self.k = option_widget(SearchOptions, "search_hits")  # as search's -k
         self.search = PushButton(text="Search the cohort")
         self.hits_csv = FileEdit(label="Hits CSV", mode="r", filter="*.csv")
         self.load_hits = PushButton(text="Load hits")
         self.hit_table = SortableTable(HIT_COLUMNS)
+        yield (
+            "Search across slides",
+            Form(
+                widgets=[
+                    self.query,
+                    self.k,
+                    self.search,
+                    self.hits_csv,
+                    self.load_hits,
+                    self.hit_table.widget,
+                ]
+            ),
+        )
         self.status = Label(value="Load a classify-slides CSV.")
-        slides = Form(
-            widgets=[
-                self.slides_csv,
-                self.prompts,
-                self.load,
-                self.pooling,
-                self.slides.widget,
-                self.open,
-            ]
-        )
-        search = Form(
-            widgets=[
-                self.query,
-                self.k,
-                self.search,
-                self.hits_csv,
-                self.load_hits,
-                self.hit_table.widget,
-            ]
-        )
-        super().__init__(
-            napari_viewer, [("Slides", slides), ("Search across slides", search), self.status]
-        )
+        yield self.status
+
+    def ready(self) -> None:
+        """Wire the buttons and tables."""
         self.load.changed.connect(self.load_slides)
         self.pooling.changed.connect(lambda *_: self._fill_slides())
         self.open.changed.connect(self.open_selected)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -89,19 +90,21 @@ class PromptDock(DockBase):
     """
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
+        super().__init__(napari_viewer, self._make_sections())
+
+    def _make_sections(self) -> Iterator[tuple[str, Any]]:
+        """The panels, one per event-loop turn (see :class:`~.base.DockBase`)."""
         self.model_panel = ModelPanel()
+        yield "Model", self.model_panel
         self.slide_panel = SlidePanel()
+        yield "Slide and embedding", self.slide_panel
         self.prompt_panel = PromptPanel()
+        yield "Prompts and maps", self.prompt_panel
         self.export_panel = ExportPanel()
-        super().__init__(
-            napari_viewer,
-            [
-                ("Model", self.model_panel),
-                ("Slide and embedding", self.slide_panel),
-                ("Prompts and maps", self.prompt_panel),
-                ("Export", self.export_panel),
-            ],
-        )
+        yield "Export", self.export_panel
+
+    def ready(self) -> None:
+        """Wire the panels to the session and show its state."""
         self._cancel: threading.Event | None = None
         self._last_live_map = 0.0
         self._displaying = False
