@@ -32,6 +32,11 @@ the lazy 50,000 x 50,000 synthetic sample:
 ``embed visible`` (Embed visible region first, at MPP 2 so the tissue search reads a coarse
 level, for SECONDS, then Cancel until the run has ended) and ``first maps`` during the run.
 
+The process is set up as ``napari-conch view`` sets up its own (``tune_view_process``: OpenMP's
+passive waits, the garbage collector's freezes, a short switch interval, background threads at
+a lower priority). With ``--plain`` it is left as a napari the user started is: the case of the
+docks opened from napari's Plugins menu, where napari-conch changes nothing process-wide.
+
 Each step is measured from its trigger until what it makes is on screen plus ``--settle``
 seconds. Printed per step: the longest pause with the CPU time the GUI thread spent in it (a
 pause much longer than its CPU time was spent waiting: for the interpreter lock held by another
@@ -259,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the lazy 50k x 50k synthetic sample for SECONDS of embedding instead",
     )  # fmt: skip
     parser.add_argument(
+        "--plain", action="store_true",
+        help="a napari of the user's own (the plugin menu's case): no process settings of view",
+    )  # fmt: skip
+    parser.add_argument(
         "--step-timeout", type=float, default=300.0,
         help="seconds a step may take (embedding a 20k x 20k slide on a busy machine: more)",
     )  # fmt: skip
@@ -269,12 +278,17 @@ def main(argv: list[str] | None = None) -> int:
     from napari_conch._napari.sample_data import CMU_SMALL_REGION
     from napari_conch.cli.view import tune_view_process
 
-    tune_view_process()  # as napari-conch view does (napari's: none with the fast paths off)
+    if not args.plain:  # as napari-conch view does (none with the fast paths off)
+        tune_view_process()
     slide = args.slide or CMU_SMALL_REGION
     name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
     name = "napari-conch view" if args.view else name
     fast = "on" if fastpaths.enabled() else "off"
-    print(f"napari-conch event-loop pauses: {name}, 1366 x 768, fast paths {fast}, {machine()}")
+    process = "a plain napari process" if args.plain else "the process tuned as view tunes it"
+    print(
+        f"napari-conch event-loop pauses: {name}, 1366 x 768, fast paths {fast}, {process}, "
+        f"{machine()}"
+    )
     runs = []
     for i in range(args.repeat):
         print(f"run {i + 1}/{args.repeat}", flush=True)
