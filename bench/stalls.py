@@ -26,9 +26,9 @@ sample slide (or ``--slide``), in a window of 1366 x 768 with both docks open:
                 labels are drawn (this was a timed assertion in the tests)
 
 With ``--view`` it measures instead ``napari-conch view`` (the README's main command: the demo
-model embeds the held-out sample and shows three prompts' labels map without a click), from the
-moment the window is up until the map is drawn. With ``--synthetic SECONDS`` it measures instead
-the lazy 50,000 x 50,000 synthetic sample:
+model embeds the held-out sample, or ``--slide``, and shows three prompts' labels map without a
+click), from the moment the window is up until the map is drawn. With ``--synthetic SECONDS``
+it measures instead the lazy 50,000 x 50,000 synthetic sample:
 ``embed visible`` (Embed visible region first, at MPP 2 so the tissue search reads a coarse
 level, for SECONDS, then Cancel until the run has ended) and ``first maps`` during the run.
 
@@ -209,8 +209,9 @@ def run_synthetic(seconds: float, settle: float, store_root: str) -> list:
     return out
 
 
-def run_view(settle: float, store_root: str) -> list:
-    """``napari-conch view`` (demo model, held-out sample): from the window until the map."""
+def run_view(settle: float, store_root: str, slide: Path | None = None) -> list:
+    """``napari-conch view [SLIDE]`` (demo model; without ``slide`` its held-out sample): from
+    the window until the map."""
 
     from qtpy.QtWidgets import QApplication
 
@@ -221,7 +222,8 @@ def run_view(settle: float, store_root: str) -> list:
     os.environ["NAPARI_CONCH_CACHE"] = store_root  # the demo view's stores go there
     from napari_conch.cli import build_parser
 
-    args = build_parser().parse_args(["view", "--device", "cpu"])  # as the command makes them
+    given = [str(slide)] if slide is not None else []
+    args = build_parser().parse_args(["view", "--device", "cpu", *given])  # as the command does
     viewer, dock = open_view(args)
     window = viewer.window._qt_window
     window.move(0, 0)
@@ -236,7 +238,7 @@ def run_view(settle: float, store_root: str) -> list:
         drawn = map_layers.LABELS in viewer.layers and not dock.drawing
         return result is not None and list(result.names) == names and drawn and not dock.embedding
 
-    seconds = wait_until(app, shown, 300, settle)
+    seconds = wait_until(app, shown, STEP_TIMEOUT_S, settle)
     print(f"  view: {seconds:.1f} s until the labels map, {session.index.size} tiles", flush=True)
     out = [("napari-conch view, from the window to the labels map", seconds, probe.pairs())]
     probe.stop()
@@ -282,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         tune_view_process()
     slide = args.slide or CMU_SMALL_REGION
     name = "synthetic 50k x 50k sample" if args.synthetic else slide.name
-    name = "napari-conch view" if args.view else name
+    name = (
+        f"napari-conch view {args.slide.name if args.slide else ''}".strip() if args.view else name
+    )
     fast = "on" if fastpaths.enabled() else "off"
     process = "a plain napari process" if args.plain else "the process tuned as view tunes it"
     print(
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {i + 1}/{args.repeat}", flush=True)
         with tempfile.TemporaryDirectory() as root:
             if args.view:
-                runs.append(run_view(args.settle, root))
+                runs.append(run_view(args.settle, root, args.slide))
             elif args.synthetic:
                 runs.append(run_synthetic(args.synthetic, args.settle, root))
             else:
