@@ -34,27 +34,26 @@ def test_on_threads_runs_the_calls_at_once_and_keeps_their_order():
     barrier = threading.Barrier(3, timeout=10)  # passes only if all three run at once
 
     def call(k):
-        return lambda: (barrier.wait(), k, threading.current_thread().name)[1:]
+        return (barrier.wait(), k, threading.current_thread().name)[1:]
 
-    results = on_threads([call(k) for k in range(3)])
+    results = on_threads(call, [(k,) for k in range(3)])
     assert [k for k, _ in results] == [0, 1, 2]
     assert all(name.startswith("napari-conch-bands") for _, name in results)
-    assert on_threads([lambda: threading.current_thread()]) == [threading.current_thread()]
-    assert on_threads([]) == []
+    assert on_threads(threading.current_thread, [()]) == [threading.current_thread()]
+    assert on_threads(call, []) == []
 
 
 def test_on_threads_raises_a_calls_error_after_every_call_ended():
     ended = []
 
-    def slow():
+    def band(k):
+        if k == 2:
+            raise ValueError("band 2")
         threading.Event().wait(0.2)
         ended.append("slow")
 
-    def fails():
-        raise ValueError("band 2")
-
     with pytest.raises(ValueError, match="band 2"):
-        on_threads([slow, fails])
+        on_threads(band, [(1,), (2,)])
     assert ended == ["slow"]
 
 

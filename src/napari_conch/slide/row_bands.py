@@ -41,15 +41,15 @@ def bands(
     return [(top, bottom) for top, bottom in itertools.pairwise(edges)]
 
 
-def on_threads(calls: Sequence[Callable[[], T]]) -> list[T]:
-    """Each call's result, in order; the calls run on threads at once (a single one runs here).
+def on_threads(work: Callable[..., T], parts: Sequence[tuple]) -> list[T]:
+    """``work(*part)`` for each part, in order; on threads at once (a single part runs here).
 
-    An exception of a call is raised here, after every call has ended.
+    An exception of a part is raised here, after every part has ended.
     """
-    if len(calls) <= 1:
-        return [call() for call in calls]
-    with ThreadPoolExecutor(len(calls), thread_name_prefix="napari-conch-bands") as pool:
-        futures = [pool.submit(call) for call in calls]
+    if len(parts) <= 1:
+        return [work(*part) for part in parts]
+    with ThreadPoolExecutor(len(parts), thread_name_prefix="napari-conch-bands") as pool:
+        futures = [pool.submit(work, *part) for part in parts]
         return [future.result() for future in futures]
 
 

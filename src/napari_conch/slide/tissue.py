@@ -37,7 +37,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -201,7 +200,7 @@ def otsu_threshold(values: np.ndarray) -> float:
     if low == high:
         return float(low)
     parts = [finite[a:b] for a, b in row_bands.bands(finite.size, min_rows=HISTOGRAM_PART)]
-    histograms = on_threads([_histogram(part, low, high) for part in parts])
+    histograms = on_threads(_histogram, [(part, low, high) for part in parts])
     counts, edges = sum(h[0] for h in histograms), histograms[0][1]  # the same edges in each
     centres = (edges[:-1] + edges[1:]) / 2.0
     counts = counts.astype(np.float32)
@@ -214,8 +213,8 @@ def otsu_threshold(values: np.ndarray) -> float:
     return float(centres[np.argmax(between)])
 
 
-def _histogram(values: np.ndarray, low: float, high: float) -> Callable[[], tuple]:
-    return lambda: np.histogram(values, bins=256, range=(low, high))
+def _histogram(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.histogram(values, bins=256, range=(low, high))
 
 
 def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
@@ -229,16 +228,12 @@ def tissue_pixels(values: np.ndarray, floor: float) -> tuple[np.ndarray, float]:
     height = values.shape[0]
     mask = np.empty(values.shape, bool)
 
-    def band(top: int, bottom: int) -> Callable[[], None]:
+    def band(top: int, bottom: int) -> None:
         start, stop, keep = with_halo(top, bottom, height, MORPHOLOGY_HALO)
-
-        def compute() -> None:
+        with np.errstate(invalid="ignore"):  # NaN > threshold is False: glass
             mask[top:bottom] = _closed_and_opened(values[start:stop] > threshold)[keep]
 
-        return compute
-
-    with np.errstate(invalid="ignore"):  # NaN > threshold is False: glass
-        on_threads([band(top, bottom) for top, bottom in row_bands.bands(height)])
+    on_threads(band, row_bands.bands(height))
     return mask, threshold
 
 
@@ -325,17 +320,14 @@ def _saturation_steps(rgb: np.ndarray, bands: int, count: StepCount) -> Steps[np
     values = np.empty((height, width), np.float32)
     edges = np.linspace(0, height, bands + 1).round().astype(int)
 
-    def band(top: int, bottom: int) -> Callable[[], None]:
-        def compute() -> None:
-            values[top:bottom] = saturation_of(rgb[top:bottom])
-
-        return compute
+    def band(top: int, bottom: int) -> None:
+        values[top:bottom] = saturation_of(rgb[top:bottom])
 
     pairs = list(itertools.pairwise(edges))
     at_once = row_bands.THREADS
     for first in range(0, len(pairs), at_once):  # bands on threads at once, a step each
         group = pairs[first : first + at_once]
-        on_threads([band(top, bottom) for top, bottom in group])
+        on_threads(band, group)
         for _ in group:
             yield count.advance()
     return values
@@ -361,21 +353,18 @@ def _box_fractions(
     integral = np.zeros((h + 1, w + 1), wide)  # tissue level pixels, summed in place
     inner = integral[1:, 1:]
 
-    def across(top: int, bottom: int) -> Callable[[], None]:  # each row band: its own rows
-        def compute() -> None:
-            part = inner[top:bottom]
-            part[...] = tissue[top:bottom]
-            part *= rows[top:bottom, None]
-            part *= cols[None, :]
-            np.cumsum(part, axis=1, out=part)
+    def across(top: int, bottom: int) -> None:  # each row band: its own rows
+        part = inner[top:bottom]
+        part[...] = tissue[top:bottom]
+        part *= rows[top:bottom, None]
+        part *= cols[None, :]
+        np.cumsum(part, axis=1, out=part)
 
-        return compute
+    def down(left: int, right: int) -> None:  # each column band: down its columns
+        np.cumsum(inner[:, left:right], axis=0, out=inner[:, left:right])
 
-    def down(left: int, right: int) -> Callable[[], None]:  # each column band: down its columns
-        return lambda: np.cumsum(inner[:, left:right], axis=0, out=inner[:, left:right])
-
-    on_threads([across(top, bottom) for top, bottom in row_bands.bands(h)])
-    on_threads([down(left, right) for left, right in row_bands.bands(w)])
+    on_threads(across, row_bands.bands(h))
+    on_threads(down, row_bands.bands(w))
     boxes = grid.boxes()
     x0 = np.clip(np.rint(boxes[..., 0] / cell), 0, w).astype(np.int64)
     x1 = np.clip(np.rint(boxes[..., 2] / cell), 0, w).astype(np.int64)

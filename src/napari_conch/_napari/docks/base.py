@@ -189,23 +189,32 @@ class DockBase(Container):
 
     def finish_building(self) -> None:
         """Make the sections not made yet, now, and wire the dock (once)."""
-        left = self.__dict__.get("_sections_left")
-        if left is None or self._building:
+        if self.__dict__.get("_sections_left") is None or self._building:
             return
+        while self._make_next_section():
+            pass
+
+    def _make_next_section(self) -> bool:
+        """Make and place the next section, or wire the dock after the last; whether one was
+        made. Meanwhile the dock is ``_building``: what the section's code asks of it is asked of
+        the dock as it is (no building within building)."""
         self._building = True
         try:
-            for part in left:
+            part = next(self._sections_left, None)
+            if part is not None:
                 self._place(part)
         finally:
             self._building = False
-        self._sections_left = None
-        self._ready()
+        if part is None:
+            self._sections_left = None
+            self._ready()
+        return part is not None
 
     def __getattr__(self, name: str) -> Any:
         """A panel or state asked for before the dock's turns made it: the rest is made now."""
         state = self.__dict__
         if not name.startswith("__") and state.get("_sections_left") is not None:
-            if not state.get("_building", True) and not state.get("_wired", True):
+            if not state.get("_building", True):
                 self.finish_building()
                 return getattr(self, name)
         return super().__getattr__(name)
@@ -223,22 +232,14 @@ class DockBase(Container):
         QTimer.singleShot(OPEN_STEP_MS, self._build_in_turns)
 
     def _build_in_turns(self) -> None:
-        """Make the next section in this turn, then wire the dock in the next, then show it."""
-        left = self._sections_left
-        if self._closed or left is None:
-            if not self._closed:
-                QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+        """Make the next section in this turn (or wire the dock), then the rest in later turns;
+        the content is shown in the turn after the wiring."""
+        if self._closed:
             return
-        self._building = True  # the section's own code sees the dock as it is
-        try:
-            part = next(left, None)
-        finally:
-            self._building = False
-        if part is None:
-            self._sections_left = None
-            self._ready()
-        else:
-            self._place(part)
+        if self._sections_left is None:
+            QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+            return
+        self._make_next_section()
         QTimer.singleShot(OPEN_STEP_MS, self._build_in_turns)
 
     def _show_content(self) -> None:
