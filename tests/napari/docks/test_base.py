@@ -51,6 +51,30 @@ def test_docks_share_the_viewers_session_and_slide(make_napari_viewer):
 
 
 @pytest.mark.slow
+def test_the_slide_worked_on_is_shown_and_the_slides_over_it_hidden(make_napari_viewer):
+    viewer, prompt, caption = _docks(make_napari_viewer)
+    first = viewer.add_image(np.full((64, 80, 3), 200, np.uint8), name="first", rgb=True)
+    second = viewer.add_image(np.full((50, 60, 3), 90, np.uint8), name="second", rgb=True)
+    assert prompt.slide_layer is second  # the one on top: the first is hidden under it
+    assert [first.visible, second.visible] == [False, True]
+    apart = viewer.add_image(
+        np.full((40, 40, 3), 30, np.uint8), name="apart", rgb=True, translate=(0, 500)
+    )
+    caption.region_panel.layer.value = first  # back to the first: the second would cover it
+    assert prompt.session.slide_source is first
+    assert [first.visible, second.visible, apart.visible] == [True, False, True]
+
+
+def test_slides_overlap_only_when_they_share_area():
+    from napari_conch._napari.layers.slide_view import overlap
+
+    box = np.array([[0.0, 0.0], [10.0, 20.0]])
+    assert overlap(box, box + 5) and overlap(box + 5, box)
+    assert not overlap(box, box + np.array([0.0, 20.0]))  # side by side: touching edges only
+    assert not overlap(box, box + np.array([30.0, 0.0]))
+
+
+@pytest.mark.slow
 def test_a_model_loaded_in_one_dock_is_the_others(make_napari_viewer, tiny_model):
     _viewer, prompt, caption = _docks(make_napari_viewer)
     caption._set_model(tiny_model)  # what the Load worker hands back

@@ -544,6 +544,8 @@ class DockBase(Container):
         combo = self._layer_combo
         if combo is not None and source is not None and source in combo.choices:
             self._show_layer(source)
+        if source is not None:  # the slide worked on is the one on show (not under another)
+            slide_view.watch(self.viewer).show_alone(source.name)
         self.on_slide_changed(slide)
 
     def _show_layer(self, layer: Any) -> None:

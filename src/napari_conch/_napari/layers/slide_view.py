@@ -13,7 +13,12 @@ One :class:`SlideView` per viewer (:func:`watch`, from the reader and from every
   (napari reads the slide, the window is maximised, a dock takes its room), more than
   :data:`SETTLE_MS` apart on a busy machine: each step while the camera is untouched is fitted;
 - shows napari's scale bar when a slide with a known MPP is added: its layer is in microns
-  (``units``), so the scale bar reads microns.
+  (``units``), so the scale bar reads microns;
+- shows the slide the docks work on (:meth:`SlideView.show_alone`, when the session's slide
+  changes) and hides the other slides it overlaps (the RGB image layers, as the docks' slide
+  lists have them). Slides opened in one viewer all start at the
+  origin: the one on top would cover the one worked on, whose maps would then be drawn over the
+  other slide's tissue. Slides placed apart (translated) stay as they are.
 """
 
 from __future__ import annotations
@@ -69,6 +74,16 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
     bar.visible = True
 
 
+def world_box(layer: Any) -> np.ndarray:
+    """``[[y0, x0], [y1, x1]]``: the layer's extent on the canvas (napari's world coordinates)."""
+    return np.asarray(layer.extent.world, dtype=float)[:, -2:]
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two :func:`world_box` es share some area."""
+    return bool(np.all(a[0] < b[1]) and np.all(b[0] < a[1]))
+
+
 def _camera_state(viewer: napari.Viewer) -> np.ndarray:
     camera = viewer_camera(viewer)
     return np.asarray([*camera.center, camera.zoom, *np.ravel(camera.angles)], float)
@@ -105,6 +120,28 @@ class SlideView:
         if viewer is not None:
             viewer.reset_view()
             self._fitted = _camera_state(viewer)
+
+    def show_alone(self, name: str) -> list[str]:
+        """Show the slide layer ``name`` and hide the other RGB image layers that overlap it.
+
+        By name: napari hands docks a new proxy of a layer at each access. Returns the names of
+        the slides hidden (none when ``name`` is not a slide of the viewer).
+        """
+        viewer = self._viewer()
+        layers = [] if viewer is None else list(viewer.layers)
+        slides = [ly for ly in layers if getattr(ly, "rgb", False) is True]
+        shown = next((ly for ly in slides if ly.name == name), None)
+        if shown is None:
+            return []
+        box = world_box(shown)
+        hidden = []
+        for layer in slides:
+            if layer.name != name and layer.visible and overlap(box, world_box(layer)):
+                layer.visible = False
+                hidden.append(layer.name)
+        if not shown.visible:
+            shown.visible = True
+        return hidden
 
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
