@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,6 +154,19 @@ def test_embed_prompt_example_export(session, tiny_model, tmp_path):
 
 
 @pytest.mark.slow
+def test_store_counts_read_the_store_of_the_slide_without_opening_it(session, svs_path):
+    assert Session().store_counts() is None  # no slide, no model
+    assert session.store_counts() is None  # not embedded yet: nothing made by asking
+    assert not any(Path(session.options.store_root).iterdir())
+    summary = session.embed()
+    assert session.store_counts() == session.store.counts()
+    assert session.store_counts()["done"] == summary.done
+    other = Session(session.options)  # another viewer: no store open there
+    other.set_model(session.model)
+    other.open_slide(svs_path)
+    assert other.store_counts() == session.store.counts() and other.store is None
+
+
 def test_prompt_sets_with_synonyms(session, tiny_model):
     from napari_conch.engine.prompts import PromptSet
 

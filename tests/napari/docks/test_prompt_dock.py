@@ -251,6 +251,28 @@ def test_embed_prompt_labels_export(viewer_widget, qtbot, tmp_path):
     assert "tiles/s" not in status
 
 
+@pytest.mark.slow
+def test_the_status_says_how_far_the_chosen_slide_is_embedded(viewer_widget, qtbot):
+    """Choosing another slide, or opening the dock again, shows that slide's embedding (it
+    showed the last run's figures, of whichever slide that was, or nothing)."""
+    viewer, widget, slide_layer = viewer_widget
+    s = widget.slide_panel
+    assert s.status.value == "Not embedded yet with this model and these options."
+    _embed(widget, qtbot)
+    done = widget.session.store.counts()["done"]
+    other = viewer.add_image(np.full((600, 700, 3), 120, np.uint8), name="other", rgb=True)
+    assert widget.session.slide_source is other  # the active layer is the slide
+    assert s.status.value == "Not embedded yet with this model and these options."
+    assert s.progress.value == 0
+    s.layer.value = slide_layer
+    assert s.status.value == f"{done}/{done} tissue tiles embedded."
+    assert (s.progress.value, s.progress.max) == (done, done)
+    again = type(widget)(viewer)  # the dock opened again: a new one on the same session
+    again.finish_building()
+    assert again.slide_panel.status.value == f"{done}/{done} tissue tiles embedded."
+    assert again.slide_panel.progress.value == done
+
+
 def test_the_end_of_run_toast_says_it_all_in_its_first_line(viewer_widget, qtbot, monkeypatch):
     """napari folds a toast to its first line: that line is the whole news, the store's path
     comes under it (it read "17/17 tissue tiles embedded; store:" before)."""

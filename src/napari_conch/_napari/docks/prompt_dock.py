@@ -46,7 +46,12 @@ from napari_conch._napari.docks.panels import (
     optional_path,
     prompt_hint,
 )
-from napari_conch._napari.docks.workers import background, background_generator
+from napari_conch._napari.docks.workers import (
+    USER_ERRORS,
+    background,
+    background_generator,
+    one_line,
+)
 from napari_conch._napari.fastpaths.process import freeze_long_lived_objects
 from napari_conch._napari.layers import map_layers, on_show
 from napari_conch._napari.layers import steps as layer_steps
@@ -129,6 +134,7 @@ class PromptDock(DockBase):
         self._show_prompts(self.session.request)
         self._connect()
         self.cursor_status = CursorStatus(self)
+        self._show_store_state()
         if self.session.result is not None:
             self.display(self.session.result)
 
@@ -177,11 +183,38 @@ class PromptDock(DockBase):
         text.native.setPlaceholderText(prompt_hint(model))
         if model is not None and model.is_demo:
             text.tooltip = DEMO_PROMPT_HINT
+        self._show_store_state()
         self.prompts_edited()
 
     def on_slide_changed(self, slide: Any) -> None:
-        """A new slide: the maps follow."""
+        """A new slide: the maps and the embedding's status follow."""
+        self._show_store_state()
         self.schedule_refresh()
+
+    def _show_store_state(self) -> None:
+        """Outside a run, the status and bar say how far the session's slide is embedded with
+        this model and these options (from its store): another slide chosen, or the dock opened
+        again, never shows the last run of another slide, nor nothing."""
+        session = self.session
+        if session.running:
+            return
+        s = self.slide_panel
+        done, total, text = 0, 1, ""
+        try:
+            counts = session.store_counts()
+        except USER_ERRORS as exc:
+            counts, text = None, one_line(exc)
+        if counts is not None:
+            done, failed = counts["done"], counts["failed"]
+            total = max(1, done + counts["pending"] + failed)
+            text = f"{done}/{done + counts['pending'] + failed} tissue tiles embedded"
+            text += f", {failed} failed." if failed else "."
+            done += failed
+        elif not text and session.model is not None and session.slide is not None:
+            text = "Not embedded yet with this model and these options."
+        s.progress.max, s.progress.value = total, min(done, total)
+        if s.status.value != text:
+            s.status.value = text
 
     @reports_errors
     def use_demo_model(self, *_: Any) -> Any:
@@ -200,6 +233,7 @@ class PromptDock(DockBase):
 
     def _on_options(self, options: Any) -> None:
         self._show_options(options)
+        self._show_store_state()  # other options, another grid: another store
         self.schedule_refresh()
 
     def _show_options(self, options: Any) -> None:

@@ -293,6 +293,30 @@ class Session(SessionMaps, SessionExamples):
 
         return store_path_for(self.slide, self.model, self.grid, self.options.store_root)
 
+    def store_counts(self) -> dict[str, int] | None:
+        """Tiles per status (``EmbeddingStore.counts``) in the store of (slide, model, grid).
+
+        None when there is no store yet, or no slide or model to name one. Reads the store's
+        status only, not its embeddings (no index is read, nothing is opened for the session):
+        what a dock shows of how far the slide is embedded. During a run, and for a store opened
+        by its path, the open store's.
+
+        Raises
+        ------
+        StoreError
+            When the store found was made from another slide, model or grid.
+        """
+        if self.running or self._stores.by_path:
+            return None if self.store is None else self.store.counts()
+        if self.slide is None or self.model is None:
+            return None
+        if self.store is not None and self._stores.key == self._key():
+            return self.store.counts()
+        store = read_store_for(
+            self.slide, self.model, self.grid, self.options.store_root, create=False
+        )
+        return None if store is None else store.counts()
+
     def open_store(self, *, create: bool = True) -> Any:
         """The store of (slide, model, grid), opened (and made when ``create``) once.
 
