@@ -252,6 +252,13 @@ def test_top_tiles_list_and_camera(
     assert len(viewer.layers[regions.TOP_TILES_LAYER].data) == 3
     assert [ly.name for ly in viewer.layers].count(regions.TOP_TILES_LAYER) == 1
     assert not widget.errors
+    # another slide chosen: the list and outlines of this one go (a click would land there)
+    widget.region_panel.layer.value = slide_layer  # the same slide again: nothing goes
+    assert len(widget.hits) == 3
+    viewer.add_image(np.full((600, 700, 3), 120, np.uint8), name="other", rgb=True)
+    assert widget.session.slide_source.name == "other"
+    assert widget.hits == [] and t.table.shape[0] == 0 and t.status.value == ""
+    assert len(viewer.layers[regions.TOP_TILES_LAYER].data) == 0
 
 
 def test_caption_widget_demo_model_button(make_napari_viewer, qtbot):

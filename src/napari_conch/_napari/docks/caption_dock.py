@@ -37,7 +37,7 @@ from napari_conch._napari.docks.panels import ModelPanel, optional_path
 from napari_conch._napari.docks.workers import USER_ERRORS, background
 from napari_conch._napari.fastpaths.canvas import canvas_redrawn_later
 from napari_conch._napari.layers import regions
-from napari_conch._napari.layers.map_layers import find_layer, viewer_camera
+from napari_conch._napari.layers.map_layers import clear_shapes, find_layer, viewer_camera
 from napari_conch._napari.layers.steps import STEP_GAP_MS, reveal_steps, run_in_turns
 from napari_conch._napari.session_registry import unwrap
 from napari_conch.engine.retrieval import top_tiles_job
@@ -101,6 +101,8 @@ class CaptionDock(DockBase):
         self.ranking: list[tuple[str, float, float]] = []
         self.hits: list[TileHit] = []
         self._hits_layer: Any = None
+        #: The slide layer (its name) the caption, ranking and top tiles on show were made on.
+        self._results_of: str | None = None
         self._region_layer: Any = None
         self.bind_model_panel(self.model_panel)
         self.bind_layer_combo(self.region_panel.layer, self.region_panel.level)
@@ -129,7 +131,23 @@ class CaptionDock(DockBase):
 
     def slide(self) -> Any:
         """The :class:`~napari_conch.slide.Slide` of the chosen layer (the session's slide)."""
-        return self.require_slide()
+        slide = self.require_slide()
+        self._results_of = self.slide_layer.name  # what is computed next describes this slide
+        return slide
+
+    def on_slide_changed(self, slide: Any) -> None:
+        """Another slide: the caption, ranking and top tiles of the last one go (they describe
+        it, and its tiles' outlines and the table's jumps would land on the new one)."""
+        source = self.session.slide_source
+        if self._results_of is None or (source is not None and source.name == self._results_of):
+            return
+        self._results_of = None
+        self.caption_text, self.ranking, self.hits = None, [], []
+        self.caption_panel.text.value = ""
+        _fill(self.rank_panel.table, [])
+        _fill(self.tiles_panel.table, [])
+        self.tiles_panel.status.value = ""
+        clear_shapes(self.viewer, regions.TOP_TILES_LAYER)
 
     def update_busy(self) -> None:
         """Enable the buttons of the tasks that are not running."""
