@@ -179,7 +179,9 @@ def tune_view_process() -> None:
 
 
 def after_first_drawing(viewer, widget, then) -> None:
-    """Call ``then`` once the window has drawn its canvas the first time (at most after 2 s).
+    """Call ``then`` once the window has drawn its canvas the first time (at most after 2 s)
+    and the dock ``widget`` is built (its sections are made over several turns; asked for
+    before, they would all be made in one: ``DockBase.when_built``).
 
     Not when the dock ``widget`` is gone meanwhile (its window closed and deleted).
 
@@ -198,7 +200,7 @@ def after_first_drawing(viewer, widget, then) -> None:
             widget.native.objectName()
         except RuntimeError:  # its C++ widget is gone with the window
             return
-        then()
+        widget.when_built(then)
 
     after_canvas_drawn(viewer, lambda: QTimer.singleShot(0, start), wait_ms=FIRST_DRAWING_WAIT_MS)
 

@@ -208,7 +208,20 @@ class DockBase(Container):
         if part is None:
             self._sections_left = None
             self._ready()
+            for then in self.__dict__.pop("_when_built", []):
+                QTimer.singleShot(OPEN_STEP_MS, then)  # each in a turn of its own
         return part is not None
+
+    def when_built(self, then: Callable[[], Any]) -> None:
+        """Call ``then`` once the dock is built: now when it is, else in a turn after its last.
+
+        For what would ask for the dock's panels before its turns made them (and so make them
+        all in one turn, one long pause): ``napari-conch view`` starting its demo.
+        """
+        if self.built:
+            then()
+        else:
+            self.__dict__.setdefault("_when_built", []).append(then)
 
     def __getattr__(self, name: str) -> Any:
         """A panel or state asked for before the dock's turns made it: the rest is made now."""
@@ -243,11 +256,16 @@ class DockBase(Container):
         QTimer.singleShot(OPEN_STEP_MS, self._build_in_turns)
 
     def _show_content(self) -> None:
+        """Fold the advanced options away, one per turn (a fold is 20-30 ms of the GUI thread
+        here; the three of the Prompt dock in one turn were the longest pause of ``napari-conch
+        view`` once its demo waited for the dock), then show the content."""
         if self._closed:
             return
-        for sub, title in self._folds_later:  # folded away: Qt leaves their content alone
+        if self._folds_later:  # folded away: Qt leaves their content alone
+            sub, title = self._folds_later.pop(0)
             self.advanced_sections.append(fold(sub, title, expanded=False))
-        self._folds_later.clear()
+            QTimer.singleShot(OPEN_STEP_MS, self._show_content)
+            return
         self._scroll.widget().show()
 
     @property
