@@ -343,3 +343,24 @@ def test_the_step_queue_runs_one_step_a_turn_and_a_newer_display_replaces_the_wa
     layer_steps.run_in_turns(viewer, [step("now"), step("later")])
     assert ran[-1] == "now"  # the first at once
     qtbot.waitUntil(lambda: ran[-1] == "later", timeout=2000)
+
+
+@pytest.mark.gui
+def test_steps_stop_quietly_once_their_window_is_gone_and_only_then(make_napari_viewer):
+    """A step that runs after its viewer's window was closed meets Qt's deleted canvas (inside
+    napari's signals): the queue stops instead of raising out of a Qt timer, which aborted a
+    process making a second viewer (``bench/stalls.py --view --repeat 2``)."""
+
+    def canvas_gone():
+        try:
+            raise RuntimeError("wrapped C/C++ object of type CanvasBackendDesktop has been deleted")
+        except RuntimeError as exc:
+            raise ValueError("while emitting signal 'visible', an error occurred") from exc
+
+    ran = []
+    queue = layer_steps.StepQueue(make_napari_viewer())
+    queue.run_now([canvas_gone, lambda: ran.append(1)])
+    assert not queue.busy and ran == []
+    assert layer_steps.window_closed(RuntimeError("Internal C++ object (QWidget) already deleted."))
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        queue.run_now([lambda: (_ for _ in ()).throw(RuntimeError("a bug of ours"))])

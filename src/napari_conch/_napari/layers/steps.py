@@ -138,14 +138,37 @@ class StepQueue:
         self._scheduled = False
         if not self._pending or not self._alive():
             return
-        with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
-            more = self._pending.pop(0)()
+        try:
+            with canvas_redrawn_later(self.viewer):  # its first drawing in a turn of its own
+                more = self._pending.pop(0)()
+        except Exception as exc:
+            if not window_closed(exc):
+                raise
+            self._pending.clear()  # the viewer's window is gone: nothing left to draw on
+            return
         if more:
             self._pending[0:0] = more  # what the step left for the next turns, first
         if self._after_step is not None:
             self._after_step()
         if self._pending:  # the gap counts from the canvas's drawing of this step
             after_canvas_drawn(self.viewer, lambda: self._schedule())
+
+
+#: What Qt's Python bindings say of a widget whose C++ object was deleted (PyQt, PySide).
+DELETED = ("has been deleted", "already deleted")
+
+
+def window_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it: napari's signals wrap their callbacks' errors) is Qt
+    saying a widget was deleted: a step that ran after its viewer's window was closed (a timer
+    set before, a viewer made again in the same process)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RuntimeError) and any(text in str(exc) for text in DELETED):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def run_in_turns(viewer: napari.Viewer, steps: list[Any]) -> StepQueue:
