@@ -259,7 +259,7 @@ def test_the_status_says_how_far_the_chosen_slide_is_embedded(viewer_widget, qtb
     s = widget.slide_panel
     assert s.status.value == "Not embedded yet with this model and these options."
     _embed(widget, qtbot)
-    done = widget.session.store.counts()["done"]
+    done, path = widget.session.store.counts()["done"], widget.session.store.path
     other = viewer.add_image(np.full((600, 700, 3), 120, np.uint8), name="other", rgb=True)
     assert widget.session.slide_source is other  # the active layer is the slide
     assert s.status.value == "Not embedded yet with this model and these options."
@@ -271,6 +271,13 @@ def test_the_status_says_how_far_the_chosen_slide_is_embedded(viewer_widget, qtb
     again.finish_building()
     assert again.slide_panel.status.value == f"{done}/{done} tissue tiles embedded."
     assert again.slide_panel.progress.value == done
+    with EmbeddingStore.open(path, writable=True) as store:
+        rows, cols = np.nonzero(store.status() == TileStatus.DONE)
+        store.set_status(rows[:1], cols[:1], TileStatus.FAILED)  # as an unreadable tile is
+    s.layer.value = other
+    s.layer.value = slide_layer
+    assert s.status.value == f"{done - 1}/{done} tissue tiles embedded, 1 failed."
+    assert (s.progress.value, s.progress.max) == (done, done)
 
 
 def test_the_end_of_run_toast_says_it_all_in_its_first_line(viewer_widget, qtbot, monkeypatch):

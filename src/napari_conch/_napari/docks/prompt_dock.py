@@ -204,10 +204,11 @@ class PromptDock(DockBase):
             counts = session.store_counts()
         except USER_ERRORS as exc:
             counts, text = None, one_line(exc)
-        if counts is not None:
+        tissue = 0 if counts is None else counts["done"] + counts["pending"] + counts["failed"]
+        if tissue:  # a store whose tissue was found (a run cancelled before has none)
             done, failed = counts["done"], counts["failed"]
-            total = max(1, done + counts["pending"] + failed)
-            text = f"{done}/{done + counts['pending'] + failed} tissue tiles embedded"
+            total = tissue
+            text = f"{done}/{tissue} tissue tiles embedded"
             text += f", {failed} failed." if failed else "."
             done += failed
         elif not text and session.model is not None and session.slide is not None:
