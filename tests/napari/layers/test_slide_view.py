@@ -7,7 +7,7 @@ import pytest
 
 from napari_conch._napari.layers import slide_view
 from napari_conch._napari.layers.map_layers import viewer_camera
-from napari_conch._napari.sample_data import CMU_SMALL_REGION
+from napari_conch._napari.sample_data import CMU_SMALL_REGION, HGSC_HELDOUT
 
 pytestmark = pytest.mark.gui
 
@@ -71,3 +71,17 @@ def test_a_second_slide_opened_is_fitted(opened, qtbot):
     viewer_camera(viewer).zoom = 50.0
     viewer.open(str(CMU_SMALL_REGION), plugin="napari-conch")
     assert viewer_camera(viewer).zoom < 50.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not slide_view.home_fits_given_layers(), reason="napari before 0.9.1 fits every layer"
+)
+def test_a_slide_opened_beside_another_is_fitted_alone(opened):
+    """The second slide is fitted, not the union with the first (it showed small, in a corner
+    of the larger one's extent)."""
+    viewer, first, _ = opened
+    [second] = viewer.open(str(HGSC_HELDOUT), plugin="napari-conch")
+    box = slide_view.world_box(second)
+    assert not np.allclose(box, slide_view.world_box(first))  # another size, another unit
+    np.testing.assert_allclose(viewer_camera(viewer).center[-2:], box.mean(axis=0), atol=1.0)

@@ -4,8 +4,8 @@ napari fits the view to the first layer as it is added, often before the window 
 size (the window is maximised, a dock takes its room): the slide then looks small until Home.
 One :class:`SlideView` per viewer (:func:`watch`, from the reader and from every dock):
 
-- fits the view (``viewer.reset_view()``) when a slide layer (one read by napari-conch, with
-  ``metadata["napari_conch"]``) is added;
+- fits the view to a slide layer (one read by napari-conch, with ``metadata["napari_conch"]``)
+  when it is added (to that slide alone, not to the union with the slides opened before);
 - fits it again when the canvas settles to its size while the window starts:
   :data:`SETTLE_MS` after a change of size (napari's public ``viewer.canvas.size``), within
   :data:`SETTLE_PERIOD_S` of the slide's fit, unless the camera moved since the last fit (the
@@ -23,6 +23,7 @@ One :class:`SlideView` per viewer (:func:`watch`, from the reader and from every
 
 from __future__ import annotations
 
+import inspect
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,13 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
     bar.visible = True
 
 
+def home_fits_given_layers() -> bool:
+    """Whether napari's Home can fit chosen layers (``reset_view(layers=...)``, napari 0.9.1+)."""
+    from napari.components import ViewerModel
+
+    return "layers" in inspect.signature(ViewerModel.reset_view).parameters
+
+
 def world_box(layer: Any) -> np.ndarray:
     """``[[y0, x0], [y1, x1]]``: the layer's extent on the canvas (napari's world coordinates)."""
     return np.asarray(layer.extent.world, dtype=float)[:, -2:]
@@ -98,6 +106,8 @@ class SlideView:
         self._until = 0.0  # the end of the settling period (time.monotonic)
         #: How many times the canvas settled in a settling period (each looked at).
         self.settles = 0
+        #: The name of the slide the view is fitted to (the one opened last).
+        self._fit_name: str | None = None
         self._timer = QTimer()
         self._timer.setSingleShot(True)
         self._timer.setInterval(SETTLE_MS)
@@ -115,11 +125,22 @@ class SlideView:
                 show_scale_bar(viewer)
 
     def fit(self) -> None:
-        """Fit the view to the layers (napari's Home) and remember the camera."""
+        """Fit the view to the slide last opened (napari's Home for that layer alone), else to
+        all layers (napari's Home), and remember the camera.
+
+        napari's Home fits every layer: a slide opened beside a larger one would show small,
+        in a corner of their union. Fitting one layer needs napari 0.9.1 or later
+        (``reset_view(layers=...)``); before, the view fits all layers.
+        """
         viewer = self._viewer()
-        if viewer is not None:
+        if viewer is None:
+            return
+        layer = next((ly for ly in viewer.layers if ly.name == self._fit_name), None)
+        if layer is not None and home_fits_given_layers():
+            viewer.reset_view(layers=[layer])
+        else:
             viewer.reset_view()
-            self._fitted = _camera_state(viewer)
+        self._fitted = _camera_state(viewer)
 
     def show_alone(self, name: str) -> list[str]:
         """Show the slide layer ``name`` and hide the other RGB image layers that overlap it.
@@ -150,6 +171,7 @@ class SlideView:
         viewer = self._viewer()
         if viewer is not None and in_microns(layer):
             show_scale_bar(viewer)
+        self._fit_name = layer.name
         self.fit()
         self._until = time.monotonic() + SETTLE_PERIOD_S
 
