@@ -75,7 +75,7 @@ def test_a_second_slide_opened_is_fitted(opened, qtbot):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not slide_view.home_fits_given_layers(), reason="napari before 0.9.1 fits every layer"
+    not slide_view.home_fits_given_layers(), reason="napari before 0.9.2 fits every layer"
 )
 def test_a_slide_opened_beside_another_is_fitted_alone(opened):
     """The second slide is fitted, not the union with the first (it showed small, in a corner

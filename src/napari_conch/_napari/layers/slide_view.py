@@ -76,7 +76,7 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
 
 
 def home_fits_given_layers() -> bool:
-    """Whether napari's Home can fit chosen layers (``reset_view(layers=...)``, napari 0.9.1+)."""
+    """Whether napari's Home can fit chosen layers (``reset_view(layers=...)``, napari 0.9.2+)."""
     from napari.components import ViewerModel
 
     return "layers" in inspect.signature(ViewerModel.reset_view).parameters
@@ -129,7 +129,7 @@ class SlideView:
         all layers (napari's Home), and remember the camera.
 
         napari's Home fits every layer: a slide opened beside a larger one would show small,
-        in a corner of their union. Fitting one layer needs napari 0.9.1 or later
+        in a corner of their union. Fitting one layer needs napari 0.9.2 or later
         (``reset_view(layers=...)``); before, the view fits all layers.
         """
         viewer = self._viewer()
