@@ -131,8 +131,13 @@ class CaptionDock(DockBase):
 
     def slide(self) -> Any:
         """The :class:`~napari_conch.slide.Slide` of the chosen layer (the session's slide)."""
+        return self.require_slide()
+
+    def _slide_for_results(self) -> Any:
+        """:meth:`slide`, for a caption, ranking or top tiles about to be computed: the results
+        on show are this slide's from now on (see :meth:`on_slide_changed`)."""
         slide = self.require_slide()
-        self._results_of = self.slide_layer.name  # what is computed next describes this slide
+        self._results_of = self.slide_layer.name
         return slide
 
     def on_slide_changed(self, slide: Any) -> None:
@@ -315,7 +320,9 @@ class CaptionDock(DockBase):
             min_length=min(DOCK_CAPTION_DEFAULTS.min_length, c.max_length.value),
             num_beams=c.num_beams.value,
         ).generation_config()
-        worker = background(caption_region, model, self.slide(), self.current_region(), cfg)
+        worker = background(
+            caption_region, model, self._slide_for_results(), self.current_region(), cfg
+        )
         c.text.value = "Captioning ..."
         failed = lambda _message: setattr(c.text, "value", "")  # noqa: E731
         return self.run("caption", worker, self._on_caption, failed=failed)
@@ -355,7 +362,9 @@ class CaptionDock(DockBase):
         model = self.require_model()
         candidates, templates = self.candidates()
         region = self.current_region()
-        worker = background(rank_texts, model, self.slide(), region, candidates, templates)
+        worker = background(
+            rank_texts, model, self._slide_for_results(), region, candidates, templates
+        )
         return self.run("rank", worker, self._on_rank)
 
     def _on_rank(self, ranking: Any) -> None:
@@ -383,7 +392,7 @@ class CaptionDock(DockBase):
         prompt = t.prompt.value.strip()
         if not prompt:
             raise InputError("type a prompt to find its top tiles")
-        model, slide = self.require_model(), self.slide()
+        model, slide = self.require_model(), self._slide_for_results()
         live = self._session_embeddings(slide, model)
         templates = self._templates(t.templates.value)
         args = (slide, model, self._store_root(), live, prompt, t.k.value, templates)

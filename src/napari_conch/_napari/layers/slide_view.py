@@ -23,6 +23,7 @@ One :class:`SlideView` per viewer (:func:`watch`, from the reader and from every
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 import weakref
@@ -75,6 +76,7 @@ def show_scale_bar(viewer: napari.Viewer) -> None:
     bar.visible = True
 
 
+@functools.cache
 def home_fits_given_layers() -> bool:
     """Whether napari's Home can fit chosen layers (``reset_view(layers=...)``, napari 0.9.2+)."""
     from napari.components import ViewerModel
@@ -142,27 +144,24 @@ class SlideView:
             viewer.reset_view()
         self._fitted = _camera_state(viewer)
 
-    def show_alone(self, name: str) -> list[str]:
-        """Show the slide layer ``name`` and hide the other RGB image layers that overlap it.
+    def show_alone(self, name: str) -> None:
+        """Show the slide layer ``name`` and hide the other RGB image layers that overlap it
+        (nothing when ``name`` is not an RGB image layer of the viewer).
 
-        By name: napari hands docks a new proxy of a layer at each access. Returns the names of
-        the slides hidden (none when ``name`` is not a slide of the viewer).
+        By name: napari hands docks a new proxy of a layer at each access.
         """
         viewer = self._viewer()
         layers = [] if viewer is None else list(viewer.layers)
         slides = [ly for ly in layers if getattr(ly, "rgb", False) is True]
         shown = next((ly for ly in slides if ly.name == name), None)
         if shown is None:
-            return []
+            return
         box = world_box(shown)
-        hidden = []
         for layer in slides:
             if layer.name != name and layer.visible and overlap(box, world_box(layer)):
                 layer.visible = False
-                hidden.append(layer.name)
         if not shown.visible:
             shown.visible = True
-        return hidden
 
     def _on_inserted(self, event: Any) -> None:
         layer = event.value
