@@ -15,10 +15,13 @@ import tifffile
 WIDTH, LENGTH = 256, 257
 
 
-def tiff_claiming(out: Path, width: int, height: int, *, tiled: bool = True) -> Path:
-    """A 256 x 256 RGB TIFF (tiled 128 px, or one strip) whose header says ``width x height``."""
+def tiff_claiming(
+    out: Path, width: int, height: int, *, tiled: bool = True, tile: int = 128
+) -> Path:
+    """A 256 x 256 RGB TIFF (tiled ``tile`` px, or one strip) whose header says
+    ``width x height``."""
     pixels = np.full((256, 256, 3), 200, np.uint8)
-    tifffile.imwrite(out, pixels, photometric="rgb", tile=(128, 128) if tiled else None)
+    tifffile.imwrite(out, pixels, photometric="rgb", tile=(tile, tile) if tiled else None)
     data = bytearray(out.read_bytes())
     with tifffile.TiffFile(out) as tif:
         for tag in tif.pages[0].tags.values():

@@ -198,3 +198,42 @@ def test_a_header_claiming_4e9_by_3e9_px_is_refused_before_any_allocation(tmp_pa
         f"{path}: the file says its image is 4000000000 x 3000000000 px, more than any slide "
         f"(at most {MAX_SLIDE_SIDE} px a side); it is damaged or not a slide"
     )
+
+
+#: Opens a slide in a child whose address space is capped, printing the error's class and text.
+_OPEN_CAPPED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 2**30, 3 * 2**30))
+from napari_conch.slide import open_slide
+try:
+    open_slide(sys.argv[1])
+except BaseException as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["tiff", "zarr"])
+def test_a_huge_claim_in_small_chunks_is_refused_before_dask_lists_them(tmp_path, kind):
+    """4e9 x 3e9 px in 16 px chunks: dask's chunk lists alone took 22 GB and the process was
+    killed for memory before the slide's size check; now each level is checked first. Run in a
+    child capped at 3 GiB, so that a regression fails here instead of taking the machine."""
+    import subprocess
+    import sys
+
+    import zarr
+
+    from tests.slide.forged import tiff_claiming
+
+    if kind == "tiff":
+        path = tiff_claiming(tmp_path / "huge.tif", 4_000_000_000, 3_000_000_000, tile=16)
+    else:
+        path = tmp_path / "huge.zarr"
+        zarr.create_array(
+            path, shape=(3_000_000_000, 4_000_000_000, 3), chunks=(16, 16, 3), dtype="uint8"
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN_CAPPED, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.startswith("SlideRefusedError "), done.stdout + done.stderr[-2000:]
+    assert "4000000000 x 3000000000 px, more than any slide" in done.stdout

@@ -166,6 +166,16 @@ def _check_sizes(path: Path, levels: Sequence[da.Array]) -> None:
                 f"{path}: level {i} is {width} x {height} px, an image without pixels"
             )
     height, width = (int(s) for s in levels[0].shape[:2])
+    refuse_huge(path, width, height)
+
+
+def refuse_huge(path: Path, width: int, height: int) -> None:
+    """Refuse an image larger than :data:`MAX_SLIDE_SIDE` a side.
+
+    Readers call it on each stored level before making a dask array of it: a damaged header's
+    4e9 x 3e9 px in 16 px tiles made dask list 250 million chunks a side and the process was
+    killed for memory (22 GB) before the check of the slide's levels could say why.
+    """
     if max(height, width) > MAX_SLIDE_SIDE:
         raise SlideRefusedError(
             f"{path}: the file says its image is {width} x {height} px, more than any slide "

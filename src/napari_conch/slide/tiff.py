@@ -24,7 +24,7 @@ import tifffile
 import zarr
 
 from napari_conch.errors import SlideError, SlideRefusedError
-from napari_conch.slide.base import PAD_VALUE, Slide
+from napari_conch.slide.base import PAD_VALUE, Slide, refuse_huge
 from napari_conch.slide.fingerprint import file_fingerprint
 from napari_conch.slide.layout import make_layout
 from napari_conch.slide.mpp import aperio_mpp, ome_mpp, philips_mpp, resolution_mpp
@@ -114,6 +114,7 @@ def _slide_from_tiff(path: Path, tif: tifffile.TiffFile) -> Slide:
             f"{path} level {i}",
             premultiplied=_associated_alpha(level.keyframe),
         )
+        refuse_huge(path, layout.width, layout.height)  # before dask lists its chunks
         mapped = _memmap(path, level)
         if mapped is not None:  # uncompressed and contiguous: read in place, any strip size
             levels.append(layout.to_rgb(da.from_array(mapped, chunks=MEMMAP_CHUNKS[: mapped.ndim])))

@@ -17,7 +17,7 @@ import dask.array as da
 import zarr
 
 from napari_conch.errors import SlideError
-from napari_conch.slide.base import Slide
+from napari_conch.slide.base import Slide, refuse_huge
 from napari_conch.slide.fingerprint import zarr_fingerprint
 from napari_conch.slide.layout import make_layout
 from napari_conch.slide.mpp import plausible, unit_to_microns
@@ -50,6 +50,7 @@ def open_zarr(path: Path) -> Slide:
         layout = make_layout(
             axes or _guess_axes(array.shape, where), array.shape, array.dtype, where
         )
+        refuse_huge(path, layout.width, layout.height)  # before dask lists its chunks
         levels.append(layout.to_rgb(da.from_zarr(array)[layout.full_index()]))
         readers.append(ArrayReader(array, layout))
     _check_pyramid(levels, path)
